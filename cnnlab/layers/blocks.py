@@ -1,0 +1,3 @@
+"""Chapter-8 network blocks (VGG, NiN, Inception, Residual, ResNeXt, Dense)."""
+
+__all__: list[str] = []
