@@ -1,0 +1,47 @@
+"""cnnlab.plots writes real PNG files that decode to the expected sizes."""
+
+import matplotlib.image as mpimg
+import numpy as np
+import pytest
+import torch
+
+from cnnlab import plots
+
+
+def _png(path):
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    return mpimg.imread(path)
+
+
+def test_curves_png(tmp_path):
+    hist = [{"epoch": e, "train_loss": 1 / e, "train_acc": 0.5 + e / 100, "val_loss": 1.1 / e,
+             "val_acc": 0.5 + e / 120} for e in range(1, 6)]
+    img = _png(plots.plot_curves(hist, tmp_path / "c.png", title="t"))
+    assert img.shape[1] > img.shape[0] > 100  # two panels side by side
+    assert not list(tmp_path.glob(".c.png.*"))  # no temporary left behind
+
+
+def test_curves_single_epoch_and_missing_keys(tmp_path):
+    _png(plots.plot_curves([{"epoch": 1, "train_loss": 0.3}], tmp_path / "c.png"))
+
+
+@pytest.mark.parametrize("images", [
+    torch.randint(0, 256, (10, 28, 28), dtype=torch.uint8),
+    torch.rand(10, 1, 28, 28),
+    np.random.rand(10, 3, 16, 16).astype(np.float32),
+])
+def test_image_grid(tmp_path, images):
+    img = _png(plots.save_image_grid(images, [f"#{i}" for i in range(10)], tmp_path / "g.png", 5))
+    assert img.shape[1] > img.shape[0]  # 5 columns, 2 rows
+
+
+def test_image_grid_rejects_bad_channels(tmp_path):
+    with pytest.raises(ValueError, match="1 or 3 channels"):
+        plots.save_image_grid(torch.rand(2, 2, 8, 8), None, tmp_path / "g.png")
+
+
+def test_confusion(tmp_path):
+    m = torch.tensor([[5, 1, 0], [0, 6, 0], [2, 0, 4]])
+    _png(plots.plot_confusion(m, ["a", "b", "c"], tmp_path / "m.png"))
+    with pytest.raises(ValueError, match="must be"):
+        plots.plot_confusion(m, ["a", "b"], tmp_path / "m.png")
