@@ -1,0 +1,517 @@
+"""`cnnlab` command line: subcommands are a dict of name -> function; TrainConfig fields are flags.
+
+Errors a user can cause (CnnlabError) print one line on stderr and exit 2; an interrupted
+training prints how to resume it and exits 130.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import sys
+import textwrap
+import time
+import typing
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from cnnlab.errors import CnnlabError, ConfigError
+from cnnlab.recipes import suggest
+
+EXIT_USER_ERROR = 2
+EXIT_INTERRUPTED = 130
+
+EPILOGS = {
+    "main": """\
+examples:
+  cnnlab train lenet                      the book's LeNet on Fashion-MNIST (10 epochs)
+  cnnlab train resnet18 --epochs 2 --lr 0.05 --device cuda
+  cnnlab report runs/lenet-20260101-120000
+  cnnlab summary alexnet --format markdown
+  cnnlab recipes""",
+    "train": """\
+examples:
+  cnnlab train lenet                                   a recipe (see `cnnlab recipes`)
+  cnnlab train lenet --epochs 2 --lr 0.05 --out runs/mine
+  cnnlab train resnet18 --resize 64,64 --schedule cosine --momentum 0.9
+  cnnlab train lenet --config my.toml                  TOML keys are the flags' names
+  cnnlab train lenet --dry-run                         one batch, to check the setup
+  cnnlab train --resume runs/lenet-20260101-120000     continue an interrupted run
+  torchrun --nproc_per_node 2 -m cnnlab train lenet    two processes (data parallel)
+
+precedence: recipe < --config file < flags.  A model name instead of a recipe trains it
+with the book's settings (10 epochs, SGD, batch 128, lr 0.05) at its book input size.""",
+    "eval": """\
+examples:
+  cnnlab eval runs/lenet-20260101-120000
+  cnnlab eval runs/lenet-20260101-120000 --checkpoint last""",
+    "predict": """\
+examples:
+  cnnlab predict runs/lenet-20260101-120000 shoe.png shirt.jpg
+  cnnlab predict runs/lenet-20260101-120000 digit.png --top 3 --invert no
+
+Images are converted like the dataset's: grayscale, 28x28, then the run's resize and
+normalization. The datasets draw light objects on a dark ground, so a light-background image
+is inverted (--invert auto).""",
+    "summary": """\
+examples:
+  cnnlab summary lenet
+  cnnlab summary resnet18 --input 1,224,224 --classes 1000 --format markdown
+  cnnlab summary alexnet --format json""",
+    "models": """\
+examples:
+  cnnlab models
+  cnnlab models 'resnet*'""",
+    "recipes": """\
+examples:
+  cnnlab recipes
+  cnnlab recipes --format markdown""",
+    "data": """\
+examples:
+  cnnlab data download fashion-mnist
+  cnnlab data verify mnist
+  cnnlab data show fashion-mnist --count 32 --out samples.png""",
+    "report": """\
+examples:
+  cnnlab report runs/lenet-20260101-120000      writes report.html, confusion.png, errors.png""",
+}
+
+
+def _parser(sub: Any, name: str, help_: str, **kw: Any) -> argparse.ArgumentParser:
+    return sub.add_parser(name, help=help_, description=help_, epilog=EPILOGS[name],
+                          formatter_class=argparse.RawDescriptionHelpFormatter, **kw)
+
+
+# --- flags generated from TrainConfig --------------------------------------------------------
+
+def _config_fields() -> list[tuple[str, Any, Any, str]]:
+    """(name, type, default, help) for every TrainConfig field the CLI exposes as a flag."""
+    from cnnlab.train_config import TrainConfig, field_help
+
+    helps = field_help()
+    hints = typing.get_type_hints(TrainConfig)
+    return [(f.name, hints[f.name], f.default, helps.get(f.name, ""))
+            for f in dataclasses.fields(TrainConfig) if f.name != "model"]
+
+
+def _pair(text: str) -> tuple[int, int]:
+    """'96' -> (96, 96); '96,64' or '96x64' -> (96, 64)."""
+    parts = text.replace("x", ",").split(",")
+    try:
+        vals = tuple(int(p) for p in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not H,W (e.g. 96,96) or one size") from None
+    if len(vals) == 1:
+        vals = vals * 2
+    if len(vals) != 2 or min(vals) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not H,W with positive sizes")
+    return vals  # type: ignore[return-value]
+
+
+def _optional(conv: Callable[[str], Any]) -> Callable[[str], Any]:
+    def parse(text: str) -> Any:
+        return None if text.lower() in ("none", "null", "") else conv(text)
+    parse.__name__ = getattr(conv, "__name__", "value")
+    return parse
+
+
+def _choices() -> dict[str, tuple[str, ...]]:
+    from cnnlab import train_config as tc
+
+    names = {"optimizer": "OPTIMIZERS", "schedule": "SCHEDULES", "amp": "AMP_MODES",
+             "progress": "PROGRESS_MODES", "monitor": "MONITORS"}
+    return {k: getattr(tc, v) for k, v in names.items() if hasattr(tc, v)}
+
+
+def _add_config_flags(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("training settings (TrainConfig fields; defaults from the recipe)")
+    all_choices = _choices()
+    for name, tp, default, help_ in _config_fields():
+        flag = "--" + name.replace("_", "-")
+        text = f"{help_} [default {default!r}]" if help_ else f"[default {default!r}]"
+        text = text.replace("%", "%%")
+        if tp is bool:
+            g.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None,
+                           help=text)
+            continue
+        optional = type(None) in typing.get_args(tp)
+        base = next((a for a in typing.get_args(tp) if a is not type(None)), tp)
+        if typing.get_origin(base) is tuple:
+            conv, metavar = _pair, "H,W"
+        else:
+            conv, metavar = base, name.upper()
+        choices = all_choices.get(name)
+        g.add_argument(flag, dest=name, type=_optional(conv) if optional else conv, default=None,
+                       metavar="{" + ",".join(choices) + "}" if choices else metavar,
+                       choices=choices, help=text)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The full `cnnlab` argument parser (every subcommand, with examples in --help)."""
+    p = argparse.ArgumentParser(
+        prog="cnnlab", description="Convolutional networks of Dive into Deep Learning ch. 7-8.",
+        epilog=EPILOGS["main"], formatter_class=argparse.RawDescriptionHelpFormatter)
+    from cnnlab import __version__
+    p.add_argument("--version", action="version", version=f"cnnlab {__version__}")
+    sub = p.add_subparsers(dest="command", metavar="COMMAND")
+    sub.required = True
+
+    t = _parser(sub, "train", "Train a recipe or a zoo model; writes a run folder and its report.")
+    t.add_argument("target", nargs="?", metavar="RECIPE_OR_MODEL",
+                   help="a recipe (`cnnlab recipes`) or a model (`cnnlab models`)")
+    t.add_argument("--config", type=Path, metavar="FILE.toml",
+                   help="TOML file of settings (keys: the flags' names, with _ or -)")
+    t.add_argument("--out", type=Path, metavar="DIR",
+                   help="run folder (default: runs/<recipe>-<timestamp>)")
+    t.add_argument("--resume", type=Path, metavar="DIR",
+                   help="continue the run in DIR from checkpoints/last.pt")
+    t.add_argument("--no-report", action="store_true", help="skip writing report.html at the end")
+    _add_config_flags(t)
+
+    e = _parser(sub, "eval", "Evaluate a run's checkpoint on the test split.")
+    e.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    e.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    e.add_argument("--format", choices=("text", "json"), default="text")
+
+    pr = _parser(sub, "predict", "Classify image files (PNG/JPEG) with a trained run.")
+    pr.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    pr.add_argument("images", type=Path, nargs="+", metavar="IMAGE")
+    pr.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    pr.add_argument("--top", type=int, default=3, help="how many classes to show per image")
+    pr.add_argument("--invert", choices=("auto", "yes", "no"), default="auto",
+                    help="invert light-background images to the dataset's dark ground")
+    pr.add_argument("--format", choices=("text", "json"), default="text")
+
+    s = _parser(sub, "summary", "Per-layer shapes, parameters, MACs/FLOPs and memory of a model.")
+    s.add_argument("model", metavar="MODEL")
+    s.add_argument("--input", type=_triple, metavar="C,H,W",
+                   help="input size (default: the size the book uses for this model)")
+    s.add_argument("--classes", type=int, default=10, metavar="N")
+    s.add_argument("--batch-size", type=int, default=1, metavar="N")
+    s.add_argument("--format", choices=("table", "markdown", "json"), default="table")
+
+    m = _parser(sub, "models", "List the model zoo: input size and parameter count.")
+    m.add_argument("pattern", nargs="?", help="fnmatch pattern, e.g. 'resnet*'")
+    m.add_argument("--format", choices=("table", "markdown"), default="table")
+
+    r = _parser(sub, "recipes", "List the recipes: model, data, hyperparameters, measured result.")
+    r.add_argument("--format", choices=("table", "markdown"), default="table")
+
+    d = _parser(sub, "data", "Download, verify or look at a dataset.")
+    d.add_argument("action", choices=("download", "verify", "show"))
+    d.add_argument("name", metavar="NAME", help="fashion-mnist or mnist")
+    d.add_argument("--root", type=Path, help="datasets folder (default: CNNLAB_DATA, ...)")
+    d.add_argument("--split", choices=("train", "test"), default="train", help="show: which split")
+    d.add_argument("--count", type=int, default=32, help="show: how many samples")
+    d.add_argument("--seed", type=int, default=0, help="show: which samples (seeded)")
+    d.add_argument("--out", type=Path, help="show: PNG path (default: <name>-samples.png)")
+
+    rp = _parser(sub, "report", "Write a run's report.html (plus confusion.png and errors.png).")
+    rp.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    rp.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    return p
+
+
+def _triple(text: str) -> tuple[int, int, int]:
+    try:
+        vals = tuple(int(x) for x in text.replace("x", ",").split(","))
+    except ValueError:
+        vals = ()
+    if len(vals) != 3 or min(vals) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not C,H,W (e.g. 1,28,28)")
+    return vals  # type: ignore[return-value]
+
+
+# --- train -------------------------------------------------------------------------------------
+
+def load_toml(path: Path) -> dict[str, Any]:
+    """Settings from a TOML file: keys are TrainConfig fields ('-' or '_'), plus `recipe`."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ModuleNotFoundError:
+            raise ConfigError("--config needs Python 3.11+ (tomllib) or `pip install tomli`"
+                              ) from None
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"config file {path} is not valid TOML: {err}") from None
+    raw = raw.get("train", raw)  # a [train] table or top-level keys
+    out = {k.replace("-", "_"): v for k, v in raw.items()}
+    names = [f[0] for f in _config_fields()] + ["recipe", "model"]
+    for key in out:
+        if key not in names:
+            raise ConfigError(f"{path}: unknown setting {key!r}{suggest(key, names)}")
+    if isinstance(out.get("resize"), list):
+        out["resize"] = tuple(out["resize"])
+    return out
+
+
+def default_run_dir(name: str) -> Path:
+    """runs/<name>-<YYYYmmdd-HHMMSS> under the working folder, never an existing one."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = Path("runs") / f"{name}-{stamp}"
+    n = 1
+    while path.exists():
+        n += 1
+        path = Path("runs") / f"{name}-{stamp}-{n}"
+    return path
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train a recipe or a model (or resume a run) and print the test accuracy and run folder."""
+    from cnnlab import train as engine
+    from cnnlab.recipes import resolve
+
+    flags = {name: getattr(args, name) for name, *_ in _config_fields()
+             if getattr(args, name) is not None}
+    if args.resume is not None:
+        if args.target or args.config:
+            raise ConfigError("--resume DIR takes its recipe and settings from DIR/config.json; "
+                              "drop the recipe name and --config")
+        result = engine.resume(args.resume, **flags)
+        return _finish_train(result, Path(args.resume), args)
+
+    settings = load_toml(args.config) if args.config else {}
+    target = args.target or settings.pop("recipe", None) or settings.pop("model", None)
+    settings.pop("recipe", None)
+    settings.pop("model", None)
+    if not target:
+        raise ConfigError("name a recipe or a model: `cnnlab train lenet` (`cnnlab recipes`)")
+    recipe = resolve(target)
+    config = recipe.config(**settings, **flags).validate()
+    out = args.out or default_run_dir(recipe.name)
+    from cnnlab.models import create_model
+
+    model = create_model(recipe.model, **dict(recipe.model_kwargs))
+    print(f"cnnlab: training {recipe.name} ({recipe.model} on {config.dataset}) -> {out}",
+          file=sys.stderr)
+    try:
+        result = engine.train(model, config.dataset, config, out_dir=out)
+    except KeyboardInterrupt:
+        raise _Interrupted(out) from None
+    return _finish_train(result, out, args)
+
+
+class _Interrupted(Exception):
+    def __init__(self, run_dir: Path | None) -> None:
+        super().__init__(str(run_dir))
+        self.run_dir = run_dir
+
+
+def _finish_train(result: Any, out: Path, args: argparse.Namespace) -> int:
+    run_dir = Path(getattr(result, "run_dir", None) or out)
+    report = None
+    if not args.no_report and not getattr(args, "dry_run", False) and _is_rank0():
+        from cnnlab.report import write_report
+
+        report = write_report(run_dir)
+    if not _is_rank0():
+        return 0
+    acc = getattr(result, "test_acc", None)
+    if acc is not None:
+        print(f"test accuracy: {acc:.4f}")
+    secs = getattr(result, "seconds", None)
+    if secs is not None:
+        print(f"time: {secs:.1f} s")
+    print(f"run folder: {run_dir}")
+    if report is not None:
+        print(f"report: {report}")
+    return 0
+
+
+def _is_rank0() -> bool:
+    return os.environ.get("RANK", "0") == "0"
+
+
+# --- eval / predict ---------------------------------------------------------------------------
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Evaluate a run's checkpoint on its dataset's test split."""
+    from cnnlab.report import evaluate_run
+
+    ev = evaluate_run(args.run_dir, checkpoint=args.checkpoint)
+    metrics = {"checkpoint": args.checkpoint, "loss": ev.loss, "acc": ev.acc, "n": ev.n}
+    if args.format == "json":
+        print(json.dumps(metrics))
+    else:
+        print(f"{args.run_dir} [{args.checkpoint}.pt] on the {ev.dataset} test split: "
+              f"accuracy {ev.acc:.4f}, loss {ev.loss:.4f}, {ev.n} images")
+    return 0
+
+
+def cmd_predict(args: argparse.Namespace) -> int:
+    """Classify image files with a run's model; print the top classes per image."""
+    from cnnlab.report import load_run, predict_files
+
+    run = load_run(args.run_dir, checkpoint=args.checkpoint)
+    preds = predict_files(run, args.images, invert=args.invert)
+    k = max(1, min(args.top, len(run.classes)))
+    if args.format == "json":
+        print(json.dumps([{"image": str(path), "top": [
+            {"class": run.classes[i], "prob": float(probs[i])}
+            for i in probs.argsort(descending=True)[:k].tolist()]}
+            for path, probs in zip(args.images, preds)]))
+        return 0
+    for path, probs in zip(args.images, preds):
+        top = probs.argsort(descending=True)[:k].tolist()
+        ranked = ", ".join(f"{run.classes[i]} {probs[i]:.1%}" for i in top[1:])
+        line = f"{path}: {run.classes[top[0]]} ({probs[top[0]]:.1%})"
+        print(line + (f"   then {ranked}" if ranked else ""))
+    return 0
+
+
+# --- summary / models / recipes --------------------------------------------------------------
+
+def cmd_summary(args: argparse.Namespace) -> int:
+    """Print a model's cost summary."""
+    from cnnlab.cost import summary
+    from cnnlab.models import create_model, default_input_size
+
+    c, h, w = args.input or default_input_size(args.model)
+    if args.classes < 1:
+        raise ConfigError(f"--classes {args.classes} must be at least 1")
+    model = create_model(args.model, num_classes=args.classes, in_channels=c)
+    s = summary(model, (c, h, w), batch_size=args.batch_size)
+    out = {"table": str, "markdown": lambda x: x.to_markdown(), "json": lambda x: x.to_json()}
+    print(out[args.format](s))
+    return 0
+
+
+def model_rows(pattern: str | None = None) -> list[tuple[str, str, int]]:
+    """(name, 'C,H,W', parameters) per zoo model, built on the meta device (no memory, no time)."""
+    import torch
+
+    from cnnlab.models import create_model, default_input_size, list_models
+
+    rows = []
+    for name in list_models(pattern):
+        c, h, w = default_input_size(name)
+        with torch.device("meta"):
+            model = create_model(name, in_channels=c)
+        rows.append((name, f"{c},{h},{w}", sum(p.numel() for p in model.parameters())))
+    return rows
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    """List the zoo's models with their input size and parameter count."""
+    rows = model_rows(args.pattern)
+    if not rows:
+        raise ConfigError(f"no model matches {args.pattern!r} (`cnnlab models` lists them all)")
+    if args.format == "markdown":
+        print("| model | book input (C,H,W) | parameters |\n|---|---|---:|")
+        for name, size, n in rows:
+            print(f"| `{name}` | {size} | {n:,} |")
+        return 0
+    width = max(len(r[0]) for r in rows)
+    print(f"{'model'.ljust(width)}  input      parameters")
+    for name, size, n in rows:
+        print(f"{name.ljust(width)}  {size.ljust(9)}  {n:>12,}")
+    return 0
+
+
+def cmd_recipes(args: argparse.Namespace) -> int:
+    """List the recipes."""
+    from cnnlab.recipes import RECIPES, recipe_table
+
+    if args.format == "markdown":
+        print(recipe_table())
+        return 0
+    wrap = textwrap.TextWrapper(width=96, initial_indent="    ", subsequent_indent="    ")
+    for r in RECIPES.values():
+        m = r.measured
+        got = "not yet measured" if m is None else (
+            f"measured {m.test_acc:.1%} in {m.seconds / 60:.1f} min on {m.machine}")
+        print(f"{r.name:<20} {r.model} on {r.dataset}: {r.hyperparameters()}")
+        print(wrap.fill(f"{r.reproduces}; {got}"))
+    return 0
+
+
+# --- data / report -----------------------------------------------------------------------------
+
+def cmd_data(args: argparse.Namespace) -> int:
+    """Download, verify or show a dataset."""
+    from cnnlab import data
+
+    if args.action == "verify":
+        ds = data.load_dataset(args.name, root=args.root, download=False)
+        verify = getattr(data, "verify_dataset", None)
+        if verify is not None:
+            verify(args.name, root=args.root)
+        print(f"{ds.name}: OK ({len(ds.train)} train + {len(ds.test)} test images, "
+              f"{len(ds.classes)} classes) in {ds.root}")
+        return 0
+    ds = data.load_dataset(args.name, root=args.root, download=True)
+    if args.action == "download":
+        print(f"{ds.name}: {len(ds.train)} train + {len(ds.test)} test images in {ds.root}")
+        return 0
+    import torch
+
+    from cnnlab.plots import save_image_grid
+
+    split = ds.train if args.split == "train" else ds.test
+    if args.count < 1:
+        raise ConfigError(f"--count {args.count} must be at least 1")
+    gen = torch.Generator().manual_seed(args.seed)
+    idx = torch.randperm(len(split), generator=gen)[: min(args.count, len(split))]
+    titles = [ds.classes[int(y)] for y in split.labels[idx]]
+    out = args.out or Path(f"{ds.name}-samples.png")
+    save_image_grid(split.images[idx], titles, out)
+    print(f"{len(idx)} {args.split} images of {ds.name} with their labels: {out}")
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    """(Re)write a run folder's report.html, confusion.png and errors.png."""
+    from cnnlab.report import write_report
+
+    path = write_report(args.run_dir, checkpoint=args.checkpoint)
+    print(f"report: {path}")
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "summary": cmd_summary,
+    "models": cmd_models, "recipes": cmd_recipes, "data": cmd_data, "report": cmd_report,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of `cnnlab` and `python -m cnnlab`; returns the exit status."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except CnnlabError as err:
+        print(f"cnnlab: error: {_one_line(err)}", file=sys.stderr)
+        run_dir = getattr(err, "run_dir", None)
+        if run_dir is not None and _is_interruption(err):
+            print(f"resume with: cnnlab train --resume {run_dir}", file=sys.stderr)
+            return EXIT_INTERRUPTED
+        return EXIT_USER_ERROR
+    except (_Interrupted, KeyboardInterrupt) as err:
+        run_dir = getattr(err, "run_dir", None)
+        print("cnnlab: interrupted", file=sys.stderr)
+        if run_dir is not None and (Path(run_dir) / "config.json").exists():
+            print(f"resume with: cnnlab train --resume {run_dir}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _is_interruption(err: Exception) -> bool:
+    return "interrupt" in type(err).__name__.lower()
+
+
+def _one_line(err: Exception) -> str:
+    return " ".join(str(err).split()) or type(err).__name__
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

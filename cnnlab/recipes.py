@@ -1,0 +1,169 @@
+"""Named experiments as data: the book's chapter 7-8 trainings, the notebook's variants, and ours.
+
+A recipe is a model name, a dataset, and the TrainConfig fields that differ from the defaults.
+It also states what it reproduces and the result we measured when we ran it (None until measured:
+never a figure we did not see). `cnnlab train RECIPE` runs one; `cnnlab recipes` lists them.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from cnnlab.errors import ConfigError
+
+
+@dataclass(frozen=True)
+class Measured:
+    """A result we saw: test accuracy after the recipe's full run, where, and how long it took."""
+
+    test_acc: float  # fraction in [0, 1] on the dataset's test split
+    machine: str  # e.g. "2-core CPU (shared, loaded)" or "1x H100"
+    seconds: float  # wall-clock of the whole `cnnlab train` run
+    date: str = ""  # ISO date of the run
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """One named experiment: which model on which data with which hyperparameters."""
+
+    name: str  # the key `cnnlab train NAME` takes
+    model: str  # a name from cnnlab.models.list_models()
+    dataset: str  # "fashion-mnist" or "mnist"
+    overrides: Mapping[str, Any]  # TrainConfig fields that differ from its defaults
+    reproduces: str  # what this run reproduces (book section, notebook cell, ...)
+    model_kwargs: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
+    measured: Measured | None = None  # the result we saw; None until we ran it
+
+    def config(self, **changes: Any):
+        """The TrainConfig this recipe trains with, `changes` applied last (e.g. epochs=1)."""
+        from cnnlab.train import TrainConfig  # recipes -> train is the house's import direction
+
+        values = {"model": self.model, "dataset": self.dataset, **self.overrides, **changes}
+        return make_config(TrainConfig, values)
+
+    def hyperparameters(self) -> str:
+        """A compact human string of the overrides: 'epochs=10 lr=0.1 batch_size=128 resize=28'."""
+        return " ".join(f"{k}={_fmt(v)}" for k, v in self.overrides.items())
+
+
+def make_config(config_cls: type, values: Mapping[str, Any]):
+    """`config_cls(**values)`; an unknown field is a ConfigError naming the closest fields."""
+    import dataclasses
+
+    names = [f.name for f in dataclasses.fields(config_cls)]
+    for key in values:
+        if key not in names:
+            raise ConfigError(f"unknown training setting {key!r}{suggest(key, names)}")
+    return config_cls(**values)
+
+
+def suggest(name: str, choices: list[str] | tuple[str, ...], n: int = 3) -> str:
+    """'; did you mean X or Y?' for the closest of `choices`, or '' when nothing is close."""
+    close = difflib.get_close_matches(name, list(choices), n=n, cutoff=0.5)
+    if not close:
+        return ""
+    return "; did you mean " + " or ".join(repr(c) for c in close) + "?"
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, (tuple, list)):
+        return ",".join(str(x) for x in v)
+    return str(v)
+
+
+def _recipe(name: str, model: str, reproduces: str, *, dataset: str = "fashion-mnist",
+            model_kwargs: Mapping[str, Any] | None = None, measured: Measured | None = None,
+            **overrides: Any) -> Recipe:
+    return Recipe(name=name, model=model, dataset=dataset,
+                  overrides=MappingProxyType(dict(overrides)), reproduces=reproduces,
+                  model_kwargs=MappingProxyType(dict(model_kwargs or {})), measured=measured)
+
+
+# The book's own trainings (D2L 1.0, ch. 7-8): 10 epochs, plain minibatch SGD, batch 128,
+# Fashion-MNIST resized to what each network was designed for, validated on the test split.
+BOOK = dict(epochs=10, optimizer="sgd", batch_size=128)
+
+_RECIPES: tuple[Recipe, ...] = (
+    _recipe("lenet", "lenet", "D2L 7.6 LeNet (sigmoid, average pooling)", **BOOK, lr=0.1,
+            resize=(28, 28)),
+    _recipe("alexnet", "alexnet", "D2L 8.1 AlexNet", **BOOK, lr=0.01, resize=(224, 224)),
+    _recipe("vgg_small", "vgg_small", "D2L 8.2 VGG-11 with channels divided by 4", **BOOK, lr=0.01,
+            resize=(224, 224)),
+    _recipe("nin", "nin", "D2L 8.3 Network in Network", **BOOK, lr=0.05, resize=(224, 224)),
+    _recipe("googlenet", "googlenet", "D2L 8.4 GoogLeNet (Inception)", **BOOK, lr=0.01,
+            resize=(96, 96)),
+    _recipe("bn_lenet", "bn_lenet", "D2L 8.5 LeNet with batch normalization", **BOOK, lr=0.1,
+            resize=(28, 28)),
+    _recipe("resnet18", "resnet18", "D2L 8.6 ResNet-18", **BOOK, lr=0.01, resize=(96, 96)),
+    _recipe("densenet", "densenet", "D2L 8.7 DenseNet", **BOOK, lr=0.01, resize=(96, 96)),
+    # The notebook's variants of the book's runs.
+    _recipe("lenet_modern", "lenet_modern",
+            "notebook: LeNet modernized (ReLU + max pooling) on Fashion-MNIST",
+            epochs=20, optimizer="sgd", batch_size=128, lr=0.05, resize=(28, 28)),
+    _recipe("lenet_modern_mnist", "lenet_modern",
+            "notebook: the modernized LeNet on MNIST digits", dataset="mnist",
+            epochs=20, optimizer="sgd", batch_size=128, lr=0.05, resize=(28, 28)),
+    _recipe("lenet_wide", "lenet_wide",
+            "notebook: the modernized LeNet with wider convolutions and dense layers",
+            epochs=20, optimizer="sgd", batch_size=128, lr=0.05, resize=(28, 28)),
+    _recipe("vgg_small_56", "vgg_small", "D2L exercise 8.2.4: VGG small on 56x56 inputs",
+            **BOOK, lr=0.01, resize=(56, 56)),
+    # --- our fast recipes: `fast` and `best_cpu` are added here by the speed work (see
+    # bench/), each with the accuracy and time measured on the machine it names. ---
+)
+
+RECIPES: Mapping[str, Recipe] = MappingProxyType({r.name: r for r in _RECIPES})
+
+
+def list_recipes() -> list[str]:
+    """All recipe names, in the order the table shows them (book, notebook, fast)."""
+    return list(RECIPES)
+
+
+def get_recipe(name: str) -> Recipe:
+    """The recipe called `name`; ConfigError naming the closest names when there is none."""
+    try:
+        return RECIPES[name]
+    except KeyError:
+        raise ConfigError(
+            f"no recipe named {name!r}{suggest(name, list(RECIPES))} "
+            "(`cnnlab recipes` lists them)") from None
+
+
+def resolve(name: str) -> Recipe:
+    """A recipe by name, else an ad-hoc recipe for a zoo model at its default input size.
+
+    A model trained by name gets the book's defaults (10 epochs, SGD, batch 128, lr 0.05) at the
+    input size the book uses for it; unknown names get one error suggesting recipes and models.
+    """
+    if name in RECIPES:
+        return RECIPES[name]
+    from cnnlab.models import default_input_size, list_models
+
+    models = list_models()
+    if name not in models:
+        raise ConfigError(
+            f"{name!r} is neither a recipe nor a model{suggest(name, list(RECIPES) + models)} "
+            "(`cnnlab recipes` and `cnnlab models` list them)")
+    _, h, w = default_input_size(name)
+    return _recipe(name, name, f"model {name} with the book's default settings", **BOOK,
+                   lr=0.05, resize=(h, w))
+
+
+def recipe_table() -> str:
+    """The recipes as a markdown table (the README's)."""
+    head = ["recipe", "model", "data", "hyperparameters", "reproduces", "measured test acc"]
+    rows = []
+    for r in RECIPES.values():
+        m = r.measured
+        got = "not yet measured" if m is None else (
+            f"{m.test_acc:.1%} ({m.seconds / 60:.1f} min, {m.machine})")
+        rows.append([r.name, r.model, r.dataset, r.hyperparameters(), r.reproduces, got])
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(f"`{c}`" if i == 0 else c for i, c in enumerate(row)) + " |"
+              for row in rows]
+    return "\n".join(lines)
