@@ -1,0 +1,489 @@
+"""A run folder, read back: reload its model, evaluate it, and write a self-contained report.html.
+
+`write_report(run_dir)` evaluates the checkpoint on the test split, draws confusion.png and
+errors.png beside report.html, and embeds every image in the page (base64), so the page opens from
+disk in any browser with no server and no network. `cnnlab eval`, `predict` and `report` use it.
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import html
+import json
+import platform
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from cnnlab.errors import CnnlabError, ConfigError, DataError
+
+
+@dataclass
+class Run:
+    """A trained run, loaded: its config (as a dict), model in eval mode, dataset and checkpoint."""
+
+    run_dir: Path
+    config: dict[str, Any]  # config.json as written (incl. its "environment")
+    model: nn.Module
+    dataset: Any  # cnnlab.data.Dataset
+    checkpoint: Path
+    device: torch.device
+
+    @property
+    def classes(self) -> list[str]:
+        """The dataset's class names, by label."""
+        return list(self.dataset.classes)
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(H, W) the model was trained on: the config's resize, else the model's book size."""
+        resize = self.config.get("resize")
+        if resize:
+            return (int(resize[0]), int(resize[1]))
+        from cnnlab.models import default_input_size
+
+        try:
+            _, h, w = default_input_size(self.config["model"])
+        except CnnlabError:
+            h, w = self.dataset.train.images.shape[-2:]
+        return (int(h), int(w))
+
+
+@dataclass
+class Evaluation:
+    """A checkpoint's predictions on the test split."""
+
+    dataset: str
+    loss: float  # mean cross-entropy per image
+    acc: float  # fraction correct
+    n: int  # images evaluated
+    labels: torch.Tensor  # (N,) int64 true classes
+    preds: torch.Tensor  # (N,) int64 predicted classes
+    confidence: torch.Tensor  # (N,) float probability of the predicted class
+
+    def confusion(self, k: int) -> torch.Tensor:
+        """(k, k) counts: row = true class, column = predicted class."""
+        return torch.bincount(self.labels * k + self.preds, minlength=k * k).reshape(k, k)
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON file of the run folder, as a dict; DataError when it is missing or corrupt."""
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        raise DataError(f"{path} is missing; is {path.parent} a cnnlab run folder?") from None
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path} is not valid JSON ({err}); the run folder is damaged") from None
+
+
+def read_history(run_dir: Path) -> list[dict[str, Any]]:
+    """metrics.jsonl as a list of per-epoch dicts ([] when the run has none yet)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def _pick_device(name: str) -> torch.device:
+    if name in ("auto", "", None):
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        return torch.device("cpu")  # a GPU run read back on a CPU machine
+    return torch.device(name)
+
+
+def load_run(run_dir: str | Path, checkpoint: str = "best") -> Run:
+    """Rebuild a run's model from config.json and load checkpoints/<checkpoint>.pt into it."""
+    from cnnlab.checkpoint import load_checkpoint
+    from cnnlab.data import load_dataset
+    from cnnlab.models import create_model
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise DataError(f"run folder {run_dir} does not exist (`cnnlab train` prints where it "
+                        "wrote its run)")
+    config = read_json(run_dir / "config.json")
+    if not config.get("model"):
+        raise ConfigError(f"{run_dir}/config.json names no model; this run cannot be reloaded")
+    path = run_dir / "checkpoints" / f"{checkpoint}.pt"
+    if checkpoint == "best" and not path.exists():
+        path = run_dir / "checkpoints" / "last.pt"  # a run without validation keeps only last.pt
+    dataset = load_dataset(config.get("dataset", "fashion-mnist"), root=config.get("data_root"),
+                           download=False)
+    model = create_model(config["model"], num_classes=len(dataset.classes), in_channels=1)
+    state = load_checkpoint(path)
+    weights = state.get("model", state)
+    # torch.compile wraps the module: its state-dict keys carry an "_orig_mod." prefix.
+    weights = {k.removeprefix("_orig_mod.").removeprefix("module."): v for k, v in weights.items()}
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as err:
+        raise DataError(f"{path} does not fit model {config['model']!r}: "
+                        f"{str(err).splitlines()[0]}") from None
+    device = _pick_device(config.get("device", "auto"))
+    model.to(device).eval()
+    return Run(run_dir, config, model, dataset, path, device)
+
+
+def _normalize(run: Run) -> tuple[float, float] | None:
+    if not run.config.get("normalize"):
+        return None
+    from cnnlab.data import dataset_stats
+
+    return dataset_stats(run.dataset.name)
+
+
+def _loader(run: Run, split: Any, batch_size: int | None = None) -> Any:
+    from cnnlab.data import Loader
+
+    bs = batch_size or int(run.config.get("eval_batch_size", 1024))
+    return Loader(split, bs, resize=run.input_size, normalize=_normalize(run), device=run.device)
+
+
+@torch.no_grad()
+def evaluate_run(run: Run | str | Path, checkpoint: str = "best",
+                 limit: int | None = None) -> Evaluation:
+    """Predict every test image (or the first `limit`) with the run's checkpoint."""
+    if not isinstance(run, Run):
+        run = load_run(run, checkpoint)
+    split = run.dataset.test
+    if limit is not None and limit < len(split):
+        split = split.subset(torch.arange(limit))
+    labels, preds, conf = [], [], []
+    loss_sum = 0.0
+    for x, y in _loader(run, split):
+        logits = run.model(x).float()
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+        p = logits.softmax(dim=1)
+        c, k = p.max(dim=1)
+        labels.append(y.cpu())
+        preds.append(k.cpu())
+        conf.append(c.cpu())
+    y, k = torch.cat(labels), torch.cat(preds)
+    n = len(y)
+    return Evaluation(run.dataset.name, loss_sum / max(n, 1), (y == k).float().mean().item(), n,
+                      y, k, torch.cat(conf))
+
+
+# --- images from files ------------------------------------------------------------------------
+
+def read_image(path: str | Path) -> torch.Tensor:
+    """A PNG/JPEG file as a float (H, W) grayscale tensor in [0, 1] (pillow when installed)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"image {path} does not exist")
+    try:
+        try:
+            from PIL import Image
+
+            with Image.open(path) as im:
+                arr = torch.from_numpy(np.asarray(im.convert("RGBA"), dtype=np.float32) / 255.0)
+        except ImportError:
+            import matplotlib.image
+
+            arr = torch.as_tensor(matplotlib.image.imread(str(path)), dtype=torch.float32)
+            if arr.max() > 1.0:  # matplotlib returns uint8 range for JPEG
+                arr = arr / 255.0
+    except (OSError, ValueError, SyntaxError) as err:
+        raise DataError(f"cannot read image {path} ({err}); give a PNG or JPEG file") from None
+    if arr.ndim == 2:
+        return arr
+    rgb, alpha = arr[..., :3], (arr[..., 3:4] if arr.shape[-1] == 4 else None)
+    if rgb.shape[-1] == 1:
+        gray = rgb[..., 0]
+    else:  # ITU-R 601 luma, what PIL's convert("L") uses
+        gray = rgb @ torch.tensor([0.299, 0.587, 0.114])
+    if alpha is not None:  # transparent pixels are background: composite over white
+        gray = gray * alpha[..., 0] + (1 - alpha[..., 0])
+    return gray
+
+
+def to_dataset_image(gray: torch.Tensor, size: tuple[int, int] = (28, 28),
+                     invert: str = "auto") -> torch.Tensor:
+    """A grayscale image made to look like the dataset's: light object on dark, uint8 at `size`.
+
+    The datasets draw bright objects on a black ground; photos and drawings are usually dark on
+    light, so with invert="auto" an image whose border is mostly light is inverted.
+    """
+    if invert not in ("auto", "yes", "no"):
+        raise ConfigError(f"invert={invert!r} must be auto, yes or no")
+    border = torch.cat([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    if invert == "yes" or (invert == "auto" and border.mean() > 0.5):
+        gray = 1.0 - gray
+    x = F.interpolate(gray[None, None], size=size, mode="area" if gray.shape[0] >= size[0]
+                      else "bilinear")[0, 0]
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+@torch.no_grad()
+def predict_files(run: Run, paths: list[Path], invert: str = "auto") -> torch.Tensor:
+    """Class probabilities (len(paths), K) for image files, fed through the run's own pipeline."""
+    native = tuple(run.dataset.train.images.shape[-2:])
+    images = torch.stack([to_dataset_image(read_image(p), native, invert) for p in paths])
+    split = type(run.dataset.test)(images, torch.zeros(len(images), dtype=torch.int64))
+    probs = [run.model(x).float().softmax(dim=1).cpu() for x, _ in _loader(run, split, 256)]
+    return torch.cat(probs)
+
+
+# --- the report --------------------------------------------------------------------------------
+
+def _img_tag(path: Path, alt: str) -> str:
+    data = base64.b64encode(path.read_bytes()).decode("ascii")
+    return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
+
+
+def _table(rows: list[tuple[Any, ...]], head: tuple[str, ...] | None = None,
+           cls: str = "") -> str:
+    out = [f'<table class="{cls}">' if cls else "<table>"]
+    if head:
+        out.append("<thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head)
+                   + "</tr></thead>")
+    out.append("<tbody>")
+    for row in rows:
+        out.append("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>")
+    out.append("</tbody></table>")
+    return "".join(out)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float):
+        return f"{v:.4g}"
+    if isinstance(v, (list, tuple)):
+        return ", ".join(_fmt(x) for x in v)
+    if isinstance(v, dict):
+        return ", ".join(f"{k}={_fmt(x)}" for k, x in v.items())
+    return "" if v is None else str(v)
+
+
+def _esc(v: Any) -> str:
+    return html.escape(_fmt(v))
+
+
+def _si(n: float, unit: str = "") -> str:
+    for scale, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(n) >= scale:
+            return f"{n / scale:.2f} {prefix}{unit}"
+    return f"{n:.0f} {unit}".strip()
+
+
+def _duration(s: float | None) -> str:
+    if s is None:
+        return "n/a"
+    if s < 90:
+        return f"{s:.1f} s"
+    if s < 5400:
+        return f"{s / 60:.1f} min"
+    return f"{s / 3600:.2f} h"
+
+
+def _pct(v: Any) -> str:
+    return f"{v:.2%}" if isinstance(v, (int, float)) else "n/a"
+
+
+def _cost_section(run: Run) -> str:
+    try:
+        from cnnlab.cost import summary
+    except ImportError:
+        return "<p class=muted>cnnlab.cost is not available in this install.</p>"
+    h, w = run.input_size
+    model = run.model.to("cpu")
+    try:
+        s = summary(model, (1, h, w))
+    finally:
+        run.model.to(run.device)
+    cards = [("parameters", f"{s.total_params:,}"),
+             ("trainable", f"{s.trainable_params:,}"),
+             ("MACs / image", _si(s.total_macs)),
+             ("FLOPs / image fwd", _si(s.flops_forward)),
+             ("FLOPs / image bwd", _si(s.flops_backward))]
+    head = "".join(f'<div class="stat"><b>{html.escape(v)}</b><span>{html.escape(k)}</span></div>'
+                   for k, v in cards)
+    text = html.escape(str(s))
+    return (f'<div class="stats small">{head}</div><details><summary>per-layer table '
+            f"(input 1&times;{h}&times;{w})</summary><pre>{text}</pre></details>")
+
+
+CSS = """
+:root { --ink:#1d2430; --muted:#6b7480; --line:#e3e7ee; --accent:#2f6fde; --bad:#d64545;
+        --good:#2e9d5b; --card:#fff; --bg:#f4f6fa; }
+* { box-sizing: border-box; }
+body { margin:0; font:15px/1.5 -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif;
+       color:var(--ink); background:var(--bg); }
+header { background:linear-gradient(120deg,#1f3b73,#2f6fde); color:#fff; padding:28px 40px 24px; }
+header h1 { margin:0 0 4px; font-size:26px; font-weight:600; }
+header p { margin:0; opacity:.85; }
+main { max-width:1180px; margin:0 auto; padding:24px 32px 48px; }
+section { background:var(--card); border:1px solid var(--line); border-radius:10px;
+          padding:18px 22px; margin:0 0 20px; }
+h2 { font-size:17px; margin:0 0 12px; font-weight:600; }
+.stats { display:flex; flex-wrap:wrap; gap:12px; margin:-44px 0 20px; }
+.stats.small { margin:0 0 12px; }
+.stat { background:var(--card); border:1px solid var(--line); border-radius:10px;
+        padding:12px 18px; min-width:150px; box-shadow:0 1px 3px rgba(0,0,0,.05); }
+.stat b { display:block; font-size:22px; font-weight:600; }
+.stat span { color:var(--muted); font-size:12.5px; text-transform:uppercase; letter-spacing:.04em; }
+.stat.hero b { font-size:34px; color:var(--accent); }
+.grid2 { display:grid; grid-template-columns: minmax(0,1.15fr) minmax(0,1fr); gap:20px; }
+.grid2 > section { margin:0 0 20px; }
+img { max-width:100%; height:auto; display:block; margin:0 auto; }
+table { border-collapse:collapse; width:100%; font-size:13.5px; }
+th, td { text-align:left; padding:5px 8px; border-bottom:1px solid var(--line);
+         vertical-align:top; }
+th { color:var(--muted); font-weight:600; font-size:12.5px; text-transform:uppercase; }
+td.num { text-align:right; font-variant-numeric:tabular-nums; }
+.bar { background:#e9eef8; border-radius:4px; height:10px; width:100%; min-width:80px; }
+.bar i { display:block; height:10px; border-radius:4px; background:var(--good); }
+.bar i.low { background:var(--bad); }
+.muted { color:var(--muted); }
+pre { font-size:12px; overflow-x:auto; background:#f7f8fb; padding:10px; border-radius:6px; }
+details summary { cursor:pointer; color:var(--accent); }
+footer { color:var(--muted); font-size:12.5px; text-align:center; margin-top:8px; }
+@media (max-width: 860px) { .grid2 { grid-template-columns: 1fr; } main { padding:16px; } }
+"""
+
+
+def write_report(run_dir: str | Path, checkpoint: str = "best", max_errors: int = 32,
+                 limit: int | None = None) -> Path:
+    """Evaluate the run and write report.html (self-contained), confusion.png and errors.png."""
+    from cnnlab.plots import plot_confusion, plot_curves, save_image_grid
+
+    run_dir = Path(run_dir)
+    run = load_run(run_dir, checkpoint)
+    result = read_json(run_dir / "result.json") if (run_dir / "result.json").exists() else {}
+    history = read_history(run_dir)
+    ev = evaluate_run(run, limit=limit)
+    classes = run.classes
+    k = len(classes)
+    cm = ev.confusion(k)
+    plot_confusion(cm, classes, run_dir / "confusion.png")
+
+    wrong = (ev.preds != ev.labels).nonzero().flatten()
+    # The most confident mistakes are the most telling ones (and often label noise).
+    wrong = wrong[ev.confidence[wrong].argsort(descending=True)][:max_errors]
+    if len(wrong):
+        imgs = run.dataset.test.images[wrong]
+        titles = [f"{classes[int(ev.preds[i])]} {ev.confidence[i]:.0%}\ntrue: "
+                  f"{classes[int(ev.labels[i])]}" for i in wrong]
+        save_image_grid(imgs, titles, run_dir / "errors.png", ncols=8, scale=1.7,
+                        title_colors=["#b22222"] * len(wrong))
+    curves = run_dir / "curves.png"
+    if history and not curves.exists():
+        plot_curves(history, curves)
+
+    page = _render(run, result, history, ev, cm, len(wrong), checkpoint)
+    out = run_dir / "report.html"
+    tmp = out.with_name(".report.html.tmp")
+    tmp.write_text(page, encoding="utf-8")
+    tmp.replace(out)
+    return out
+
+
+def _render(run: Run, result: dict[str, Any], history: list[dict[str, Any]], ev: Evaluation,
+            cm: torch.Tensor, n_errors: int, checkpoint: str) -> str:
+    cfg = run.config
+    env = cfg.get("environment") or {}
+    classes = run.classes
+    name = run.run_dir.resolve().name
+    title = f"{cfg.get('model')} on {ev.dataset}"
+    best = _best_epoch(history)
+    seconds = result.get("seconds")
+    ips = [h["images_per_second"] for h in history if h.get("images_per_second")]
+    cards = [("hero", _pct(ev.acc), f"test accuracy ({checkpoint}.pt)"),
+             ("", f"{ev.loss:.4f}", "test loss"),
+             ("", _pct(best.get("val_acc")) if best else "n/a",
+              f"best val acc (epoch {best.get('epoch')})" if best else "best val acc"),
+             ("", str(len(history)), "epochs run"),
+             ("", _duration(seconds), "training time"),
+             ("", f"{sum(ips) / len(ips):,.0f}" if ips else "n/a", "train images / s")]
+    stats = "".join(f'<div class="stat {c}"><b>{html.escape(v)}</b><span>{html.escape(t)}</span>'
+                    "</div>" for c, v, t in cards)
+
+    parts = [f"<header><h1>{html.escape(title)}</h1><p>run <code>{html.escape(name)}</code>"
+             f" &middot; {html.escape(str(cfg.get('epochs', '?')))} epochs, "
+             f"{html.escape(str(cfg.get('optimizer', '')))} lr {_esc(cfg.get('lr'))}, "
+             f"batch {_esc(cfg.get('batch_size'))}, input {run.input_size[0]}&times;"
+             f"{run.input_size[1]}</p></header><main>", f'<div class="stats">{stats}</div>']
+
+    curves = run.run_dir / "curves.png"
+    body = _img_tag(curves, "training curves") if curves.exists() else (
+        "<p class=muted>no epochs recorded</p>")
+    parts.append(f"<section><h2>Learning curves</h2>{body}{_history_table(history)}</section>")
+
+    per_class = []
+    rows = cm.sum(dim=1)
+    for i, c in enumerate(classes):
+        acc = cm[i, i].item() / max(rows[i].item(), 1)
+        off = cm[i].clone()
+        off[i] = -1
+        j = int(off.argmax())
+        confused = (f"{html.escape(classes[j])} ({cm[i, j].item()})" if cm[i, j] > 0 else "&mdash;")
+        low = " class=low" if acc < ev.acc - 0.05 else ""
+        per_class.append((html.escape(c), f'<span class="num">{acc:.1%}</span>',
+                          f'<div class="bar"><i{low} style="width:{acc * 100:.1f}%"></i></div>',
+                          confused, f"{rows[i].item()}"))
+    parts.append(
+        '<div class="grid2"><section><h2>Confusion matrix</h2>'
+        f'{_img_tag(run.run_dir / "confusion.png", "confusion matrix")}</section>'
+        "<section><h2>Per-class accuracy</h2>"
+        + _table(per_class, ("class", "acc", "", "most confused with", "n"))
+        + "<p class=muted>Red bars: more than 5 points below the overall accuracy.</p>"
+        "</section></div>")
+
+    errors = run.run_dir / "errors.png"
+    if n_errors and errors.exists():
+        total = int((ev.preds != ev.labels).sum())
+        parts.append(f"<section><h2>Most confident mistakes</h2><p class=muted>{n_errors} of "
+                     f"{total} misclassified test images, most confident first; each shows the "
+                     "predicted class with its probability, then the true class.</p>"
+                     f"{_img_tag(errors, 'misclassified test images')}</section>")
+    else:
+        parts.append("<section><h2>Mistakes</h2><p>No test image is misclassified.</p></section>")
+
+    parts.append(f"<section><h2>Model cost</h2>{_cost_section(run)}</section>")
+
+    config_rows = [(html.escape(k), _esc(v)) for k, v in cfg.items() if k != "environment"]
+    timing = [(html.escape(k), _esc(v)) for k, v in result.items()
+              if not isinstance(v, dict)]
+    for key, v in result.items():
+        if isinstance(v, dict):
+            timing += [(html.escape(f"{key}.{k}"), _esc(x)) for k, x in v.items()]
+    env_rows = [(html.escape(k), _esc(v)) for k, v in env.items()]
+    env_rows.append(("report written by", f"torch {torch.__version__}, python "
+                     f"{platform.python_version()} on {html.escape(platform.node())}"))
+    parts.append('<div class="grid2"><section><h2>Configuration</h2>'
+                 + _table(config_rows, cls="kv") + "</section><section><h2>Result and timings</h2>"
+                 + (_table(timing, cls="kv") if timing else "<p class=muted>no result.json</p>")
+                 + "<h2 style='margin-top:18px'>Environment</h2>" + _table(env_rows, cls="kv")
+                 + "</section></div>")
+    now = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
+    parts.append(f"<footer>cnnlab report &middot; {html.escape(str(run.checkpoint))} &middot; "
+                 f"{ev.n} test images &middot; written {now}</footer></main>")
+    return ("<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{html.escape(title)} &middot; cnnlab report</title><style>{CSS}</style>"
+            "</head><body>" + "".join(parts) + "</body></html>\n")
+
+
+def _best_epoch(history: list[dict[str, Any]]) -> dict[str, Any]:
+    scored = [h for h in history if h.get("val_acc") is not None]
+    return max(scored, key=lambda h: h["val_acc"]) if scored else {}
+
+
+def _history_table(history: list[dict[str, Any]]) -> str:
+    if not history:
+        return ""
+    keys = [k for k in ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr",
+                        "seconds") if any(k in h for h in history)]
+    rows = [tuple(f'<span class="num">{_esc(h.get(k))}</span>' for k in keys) for h in history]
+    return (f"<details><summary>per-epoch numbers ({len(history)} epochs)</summary>"
+            + _table(rows, tuple(keys)) + "</details>")
