@@ -1,0 +1,149 @@
+"""What every zoo model shares: the book's `self.net`, its `init_cnn`, and input checks.
+
+A zoo model knows its input before any forward pass: `in_channels` is explicit (no Lazy layers) and
+classifiers sized by a flatten (LeNet, AlexNet, VGG) are built for one `input_size`. Shapes are
+worked out on the meta device, which costs neither memory nor compute, so an input the
+architecture cannot take is reported as a ShapeError naming the size to use, not as a matmul
+error deep inside.
+"""
+
+from __future__ import annotations
+
+from itertools import chain
+
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from cnnlab.errors import ShapeError
+
+__all__ = ["ZooModel", "flat_features", "init_cnn", "min_input_size", "probe_output_shape", "to_hw"]
+
+_MAX_PROBE = 4096  # an input this large fits every architecture; failing here is not about size
+
+
+def init_cnn(module: nn.Module) -> None:
+    """The book's `d2l.init_cnn`: Xavier-uniform Conv2d and Linear weights (biases untouched)."""
+    if type(module) in (nn.Linear, nn.Conv2d):
+        nn.init.xavier_uniform_(module.weight)
+
+
+def to_hw(size: int | tuple[int, int]) -> tuple[int, int]:
+    """(H, W) from an int (square) or an (H, W) pair."""
+    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+
+
+def probe_output_shape(module: nn.Module, input_shape: tuple[int, ...]) -> torch.Size | None:
+    """Output shape of `module` for `input_shape`, on the meta device; None if too small."""
+    # Stand-in meta tensors replace the real parameters and buffers, so nothing is copied or run.
+    state = {
+        name: torch.empty_like(t, device="meta")
+        for name, t in chain(module.named_parameters(), module.named_buffers())
+    }
+    x = torch.empty(input_shape, device="meta")
+    try:
+        with torch.no_grad():
+            return functional_call(module, state, (x,)).shape
+    except RuntimeError:
+        return None
+
+
+def min_input_size(module: nn.Module, in_channels: int) -> int:
+    """Smallest square side the module accepts (binary search over meta-device probes)."""
+    # Batch 2: batch norm in training mode refuses a single value per channel.
+    def fits(side: int) -> bool:
+        return probe_output_shape(module, (2, in_channels, side, side)) is not None
+
+    if fits(1):
+        return 1
+    if not fits(_MAX_PROBE):  # not a size problem: let the real error surface
+        module(torch.empty(2, in_channels, _MAX_PROBE, _MAX_PROBE, device="meta"))
+        raise RuntimeError("module rejects every probed input size")
+    lo, hi = 1, _MAX_PROBE  # fits(lo) is False, fits(hi) is True
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if fits(mid) else (mid, hi)
+    return hi
+
+
+def _require_size(name: str, input_size: int | tuple[int, int], min_size: int) -> None:
+    """ShapeError naming the minimum size when `input_size` is below it."""
+    h, w = to_hw(input_size)
+    if min(h, w) < min_size:
+        raise ShapeError(
+            f"{name} needs inputs of at least {min_size}x{min_size}, got {h}x{w}: resize the "
+            f"images to {min_size} or more (Loader(resize=...); default_input_size(name) gives "
+            "the size the book uses)"
+        )
+
+
+def flat_features(name: str, features: nn.Module, in_channels: int,
+                  input_size: int | tuple[int, int]) -> int:
+    """Length of the flattened output of `features` at `input_size` (sizes the first Linear)."""
+    h, w = to_hw(input_size)
+    shape = probe_output_shape(features, (2, in_channels, h, w))
+    if shape is None:
+        _require_size(name, (h, w), min_input_size(features, in_channels))
+        raise ShapeError(f"{name} cannot take {h}x{w} inputs")  # a non-square quirk
+    return int(torch.Size(shape[1:]).numel())
+
+
+class ZooModel(nn.Module):
+    """Base of the zoo: `forward` is the book's `self.net(X)`, after a cheap check of X's shape."""
+
+    net: nn.Sequential
+    in_channels: int
+    # Models whose classifier follows a flatten are built for exactly this (H, W); others: None.
+    input_size: tuple[int, int] | None = None
+    min_size: int = 1  # smallest side the architecture takes
+
+    def forward(self, X: torch.Tensor) -> torch.Tensor:  # noqa: N803 (the book's name)
+        """Class scores (N, num_classes) for images X (N, C, H, W)."""
+        self.check_input(X)
+        return self.net(X)
+
+    def check_input(self, X: torch.Tensor) -> None:  # noqa: N803
+        """Raise ShapeError, saying what to do, if X is not an input this model can take."""
+        name = type(self).__name__
+        if X.dim() != 4 or X.shape[1] != self.in_channels:
+            raise ShapeError(
+                f"{name} expects (N, {self.in_channels}, H, W) images, got {tuple(X.shape)}: "
+                f"pass in_channels={X.shape[1] if X.dim() == 4 else '?'} to create_model "
+                "or fix the batch layout"
+            )
+        h, w = X.shape[-2], X.shape[-1]
+        if self.input_size is not None and (h, w) != self.input_size:
+            H, W = self.input_size  # noqa: N806
+            raise ShapeError(
+                f"{name} was built for {H}x{W} inputs (its classifier is sized for them), got "
+                f"{h}x{w}: resize the images to {H}x{W} (Loader(resize=...)) or build the model "
+                f"with input_size=({h}, {w}) (at least {self.min_size})"
+            )
+        if min(h, w) < self.min_size:
+            raise ShapeError(
+                f"{name} needs inputs of at least {self.min_size}x{self.min_size}, got {h}x{w}: "
+                f"resize the images (Loader(resize={self.min_size}) or larger)"
+            )
+
+    def _finish(
+        self,
+        in_channels: int,
+        input_size: int | tuple[int, int] | None,
+        features: nn.Module | None = None,
+    ) -> None:
+        """Record the input contract, reject an impossible `input_size` now, apply init_cnn.
+
+        `features` is the part before a flatten whose classifier was sized for `input_size`;
+        without it the model ends in global pooling and takes any size from `min_size` up.
+        """
+        self.in_channels = in_channels
+        self.min_size = min_input_size(self.net if features is None else features, in_channels)
+        if input_size is not None:
+            _require_size(type(self).__name__, input_size, self.min_size)
+            if features is not None:
+                self.input_size = to_hw(input_size)
+        self.apply(init_cnn)
+
+    def num_params(self) -> int:
+        """Number of parameters (nanoGPT's get_num_params)."""
+        return sum(p.numel() for p in self.parameters())

@@ -1,0 +1,50 @@
+"""AlexNet (section 8.1), single-tower, for 224x224 inputs as the book trains it."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from cnnlab.models._base import ZooModel, flat_features
+from cnnlab.models._registry import register_model
+
+__all__ = ["AlexNet"]
+
+
+class AlexNet(ZooModel):
+    """The book's AlexNet: 5 convs (11x11/4, 5x5, 3x3 x3), 3 max-pools, 4096-4096 dense + dropout.
+
+    At 224x224 the features end at 256x5x5 = 6400; smaller inputs need `input_size` (at least 65).
+    """
+
+    def __init__(
+        self,
+        num_classes: int = 10,
+        in_channels: int = 1,
+        input_size: int | tuple[int, int] = 224,
+        dropout: float = 0.5,
+    ) -> None:
+        super().__init__()
+        features = [
+            nn.Conv2d(in_channels, 96, kernel_size=11, stride=4, padding=1), nn.ReLU(),
+            nn.MaxPool2d(kernel_size=3, stride=2),
+            nn.Conv2d(96, 256, kernel_size=5, padding=2), nn.ReLU(),
+            nn.MaxPool2d(kernel_size=3, stride=2),
+            nn.Conv2d(256, 384, kernel_size=3, padding=1), nn.ReLU(),
+            nn.Conv2d(384, 384, kernel_size=3, padding=1), nn.ReLU(),
+            nn.Conv2d(384, 256, kernel_size=3, padding=1), nn.ReLU(),
+            nn.MaxPool2d(kernel_size=3, stride=2),
+        ]
+        flat = flat_features("AlexNet", nn.Sequential(*features), in_channels, input_size)
+        self.net = nn.Sequential(
+            *features, nn.Flatten(),
+            nn.Linear(flat, 4096), nn.ReLU(), nn.Dropout(p=dropout),
+            nn.Linear(4096, 4096), nn.ReLU(), nn.Dropout(p=dropout),
+            nn.Linear(4096, num_classes),
+        )
+        self._finish(in_channels, input_size, nn.Sequential(*features))
+
+
+@register_model(input_size=224)
+def alexnet(**kwargs: object) -> AlexNet:
+    """AlexNet as in section 8.1, 224x224."""
+    return AlexNet(**kwargs)

@@ -1,0 +1,90 @@
+"""VGG (section 8.2): networks as a tuple of (num_convs, out_channels) blocks."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from cnnlab.layers.blocks import vgg_block
+from cnnlab.models._base import ZooModel, flat_features
+from cnnlab.models._registry import register_model
+
+__all__ = ["VGG", "VGG_ARCHS"]
+
+# Exercise 8.2.3 / Simonyan & Zisserman table 1 (configurations A, B, D, E).
+VGG_ARCHS: dict[str, tuple[tuple[int, int], ...]] = {
+    "vgg11": ((1, 64), (1, 128), (2, 256), (2, 512), (2, 512)),
+    "vgg13": ((2, 64), (2, 128), (2, 256), (2, 512), (2, 512)),
+    "vgg16": ((2, 64), (2, 128), (3, 256), (3, 512), (3, 512)),
+    "vgg19": ((2, 64), (2, 128), (4, 256), (4, 512), (4, 512)),
+    # The book's VGG-11 with channels divided by 4, the one it trains on Fashion-MNIST.
+    "vgg11_small": ((1, 16), (1, 32), (2, 64), (2, 128), (2, 128)),
+}
+
+
+class VGG(ZooModel):
+    """The book's VGG: vgg_blocks from `arch`, then 4096-4096 dense with dropout.
+
+    Each block halves H and W, so five blocks need inputs of at least 32x32; at 224 the features
+    end at 7x7, as in the paper (VGG-16 then has 138,357,544 parameters with 3 channels and 1000
+    classes).
+    """
+
+    def __init__(
+        self,
+        arch: tuple[tuple[int, int], ...] = VGG_ARCHS["vgg11"],
+        num_classes: int = 10,
+        in_channels: int = 1,
+        input_size: int | tuple[int, int] = 224,
+        dropout: float = 0.5,
+    ) -> None:
+        super().__init__()
+        self.arch = tuple((int(n), int(c)) for n, c in arch)
+        conv_blks = []
+        c_in = in_channels
+        for num_convs, out_channels in self.arch:
+            conv_blks.append(vgg_block(num_convs, c_in, out_channels))
+            c_in = out_channels
+        flat = flat_features("VGG", nn.Sequential(*conv_blks), in_channels, input_size)
+        self.net = nn.Sequential(
+            *conv_blks, nn.Flatten(),
+            nn.Linear(flat, 4096), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(4096, 4096), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(4096, num_classes),
+        )
+        self._finish(in_channels, input_size, nn.Sequential(*conv_blks))
+
+
+@register_model(input_size=224)
+def vgg(**kwargs: object) -> VGG:
+    """VGG with any `arch` of (num_convs, out_channels) blocks (default VGG-11), 224x224."""
+    return VGG(**kwargs)
+
+
+@register_model(input_size=224)
+def vgg11(**kwargs: object) -> VGG:
+    """VGG-11 (configuration A), 224x224."""
+    return VGG(arch=VGG_ARCHS["vgg11"], **kwargs)
+
+
+@register_model(input_size=224)
+def vgg13(**kwargs: object) -> VGG:
+    """VGG-13 (configuration B), 224x224."""
+    return VGG(arch=VGG_ARCHS["vgg13"], **kwargs)
+
+
+@register_model(input_size=224)
+def vgg16(**kwargs: object) -> VGG:
+    """VGG-16 (configuration D), 224x224."""
+    return VGG(arch=VGG_ARCHS["vgg16"], **kwargs)
+
+
+@register_model(input_size=224)
+def vgg19(**kwargs: object) -> VGG:
+    """VGG-19 (configuration E), 224x224."""
+    return VGG(arch=VGG_ARCHS["vgg19"], **kwargs)
+
+
+@register_model(input_size=224)
+def vgg11_small(**kwargs: object) -> VGG:
+    """The book's narrow VGG-11 (channels / 4) it trains on Fashion-MNIST, 224x224."""
+    return VGG(arch=VGG_ARCHS["vgg11_small"], **kwargs)
