@@ -1,0 +1,252 @@
+"""Shape rules of section 7.3/7.5 and a receptive-field calculator (re-exported by cnnlab.ops).
+
+Sizes are per spatial axis; functions take an int (both axes alike) or an (H, W) pair and return
+an int only when every size argument was an int.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+from torch import nn
+
+from cnnlab.errors import CnnlabError, ConfigError, ShapeError
+
+IntOrPair = int | tuple[int, int]
+Pads = tuple[int, int, int, int]  # (top, bottom, left, right)
+
+
+def pair(v: IntOrPair | Sequence[int], name: str, minimum: int = 1) -> tuple[int, int]:
+    """(v, v) for an int, the pair itself for a pair; each element must be >= minimum."""
+    if isinstance(v, int) and not isinstance(v, bool):
+        out = (v, v)
+    elif isinstance(v, Sequence) and len(v) == 2 and all(isinstance(x, int) for x in v):
+        out = (int(v[0]), int(v[1]))
+    else:
+        raise ConfigError(f"{name} must be an int or a pair of ints, got {v!r}")
+    if min(out) < minimum:
+        raise ConfigError(f"{name} must be >= {minimum}, got {v!r}")
+    return out
+
+
+def conv_padding(
+    padding: IntOrPair | str | Sequence[int], kernel: tuple[int, int], stride: tuple[int, int],
+    dilation: tuple[int, int], fn: str = "conv2d",
+) -> Pads:
+    """Explicit (top, bottom, left, right) padding from an int, pair, 4-tuple, 'valid' or 'same'."""
+    if isinstance(padding, str):
+        if padding == "valid":
+            return (0, 0, 0, 0)
+        if padding != "same":
+            raise ConfigError(f"{fn}: padding {padding!r} must be an int, a pair, 'valid' or 'same'")
+        if stride != (1, 1):
+            raise ConfigError(f"{fn}: padding='same' needs stride 1 (got {stride}), as in torch")
+        # torch puts the odd pixel of an even kernel's padding at the bottom/right.
+        th, tw = dilation[0] * (kernel[0] - 1), dilation[1] * (kernel[1] - 1)
+        return (th // 2, th - th // 2, tw // 2, tw - tw // 2)
+    if isinstance(padding, Sequence) and len(padding) == 4:
+        if not all(isinstance(x, int) and x >= 0 for x in padding):
+            raise ConfigError(f"{fn}: padding {padding!r} must be non-negative ints")
+        return tuple(padding)  # type: ignore[return-value]
+    ph, pw = pair(padding, "padding", minimum=0)
+    return (ph, ph, pw, pw)
+
+
+def _out_size(n: int, k: int, s: int, d: int, before: int, after: int, ceil: bool, fn: str) -> int:
+    span = d * (k - 1) + 1  # the dilated kernel's extent
+    if n + before + after < span:
+        raise ShapeError(
+            f"{fn}: kernel {k} (dilation {d}, spanning {span}) is larger than the padded input "
+            f"{n + before + after} (input {n}, padding {before}+{after}); pad more or use a "
+            "smaller kernel"
+        )
+    top = n + before + after - span
+    out = (top + (s - 1 if ceil else 0)) // s + 1
+    # ceil_mode: the last window must start inside the input or its left padding (torch's rule).
+    if ceil and (out - 1) * s >= n + before:
+        out -= 1
+    return out
+
+
+def _result(sizes: list[int], scalar: bool) -> int | tuple[int, int]:
+    return sizes[0] if scalar else (sizes[0], sizes[1])
+
+
+def conv2d_output_shape(
+    input_size: IntOrPair, kernel_size: IntOrPair, stride: IntOrPair = 1,
+    padding: IntOrPair | str | Sequence[int] = 0, dilation: IntOrPair = 1,
+) -> int | tuple[int, int]:
+    """Output height/width of a convolution: floor((n + 2p - d(k-1) - 1) / s) + 1 per axis."""
+    n, k = pair(input_size, "input_size"), pair(kernel_size, "kernel_size")
+    s, d = pair(stride, "stride"), pair(dilation, "dilation")
+    top, bottom, left, right = conv_padding(padding, k, s, d, "conv2d_output_shape")
+    sizes = [_out_size(n[0], k[0], s[0], d[0], top, bottom, False, "conv2d_output_shape"),
+             _out_size(n[1], k[1], s[1], d[1], left, right, False, "conv2d_output_shape")]
+    scalar = all(isinstance(a, int) for a in (input_size, kernel_size, stride, dilation)) and (
+        isinstance(padding, int) or padding in ("same", "valid"))
+    return _result(sizes, scalar)
+
+
+def pool2d_output_shape(
+    input_size: IntOrPair, kernel_size: IntOrPair, stride: IntOrPair | None = None,
+    padding: IntOrPair = 0, dilation: IntOrPair = 1, ceil_mode: bool = False,
+) -> int | tuple[int, int]:
+    """Output height/width of a pooling layer, with torch's ceil_mode and padding rules."""
+    n, k = pair(input_size, "input_size"), pair(kernel_size, "kernel_size")
+    s = k if stride is None else pair(stride, "stride")
+    p, d = pair(padding, "padding", minimum=0), pair(dilation, "dilation")
+    if p[0] > k[0] // 2 or p[1] > k[1] // 2:
+        raise ShapeError(
+            f"pooling padding {p} must be at most half the kernel size {k} (torch's rule), so "
+            "that no window sees only padding"
+        )
+    sizes = [_out_size(n[a], k[a], s[a], d[a], p[a], p[a], ceil_mode, "pool2d_output_shape")
+             for a in range(2)]
+    scalar = all(isinstance(a, int) for a in (input_size, kernel_size, padding, dilation)) and (
+        stride is None or isinstance(stride, int))
+    return _result(sizes, scalar)
+
+
+# --- receptive field ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class RFLayer:
+    """One row of the receptive-field table; every field is (height axis, width axis)."""
+
+    name: str  # hierarchical module name ("" for the input row), e.g. "3.1"
+    kind: str  # the module's class name
+    output_size: tuple[int, int]  # feature-map size after this layer
+    jump: tuple[int, int]  # input pixels between neighbouring outputs (the cumulative stride)
+    receptive_field: tuple[int, int]  # input pixels one output sees, padding included
+    start: tuple[float, float]  # input coordinate of the first output's field centre (pixel i at i)
+
+
+@dataclass(frozen=True)
+class ReceptiveField:
+    """The receptive-field table of a sequential model; `layers[0]` is the input."""
+
+    layers: list[RFLayer]
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """Receptive field of the last layer's outputs."""
+        return self.layers[-1].receptive_field
+
+    @property
+    def jump(self) -> tuple[int, int]:
+        """Cumulative stride of the last layer."""
+        return self.layers[-1].jump
+
+    @property
+    def output_size(self) -> tuple[int, int]:
+        """Spatial size of the last layer's output."""
+        return self.layers[-1].output_size
+
+    def to_dict(self) -> list[dict]:
+        """The rows as plain dicts (JSON-ready)."""
+        return [asdict(r) for r in self.layers]
+
+    def __str__(self) -> str:
+        def fmt(v: tuple) -> str:
+            return f"{v[0]:g}" if v[0] == v[1] else f"{v[0]:g}x{v[1]:g}"
+
+        head = ("layer", "type", "output", "jump", "receptive field", "start")
+        rows = [head] + [(r.name or "input", r.kind, f"{r.output_size[0]}x{r.output_size[1]}",
+                          fmt(r.jump), fmt(r.receptive_field), fmt(r.start)) for r in self.layers]
+        widths = [max(len(row[c]) for row in rows) for c in range(len(head))]
+        return "\n".join("  ".join(v.ljust(w) for v, w in zip(row, widths)).rstrip()
+                         for row in rows)
+
+
+_POINTWISE = (
+    nn.Identity, nn.modules.batchnorm._BatchNorm, nn.modules.instancenorm._InstanceNorm,
+    nn.GroupNorm, nn.LocalResponseNorm, nn.modules.dropout._DropoutNd,
+)
+_PADS = (nn.ZeroPad2d, nn.ConstantPad2d, nn.ReflectionPad2d, nn.ReplicationPad2d)
+
+
+def _is_pointwise(m: nn.Module) -> bool:
+    # Activations act pixel by pixel (MultiheadAttention lives in the same module but does not).
+    if type(m).__module__ == "torch.nn.modules.activation":
+        return not isinstance(m, nn.MultiheadAttention)
+    return isinstance(m, _POINTWISE)
+
+
+def _layer_geometry(name: str, m: nn.Module, n: tuple[int, int]) -> list[tuple] | None:
+    """Per axis (kernel, stride, dilation, pad_before, pad_after, ceil_mode); None = pointwise."""
+    kind = type(m).__name__
+    if isinstance(m, nn.Flatten) or isinstance(m, (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d)):
+        target = (1, 1) if isinstance(m, nn.Flatten) else m.output_size
+        target = pair(target, "output_size") if not isinstance(target, Sequence) else target
+        geo = []
+        for a in range(2):
+            o = n[a] if target[a] is None else target[a]
+            if n[a] % o:
+                raise ShapeError(
+                    f"receptive_field: {name} ({kind}) maps {n[a]} to {o} with unequal windows; "
+                    "use an input size divisible by its output size"
+                )
+            geo.append((n[a] // o, n[a] // o, 1, 0, 0, False))
+        return geo
+    if _is_pointwise(m):
+        return None
+    if isinstance(m, _PADS) or (hasattr(nn, "CircularPad2d") and isinstance(m, nn.CircularPad2d)):
+        left, right, top, bottom = m.padding
+        return [(1, 1, 1, top, bottom, False), (1, 1, 1, left, right, False)]
+    if isinstance(m, nn.modules.conv._ConvNd) and m.transposed:
+        raise CnnlabError(f"receptive_field: {name} ({kind}) upsamples; it is not supported")
+    if hasattr(m, "kernel_size") and not list(m.children()):
+        # torch convs and pools, and cnnlab's layers, which keep torch's attribute names.
+        k = pair(m.kernel_size, f"{name}.kernel_size")
+        stride = getattr(m, "stride", None)
+        s = k if stride is None else pair(stride, f"{name}.stride")
+        d = pair(getattr(m, "dilation", 1), f"{name}.dilation")
+        pads = conv_padding(getattr(m, "padding", 0), k, s, d, f"receptive_field: {name}")
+        ceil = bool(getattr(m, "ceil_mode", False))
+        return [(k[0], s[0], d[0], pads[0], pads[1], ceil), (k[1], s[1], d[1], pads[2], pads[3], ceil)]
+    raise CnnlabError(
+        f"receptive_field: cannot tell how {name or 'the model'} ({kind}) changes the spatial "
+        "geometry; it handles nn.Sequential chains of convolutions, pools, padding and pointwise "
+        "layers (pass the sequential part of your model)"
+    )
+
+
+def receptive_field(model: nn.Module, input_size: int | Sequence[int]) -> ReceptiveField:
+    """Output size, jump, receptive field and start of every layer of a sequential model.
+
+    input_size is H (square), (H, W) or (C, H, W). Per axis and layer with kernel k, stride s,
+    dilation d and padding p (effective kernel e = d(k-1)+1): jump' = jump*s,
+    rf' = rf + (e-1)*jump, start' = start + ((e-1)/2 - p)*jump.
+    """
+    size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)[-2:]
+    n = pair(size, "input_size")
+    rows = [RFLayer("", "input", n, (1, 1), (1, 1), (0.0, 0.0))]
+    state = {"n": n, "j": (1, 1), "r": (1, 1), "start": (0.0, 0.0), "flat": False}
+
+    def walk(prefix: str, m: nn.Module) -> None:
+        if isinstance(m, nn.Sequential):
+            for child_name, child in m.named_children():
+                walk(f"{prefix}.{child_name}" if prefix else child_name, child)
+            return
+        kind = type(m).__name__
+        # After a Flatten or global pool every output already sees the whole input.
+        geo = None if state["flat"] else _layer_geometry(prefix, m, state["n"])
+        if geo is not None:
+            n_new, j_new, r_new, st_new = [], [], [], []
+            for a, (k, s, d, pb, pa, ceil) in enumerate(geo):
+                e = d * (k - 1) + 1
+                n_new.append(_out_size(state["n"][a], k, s, d, pb, pa, ceil,
+                                       f"receptive_field: {prefix} ({kind})"))
+                j_new.append(state["j"][a] * s)
+                r_new.append(state["r"][a] + (e - 1) * state["j"][a])
+                st_new.append(state["start"][a] + ((e - 1) / 2 - pb) * state["j"][a])
+            state.update(n=tuple(n_new), j=tuple(j_new), r=tuple(r_new), start=tuple(st_new))
+            if state["n"] == (1, 1) and isinstance(m, (nn.Flatten, nn.AdaptiveAvgPool2d,
+                                                       nn.AdaptiveMaxPool2d)):
+                state["flat"] = True
+        rows.append(RFLayer(prefix, kind, state["n"], state["j"], state["r"], state["start"]))
+
+    walk("", model)
+    return ReceptiveField(rows)
