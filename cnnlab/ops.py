@@ -1,4 +1,4 @@
-"""Chapter 7's operations from scratch on plain tensors: cross-correlation, conv via im2col, pooling.
+"""Chapter 7's operations from scratch on plain tensors: correlation, conv via im2col, pooling.
 
 Every op here is differentiable through ordinary autograd (no custom backward), so its gradients
 are the gradients of the construction the book describes; tests/test_ops.py checks values and
@@ -86,7 +86,7 @@ def corr2d_multi_in(X: Tensor, K: Tensor) -> Tensor:
 
 
 def corr2d_multi_in_out(X: Tensor, K: Tensor) -> Tensor:
-    """Multi-in, multi-out correlation: X (..., Ci, H, W), K (Co, Ci, kh, kw) -> (..., Co, Ho, Wo)."""
+    """Multi-in/out correlation: X (..., Ci, H, W), K (Co, Ci, kh, kw) -> (..., Co, Ho, Wo)."""
     if X.dim() < 3 or K.dim() != 4 or X.shape[-3] != K.shape[1]:
         raise ShapeError(
             f"corr2d_multi_in_out: X {tuple(X.shape)} must be (..., Ci, H, W) and K "
@@ -97,7 +97,7 @@ def corr2d_multi_in_out(X: Tensor, K: Tensor) -> Tensor:
 
 
 def corr2d_multi_in_out_1x1(X: Tensor, K: Tensor) -> Tensor:
-    """1x1 convolution as a matrix multiply: X (..., Ci, H, W), K (Co, Ci, 1, 1) -> (..., Co, H, W)."""
+    """1x1 convolution as a matmul: X (..., Ci, H, W), K (Co, Ci, 1, 1) -> (..., Co, H, W)."""
     if X.dim() < 3 or K.dim() != 4 or K.shape[-2:] != (1, 1) or X.shape[-3] != K.shape[1]:
         raise ShapeError(
             f"corr2d_multi_in_out_1x1: X {tuple(X.shape)} must be (..., Ci, H, W) and K "
@@ -191,7 +191,7 @@ def conv2d(
     groups: int = 1,
     padding_mode: str = "zeros",
 ) -> Tensor:
-    """2-D convolution (torch's cross-correlation) via unfold + matmul; X (N, C, H, W) or (C, H, W)."""
+    """2-D convolution as torch defines it, via unfold + matmul; X (N, C, H, W) or (C, H, W)."""
     unbatched = X.dim() == 3
     if unbatched:
         X = X.unsqueeze(0)
@@ -259,7 +259,8 @@ def conv_transpose2d(
             f"conv_transpose2d: input has {C} channels, weight {tuple(weight.shape)} expects "
             f"{C_in}, and groups={groups} must divide it"
         )
-    s, p, d = pair(stride, "stride"), pair(padding, "padding", minimum=0), pair(dilation, "dilation")
+    s, d = pair(stride, "stride"), pair(dilation, "dilation")
+    p = pair(padding, "padding", minimum=0)
     op = pair(output_padding, "output_padding", minimum=0)
     for a in range(2):
         if op[a] >= max(s[a], d[a]):

@@ -39,7 +39,7 @@ def conv_padding(
         if padding == "valid":
             return (0, 0, 0, 0)
         if padding != "same":
-            raise ConfigError(f"{fn}: padding {padding!r} must be an int, a pair, 'valid' or 'same'")
+            raise ConfigError(f"{fn}: padding {padding!r} is not an int, a pair, 'valid' or 'same'")
         if stride != (1, 1):
             raise ConfigError(f"{fn}: padding='same' needs stride 1 (got {stride}), as in torch")
         # torch puts the odd pixel of an even kernel's padding at the bottom/right.
@@ -205,7 +205,8 @@ def _layer_geometry(name: str, m: nn.Module, n: tuple[int, int]) -> list[tuple] 
         d = pair(getattr(m, "dilation", 1), f"{name}.dilation")
         pads = conv_padding(getattr(m, "padding", 0), k, s, d, f"receptive_field: {name}")
         ceil = bool(getattr(m, "ceil_mode", False))
-        return [(k[0], s[0], d[0], pads[0], pads[1], ceil), (k[1], s[1], d[1], pads[2], pads[3], ceil)]
+        return [(k[0], s[0], d[0], pads[0], pads[1], ceil),
+                (k[1], s[1], d[1], pads[2], pads[3], ceil)]
     raise CnnlabError(
         f"receptive_field: cannot tell how {name or 'the model'} ({kind}) changes the spatial "
         "geometry; it handles nn.Sequential chains of convolutions, pools, padding and pointwise "
