@@ -8,7 +8,17 @@
 Importing this package imports every family module, which registers its constructors.
 """
 
-from cnnlab.models import alexnet, lenet, resnet, vgg  # noqa: F401  (registers the models)
+# Importing each family module registers its constructors.
+from cnnlab.models import (  # noqa: F401
+    alexnet,
+    densenet,
+    googlenet,
+    lenet,
+    nin,
+    regnet,
+    resnet,
+    vgg,
+)
 from cnnlab.models._base import ZooModel, init_cnn
 from cnnlab.models._registry import create_model, default_input_size, list_models, register_model
 
