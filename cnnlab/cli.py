@@ -268,7 +268,6 @@ def default_run_dir(name: str) -> Path:
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a recipe or a model (or resume a run) and print the test accuracy and run folder."""
-    from cnnlab import train as engine
     from cnnlab.recipes import resolve
 
     flags = {name: getattr(args, name) for name, *_ in _config_fields()
@@ -277,6 +276,8 @@ def cmd_train(args: argparse.Namespace) -> int:
         if args.target or args.config:
             raise ConfigError("--resume DIR takes its recipe and settings from DIR/config.json; "
                               "drop the recipe name and --config")
+        from cnnlab import train as engine
+
         result = engine.resume(args.resume, **flags)
         return _finish_train(result, Path(args.resume), args)
 
@@ -289,11 +290,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     recipe = resolve(target)
     config = recipe.config(**settings, **flags).validate()
     out = args.out or default_run_dir(recipe.name)
-    from cnnlab.models import create_model
-
-    model = create_model(recipe.model, **dict(recipe.model_kwargs))
+    model = recipe.build_model(config)
     print(f"cnnlab: training {recipe.name} ({recipe.model} on {config.dataset}) -> {out}",
           file=sys.stderr)
+    from cnnlab import train as engine
+
     try:
         result = engine.train(model, config.dataset, config, out_dir=out)
     except KeyboardInterrupt:
@@ -373,13 +374,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_summary(args: argparse.Namespace) -> int:
     """Print a model's cost summary."""
-    from cnnlab.cost import summary
     from cnnlab.models import create_model, default_input_size
 
     c, h, w = args.input or default_input_size(args.model)
     if args.classes < 1:
         raise ConfigError(f"--classes {args.classes} must be at least 1")
-    model = create_model(args.model, num_classes=args.classes, in_channels=c)
+    model = create_model(args.model, num_classes=args.classes, in_channels=c, input_size=(h, w))
+    from cnnlab.cost import summary
+
     s = summary(model, (c, h, w), batch_size=args.batch_size)
     out = {"table": str, "markdown": lambda x: x.to_markdown(), "json": lambda x: x.to_json()}
     print(out[args.format](s))

@@ -90,7 +90,7 @@ def read_history(run_dir: Path) -> list[dict[str, Any]]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def _pick_device(name: str) -> torch.device:
+def _pick_device(name: str | None) -> torch.device:
     if name in ("auto", "", None):
         if torch.cuda.is_available():
             return torch.device("cuda")
@@ -120,19 +120,20 @@ def load_run(run_dir: str | Path, checkpoint: str = "best") -> Run:
         path = run_dir / "checkpoints" / "last.pt"  # a run without validation keeps only last.pt
     dataset = load_dataset(config.get("dataset", "fashion-mnist"), root=config.get("data_root"),
                            download=False)
-    model = create_model(config["model"], num_classes=len(dataset.classes), in_channels=1)
+    run = Run(run_dir, config, nn.Identity(), dataset, path, _pick_device(config.get("device")))
+    run.model = create_model(config["model"], num_classes=len(dataset.classes), in_channels=1,
+                             input_size=run.input_size)
     state = load_checkpoint(path)
     weights = state.get("model", state)
     # torch.compile wraps the module: its state-dict keys carry an "_orig_mod." prefix.
     weights = {k.removeprefix("_orig_mod.").removeprefix("module."): v for k, v in weights.items()}
     try:
-        model.load_state_dict(weights)
+        run.model.load_state_dict(weights)
     except RuntimeError as err:
         raise DataError(f"{path} does not fit model {config['model']!r}: "
                         f"{str(err).splitlines()[0]}") from None
-    device = _pick_device(config.get("device", "auto"))
-    model.to(device).eval()
-    return Run(run_dir, config, model, dataset, path, device)
+    run.model.to(run.device).eval()
+    return run
 
 
 def _normalize(run: Run) -> tuple[float, float] | None:
