@@ -34,6 +34,7 @@ __all__ = [
     "conv2d",
     "conv_transpose2d",
     "pool2d",
+    "pad2d",
     "conv2d_output_shape",
     "pool2d_output_shape",
     "receptive_field",
@@ -143,9 +144,9 @@ def _pad_index(n: int, before: int, after: int, mode: str, fn: str) -> Tensor:
     return i
 
 
-def _pad2d(
+def pad2d(
     X: Tensor, pads: tuple[int, int, int, int], mode: str = "zeros", value: float = 0.0,
-    fn: str = "pad",
+    fn: str = "pad2d",
 ) -> Tensor:
     """Pad (top, bottom, left, right) the last two dims; negative amounts crop (zeros mode only)."""
     top, bottom, left, right = pads
@@ -218,7 +219,7 @@ def conv2d(
     pads = conv_padding(padding, (kh, kw), s, d, "conv2d")  # (top, bottom, left, right)
     Ho, Wo = conv2d_output_shape((H, W), (kh, kw), s, pads, d)
 
-    Xp = _pad2d(X, pads, padding_mode, fn="conv2d")  # (N, C, Hp, Wp)
+    Xp = pad2d(X, pads, padding_mode, fn="conv2d")  # (N, C, Hp, Wp)
     win = _windows(Xp, (kh, kw), s, d)  # (N, C, Ho, Wo, kh, kw), a view
     # im2col, laid out so that the whole batch is ONE matrix multiply per group:
     # rows = (channel, tap), columns = (image, output pixel). This is the only copy of the input.
@@ -281,7 +282,7 @@ def conv_transpose2d(
     # 2. Pad so that every input pixel meets every kernel tap; a padding p of the transposed
     #    conv crops instead, and output_padding adds rows/columns at the bottom/right only.
     ph, pw = d[0] * (kh - 1) - p[0], d[1] * (kw - 1) - p[1]
-    Zp = _pad2d(Z, (ph, ph + op[0], pw, pw + op[1]), fn="conv_transpose2d")
+    Zp = pad2d(Z, (ph, ph + op[0], pw, pw + op[1]), fn="conv_transpose2d")
     # 3. An ordinary stride-1 convolution with each group's kernel flipped and in/out swapped.
     G = groups
     Wt = weight.reshape(G, C_in // G, C_og, kh, kw).transpose(1, 2)  # (G, C_out/G, C_in/G, kh, kw)
@@ -320,7 +321,7 @@ def pool2d(
              for a, (o, n) in enumerate(((Ho, H), (Wo, W)))]
     # Padding must never win: -inf for max, +inf for min, 0 for avg (then divided properly).
     fill = {"max": -math.inf, "min": math.inf, "avg": 0.0}[mode]
-    Xp = _pad2d(X, (p[0], p[0] + extra[0], p[1], p[1] + extra[1]), value=fill, fn="pool2d")
+    Xp = pad2d(X, (p[0], p[0] + extra[0], p[1], p[1] + extra[1]), value=fill, fn="pool2d")
     win = _windows(Xp, k, s, d)  # (..., Ho, Wo, kh, kw)
     if mode == "avg":
         return win.sum((-2, -1)) / _avg_divisor(X, (H, W), (Ho, Wo), k, s, p, count_include_pad)
