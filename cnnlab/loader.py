@@ -1,0 +1,248 @@
+"""The in-memory loader: batches by index slicing, transforms on the whole batch on the device.
+
+    loader = Loader(ds.train, 128, shuffle=True, resize=224, device="cuda")
+    for epoch in range(10):
+        for X, y in loader.batches(epoch):   # X float32 (128, 1, 224, 224) in [0, 1]
+
+Each batch is gathered by index from one uint8 tensor on the device, converted to float and
+resized as a whole: no DataLoader workers, no per-sample Python. Resizing applies PIL's bilinear
+filter (antialiased when shrinking) as two small matrix products, so it matches the book's
+`transforms.Resize` to within PIL's uint8 rounding (<= 1/255).
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import numbers
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from cnnlab.errors import ConfigError
+
+if TYPE_CHECKING:
+    from cnnlab.data import Split
+
+__all__ = ["Augment", "Loader", "resize_weights"]
+
+
+# --- transforms on whole batches ---------------------------------------------------------------
+
+
+def _check_size(resize: int | Sequence[int] | None) -> tuple[int, int] | None:
+    if resize is None:
+        return None
+    vals = [resize, resize] if isinstance(resize, numbers.Integral) else resize
+    ok = isinstance(vals, (tuple, list)) and len(vals) == 2 and all(
+        isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0 for v in vals)
+    if isinstance(resize, bool) or not ok:
+        raise ConfigError(f"resize={resize!r} must be a positive int or two positive ints "
+                          "(h, w), e.g. resize=224 or resize=(224, 224)")
+    return int(vals[0]), int(vals[1])
+
+
+@functools.lru_cache(maxsize=32)
+def resize_weights(in_size: int, out_size: int) -> torch.Tensor:
+    """(out_size, in_size) matrix of PIL's bilinear resampling along one axis.
+
+    PIL's triangle filter over pixel centres, widened by the scale factor when shrinking (that
+    widening is the antialiasing); each row is normalized over the pixels inside the image.
+    """
+    scale = in_size / out_size
+    support = max(scale, 1.0)
+    w = torch.zeros(out_size, in_size, dtype=torch.float64)
+    for i in range(out_size):
+        center = (i + 0.5) * scale
+        lo = max(int(center - support + 0.5), 0)
+        hi = min(int(center + support + 0.5), in_size)
+        taps = 1 - ((torch.arange(lo, hi, dtype=torch.float64) + 0.5 - center) / support).abs()
+        taps = taps.clamp(min=0)
+        w[i, lo:hi] = taps / taps.sum()
+    return w.float()
+
+
+@dataclass(frozen=True)
+class Augment:
+    """Batched augmentation: random crop from a zero-padded image, random horizontal flip."""
+
+    crop_padding: int = 0  # pixels of zeros on each side before cropping back to size
+    hflip: bool = False  # flip each image left-right with probability 1/2
+
+    def __post_init__(self) -> None:
+        p = self.crop_padding
+        if isinstance(p, bool) or not isinstance(p, numbers.Integral) or p < 0:
+            raise ConfigError(f"crop_padding={p!r} must be an integer >= 0")
+        if not isinstance(self.hflip, bool):
+            raise ConfigError(f"hflip={self.hflip!r} must be True or False")
+
+    def __bool__(self) -> bool:
+        return bool(self.crop_padding or self.hflip)
+
+    def __call__(self, x: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Augment a batch (B, C, H, W); random draws come from `generator` (a CPU one)."""
+        b, c, h, w = x.shape
+        if self.crop_padding:
+            p = self.crop_padding
+            dy = torch.randint(0, 2 * p + 1, (b, 1, 1, 1), generator=generator).to(x.device)
+            dx = torch.randint(0, 2 * p + 1, (b, 1, 1, 1), generator=generator).to(x.device)
+            padded = F.pad(x, (p, p, p, p))  # (B, C, H+2p, W+2p), zeros outside
+            ar = functools.partial(torch.arange, device=x.device)
+            x = padded[ar(b).view(b, 1, 1, 1), ar(c).view(1, c, 1, 1),
+                       dy + ar(h).view(1, 1, h, 1), dx + ar(w).view(1, 1, 1, w)]
+        if self.hflip:
+            flip = (torch.rand(b, generator=generator) < 0.5).to(x.device)
+            x = torch.where(flip.view(b, 1, 1, 1), x.flip(3), x)
+        return x
+
+
+def _seed(*values: int) -> int:
+    """A well-mixed 63-bit seed from integers, e.g. (seed, epoch, batch)."""
+    return int(np.random.SeedSequence([v & 0xFFFFFFFF for v in values]).generate_state(
+        2, np.uint64)[0] >> np.uint64(1))
+
+
+def _check_int(name: str, value: object, low: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ConfigError(f"{name}={value!r} must be an integer >= {low}")
+    return int(value)
+
+
+class Loader:
+    """Batches of a split held on `device`: (X float32 (B, 1, H, W), y int64 (B,)).
+
+    The order of an epoch is a pure function of (seed, epoch) and the same on every rank; each
+    rank takes its shard rank::world_size (equal lengths: padded by wrapping around, or cut with
+    drop_last). Augmentation draws depend only on (seed, epoch, batch index), so
+    `batches(epoch, start=k)` resumes exactly where batch k of an interrupted epoch would be.
+    """
+
+    def __init__(self, split: Split, batch_size: int, *, shuffle: bool = False,
+                 drop_last: bool = False, seed: int = 0,
+                 resize: int | tuple[int, int] | None = None,
+                 normalize: tuple[float, float] | None = None, augment: Augment | None = None,
+                 device: str | torch.device = "cpu", channels_last: bool = False,
+                 rank: int = 0, world_size: int = 1) -> None:
+        self.batch_size = batch_size_ = _check_int("batch_size", batch_size, 1)
+        self.world_size = _check_int("world_size", world_size, 1)
+        self.rank = _check_int("rank", rank, 0)
+        if self.rank >= self.world_size:
+            raise ConfigError(f"rank={rank} must be below world_size={world_size}")
+        self.seed = _check_int("seed", seed, -(2**63))
+        if augment is not None and not isinstance(augment, Augment):
+            raise ConfigError(f"augment={augment!r} must be an Augment(...) or None")
+        self.shuffle, self.drop_last, self.augment = bool(shuffle), bool(drop_last), augment
+        self.channels_last = bool(channels_last)
+        try:
+            self.device = torch.device(device)
+        except (RuntimeError, TypeError) as e:
+            raise ConfigError(f"device={device!r} is not a torch device ('cpu', 'cuda', "
+                              "'cuda:1', 'mps')") from e
+        self.normalize = self._check_normalize(normalize)
+        self.images = split.images.to(self.device)  # uint8 (N, H, W): the whole split, once
+        self.labels = split.labels.to(self.device)
+        in_hw = tuple(split.images.shape[1:])
+        self.size = _check_size(resize) or in_hw
+        self._weights = None
+        if self.size != in_hw:
+            # Rows resized by wh, then columns by ww (with the /255 folded in).
+            self._weights = (resize_weights(in_hw[0], self.size[0]).to(self.device),
+                             (resize_weights(in_hw[1], self.size[1]).T / 255).contiguous()
+                             .to(self.device))
+        n, ws = len(split), self.world_size
+        self.num_samples = n if ws == 1 else (n // ws if self.drop_last else -(-n // ws))
+        self.epoch = 0
+        self._len = (self.num_samples // batch_size_ if self.drop_last
+                     else -(-self.num_samples // batch_size_))
+
+    @staticmethod
+    def _check_normalize(normalize: object) -> tuple[float, float] | None:
+        if normalize is None:
+            return None
+        try:
+            mean, std = (float(np.asarray(v, dtype=np.float64).reshape(-1)[0])
+                         if np.size(v) == 1 else math.nan for v in normalize)  # type: ignore
+        except (TypeError, ValueError):
+            mean = std = math.nan
+        if not (math.isfinite(mean) and math.isfinite(std) and std > 0):
+            raise ConfigError(f"normalize={normalize!r} must be (mean, std) with std > 0, e.g. "
+                              "dataset_stats('fashion-mnist')")
+        return mean, std
+
+    def __len__(self) -> int:
+        return self._len
+
+    def set_epoch(self, epoch: int) -> None:
+        """Choose the epoch whose order `iter(loader)` yields."""
+        self.epoch = _check_int("epoch", epoch, 0)
+
+    def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        return self.batches(self.epoch)
+
+    def order(self, epoch: int) -> torch.Tensor | None:
+        """This rank's sample indices for `epoch` (None: the split in its stored order)."""
+        n, ws = len(self.labels), self.world_size
+        if not self.shuffle and ws == 1:
+            return None
+        if self.shuffle:
+            g = torch.Generator().manual_seed(_seed(self.seed, epoch))
+            perm = torch.randperm(n, generator=g)
+        else:
+            perm = torch.arange(n)
+        if ws > 1:
+            total = self.num_samples * ws
+            perm = perm[:total] if self.drop_last else perm[torch.arange(total) % max(n, 1)]
+            perm = perm[self.rank::ws]
+        return perm
+
+    def batches(self, epoch: int, start: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        """Yield the batches of `epoch`, beginning at batch index `start`."""
+        epoch = _check_int("epoch", epoch, 0)
+        start = _check_int("start", start, 0)
+        if start > len(self):
+            raise ConfigError(f"start={start} is past the {len(self)} batches of an epoch")
+        return self._batches(epoch, start)
+
+    def _batches(self, epoch: int, start: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        order = self.order(epoch)
+        if order is not None:
+            order = order.to(self.device)
+        bs = self.batch_size
+        for i in range(start, len(self)):
+            lo, hi = i * bs, min((i + 1) * bs, self.num_samples)
+            if order is None:
+                x, y = self.images[lo:hi], self.labels[lo:hi]
+            else:
+                idx = order[lo:hi]
+                x, y = self.images.index_select(0, idx), self.labels.index_select(0, idx)
+            yield self.transform(x, epoch, i), y
+
+    def transform(self, x: torch.Tensor, epoch: int = 0, index: int = 0) -> torch.Tensor:
+        """uint8 (B, H, W) -> float32 (B, 1, h, w): scale, resize, augment, normalize."""
+        x = x.to(torch.float32)
+        if self._weights is not None:
+            wh, ww = self._weights
+            b, h, w = x.shape
+            x = torch.matmul(wh, x)  # (B, h_out, W): rows first, it is the small product
+            x = torch.mm(x.reshape(-1, w), ww).view(b, self.size[0], self.size[1])
+        else:
+            x = x.div_(255)
+        x = x.unsqueeze(1)  # (B, 1, h, w)
+        if self.augment:
+            g = torch.Generator().manual_seed(_seed(self.seed, epoch, index))
+            x = self.augment(x, g)
+        if self.normalize is not None:
+            mean, std = self.normalize
+            x = x.sub_(mean).div_(std)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return x
+
+    def __repr__(self) -> str:
+        return (f"Loader({len(self.labels)} samples -> {len(self)} batches of {self.batch_size}, "
+                f"size={self.size}, shuffle={self.shuffle}, device={self.device}, "
+                f"rank={self.rank}/{self.world_size})")
