@@ -1,0 +1,132 @@
+"""The run folder's files: config.json, metrics.csv/.jsonl, curves.png, TensorBoard, result.json.
+
+Every file is rewritten whole and atomically, so a reader (or a resumed run) never sees half a
+line, and after a resume the files agree with the checkpoint's history.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import os
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+
+CSV_FIRST = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds",
+             "images_per_second")
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write text to a temporary sibling, then rename it over path."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def to_json(obj: Any) -> str:
+    """Strict JSON (NaN and inf become null) with stable key order."""
+    return json.dumps(_clean(obj), indent=2) + "\n"
+
+
+def _clean(obj: Any) -> Any:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {str(k): _clean(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_clean(v) for v in obj]
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    """Library, torch and python versions and the device's name, recorded beside the config."""
+    import cnnlab
+
+    if device.type == "cuda":
+        name = torch.cuda.get_device_name(device)
+    elif device.type == "cpu":
+        name = platform.processor() or platform.machine()
+    else:
+        name = device.type
+    return {"cnnlab": cnnlab.__version__, "torch": torch.__version__,
+            "python": platform.python_version(), "platform": platform.platform(),
+            "device": str(device), "device_name": name, "cpu_threads": torch.get_num_threads()}
+
+
+class RunFolder:
+    """Writes one run's human- and machine-readable outputs (rank 0 only)."""
+
+    def __init__(self, path: str | Path, *, tensorboard: bool = True, plot: bool = True):
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+        self.checkpoints = self.path / "checkpoints"
+        self.checkpoints.mkdir(exist_ok=True)
+        self.plot = plot
+        self._tb_enabled = tensorboard
+        self._tb: Any = None
+
+    def write_config(self, config: dict[str, Any], env: dict[str, Any]) -> None:
+        """config.json: the config's fields plus an 'environment' entry."""
+        write_text_atomic(self.path / "config.json", to_json({**config, "environment": env}))
+
+    def write_history(self, history: list[dict[str, Any]]) -> None:
+        """metrics.jsonl and metrics.csv from the whole history, plus curves.png."""
+        lines = "".join(json.dumps(_clean(row)) + "\n" for row in history)
+        write_text_atomic(self.path / "metrics.jsonl", lines)
+        keys = [k for k in CSV_FIRST if any(k in r for r in history)]
+        keys += sorted({k for r in history for k in r} - set(keys))
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n")
+        writer.writeheader()
+        for row in history:
+            writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in keys})
+        write_text_atomic(self.path / "metrics.csv", buf.getvalue())
+        if self.plot and history:
+            self._plot(history)
+
+    def _plot(self, history: list[dict[str, Any]]) -> None:
+        try:
+            from cnnlab.plots import plot_curves
+        except ImportError:  # plots not available in this install: the numbers are still written
+            return
+        tmp = self.path / ".curves.tmp.png"
+        plot_curves(history, tmp)
+        os.replace(tmp, self.path / "curves.png")
+
+    def tensorboard(self, purge_step: int | None = None) -> Any:
+        """The SummaryWriter (None when tensorboard is not installed or switched off)."""
+        if self._tb is None and self._tb_enabled:
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+            except ImportError:
+                self._tb_enabled = False
+                return None
+            # purge_step drops events a killed run wrote after its last checkpoint.
+            self._tb = SummaryWriter(str(self.path / "tensorboard"), purge_step=purge_step)
+        return self._tb
+
+    def log_scalars(self, scalars: dict[str, float | None], step: int) -> None:
+        """Scalars such as 'train/loss' at a global step (TensorBoard only)."""
+        tb = self.tensorboard()
+        if tb is None:
+            return
+        for tag, value in scalars.items():
+            if value is not None:
+                tb.add_scalar(tag, value, step)
+
+    def write_result(self, result: dict[str, Any]) -> None:
+        """result.json: final and best metrics, test accuracy, timings."""
+        write_text_atomic(self.path / "result.json", to_json(result))
+
+    def close(self) -> None:
+        """Flush TensorBoard."""
+        if self._tb is not None:
+            self._tb.close()
+            self._tb = None

@@ -1,0 +1,705 @@
+"""The training engine: train any cnnlab model on any cnnlab dataset, fast, observable, resumable.
+
+    result = train("lenet", "fashion-mnist", TrainConfig(epochs=10), out_dir="runs/lenet")
+    result = resume("runs/lenet")                       # after a crash, SIGKILL or Ctrl-C
+    torchrun --nproc_per_node 2 -m cnnlab.train --model lenet --out runs/ddp   # data parallel
+
+Data lives on the device and batches are index slices (cnnlab.data.Loader); metrics accumulate
+on the device, so the only per-step host syncs are the progress refreshes every `log_every` steps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from cnnlab import distributed as ddp
+from cnnlab.checkpoint import (
+    FORMAT_VERSION,
+    RunLock,
+    load_checkpoint,
+    rng_state,
+    save_checkpoint,
+    set_rng_state,
+)
+from cnnlab.errors import CnnlabError, ConfigError, TrainingError
+from cnnlab.progress import Progress
+from cnnlab.runlog import RunFolder, environment
+from cnnlab.schedule import lr_at
+from cnnlab.train_config import TrainConfig
+
+__all__ = ["TrainConfig", "TrainResult", "TrainingInterrupted", "Trainer", "evaluate", "predict",
+           "resume", "train", "pick_device"]
+
+
+class TrainingInterrupted(TrainingError):
+    """Ctrl-C (SIGINT) stopped the run after a step; a checkpoint was written when a folder was."""
+
+    def __init__(self, message: str, run_dir: Path | None):
+        super().__init__(message)
+        self.run_dir = run_dir
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: per-epoch history, final and best rows, test metrics, timings."""
+
+    history: list[dict[str, Any]]  # one row per epoch (see Trainer._epoch_row)
+    final: dict[str, Any]  # the last epoch's row
+    best: dict[str, Any] | None  # the row with the best `monitor` value (None: never validated)
+    test_acc: float | None  # accuracy of the final model on the dataset's test split
+    test_loss: float | None  # mean cross-entropy on the test split
+    seconds: float  # training wall time, summed over resumed sessions
+    out_dir: Path | None  # the run folder (None: nothing written)
+    config: TrainConfig  # the resolved config the run used
+    stopped_early: bool = False  # early stopping ended the run before config.epochs
+    model: nn.Module | None = field(default=None, repr=False)  # the trained network
+
+    @property
+    def run_dir(self) -> Path | None:
+        """Alias of out_dir (the CLI's name for it)."""
+        return self.out_dir
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON-ready summary written to result.json."""
+        ips = [r["images_per_second"] for r in self.history if r.get("images_per_second")]
+        return {"model": self.config.model, "dataset": self.config.dataset,
+                "test_acc": self.test_acc, "test_loss": self.test_loss,
+                "seconds": round(self.seconds, 3),
+                "epochs_completed": len(self.history), "stopped_early": self.stopped_early,
+                "images_per_second": round(sum(ips) / len(ips), 1) if ips else None,
+                "final": self.final, "best": self.best, "dry_run": self.config.dry_run,
+                "out_dir": str(self.out_dir) if self.out_dir else None}
+
+
+# --- devices, precision ---------------------------------------------------------------------
+
+def pick_device(name: str = "auto") -> torch.device:
+    """'auto' -> cuda, then mps, then cpu; an explicit device that is absent is a ConfigError."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ConfigError(f"device={name!r} but CUDA is not available here; use device='auto'")
+    if dev.type == "mps" and not torch.backends.mps.is_available():
+        raise ConfigError(f"device={name!r} but Apple MPS is not available; use device='auto'")
+    return dev
+
+
+def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype: 'auto' is bf16 on CUDA (fp16 where bf16 is missing), off elsewhere."""
+    if amp == "off":
+        return None
+    if amp == "auto":
+        if device.type != "cuda":
+            return None  # CPUs without native bf16 run autocast slower than float32
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return torch.bfloat16 if amp == "bf16" else torch.float16
+
+
+def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    if dtype is None:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+# --- evaluation and prediction ---------------------------------------------------------------
+
+def _eval_sums(model: nn.Module, batches: Any, device: torch.device, dtype: torch.dtype | None,
+               limit: int = 0) -> torch.Tensor:
+    """[loss sum, correct, n] over batches, accumulated on the device (one sync by the caller)."""
+    sums = torch.zeros(3, dtype=_acc_dtype(device), device=device)
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad(), _autocast(device, dtype):
+            for i, (X, y) in enumerate(batches):
+                if limit and i >= limit:
+                    break
+                out = model(X).float()
+                sums[0] += F.cross_entropy(out, y, reduction="sum")
+                sums[1] += (out.argmax(1) == y).sum()
+                sums[2] += y.shape[0]
+    finally:
+        model.train(was_training)
+    return sums
+
+
+def _acc_dtype(device: torch.device) -> torch.dtype:
+    return torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def evaluate(model: nn.Module, data: Any, *, batch_size: int = 1024,
+             amp: str = "off") -> dict[str, float]:
+    """Sample-weighted loss and accuracy of model on a Loader, a Split or (X, y) batches."""
+    device = _model_device(model)
+    batches = data
+    if hasattr(data, "images") and hasattr(data, "labels"):  # a Split: batch it on the device
+        from cnnlab.data import Loader
+
+        batches = Loader(data, batch_size, device=device)
+    loss, correct, n = _eval_sums(model, batches, device, amp_dtype(amp, device)).tolist()
+    if n == 0:
+        raise TrainingError("evaluate got no samples; the split or loader is empty")
+    return {"loss": loss / n, "acc": correct / n, "n": int(n)}
+
+
+def predict(model: nn.Module, images: torch.Tensor, *, batch_size: int = 1024,
+            resize: int | tuple[int, int] | None = None,
+            normalize: tuple[float, float] | None = None) -> torch.Tensor:
+    """Class probabilities (N, K) on the CPU for images (N, H, W) or (N, 1, H, W).
+
+    uint8 images are scaled to [0, 1] first; resize and normalize should match the training run.
+    """
+    if images.ndim == 3:
+        images = images.unsqueeze(1)  # (N, 1, H, W)
+    if images.ndim != 4:
+        from cnnlab.errors import ShapeError
+
+        raise ShapeError(f"predict takes images (N, H, W) or (N, C, H, W), "
+                         f"got {tuple(images.shape)}")
+    device = _model_device(model)
+    if isinstance(resize, int):
+        resize = (resize, resize)
+    was_training = model.training
+    model.eval()
+    out = []
+    try:
+        with torch.no_grad():
+            for start in range(0, images.shape[0], batch_size):
+                X = images[start:start + batch_size].to(device)
+                X = X.float() / 255 if X.dtype == torch.uint8 else X.float()
+                if resize is not None and tuple(X.shape[-2:]) != tuple(resize):
+                    X = F.interpolate(X, size=resize, mode="bilinear", align_corners=False,
+                                      antialias=True)
+                if normalize is not None:
+                    X = (X - normalize[0]) / normalize[1]
+                out.append(torch.softmax(model(X).float(), dim=1).cpu())
+    finally:
+        model.train(was_training)
+    return torch.cat(out) if out else torch.empty(0)
+
+
+# --- the public entry points -----------------------------------------------------------------
+
+def train(model: nn.Module | str, data: Any = None, config: TrainConfig | None = None,
+          out_dir: str | Path | None = None, *, model_kwargs: dict[str, Any] | None = None,
+          stream: TextIO | None = None) -> TrainResult:
+    """Train model (an nn.Module or a zoo name) on data (a Dataset or dataset name).
+
+    With out_dir, the run folder gets config.json, metrics, curves.png, checkpoints, TensorBoard
+    files and result.json, and can be resumed. model_kwargs (with a zoo name in config.model)
+    are recorded so `resume` can rebuild the network.
+    """
+    config = (config or TrainConfig()).validate()
+    trainer = Trainer(model, data, config, out_dir, model_kwargs=model_kwargs, stream=stream)
+    return trainer.fit()
+
+
+def resume(out_dir: str | Path, model: nn.Module | None = None, data: Any = None, *,
+           stream: TextIO | None = None, **changes: Any) -> TrainResult:
+    """Continue the run in out_dir from checkpoints/last.pt, exactly where it stopped.
+
+    The model is rebuilt from the recorded zoo name unless given; changes override config
+    fields (e.g. epochs=20 to train longer, progress='none').
+    """
+    out_dir = Path(out_dir)
+    state = load_checkpoint(out_dir / "checkpoints" / "last.pt")
+    config = TrainConfig.from_dict(state["config"])
+    if changes:
+        config = config.replace(**{k: v for k, v in changes.items() if k != "model"})
+    kwargs = dict(state.get("model_kwargs") or {})
+    if model is None:
+        if not config.model:
+            raise TrainingError(f"{out_dir} was trained with a custom nn.Module; "
+                                "pass it: resume(out_dir, model=MyNet())")
+        model = config.model
+    trainer = Trainer(model, data, config, out_dir, model_kwargs=kwargs, stream=stream)
+    return trainer.fit(state)
+
+
+# --- the engine --------------------------------------------------------------------------------
+
+class Trainer:
+    """One training run: set up once, then fit() from scratch or from a checkpoint's state."""
+
+    def __init__(self, model: nn.Module | str, data: Any, config: TrainConfig,
+                 out_dir: str | Path | None = None, *, model_kwargs: dict[str, Any] | None = None,
+                 stream: TextIO | None = None):
+        self.config = config.validate()
+        self.out_dir = Path(out_dir) if out_dir is not None else None
+        self.model_kwargs = dict(model_kwargs or {})
+        self.stream = stream
+        self._model_arg = model
+        self._data_arg = data
+        self._interrupted = False
+
+    # -- setup ------------------------------------------------------------------------------
+
+    def _setup(self) -> None:
+        cfg = self.config
+        self.device = pick_device(cfg.device)
+        self.dist = ddp.setup(self.device.type)
+        if self.dist.enabled and self.device.type == "cuda":
+            self.device = torch.device("cuda", self.dist.local_rank)
+        if cfg.batch_size % self.dist.world_size:
+            raise ConfigError(f"batch_size={cfg.batch_size} must divide evenly among "
+                              f"{self.dist.world_size} processes")
+        self.amp = amp_dtype(cfg.amp, self.device)
+        self._set_globals()
+        self._setup_data()
+        self._setup_model()
+        params = [p for p in self.raw_model.parameters() if p.requires_grad]
+        if cfg.optimizer == "sgd":
+            self.optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
+                                             nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
+        else:
+            self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        # fp16 needs loss scaling to keep small gradients; bf16 has float32's range and does not.
+        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
+
+    def _set_globals(self) -> None:
+        """Process-wide torch settings for this run; _restore_globals puts them back."""
+        cfg = self.config
+        self._saved_globals = (torch.get_num_threads(),
+                               torch.are_deterministic_algorithms_enabled(),
+                               torch.backends.cudnn.benchmark)
+        if cfg.threads:
+            torch.set_num_threads(cfg.threads)
+        if cfg.deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS determinism
+        torch.use_deterministic_algorithms(cfg.deterministic)
+        torch.backends.cudnn.benchmark = self.device.type == "cuda" and not cfg.deterministic
+        torch.manual_seed(cfg.seed)
+
+    def _restore_globals(self) -> None:
+        threads, deterministic, benchmark = self._saved_globals
+        torch.set_num_threads(threads)
+        torch.use_deterministic_algorithms(deterministic)
+        torch.backends.cudnn.benchmark = benchmark
+
+    def _setup_data(self) -> None:
+        from cnnlab import data as cdata
+
+        cfg = self.config
+        ds = self._data_arg if self._data_arg is not None else cfg.dataset
+        if isinstance(ds, str):
+            ds = cdata.load_dataset(ds, root=cfg.data_root)
+        self.dataset = ds
+        updates: dict[str, Any] = {"dataset": ds.name}
+        if isinstance(self._model_arg, str):
+            updates["model"] = self._model_arg
+        if cfg.resize is None and updates.get("model", cfg.model):
+            from cnnlab.models import default_input_size
+
+            size = default_input_size(updates.get("model", cfg.model))[1:]
+            if tuple(size) != tuple(ds.train.images.shape[-2:]):
+                updates["resize"] = tuple(size)  # the book's size for this network
+        self.config = cfg = cfg.replace(**updates)
+
+        train_split, val_split = ds.train, ds.test
+        if cfg.val_size:
+            size = int(cfg.val_size) if cfg.val_size >= 1 else cfg.val_size
+            train_split, val_split = cdata.split_train_val(ds.train, size, seed=cfg.seed)
+        if cfg.train_samples and cfg.train_samples < len(train_split):
+            train_split = cdata.split_train_val(train_split, cfg.train_samples, seed=cfg.seed)[1]
+        self.val_is_test = not cfg.val_size
+        normalize = None
+        if cfg.normalize:
+            try:
+                normalize = tuple(cdata.dataset_stats(ds.name))
+            except CnnlabError:  # a dataset without recorded stats: measure its train split
+                x = ds.train.images.float() / 255
+                normalize = (x.mean().item(), x.std().item())
+        augment = None
+        if cfg.augment_crop or cfg.augment_flip:
+            augment = cdata.Augment(crop_padding=cfg.augment_crop, hflip=cfg.augment_flip)
+        common = dict(resize=cfg.resize, normalize=normalize, device=self.device,
+                      channels_last=cfg.channels_last)
+        self.normalize = normalize
+        self.loader = cdata.Loader(train_split, cfg.batch_size // self.dist.world_size,
+                                   shuffle=True, seed=cfg.seed, augment=augment,
+                                   rank=self.dist.rank, world_size=self.dist.world_size, **common)
+        # Evaluation is sharded by stride without padding: every sample is counted exactly once.
+        r, w = self.dist.rank, self.dist.world_size
+        self.val_loader = cdata.Loader(_shard(val_split, r, w), cfg.eval_batch_size, **common)
+        self.test_loader = self.val_loader if self.val_is_test else cdata.Loader(
+            _shard(ds.test, r, w), cfg.eval_batch_size, **common)
+        self.n_train = len(train_split)
+        if len(self.loader) == 0:
+            raise ConfigError(f"batch_size={cfg.batch_size} leaves no batch from "
+                              f"{len(train_split)} training samples; lower it")
+
+    def _setup_model(self) -> None:
+        cfg = self.config
+        model = self._model_arg
+        if isinstance(model, str):
+            from cnnlab.models import create_model
+
+            torch.manual_seed(cfg.seed)  # zoo models initialize from the run's seed
+            model = create_model(model, num_classes=len(self.dataset.classes), in_channels=1,
+                                 **self.model_kwargs)
+        if not isinstance(model, nn.Module):
+            raise ConfigError(f"model must be an nn.Module or a zoo name, "
+                              f"got {type(model).__name__}")
+        self.raw_model = model.to(self.device)
+        if cfg.channels_last:
+            self.raw_model = self.raw_model.to(memory_format=torch.channels_last)
+        self.model = self.raw_model
+        if self.dist.enabled:
+            from torch.nn.parallel import DistributedDataParallel
+
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self.model = DistributedDataParallel(self.raw_model, device_ids=ids)
+        if cfg.compile:
+            self.model = torch.compile(self.model)
+
+    # -- state --------------------------------------------------------------------------------
+
+    def _state(self, epoch: int, step: int) -> dict[str, Any]:
+        """Everything needed to continue exactly at (epoch, step); tensors and plain data only."""
+        return {"format": FORMAT_VERSION, "epoch": epoch, "step": step,
+                "global_step": self.global_step,
+                "model": self.raw_model.state_dict(), "optimizer": self.optimizer.state_dict(),
+                "scheduler": {"name": self.config.schedule, "step": self.global_step},
+                "scaler": self.scaler.state_dict(), "rng": rng_state(),
+                "epoch_sums": self.sums.detach().cpu(), "epoch_count": self.count,
+                "epoch_seconds": self._epoch_elapsed(),
+                "config": self.config.to_dict(), "model_kwargs": self.model_kwargs,
+                "history": self.history, "best": self.best, "elapsed": self._elapsed(),
+                "world_size": self.dist.world_size}
+
+    def _load_state(self, state: dict[str, Any]) -> tuple[int, int]:
+        self.raw_model.load_state_dict(state["model"])
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.scaler.load_state_dict(state["scaler"])
+        set_rng_state(state["rng"])
+        self.global_step = state["global_step"]
+        self.history, self.best = list(state["history"]), state["best"]
+        self._elapsed_before = state["elapsed"]
+        self.sums = state["epoch_sums"].to(self.device, _acc_dtype(self.device))
+        self.count = state["epoch_count"]
+        self._epoch_before = state["epoch_seconds"] if state["step"] else 0.0
+        return state["epoch"], state["step"]
+
+    def _save(self, name: str, epoch: int, step: int) -> None:
+        """Write checkpoints/{name}.pt (rank 0) after checking no loss so far was NaN."""
+        self._check_finite(epoch)
+        if self.run is not None:
+            save_checkpoint(self._state(epoch, step), self.run.checkpoints / f"{name}.pt")
+
+    def _elapsed(self) -> float:
+        return self._elapsed_before + (time.perf_counter() - self._t_start)
+
+    def _epoch_elapsed(self) -> float:
+        return self._epoch_before + (time.perf_counter() - self._t_epoch)
+
+    # -- the loop -----------------------------------------------------------------------------
+
+    def fit(self, state: dict[str, Any] | None = None) -> TrainResult:
+        """Train from scratch, or from a checkpoint's state; returns the result."""
+        self._setup()
+        self.run: RunFolder | None = None
+        lock = None
+        old_handler = self._install_sigint()
+        try:
+            if self.out_dir is not None and self.dist.is_main:
+                lock = RunLock(self.out_dir).acquire()
+                self.run = RunFolder(self.out_dir, tensorboard=self.config.tensorboard,
+                                     plot=self.config.plot)
+            return self._fit(state)
+        finally:
+            self._restore_sigint(old_handler)
+            if self.run is not None:
+                self.run.close()
+            if lock is not None:
+                lock.release()
+            self._restore_globals()
+            ddp.teardown(self.dist)
+
+    def _fit(self, state: dict[str, Any] | None) -> TrainResult:
+        cfg = self.config
+        self.history: list[dict[str, Any]] = []
+        self.best: dict[str, Any] | None = None
+        self.global_step, self._elapsed_before, self._epoch_before = 0, 0.0, 0.0
+        self.sums = torch.zeros(2, dtype=_acc_dtype(self.device), device=self.device)
+        self.count = 0
+        self._t_start = self._t_epoch = time.perf_counter()
+        start_epoch, start_step = 0, 0
+        if state is not None:
+            start_epoch, start_step = self._load_state(state)
+        steps = len(self.loader) if not cfg.limit_batches else min(cfg.limit_batches,
+                                                                   len(self.loader))
+        epochs = cfg.epochs
+        if cfg.dry_run:
+            steps, epochs = 1, 1
+        self.steps_per_epoch, self.total_steps = steps, steps * epochs
+        progress = Progress(cfg.progress if self.dist.is_main else "none", epochs, self.stream)
+        if self.run is not None:
+            self.run.write_config(cfg.to_dict(), environment(self.device))
+            self.run.write_history(self.history)
+            self.run.tensorboard(purge_step=self.global_step if state is not None else None)
+        verb = "resuming" if state is not None else "training"
+        progress.message(f"{verb} {cfg.model or type(self.raw_model).__name__} on {cfg.dataset}: "
+                         f"{self.n_train} train samples, {steps} steps/epoch, {epochs} epochs, "
+                         f"device {self.device}" + (f" x{self.dist.world_size}"
+                                                    if self.dist.enabled else "")
+                         + (f", from epoch {start_epoch + 1} step {start_step}"
+                            if state is not None else ""))
+        stopped_early = False
+        try:
+            for epoch in range(start_epoch, epochs):
+                self._train_epoch(epoch, start_step if epoch == start_epoch else 0, progress)
+                row = self._end_epoch(epoch, epochs, progress)
+                if self._interrupted:
+                    self._raise_interrupted(epoch + 1, 0)
+                if self._should_stop(row):
+                    stopped_early = True
+                    break
+        finally:
+            progress.close()
+        return self._finish(stopped_early)
+
+    def _train_epoch(self, epoch: int, start: int, progress: Progress) -> None:
+        cfg, model, opt = self.config, self.model, self.optimizer
+        if start == 0:
+            self.sums.zero_()
+            self.count = 0
+            self._epoch_before = 0.0
+        self._t_epoch = time.perf_counter()
+        self._bad_step = torch.full((), -1, dtype=torch.long, device=self.device)
+        self._session_samples = 0  # samples since this process started the epoch (for img/s)
+        self.loader.set_epoch(epoch)
+        progress.start_epoch(epoch + 1, self.steps_per_epoch, start)
+        model.train()
+        for step, (X, y) in enumerate(self.loader.batches(epoch, start=start), start=start):
+            if step >= self.steps_per_epoch:
+                break
+            lr = lr_at(self.global_step, self.total_steps, cfg.lr, cfg.schedule,
+                       round(cfg.warmup_epochs * self.steps_per_epoch))
+            for group in opt.param_groups:
+                group["lr"] = lr
+            with _autocast(self.device, self.amp):
+                out = model(X)
+                loss = F.cross_entropy(out.float(), y, label_smoothing=cfg.label_smoothing)
+            self.scaler.scale(loss).backward()
+            if cfg.grad_clip:
+                self.scaler.unscale_(opt)
+                nn.utils.clip_grad_norm_(self.raw_model.parameters(), cfg.grad_clip)
+            self.scaler.step(opt)
+            self.scaler.update()
+            opt.zero_grad(set_to_none=True)
+            self.global_step += 1
+            self.count += y.shape[0]
+            self._session_samples += y.shape[0]  # batch sizes are known on the host: no sync
+            # Metrics and the NaN watch stay on the device: no host sync here.
+            with torch.no_grad():
+                loss_d = loss.detach()
+                self.sums[0] += loss_d * y.shape[0]
+                self.sums[1] += (out.argmax(1) == y).sum()
+                bad = ~torch.isfinite(loss_d) & (self._bad_step < 0)
+                self._bad_step = torch.where(bad, step, self._bad_step)
+            done = step + 1
+            if done % cfg.log_every == 0 and done < self.steps_per_epoch:
+                self._log_progress(epoch, done, progress)
+            if self._interrupt_requested(done):
+                self._save("last", epoch, done)
+                self._raise_interrupted(epoch, done)
+            if cfg.checkpoint_every and self.global_step % cfg.checkpoint_every == 0 \
+                    and done < self.steps_per_epoch:
+                self._save("last", epoch, done)
+
+    def _log_progress(self, epoch: int, done: int, progress: Progress) -> None:
+        """Every log_every steps: one host sync for the bar, TensorBoard and the NaN watch."""
+        self._check_finite(epoch)
+        loss_sum, correct = self.sums.tolist()
+        n = self.count
+        secs = time.perf_counter() - self._t_epoch
+        stats = {"train_loss": loss_sum / n, "train_acc": correct / n,
+                 "images_per_second": self._session_samples * self.dist.world_size
+                 / max(secs, 1e-9)}
+        progress.update(done, stats)
+        if self.run is not None:
+            self.run.log_scalars({"step/train_loss": stats["train_loss"],
+                                  "step/lr": self.optimizer.param_groups[0]["lr"]},
+                                 self.global_step)
+
+    def _check_finite(self, epoch: int) -> None:
+        bad = int(self._bad_step)
+        if bad >= 0:
+            raise TrainingError(
+                f"the loss became NaN or infinite at epoch {epoch + 1}, step {bad + 1}; "
+                f"lower the learning rate (lr={self.config.lr}) or clip gradients "
+                "(grad_clip=1.0); the last good checkpoint is kept")
+
+    def _end_epoch(self, epoch: int, epochs: int, progress: Progress) -> dict[str, Any]:
+        cfg = self.config
+        self._check_finite(epoch)
+        sums = torch.cat([self.sums, self.sums.new_tensor([self.count])])
+        loss_sum, correct, n = ddp.all_reduce_sum(sums, self.dist).tolist()
+        train_seconds = self._epoch_elapsed()
+        row: dict[str, Any] = {"epoch": epoch + 1, "step": self.global_step,
+                               "train_loss": loss_sum / n, "train_acc": correct / n}
+        last = epoch + 1 == epochs
+        if last or (cfg.eval_every and (epoch + 1) % cfg.eval_every == 0):
+            limit = 1 if cfg.dry_run else cfg.limit_batches
+            val = ddp.all_reduce_sum(_eval_sums(self.raw_model, self.val_loader, self.device,
+                                                self.amp, limit), self.dist)
+            v_loss, v_correct, v_n = val.tolist()
+            row.update(val_loss=v_loss / v_n, val_acc=v_correct / v_n)
+        seconds = self._epoch_elapsed()
+        row.update(lr=self.optimizer.param_groups[0]["lr"], seconds=round(seconds, 4),
+                   train_seconds=round(train_seconds, 4),
+                   images_per_second=round(n / max(train_seconds, 1e-9), 1))
+        self.history.append(row)
+        improved = self._is_better(row)
+        if improved:
+            self.best = dict(row)
+        self.sums.zero_()
+        self.count = 0
+        self._epoch_before = 0.0
+        self._t_epoch = time.perf_counter()
+        self._save("last", epoch + 1, 0)
+        if improved and self.run is not None:
+            save_checkpoint(self._state(epoch + 1, 0), self.run.checkpoints / "best.pt")
+        if self.run is not None:
+            self.run.write_history(self.history)
+            self.run.log_scalars({f"epoch/{k}": row.get(k) for k in
+                                  ("train_loss", "train_acc", "val_loss", "val_acc", "lr",
+                                   "images_per_second")}, row["epoch"])
+        progress.end_epoch(row)
+        return row
+
+    def _is_better(self, row: dict[str, Any]) -> bool:
+        key = self.config.monitor
+        if row.get(key) is None:
+            return False
+        if self.best is None or self.best.get(key) is None:
+            return True
+        return row[key] > self.best[key] if key == "val_acc" else row[key] < self.best[key]
+
+    def _should_stop(self, row: dict[str, Any]) -> bool:
+        """Early stopping: `patience` epochs since the best epoch."""
+        if not self.config.patience or self.best is None:
+            return False
+        return row["epoch"] - self.best["epoch"] >= self.config.patience
+
+    def _finish(self, stopped_early: bool) -> TrainResult:
+        final = self.history[-1] if self.history else {}
+        if self.val_is_test and final.get("val_acc") is not None:
+            test_loss, test_acc = final["val_loss"], final["val_acc"]
+        else:
+            limit = 1 if self.config.dry_run else self.config.limit_batches
+            sums = ddp.all_reduce_sum(_eval_sums(self.raw_model, self.test_loader, self.device,
+                                                 self.amp, limit), self.dist)
+            loss_sum, correct, n = sums.tolist()
+            test_loss, test_acc = loss_sum / n, correct / n
+        result = TrainResult(history=self.history, final=final, best=self.best,
+                             test_acc=test_acc, test_loss=test_loss, seconds=self._elapsed(),
+                             out_dir=self.out_dir, config=self.config,
+                             stopped_early=stopped_early, model=self.raw_model)
+        if self.run is not None:
+            self.run.write_result(result.to_dict())
+        return result
+
+    # -- Ctrl-C -------------------------------------------------------------------------------
+
+    def _install_sigint(self) -> Any:
+        """First Ctrl-C: finish the step, checkpoint, stop. A second one stops at once."""
+        if threading.current_thread() is not threading.main_thread():
+            return None
+
+        def handler(signum: int, frame: Any) -> None:
+            if self._interrupted:
+                raise KeyboardInterrupt
+            self._interrupted = True
+
+        return signal.signal(signal.SIGINT, handler)
+
+    def _restore_sigint(self, old: Any) -> None:
+        if old is not None:
+            signal.signal(signal.SIGINT, old)
+
+    def _interrupt_requested(self, done: int) -> bool:
+        if not self.dist.enabled:
+            return self._interrupted
+        # Ranks must stop at the same step: agree at the log_every syncs.
+        if done % self.config.log_every:
+            return False
+        flag = torch.tensor([float(self._interrupted)], device=self.device)
+        self._interrupted = bool(ddp.all_reduce_sum(flag, self.dist).item() > 0)
+        return self._interrupted
+
+    def _raise_interrupted(self, epoch: int, step: int) -> None:
+        where = f"epoch {epoch + 1}, step {step}" if step else f"the end of epoch {epoch}"
+        if self.out_dir is None:
+            raise TrainingInterrupted(f"training interrupted at {where}; no output folder, so "
+                                      "nothing was saved", None)
+        raise TrainingInterrupted(f"training interrupted at {where}; checkpoint saved; resume "
+                                  f"with: cnnlab train --resume {self.out_dir}", self.out_dir)
+
+
+def _shard(split: Any, rank: int, world_size: int) -> Any:
+    if world_size == 1:
+        return split
+    return split.subset(torch.arange(rank, len(split), world_size))
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m cnnlab.train` / `torchrun -m cnnlab.train`: train or resume from flags."""
+    import argparse
+
+    from cnnlab.train_config import add_arguments, config_from_args
+
+    p = argparse.ArgumentParser(prog="python -m cnnlab.train",
+                                description="Train a cnnlab zoo model (also under torchrun).")
+    p.add_argument("--out", type=Path, help="run folder (checkpoints, metrics, result.json)")
+    p.add_argument("--resume", type=Path, metavar="DIR", help="continue the run in DIR")
+    add_arguments(p)
+    args = p.parse_args(argv)
+    try:
+        if args.resume is not None:
+            changes = config_from_args(args, only_given=True)
+            result = resume(args.resume, **changes)
+        else:
+            config = TrainConfig.from_dict(config_from_args(args))
+            if not config.model:
+                raise ConfigError("name a model: --model lenet")
+            result = train(config.model, None, config, out_dir=args.out)
+    except TrainingInterrupted as err:
+        print(f"cnnlab: {err}", file=sys.stderr)
+        return 130
+    except CnnlabError as err:
+        print(f"cnnlab: error: {err}", file=sys.stderr)
+        return 2
+    if ddp.launched_by_torchrun() and int(os.environ.get("RANK", "0")) != 0:
+        return 0
+    if result.test_acc is not None:
+        print(f"test_acc {result.test_acc:.4f}  seconds {result.seconds:.1f}  "
+              f"out_dir {result.out_dir}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
+

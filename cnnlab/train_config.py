@@ -1,0 +1,240 @@
+"""TrainConfig: every knob of a training run as one typed, validated, JSON-ready dataclass.
+
+Field types stay simple (int, float, str, bool, tuple[int, int] | None) because the CLI builds its
+flags from these fields and config.json stores them as they are.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import typing
+from dataclasses import dataclass
+from typing import Any
+
+from cnnlab.errors import ConfigError
+
+OPTIMIZERS = ("sgd", "adamw")
+SCHEDULES = ("constant", "cosine", "onecycle")
+AMP_MODES = ("auto", "off", "bf16", "fp16")
+DEVICES = ("auto", "cpu", "cuda", "mps")
+PROGRESS_MODES = ("auto", "bar", "plain", "none")
+MONITORS = ("val_acc", "val_loss")
+
+
+@dataclass
+class TrainConfig:
+    """Hyperparameters, data pipeline and run mechanics of one training run."""
+
+    # --- what to train on -------------------------------------------------------------------
+    model: str = ""  # zoo name (create_model); recorded so `resume` can rebuild the network
+    dataset: str = "fashion-mnist"  # cnnlab.data dataset name
+    data_root: str | None = None  # folder holding the datasets (None: cnnlab.data's search order)
+    resize: tuple[int, int] | None = None  # (H, W); None: the zoo model's book size, else native
+    normalize: bool = False  # standardize with the train split's mean/std (dataset_stats)
+    augment_crop: int = 0  # random-crop padding in pixels (0: no crop augmentation)
+    augment_flip: bool = False  # random horizontal flips
+    val_size: float = 0  # 0: validate on the test split (as the book); <1: a fraction; else a count
+    train_samples: int = 0  # train on a seeded stratified subset of this many samples (0: all)
+
+    # --- optimization ----------------------------------------------------------------------
+    epochs: int = 10  # passes over the training split
+    batch_size: int = 128  # global batch (split evenly across processes under torchrun)
+    eval_batch_size: int = 1024  # evaluation needs no gradients, so larger batches are cheaper
+    optimizer: str = "sgd"  # "sgd" or "adamw"
+    lr: float = 0.1  # peak learning rate
+    momentum: float = 0.0  # SGD momentum (the book uses plain SGD: 0)
+    nesterov: bool = False  # Nesterov momentum for SGD (needs momentum > 0)
+    weight_decay: float = 0.0  # decoupled for AdamW, L2 for SGD
+    schedule: str = "constant"  # "constant", "cosine" or "onecycle" (per step)
+    warmup_epochs: float = 0.0  # linear warmup from 0 to lr; for onecycle the ramp (default 30%)
+    label_smoothing: float = 0.0  # cross-entropy label smoothing in [0, 1)
+    grad_clip: float = 0.0  # clip the global gradient norm to this (0: off)
+
+    # --- speed and reproducibility ---------------------------------------------------------
+    amp: str = "auto"  # "auto": bf16 autocast on CUDA, off on CPU; or "off", "bf16", "fp16"
+    channels_last: bool = False  # NHWC memory format (faster convs on GPUs with tensor cores)
+    compile: bool = False  # torch.compile the model (opt-in: compilation takes a while)
+    seed: int = 0  # seeds model init (zoo models), data order, augmentation and dropout
+    deterministic: bool = False  # deterministic kernels (bitwise reproducible on the CPU)
+    device: str = "auto"  # "auto" picks cuda, then mps, then cpu; or "cpu", "cuda", "cuda:1", "mps"
+    threads: int = 0  # CPU threads for torch (0: torch's default)
+
+    # --- run mechanics ---------------------------------------------------------------------
+    eval_every: int = 1  # validate every this many epochs (0: never; the last epoch always is)
+    checkpoint_every: int = 0  # also write checkpoints/last.pt every this many steps (0: per epoch)
+    patience: int = 0  # early stopping: epochs without improvement of `monitor` (0: off)
+    monitor: str = "val_acc"  # metric that picks best.pt and drives early stopping
+    limit_batches: int = 0  # train/evaluate only the first N batches of each epoch (0: all)
+    progress: str = "auto"  # "auto" (bar on a terminal, else plain), "bar", "plain", "none"
+    log_every: int = 50  # steps between progress-bar refreshes (the only per-step host syncs)
+    tensorboard: bool = True  # write TensorBoard event files when tensorboard is installed
+    plot: bool = True  # redraw curves.png after every epoch
+    dry_run: bool = False  # stop after one training batch and one evaluation batch
+
+    def __post_init__(self) -> None:
+        # JSON has no tuples; accept a list or a single int for resize.
+        if isinstance(self.resize, int) and not isinstance(self.resize, bool):
+            self.resize = (self.resize, self.resize)
+        elif isinstance(self.resize, list):
+            self.resize = tuple(self.resize)
+
+    def validate(self) -> TrainConfig:
+        """Raise ConfigError naming the first invalid field; return self when all are valid."""
+        for f in dataclasses.fields(self):
+            _check_type(f.name, getattr(self, f.name), _field_types()[f.name])
+        _choice("optimizer", self.optimizer, OPTIMIZERS)
+        _choice("schedule", self.schedule, SCHEDULES)
+        _choice("amp", self.amp, AMP_MODES)
+        _choice("progress", self.progress, PROGRESS_MODES)
+        _choice("monitor", self.monitor, MONITORS)
+        dev, _, index = self.device.partition(":")
+        if dev not in DEVICES or (index and not (dev == "cuda" and index.isdigit())):
+            raise ConfigError(f"device={self.device!r} is not one of {', '.join(DEVICES)} "
+                              "(or cuda:N); pick one of those")
+        if not self.dataset:
+            raise ConfigError("dataset is empty; name a dataset such as 'fashion-mnist'")
+        _positive("epochs", self.epochs)
+        _positive("batch_size", self.batch_size)
+        _positive("eval_batch_size", self.eval_batch_size)
+        _positive("lr", self.lr)
+        for name in ("train_samples", "threads", "eval_every", "checkpoint_every", "patience",
+                     "limit_batches", "augment_crop"):
+            _non_negative(name, getattr(self, name))
+        _positive("log_every", self.log_every)
+        for name in ("weight_decay", "grad_clip", "warmup_epochs", "val_size"):
+            _non_negative(name, getattr(self, name))
+        if not 0.0 <= self.momentum < 1.0:
+            raise ConfigError(f"momentum={self.momentum} must be in [0, 1)")
+        if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
+            raise ConfigError("nesterov=True needs optimizer='sgd' and momentum > 0")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ConfigError(f"label_smoothing={self.label_smoothing} must be in [0, 1)")
+        if self.warmup_epochs > self.epochs:
+            raise ConfigError(f"warmup_epochs={self.warmup_epochs} exceeds epochs={self.epochs}")
+        if self.val_size >= 1 and self.val_size != int(self.val_size):
+            raise ConfigError(f"val_size={self.val_size}: a count must be whole, a fraction < 1")
+        if self.resize is not None and (len(self.resize) != 2 or min(self.resize) < 1):
+            raise ConfigError(f"resize={self.resize} must be (height, width) with positive sizes")
+        return self
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready dict of every field (tuples become lists)."""
+        out = dataclasses.asdict(self)
+        if out["resize"] is not None:
+            out["resize"] = list(out["resize"])
+        return out
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        """Build and validate a config from a dict such as config.json (skips "environment")."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - names - {"environment"})
+        if unknown:
+            raise ConfigError(f"unknown config field(s) {', '.join(unknown)}; "
+                              f"known fields are: {', '.join(sorted(names))}")
+        return cls(**{k: v for k, v in d.items() if k in names}).validate()
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A validated copy with some fields changed."""
+        return dataclasses.replace(self, **changes).validate()
+
+
+def field_help() -> dict[str, str]:
+    """Field name -> the comment that documents it (for CLI --help)."""
+    import inspect
+    import re
+
+    helps = {}
+    for line in inspect.getsource(TrainConfig).splitlines():
+        m = re.match(r"\s+(\w+): [^=]+=.*?#\s*(.+)$", line)
+        if m:
+            helps[m.group(1)] = m.group(2).strip()
+    return helps
+
+
+def add_arguments(parser: Any) -> None:
+    """Add one --flag per TrainConfig field to an argparse parser (defaults left as None)."""
+    import argparse
+
+    helps = field_help()
+    for f in dataclasses.fields(TrainConfig):
+        tp = _field_types()[f.name]
+        flag = "--" + f.name.replace("_", "-")
+        kw: dict[str, Any] = {"dest": f.name, "default": None,
+                              "help": f"{helps.get(f.name, '')} (default: {f.default})"}
+        if tp is bool:
+            parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
+        elif tp in (int, float, str):
+            parser.add_argument(flag, type=tp, **kw)
+        elif tp == (str | None):
+            parser.add_argument(flag, type=str, **kw)
+        else:  # (H, W): "96" or "96,64"
+            parser.add_argument(flag, type=_parse_pair, metavar="H,W", **kw)
+
+
+def config_from_args(args: Any, only_given: bool = False) -> dict[str, Any]:
+    """Field values from parsed flags: all fields (defaults filled in), or only the given ones."""
+    out = {} if only_given else TrainConfig().to_dict()
+    for f in dataclasses.fields(TrainConfig):
+        value = getattr(args, f.name, None)
+        if value is not None:
+            out[f.name] = value
+    return out
+
+
+def _parse_pair(text: str) -> tuple[int, int]:
+    parts = [int(p) for p in text.replace("x", ",").split(",")]
+    return (parts[0], parts[0]) if len(parts) == 1 else (parts[0], parts[1])
+
+
+_TYPES: dict[str, Any] | None = None
+
+
+def _field_types() -> dict[str, Any]:
+    global _TYPES
+    if _TYPES is None:
+        _TYPES = typing.get_type_hints(TrainConfig)
+    return _TYPES
+
+
+def _check_type(name: str, value: Any, tp: Any) -> None:
+    """ConfigError unless value fits the (simple) annotated type; ints are accepted as floats."""
+    if tp is float:
+        ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
+              and math.isfinite(value))
+    elif tp is int:
+        ok = isinstance(value, int) and not isinstance(value, bool)
+    elif tp is bool:
+        ok = isinstance(value, bool)
+    elif tp is str:
+        ok = isinstance(value, str)
+    elif tp == (str | None):
+        ok = value is None or isinstance(value, str)
+    else:  # tuple[int, int] | None
+        ok = value is None or (isinstance(value, tuple) and all(
+            isinstance(v, int) and not isinstance(v, bool) for v in value))
+    if not ok:
+        raise ConfigError(f"{name}={value!r} has the wrong type; expected {_type_name(tp)}")
+
+
+def _type_name(tp: Any) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{name}={value!r} is not one of {', '.join(choices)}")
+
+
+def _positive(name: str, value: float) -> None:
+    if not value > 0:
+        raise ConfigError(f"{name}={value} must be positive")
+
+
+def _non_negative(name: str, value: float) -> None:
+    if value < 0:
+        raise ConfigError(f"{name}={value} must not be negative")
+
+
+__all__ = ["TrainConfig", "add_arguments", "config_from_args", "field_help"]
