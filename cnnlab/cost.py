@@ -1,0 +1,432 @@
+"""What a model costs: per-layer shapes, parameters, MACs and FLOPs (forward and backward), memory.
+
+``summary(model, (C, H, W))`` runs one training step (forward, then backward) on the meta
+device, where no arithmetic happens and any batch size is free, and counts every op it
+dispatches (see ``cnnlab.opcount`` for the one table of formulas and how ops are attributed to
+layers). 1 MAC (multiply-accumulate) = 2 FLOPs; ``total_macs`` counts the multiply-accumulates of
+convolutions and matrix products, the figure papers and torchvision quote, while the FLOP totals
+add every other op (bias adds, norms, activations, pools, residual adds, ...). Memory comes as
+an analytic estimate and, with ``measure_memory=True``, a measured peak of one real step
+(``cnnlab.memory``).
+
+The chapter's cost exercises are here too: ``conv2d_cost`` (exercise 7.4: multiplications,
+memory of the forward and the backward, backward cost) and ``compare_models`` (exercises 8.2.1-3:
+AlexNet against VGG, or any two registered models, at any input size).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+from torch.nn.parameter import is_lazy
+
+from cnnlab.errors import ConfigError, ShapeError
+from cnnlab.memory import OPTIMIZERS, MeasuredMemory, MemoryEstimate, estimate, measure_step
+from cnnlab.opcount import ROOT, ModuleTracker, OpCounts, _CountMode, _LabelMode
+
+__all__ = ["Row", "Summary", "summary", "ConvCost", "conv2d_cost", "ModelComparison",
+           "compare_models"]
+
+
+@dataclass
+class Row:
+    """One layer call path. Figures include the layer's children and cover all its calls."""
+
+    name: str  # call path, e.g. "layer1.0.conv1"; "(ops)" rows are ops run in a forward itself
+    type: str
+    depth: int
+    calls: int
+    output_shape: list[list[int]]
+    params: int
+    macs: int
+    flops_forward: int
+    flops_backward: int
+    output_bytes: int
+    activation_bytes: int  # saved by autograd for the backward
+    is_leaf: bool
+
+
+@dataclass
+class Summary:
+    """The cost of one training step of a model at one input size."""
+
+    model: str
+    input_size: tuple[int, ...]
+    batch_size: int
+    dtype: str
+    device: str
+    optimizer: str
+    total_params: int
+    trainable_params: int
+    total_macs: int  # forward multiply-accumulates of conv/linear/matmul
+    macs_backward: int
+    flops_forward: int  # every forward op, 1 MAC = 2 FLOPs
+    flops_backward: int
+    rows: list[Row]
+    memory: MemoryEstimate
+    measured: MeasuredMemory | None = None
+    uncounted_ops: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def flops_step(self) -> int:
+        """Forward plus backward FLOPs of one training step (the optimizer update excluded)."""
+        return self.flops_forward + self.flops_backward
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of every figure and row."""
+        d = asdict(self)
+        d["input_size"] = list(self.input_size)
+        d["flops_step"] = self.flops_step
+        d["memory"] = self.memory.to_dict()
+        d["measured"] = self.measured.to_dict() if self.measured else None
+        return d
+
+    def to_json(self, indent: int | None = 2) -> str:
+        """The dict as JSON text."""
+        return json.dumps(self.to_dict(), indent=indent)
+
+    def _table(self) -> tuple[list[str], list[list[str]]]:
+        head = ["Layer (type)", "Output shape", "Params", "MACs", "FLOPs fwd", "FLOPs bwd",
+                "Saved act."]
+        body = []
+        for r in self.rows:
+            shape = ", ".join(str(list(s)) for s in r.output_shape) or "-"
+            body.append(["  " * (r.depth - 1) + f"{r.name} ({r.type})"
+                         + (f" x{r.calls}" if r.calls > 1 else ""),
+                         shape, f"{r.params:,}", _si(r.macs), _si(r.flops_forward),
+                         _si(r.flops_backward), _si(r.activation_bytes, "B")])
+        return head, body
+
+    def _footer(self) -> list[str]:
+        m = self.memory
+        lines = [
+            f"Input: ({self.batch_size}, {', '.join(map(str, self.input_size))}) {self.dtype}, "
+            f"optimizer {self.optimizer}",
+            f"Total params: {self.total_params:,} (trainable {self.trainable_params:,})",
+            f"Forward MACs: {self.total_macs:,} ({_si(self.total_macs)}MAC); backward MACs: "
+            f"{self.macs_backward:,} ({_si(self.macs_backward)}MAC)  [1 MAC = 2 FLOPs]",
+            f"FLOPs: forward {_si(self.flops_forward)}, backward {_si(self.flops_backward)}, "
+            f"step {_si(self.flops_step)} (conv/matmul + norms, activations, pools, adds)",
+            f"Memory estimate: {_si(m.total, 'B')} = params {_si(m.params, 'B')} + buffers "
+            f"{_si(m.buffers, 'B')} + grads {_si(m.grads, 'B')} + optimizer "
+            f"{_si(m.optimizer_state, 'B')} + input {_si(m.input, 'B')} + output "
+            f"{_si(m.output, 'B')} + saved activations {_si(m.activations, 'B')}",
+        ]
+        if self.measured is not None:
+            ratio = self.measured.peak / m.total if m.total else float("nan")
+            lines.append(f"Measured peak of one step: {_si(self.measured.peak, 'B')} on "
+                         f"{self.measured.device} ({ratio:.2f}x the estimate; "
+                         f"{self.measured.method})")
+        if self.uncounted_ops:
+            ops = ", ".join(f"{k} x{v}" for k, v in sorted(self.uncounted_ops.items()))
+            lines.append(f"Counted as zero (no formula): {ops}")
+        return lines
+
+    def __str__(self) -> str:
+        head, body = self._table()
+        widths = [max(len(x) for x in col) for col in zip(head, *body)]
+
+        def line(cells: list[str]) -> str:
+            return "  ".join(c.ljust(w) if i < 2 else c.rjust(w)
+                             for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+        rule = "=" * len(line(head))
+        out = [f"{self.model}", rule, line(head), rule, *map(line, body), rule,
+               *self._footer(), rule]
+        return "\n".join(out)
+
+    def to_markdown(self) -> str:
+        """The table as GitHub markdown, figures in the footer as a list."""
+        head, body = self._table()
+        esc = lambda s: s.replace("|", "\\|").replace("  ", "&nbsp;&nbsp;")  # noqa: E731
+        out = [f"**{self.model}**", "", "| " + " | ".join(head) + " |",
+               "|" + "|".join([":---", ":---"] + ["---:"] * (len(head) - 2)) + "|"]
+        out += ["| " + " | ".join(esc(c) for c in row) + " |" for row in body]
+        out += [""] + [f"- {x}" for x in self._footer()]
+        return "\n".join(out)
+
+
+def _si(x: float, unit: str = "") -> str:
+    """1234567 -> '1.23 M' (decimal prefixes; bytes use them too: 1 MB = 10^6 B)."""
+    for div, p in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if abs(x) >= div:
+            return f"{x / div:.2f} {p}{unit}"
+    return f"{x:.0f} {unit}".rstrip() if x else "0"
+
+
+def _check_args(input_size: Any, batch_size: int, optimizer: str) -> tuple[int, ...]:
+    try:
+        size = tuple(int(s) for s in input_size)
+    except (TypeError, ValueError):
+        raise ConfigError(f"input_size must be a tuple of ints like (3, 224, 224), "
+                          f"got {input_size!r}") from None
+    if not size or any(s <= 0 for s in size):
+        raise ConfigError(f"input_size must be positive, like (3, 224, 224), got {size}")
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
+    if optimizer not in OPTIMIZERS:
+        raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
+    return size
+
+
+def _shape_error(model: nn.Module, tracker: ModuleTracker, x_shape: tuple[int, ...],
+                 exc: Exception) -> ShapeError:
+    first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    where = tracker.failing_call()
+    if where is None:
+        return ShapeError(f"{type(model).__name__} cannot take input {list(x_shape)}: {first}")
+    path, kind, shapes = where
+    name = path or type(model).__name__
+    got = ", ".join(str(list(s)) for s in shapes) or "no tensors"
+    return ShapeError(f"layer '{name}' ({kind}) failed on input {got} (model input "
+                      f"{list(x_shape)}): {first}; use an input size this model accepts")
+
+
+def _materialize(model: nn.Module, size: tuple[int, ...]) -> None:
+    """Run one no-grad forward at batch 1 so Lazy modules take their shapes."""
+    p = next(iter(model.parameters()), None)
+    dev = p.device if p is not None and not is_lazy(p) else torch.device("cpu")
+    x = torch.zeros((1, *size), device=dev)
+    was_training = model.training
+    tracker = ModuleTracker(model, OpCounts())
+    try:
+        model.eval()  # batch 1 in train mode would trip BatchNorm; eval takes any shape
+        with torch.no_grad(), tracker:
+            model(x)
+    except (RuntimeError, ValueError, IndexError) as exc:
+        raise _shape_error(model, tracker, x.shape, exc) from exc
+    finally:
+        model.train(was_training)
+
+
+def _count(model: nn.Module, x: torch.Tensor, dtype: torch.dtype,
+           tracker: ModuleTracker) -> int:
+    """One training step of ``model`` with tensors on ``x.device``, counted into ``tracker``.
+
+    Returns the bytes of the outputs.
+    """
+    def like(t: torch.Tensor, grad: bool) -> torch.Tensor:
+        dt = dtype if t.is_floating_point() else t.dtype
+        return torch.zeros(t.shape, dtype=dt, device=x.device).requires_grad_(grad)
+
+    # The model's own tensors are swapped out, never touched: running stats stay as they were.
+    tensors = {n: like(p, p.requires_grad) for n, p in model.named_parameters()}
+    tensors.update({n: like(b, False) for n, b in model.named_buffers()})
+    tracker.excluded_storages = {t.untyped_storage()._cdata for t in [*tensors.values(), x]}
+    was_training = model.training
+    model.train()  # the step being costed is a training step (BatchNorm uses batch statistics)
+    try:
+        with tracker, _LabelMode(tracker), _CountMode(tracker, tracker.counts):
+            out = torch.func.functional_call(model, tensors, (x,))
+            tracker.label_from(out)
+            leaves = [t for t in torch.utils._pytree.tree_flatten(out)[0]
+                      if isinstance(t, torch.Tensor)]
+            grads = [t for t in leaves if t.requires_grad]
+            tracker.in_backward = True
+            if grads:
+                torch.autograd.backward(grads, [torch.ones_like(t) for t in grads])
+    finally:
+        model.train(was_training)
+    return sum(t.numel() * t.element_size() for t in leaves)
+
+
+def _meta_unsupported(exc: Exception) -> bool:
+    """True when the meta device, not the model, is to blame (no meta kernel, .item(), ...)."""
+    return isinstance(exc, NotImplementedError) or "meta" in str(exc).lower()
+
+
+def _subtree(d: dict[str, float], path: str) -> float:
+    if path == ROOT:
+        return sum(d.values())
+    return sum(v for k, v in d.items() if k == path or k.startswith(path + "."))
+
+
+def _rows(model: nn.Module, tracker: ModuleTracker, counts: OpCounts,
+          depth: int | None) -> list[Row]:
+    paths = [p for p in tracker.calls if p != ROOT]
+    with_children = {p.rsplit(".", 1)[0] if "." in p else ROOT for p in paths}
+    entries: list[tuple[str, str, int, Any]] = []  # (name, type, depth, record or None)
+    if ROOT in with_children and counts.own_ops.get(ROOT):
+        entries.append(("(ops)", "functional: " + ", ".join(sorted(counts.own_ops[ROOT])), 1,
+                        None))
+    for p in paths:
+        d = p.count(".") + 1
+        entries.append((p, type(tracker.calls[p].module).__name__, d, tracker.calls[p]))
+        if p in with_children and counts.own_ops.get(p):
+            entries.append((f"{p}.(ops)", "functional: " + ", ".join(sorted(counts.own_ops[p])),
+                            d + 1, None))
+    if depth is not None:
+        entries = [e for e in entries if e[2] <= depth]
+    names = [e[0] for e in entries]
+    rows = []
+    for i, (name, kind, d, rec) in enumerate(entries):
+        nxt = names[i + 1] if i + 1 < len(names) else ""
+        leaf = not nxt.startswith(name + ".")
+        if rec is None:  # ops run directly in the parent's forward: only that path's own counts
+            own = name.removesuffix("(ops)").rstrip(".")
+            parent = model.get_submodule(own) if own else model
+            vals = [counts.macs_fwd.get(own, 0), counts.flops_fwd.get(own, 0),
+                    counts.flops_bwd.get(own, 0), counts.saved_bytes.get(own, 0)]
+            params = sum(p.numel() for p in parent.parameters(recurse=False))
+            rows.append(Row(name, kind, d, 1, [], params, round(vals[0]), round(vals[1]),
+                            round(vals[2]), 0, int(vals[3]), True))
+            continue
+        rows.append(Row(
+            name=name, type=kind, depth=d, calls=rec.calls,
+            output_shape=[list(s) for s in rec.output_shapes],
+            params=sum(p.numel() for p in rec.module.parameters()),
+            macs=round(_subtree(counts.macs_fwd, name)),
+            flops_forward=round(_subtree(counts.flops_fwd, name)),
+            flops_backward=round(_subtree(counts.flops_bwd, name)),
+            output_bytes=rec.output_bytes,
+            activation_bytes=int(_subtree(counts.saved_bytes, name)),
+            is_leaf=leaf))
+    return rows
+
+
+def summary(model: nn.Module, input_size: tuple[int, ...], *, batch_size: int = 1,
+            device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
+            optimizer: str = "sgd", measure_memory: bool = True,
+            depth: int | None = None) -> Summary:
+    """Per-layer and total parameters, MACs, FLOPs and memory of one training step."""
+    size = _check_args(input_size, batch_size, optimizer)
+    device = torch.device(device)
+    if any(is_lazy(p) for p in model.parameters()):
+        _materialize(model, size)
+    shape = (batch_size, *size)
+    tracker = ModuleTracker(model, OpCounts())
+    try:
+        out_bytes = _count(model, torch.zeros(shape, dtype=dtype, device="meta"), dtype, tracker)
+    except (RuntimeError, ValueError, IndexError, NotImplementedError) as exc:
+        if not _meta_unsupported(exc):
+            raise _shape_error(model, tracker, shape, exc) from exc
+        tracker = ModuleTracker(model, OpCounts())  # count again, for real, on `device`
+        try:
+            out_bytes = _count(model, torch.zeros(shape, dtype=dtype, device=device), dtype,
+                               tracker)
+        except (RuntimeError, ValueError, IndexError) as exc2:
+            raise _shape_error(model, tracker, shape, exc2) from exc2
+    counts = tracker.counts
+    params = list(model.parameters())  # torch already lists a tied parameter once
+    elem = torch.empty((), dtype=dtype).element_size()
+    mem = estimate(model, dtype, optimizer, input_bytes=batch_size * _prod(size) * elem,
+                   output_bytes=out_bytes, activation_bytes=sum(counts.saved_bytes.values()))
+    measured = (measure_step(model, size, batch_size, device, dtype, optimizer)
+                if measure_memory else None)
+    return Summary(
+        model=type(model).__name__, input_size=size, batch_size=batch_size,
+        dtype=str(dtype).removeprefix("torch."), device=str(device), optimizer=optimizer,
+        total_params=sum(p.numel() for p in params),
+        trainable_params=sum(p.numel() for p in params if p.requires_grad),
+        total_macs=round(sum(counts.macs_fwd.values())),
+        macs_backward=round(sum(counts.macs_bwd.values())),
+        flops_forward=round(sum(counts.flops_fwd.values())),
+        flops_backward=round(sum(counts.flops_bwd.values())),
+        rows=_rows(model, tracker, counts, depth), memory=mem, measured=measured,
+        uncounted_ops=dict(counts.uncounted))
+
+
+def _prod(xs: tuple[int, ...]) -> int:
+    out = 1
+    for x in xs:
+        out *= x
+    return out
+
+
+# -- the chapter's exercises --------------------------------------------------------------------
+
+@dataclass
+class ConvCost:
+    """Exercise 7.4: cost of one 2-D convolution, counted by hand (elements, not bytes)."""
+
+    output_hw: tuple[int, int]  # (m_h, m_w)
+    forward_mults: int  # c_i * c_o * k_h * k_w * m_h * m_w (per example)
+    forward_adds: int  # accumulations, plus the bias adds
+    forward_memory: int  # elements held: input + weights (+ bias) + output
+    backward_mults: int  # grad of the input and of the weights, each as many as the forward
+    backward_adds: int
+    backward_memory: int  # forward memory + grad of output, input, weights (+ bias)
+
+    def bytes(self, element_size: int = 4) -> dict[str, int]:
+        """Forward and backward memory in bytes for ``element_size``-byte elements."""
+        return {"forward": self.forward_memory * element_size,
+                "backward": self.backward_memory * element_size}
+
+
+def conv2d_cost(c_i: int, c_o: int, h: int, w: int, k_h: int, k_w: int, p_h: int = 0,
+                p_w: int = 0, s_h: int = 1, s_w: int = 1, bias: bool = True,
+                batch_size: int = 1) -> ConvCost:
+    """Exercise 7.4: multiplications, additions and memory of a conv's forward and backward.
+
+    Padding ``p_h``/``p_w`` is the total added to each dimension, as the book counts it.
+    """
+    m_h = (h - k_h + p_h + s_h) // s_h
+    m_w = (w - k_w + p_w + s_w) // s_w
+    if m_h < 1 or m_w < 1:
+        raise ShapeError(f"a {k_h}x{k_w} kernel does not fit a {h}x{w} input with padding "
+                         f"({p_h}, {p_w}); use a smaller kernel or more padding")
+    n, outs, b = batch_size, c_o * m_h * m_w, int(bias)
+    mults = n * c_i * k_h * k_w * outs
+    # each output sums c_i*k_h*k_w products: one add fewer, plus one for the bias
+    adds = n * outs * (c_i * k_h * k_w - 1 + b)
+    x, wt, y = n * c_i * h * w, c_o * c_i * k_h * k_w + b * c_o, n * outs
+    # backward: dX (a transposed conv) and dW (X correlated with dY) each repeat every forward
+    # product once; each input element / weight sums its products (one add fewer than terms,
+    # every input covered when stride <= kernel); the bias gradient sums dY per channel.
+    grad_x_adds = max(mults - x, 0)
+    grad_w_adds = mults - c_o * c_i * k_h * k_w
+    return ConvCost(
+        output_hw=(m_h, m_w), forward_mults=mults, forward_adds=adds, forward_memory=x + wt + y,
+        backward_mults=2 * mults,
+        backward_adds=grad_x_adds + grad_w_adds + b * (y - c_o),
+        backward_memory=x + wt + y + y + x + wt)
+
+
+@dataclass
+class ModelComparison:
+    """Exercises 8.2.1-8.2.3: two models side by side at one input size."""
+
+    input_size: tuple[int, ...]
+    a: Summary
+    b: Summary
+
+    @property
+    def ratios(self) -> dict[str, float]:
+        """b / a for parameters, MACs, saved activations and the memory estimate."""
+        def r(x: float, y: float) -> float:
+            return y / x if x else float("inf")
+
+        return {"params": r(self.a.total_params, self.b.total_params),
+                "macs": r(self.a.total_macs, self.b.total_macs),
+                "activations": r(self.a.memory.activations, self.b.memory.activations),
+                "memory": r(self.a.memory.total, self.b.memory.total)}
+
+    def __str__(self) -> str:
+        head = f"{'':<22}{self.a.model:>16}{self.b.model:>16}{'ratio':>10}"
+        lines = [f"input {list(self.input_size)}", head]
+        for key, fa, fb, unit in (
+                ("params", self.a.total_params, self.b.total_params, ""),
+                ("macs", self.a.total_macs, self.b.total_macs, "MAC"),
+                ("activations", self.a.memory.activations, self.b.memory.activations, "B"),
+                ("memory", self.a.memory.total, self.b.memory.total, "B")):
+            lines.append(f"{key:<22}{_si(fa, unit):>16}{_si(fb, unit):>16}"
+                         f"{self.ratios[key]:>9.2f}x")
+        return "\n".join(lines)
+
+
+def compare_models(name_a: str, name_b: str, input_size: tuple[int, ...] | None = None, *,
+                   num_classes: int = 10, batch_size: int = 1) -> ModelComparison:
+    """Parameters, MACs and memory of two registered models at one input size (default: a's)."""
+    from cnnlab.models import create_model, default_input_size
+
+    size = tuple(input_size) if input_size is not None else default_input_size(name_a)
+    out = []
+    for name in (name_a, name_b):
+        model = create_model(name, num_classes=num_classes, in_channels=size[0])
+        out.append(summary(model, size, batch_size=batch_size, measure_memory=False))
+        out[-1].model = name
+    return ModelComparison(size, out[0], out[1])

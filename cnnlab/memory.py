@@ -1,0 +1,191 @@
+"""Memory of one training step: an analytic estimate and a measured peak.
+
+The estimate adds up what a step must hold at once: parameters, buffers, one gradient per
+trainable parameter, the optimizer's state, the input batch, the output, and the activations
+autograd saves for the backward (recorded tensor by tensor through saved-tensor hooks, each
+storage once, so ``x`` saved by both a ReLU and the next conv counts once and max-pool's int64
+indices count at their real size). The measurement runs one real step (forward, loss,
+backward, optimizer step) on a copy of the model, its optimizer state created inside the step:
+on CUDA from the allocator's peak (``torch.cuda.max_memory_allocated``), on
+the CPU from ``torch.profiler`` allocation events (``profile_memory=True``), replayed in order
+to find the highest point. Both are reported because they differ: the measurement includes
+the kernels' workspaces and temporaries that no formula sees.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+OPTIMIZERS = ("sgd", "sgd_momentum", "adamw")
+
+
+def _unique_tensors(tensors: Any) -> list[torch.Tensor]:
+    seen: set[int] = set()
+    out = []
+    for t in tensors:
+        if isinstance(t, torch.Tensor) and id(t) not in seen:
+            seen.add(id(t))
+            out.append(t)
+    return out
+
+
+def _nbytes(tensors: Any) -> int:
+    """Bytes of the distinct storages behind ``tensors`` (a view or tied weight counts once)."""
+    storages: dict[int, int] = {}
+    for t in _unique_tensors(tensors):
+        s = t.untyped_storage()
+        storages[s._cdata] = s.nbytes()
+    return sum(storages.values())
+
+
+@dataclass
+class MemoryEstimate:
+    """Analytic memory of one training step, in bytes."""
+
+    params: int
+    buffers: int
+    grads: int
+    optimizer_state: int
+    input: int
+    output: int
+    activations: int  # saved by autograd for the backward (excluding params and the input)
+
+    @property
+    def total(self) -> int:
+        """Everything the step holds at its highest point, summed (an upper-bound style sum)."""
+        return (self.params + self.buffers + self.grads + self.optimizer_state + self.input
+                + self.output + self.activations)
+
+    def to_dict(self) -> dict[str, int]:
+        """Plain dict of the components and the total."""
+        return {**asdict(self), "total": self.total}
+
+
+@dataclass
+class MeasuredMemory:
+    """Peak memory measured over one real training step, in bytes."""
+
+    peak: int  # resident at the start of the step + the highest point of its allocations
+    resident: int  # params, buffers and the batch, alive before the step
+    device: str
+    method: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain dict of the fields."""
+        return asdict(self)
+
+
+def optimizer_state_bytes(params: list[nn.Parameter], optimizer: str,
+                          element_size: int | None = None) -> int:
+    """Bytes of optimizer state for ``params`` (SGD: none; momentum: 1 buffer; AdamW: 2 + step).
+
+    ``element_size`` overrides the parameters' own (the dtype the step will run in).
+    """
+    trainable = [p for p in _unique_tensors(params) if p.requires_grad]
+    one = sum(p.numel() * (element_size or p.element_size()) for p in trainable)
+    if optimizer == "sgd":
+        return 0
+    if optimizer == "sgd_momentum":
+        return one
+    # AdamW: exp_avg and exp_avg_sq like the parameter, plus a float32 scalar `step` each.
+    return 2 * one + 4 * len(trainable)
+
+
+def make_optimizer(params: Any, optimizer: str) -> torch.optim.Optimizer:
+    """The optimizer named by ``optimizer`` (one of OPTIMIZERS), with book-like settings."""
+    if optimizer == "sgd":
+        return torch.optim.SGD(params, lr=0.01)
+    if optimizer == "sgd_momentum":
+        return torch.optim.SGD(params, lr=0.01, momentum=0.9)
+    return torch.optim.AdamW(params, lr=1e-3, foreach=False)
+
+
+def _loss(out: Any) -> torch.Tensor:
+    """Cross-entropy on random labels for (N, K) logits; the mean of the outputs otherwise."""
+    if isinstance(out, torch.Tensor) and out.dim() == 2 and out.is_floating_point():
+        target = torch.randint(0, out.shape[1], (out.shape[0],), device=out.device)
+        return F.cross_entropy(out, target)
+    leaves = [t for t in torch.utils._pytree.tree_flatten(out)[0]
+              if isinstance(t, torch.Tensor) and t.is_floating_point()]
+    return sum(t.float().mean() for t in leaves)
+
+
+def _cpu_peak_of(fn: Any) -> int:
+    """Highest point of the allocations ``fn()`` makes on the CPU, from profiler events."""
+    from torch._C._profiler import _EventType
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    events = []
+    todo = list(prof.profiler.kineto_results.experimental_event_tree())
+    while todo:
+        node = todo.pop()
+        if node.tag == _EventType.Allocation and node.extra_fields.device.type == "cpu":
+            events.append((node.start_time_ns, node.extra_fields.alloc_size))
+        todo.extend(node.children)
+    # The event tree nests allocations under ops; time order is what the allocator saw.
+    level = peak = 0
+    for _, size in sorted(events, key=lambda e: e[0]):
+        level += size
+        peak = max(peak, level)
+    return peak
+
+
+def measure_step(model: nn.Module, input_size: tuple[int, ...], batch_size: int,
+                 device: torch.device, dtype: torch.dtype, optimizer: str) -> MeasuredMemory:
+    """Measure the peak memory of one training step on a copy of ``model`` (it is not changed)."""
+    net = copy.deepcopy(model).to(device=device, dtype=dtype).train()
+    for p in net.parameters():
+        p.grad = None
+    opt = make_optimizer([p for p in net.parameters() if p.requires_grad], optimizer)
+    x = torch.randn((batch_size, *input_size), device=device, dtype=dtype)
+
+    def step() -> None:
+        opt.zero_grad(set_to_none=True)
+        _loss(net(x)).backward()
+        opt.step()
+
+    # No warm-up step: the optimizer state the first step creates is allocated inside the
+    # measured step, where it counts as it would in every later step (it outlives the step).
+    resident = _nbytes([*net.parameters(), *net.buffers(), x])
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+        torch.cuda.reset_peak_memory_stats(device)
+        base = torch.cuda.memory_allocated(device)
+        step()
+        torch.cuda.synchronize(device)
+        extra = torch.cuda.max_memory_allocated(device) - base
+        method = "torch.cuda.max_memory_allocated over one step"
+    else:
+        extra = _cpu_peak_of(step)
+        method = "torch.profiler allocation events over one step"
+    return MeasuredMemory(peak=resident + max(extra, 0), resident=resident, device=str(device),
+                          method=method)
+
+
+def estimate(model: nn.Module, dtype: torch.dtype, optimizer: str, input_bytes: int,
+             output_bytes: int, activation_bytes: int) -> MemoryEstimate:
+    """The analytic estimate, given what the counting pass recorded for the batch."""
+    size = torch.empty((), dtype=dtype).element_size()
+
+    def cast(t: torch.Tensor) -> int:  # floating tensors move to `dtype`, others keep theirs
+        return t.numel() * (size if t.is_floating_point() else t.element_size())
+
+    params = _unique_tensors(model.parameters())
+    trainable = [p for p in params if p.requires_grad]
+    return MemoryEstimate(
+        params=sum(cast(p) for p in params),
+        buffers=sum(cast(b) for b in _unique_tensors(model.buffers())),
+        grads=sum(cast(p) for p in trainable),
+        optimizer_state=optimizer_state_bytes(trainable, optimizer, size),
+        input=input_bytes,
+        output=output_bytes,
+        activations=activation_bytes,
+    )
