@@ -93,7 +93,9 @@ def fetch(urls: Sequence[str], dest: str | Path, md5: str, *, timeout: float = 3
             _fetch_one(url, dest, md5, timeout)
             return dest
         except (OSError, ValueError, http.client.HTTPException, DataError) as e:
-            reason = e.reason if isinstance(e, urllib.error.URLError) else e
+            # URLError wraps the socket error; HTTPError's own text carries the status code.
+            http_error = isinstance(e, urllib.error.HTTPError)
+            reason = e.reason if isinstance(e, urllib.error.URLError) and not http_error else e
             errors.append(f"{url}: {reason}")
             log.info("failed: %s: %s", url, reason)
     raise DataError(f"could not download {dest.name} ({'; '.join(errors)}); check the network, "
