@@ -69,6 +69,7 @@ class Progress:
         if self.mode == "plain":
             print(format_epoch(row, self.epochs), file=self.stream, flush=True)
         elif self._bar is not None:
+            self._bar.update(self._bar.total - self._bar.n)
             keys = ("train_loss", "train_acc", "val_loss", "val_acc", "images_per_second")
             self._bar.set_postfix(_short({k: row[k] for k in keys if row.get(k) is not None}))
             self._bar.close()

@@ -153,11 +153,9 @@ def evaluate(model: nn.Module, data: Any, *, batch_size: int = 1024,
              amp: str = "off") -> dict[str, float]:
     """Sample-weighted loss and accuracy of model on a Loader, a Split or (X, y) batches."""
     device = _model_device(model)
-    batches = data
-    if hasattr(data, "images") and hasattr(data, "labels"):  # a Split: batch it on the device
-        from cnnlab.data import Loader
+    from cnnlab.data import Loader, Split
 
-        batches = Loader(data, batch_size, device=device)
+    batches = Loader(data, batch_size, device=device) if isinstance(data, Split) else data
     loss, correct, n = _eval_sums(model, batches, device, amp_dtype(amp, device)).tolist()
     if n == 0:
         raise TrainingError("evaluate got no samples; the split or loader is empty")

@@ -1,0 +1,76 @@
+"""Small deterministic datasets and networks for the training-engine tests (fast on 2 cores)."""
+
+from __future__ import annotations
+
+import gzip
+import struct
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from cnnlab.data import Dataset, Split
+
+CLASSES = [f"c{i}" for i in range(10)]
+
+
+def make_split(n: int, seed: int, size: int = 28) -> Split:
+    """A learnable 10-class split: class c darkens a 6x6 patch at a class-specific place."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 10
+    labels = labels[torch.randperm(n, generator=g)]
+    images = (torch.rand(n, size, size, generator=g) * 200).to(torch.uint8)
+    for i, c in enumerate(labels.tolist()):
+        r, col = 2 + (c // 5) * 12, 2 + (c % 5) * 5
+        images[i, r:r + 6, col:col + 6] //= 2  # a darker patch in noise: learnable, not trivial
+    return Split(images, labels.long())
+
+
+def make_dataset(n_train: int = 400, n_test: int = 100, size: int = 28) -> Dataset:
+    """An in-memory Dataset of make_split splits."""
+    return Dataset("fashion-mnist", list(CLASSES), make_split(n_train, 1, size),
+                   make_split(n_test, 2, size), Path("."))
+
+
+def write_idx_dataset(folder: Path, n_train: int = 400, n_test: int = 100) -> Path:
+    """Write make_dataset's splits as the four gzipped IDX files into folder; returns folder."""
+    folder.mkdir(parents=True, exist_ok=True)
+    ds = make_dataset(n_train, n_test)
+    for prefix, split in (("train", ds.train), ("t10k", ds.test)):
+        n, h, w = split.images.shape
+        with gzip.open(folder / f"{prefix}-images-idx3-ubyte.gz", "wb") as f:
+            f.write(struct.pack(">IIII", 0x803, n, h, w) + split.images.numpy().tobytes())
+        with gzip.open(folder / f"{prefix}-labels-idx1-ubyte.gz", "wb") as f:
+            f.write(struct.pack(">II", 0x801, n) + split.labels.to(torch.uint8).numpy().tobytes())
+    return folder
+
+
+class TinyNet(nn.Module):
+    """Conv -> ReLU -> max-pool -> dropout -> linear: enough to learn make_split, with dropout
+    so the RNG state matters for exact resume."""
+
+    def __init__(self, size: int = 28, dropout: float = 0.2):
+        super().__init__()
+        self.conv = nn.Conv2d(1, 4, 3, padding=1)
+        self.drop = nn.Dropout(dropout)
+        self.fc = nn.Linear(4 * (size // 2) ** 2, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.max_pool2d(torch.relu(self.conv(x)), 2)
+        return self.fc(self.drop(x.flatten(1)))
+
+
+class NaNAfter(nn.Module):
+    """Wraps a network and makes its output NaN from the k-th training forward on (1-based)."""
+
+    def __init__(self, net: nn.Module, k: int):
+        super().__init__()
+        self.net, self.k, self.calls = net, k, 0
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = self.net(x)
+        if self.training:
+            self.calls += 1
+            if self.calls >= self.k:
+                out = out * float("nan")
+        return out
