@@ -173,13 +173,15 @@ def build_parser() -> argparse.ArgumentParser:
 
     e = _parser(sub, "eval", "Evaluate a run's checkpoint on the test split.")
     e.add_argument("run_dir", type=Path, metavar="RUN_DIR")
-    e.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    e.add_argument("--checkpoint", choices=("best", "last"), default="last",
+                   help="last: the final model, whose accuracy `train` printed (default); best: "
+                        "the epoch with the best validation score")
     e.add_argument("--format", choices=("text", "json"), default="text")
 
     pr = _parser(sub, "predict", "Classify image files (PNG/JPEG) with a trained run.")
     pr.add_argument("run_dir", type=Path, metavar="RUN_DIR")
     pr.add_argument("images", type=Path, nargs="+", metavar="IMAGE")
-    pr.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    pr.add_argument("--checkpoint", choices=("best", "last"), default="last")
     pr.add_argument("--top", type=int, default=3, help="how many classes to show per image")
     pr.add_argument("--invert", choices=("auto", "yes", "no"), default="auto",
                     help="invert light-background images to the dataset's dark ground")
@@ -211,7 +213,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     rp = _parser(sub, "report", "Write a run's report.html (plus confusion.png and errors.png).")
     rp.add_argument("run_dir", type=Path, metavar="RUN_DIR")
-    rp.add_argument("--checkpoint", choices=("best", "last"), default="best")
+    rp.add_argument("--checkpoint", choices=("best", "last"), default="last")
     return p
 
 
@@ -266,38 +268,55 @@ def default_run_dir(name: str) -> Path:
     return path
 
 
-def cmd_train(args: argparse.Namespace) -> int:
-    """Train a recipe or a model (or resume a run) and print the test accuracy and run folder."""
+def _flags(args: argparse.Namespace) -> dict[str, Any]:
+    """The TrainConfig fields given on the command line (flags left out are None)."""
+    return {name: getattr(args, name) for name, *_ in _config_fields()
+            if getattr(args, name, None) is not None}
+
+
+def plan_train(args: argparse.Namespace) -> tuple[Any, Any, Path, dict[str, Any]]:
+    """(recipe, validated TrainConfig, run folder, model kwargs) that `train` would run."""
     from cnnlab.recipes import resolve
 
-    flags = {name: getattr(args, name) for name, *_ in _config_fields()
-             if getattr(args, name) is not None}
-    if args.resume is not None:
-        if args.target or args.config:
-            raise ConfigError("--resume DIR takes its recipe and settings from DIR/config.json; "
-                              "drop the recipe name and --config")
-        from cnnlab import train as engine
-
-        result = engine.resume(args.resume, **flags)
-        return _finish_train(result, Path(args.resume), args)
-
     settings = load_toml(args.config) if args.config else {}
-    target = args.target or settings.pop("recipe", None) or settings.pop("model", None)
+    target = args.target or settings.get("recipe") or settings.get("model")
     settings.pop("recipe", None)
     settings.pop("model", None)
     if not target:
         raise ConfigError("name a recipe or a model: `cnnlab train lenet` (`cnnlab recipes`)")
     recipe = resolve(target)
-    config = recipe.config(**settings, **flags).validate()
+    config = recipe.config(**{**settings, **_flags(args)}).validate()  # flags win over the file
     out = args.out or default_run_dir(recipe.name)
-    model = recipe.build_model(config)
-    print(f"cnnlab: training {recipe.name} ({recipe.model} on {config.dataset}) -> {out}",
-          file=sys.stderr)
+    # Classifiers sized by a flatten (LeNet, AlexNet, VGG) are built for the run's input size.
+    model_kwargs = dict(recipe.model_kwargs)
+    if config.resize:
+        model_kwargs["input_size"] = tuple(config.resize)
+    return recipe, config, Path(out), model_kwargs
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train a recipe or a model (or resume a run) and print the test accuracy and run folder."""
     from cnnlab import train as engine
 
+    if args.resume is not None:
+        if args.target or args.config or args.out:
+            raise ConfigError("--resume DIR takes its recipe and settings from DIR; drop the "
+                              "recipe name, --config and --out (flags still change settings)")
+        try:
+            result = engine.resume(args.resume, **_flags(args))
+        except KeyboardInterrupt:
+            raise _Interrupted(args.resume) from None
+        return _finish_train(result, Path(args.resume), args)
+
+    recipe, config, out, model_kwargs = plan_train(args)
+    if _is_rank0():
+        print(f"cnnlab: {recipe.name}: {recipe.model} on {config.dataset} -> {out}",
+              file=sys.stderr)
     try:
-        result = engine.train(model, config.dataset, config, out_dir=out)
-    except KeyboardInterrupt:
+        # The zoo name, not a built module: the run records it, seeds the init, can be resumed.
+        result = engine.train(recipe.model, config.dataset, config, out_dir=out,
+                              model_kwargs=model_kwargs)
+    except KeyboardInterrupt:  # a second Ctrl-C: the engine stops without a checkpoint
         raise _Interrupted(out) from None
     return _finish_train(result, out, args)
 
@@ -444,30 +463,21 @@ def cmd_data(args: argparse.Namespace) -> int:
     from cnnlab import data
 
     if args.action == "verify":
+        files = data.verify_dataset(args.name, root=args.root)
+        for name, how in sorted(files.items()):
+            print(f"  {name}: {how}")
         ds = data.load_dataset(args.name, root=args.root, download=False)
-        verify = getattr(data, "verify_dataset", None)
-        if verify is not None:
-            verify(args.name, root=args.root)
-        print(f"{ds.name}: OK ({len(ds.train)} train + {len(ds.test)} test images, "
-              f"{len(ds.classes)} classes) in {ds.root}")
+        print(f"{ds.name}: OK, {len(ds.train)} train + {len(ds.test)} test images, "
+              f"{len(ds.classes)} classes, in {ds.root}")
         return 0
     ds = data.load_dataset(args.name, root=args.root, download=True)
     if args.action == "download":
         print(f"{ds.name}: {len(ds.train)} train + {len(ds.test)} test images in {ds.root}")
         return 0
-    import torch
-
-    from cnnlab.plots import save_image_grid
-
-    split = ds.train if args.split == "train" else ds.test
-    if args.count < 1:
-        raise ConfigError(f"--count {args.count} must be at least 1")
-    gen = torch.Generator().manual_seed(args.seed)
-    idx = torch.randperm(len(split), generator=gen)[: min(args.count, len(split))]
-    titles = [ds.classes[int(y)] for y in split.labels[idx]]
     out = args.out or Path(f"{ds.name}-samples.png")
-    save_image_grid(split.images[idx], titles, out)
-    print(f"{len(idx)} {args.split} images of {ds.name} with their labels: {out}")
+    ds.save_grid(out, args.split, args.count, seed=args.seed)
+    print(f"{min(args.count, len(ds.train if args.split == 'train' else ds.test))} {args.split} "
+          f"images of {ds.name} with their labels: {out}")
     return 0
 
 
@@ -493,11 +503,13 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except CnnlabError as err:
-        print(f"cnnlab: error: {_one_line(err)}", file=sys.stderr)
-        run_dir = getattr(err, "run_dir", None)
-        if run_dir is not None and _is_interruption(err):
-            print(f"resume with: cnnlab train --resume {run_dir}", file=sys.stderr)
+        if _is_interruption(err):  # the engine checkpointed: say how to go on
+            print(f"cnnlab: {_one_line(err)}", file=sys.stderr)
+            run_dir = getattr(err, "run_dir", None)
+            if run_dir is not None and "--resume" not in str(err):
+                print(f"resume with: cnnlab train --resume {run_dir}", file=sys.stderr)
             return EXIT_INTERRUPTED
+        print(f"cnnlab: error: {_one_line(err)}", file=sys.stderr)
         return EXIT_USER_ERROR
     except (_Interrupted, KeyboardInterrupt) as err:
         run_dir = getattr(err, "run_dir", None)

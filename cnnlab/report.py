@@ -102,7 +102,7 @@ def _pick_device(name: str | None) -> torch.device:
     return torch.device(name)
 
 
-def load_run(run_dir: str | Path, checkpoint: str = "best") -> Run:
+def load_run(run_dir: str | Path, checkpoint: str = "last") -> Run:
     """Rebuild a run's model from config.json and load checkpoints/<checkpoint>.pt into it."""
     from cnnlab.checkpoint import load_checkpoint
     from cnnlab.data import load_dataset
@@ -121,9 +121,11 @@ def load_run(run_dir: str | Path, checkpoint: str = "best") -> Run:
     dataset = load_dataset(config.get("dataset", "fashion-mnist"), root=config.get("data_root"),
                            download=False)
     run = Run(run_dir, config, nn.Identity(), dataset, path, _pick_device(config.get("device")))
-    run.model = create_model(config["model"], num_classes=len(dataset.classes), in_channels=1,
-                             input_size=run.input_size)
     state = load_checkpoint(path)
+    kwargs = dict(state.get("model_kwargs") or {})
+    kwargs.setdefault("input_size", run.input_size)
+    run.model = create_model(config["model"], num_classes=len(dataset.classes), in_channels=1,
+                             **kwargs)
     weights = state.get("model", state)
     # torch.compile wraps the module: its state-dict keys carry an "_orig_mod." prefix.
     weights = {k.removeprefix("_orig_mod.").removeprefix("module."): v for k, v in weights.items()}
@@ -141,7 +143,11 @@ def _normalize(run: Run) -> tuple[float, float] | None:
         return None
     from cnnlab.data import dataset_stats
 
-    return dataset_stats(run.dataset.name)
+    try:  # the same statistics the training run used (cnnlab.train)
+        return tuple(dataset_stats(run.dataset.name))
+    except CnnlabError:
+        x = run.dataset.train.images.float() / 255
+        return (x.mean().item(), x.std().item())
 
 
 def _loader(run: Run, split: Any, batch_size: int | None = None) -> Any:
@@ -152,7 +158,7 @@ def _loader(run: Run, split: Any, batch_size: int | None = None) -> Any:
 
 
 @torch.no_grad()
-def evaluate_run(run: Run | str | Path, checkpoint: str = "best",
+def evaluate_run(run: Run | str | Path, checkpoint: str = "last",
                  limit: int | None = None) -> Evaluation:
     """Predict every test image (or the first `limit`) with the run's checkpoint."""
     if not isinstance(run, Run):
@@ -231,7 +237,9 @@ def predict_files(run: Run, paths: list[Path], invert: str = "auto") -> torch.Te
     """Class probabilities (len(paths), K) for image files, fed through the run's own pipeline."""
     native = tuple(run.dataset.train.images.shape[-2:])
     images = torch.stack([to_dataset_image(read_image(p), native, invert) for p in paths])
-    split = type(run.dataset.test)(images, torch.zeros(len(images), dtype=torch.int64))
+    from cnnlab.data import Split
+
+    split = Split(images, torch.zeros(len(images), dtype=torch.int64))
     probs = [run.model(x).float().softmax(dim=1).cpu() for x, _ in _loader(run, split, 256)]
     return torch.cat(probs)
 
@@ -300,6 +308,9 @@ def _cost_section(run: Run) -> str:
     model = run.model.to("cpu")
     try:
         s = summary(model, (1, h, w))
+    except Exception as err:  # one section must not cost the whole report; say what failed
+        return (f"<p class=muted>The cost summary failed: {html.escape(type(err).__name__)}: "
+                f"{html.escape(str(err))}</p>")
     finally:
         run.model.to(run.device)
     cards = [("parameters", f"{s.total_params:,}"),
@@ -353,7 +364,7 @@ footer { color:var(--muted); font-size:12.5px; text-align:center; margin-top:8px
 """
 
 
-def write_report(run_dir: str | Path, checkpoint: str = "best", max_errors: int = 32,
+def write_report(run_dir: str | Path, checkpoint: str = "last", max_errors: int = 32,
                  limit: int | None = None) -> Path:
     """Evaluate the run and write report.html (self-contained), confusion.png and errors.png."""
     from cnnlab.plots import plot_confusion, plot_curves, save_image_grid

@@ -1,0 +1,176 @@
+"""The run report: reload a run, evaluate it, write a self-contained report.html; images decode."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+from html.parser import HTMLParser
+from pathlib import Path
+
+import matplotlib.image
+import numpy as np
+import pytest
+import torch
+
+from cnnlab.errors import ConfigError, DataError
+from cnnlab.report import (
+    evaluate_run,
+    load_run,
+    predict_files,
+    read_image,
+    to_dataset_image,
+    write_report,
+)
+
+FASHION = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker",
+           "bag", "ankle boot"]
+
+
+@pytest.fixture(scope="module")
+def run_dir(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A real two-epoch run of the modern LeNet on 1,024 Fashion-MNIST images."""
+    from cnnlab.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("report") / "run"
+    cfg = TrainConfig(model="lenet_modern", dataset="fashion-mnist", data_root=str(data_root),
+                      epochs=2, train_samples=1024, batch_size=64, lr=0.1, momentum=0.9,
+                      eval_every=2, progress="none", tensorboard=False, eval_batch_size=2048)
+    train("lenet_modern", None, cfg, out_dir=out)
+    return out
+
+
+class Page(HTMLParser):
+    """Collects images, links, scripts, headings and table cells of an HTML page."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.images: list[dict[str, str | None]] = []
+        self.external: list[str] = []
+        self.headings: list[str] = []
+        self.cells: list[str] = []
+        self._tag: str | None = None
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        a = dict(attrs)
+        if tag == "img":
+            self.images.append(a)
+        for key in ("src", "href"):
+            v = a.get(key) or ""
+            if v and not v.startswith("data:") and not v.startswith("#"):
+                self.external.append(f"{tag} {key}={v}")
+        if tag in ("link", "script", "iframe"):
+            self.external.append(tag)
+        self._tag = tag
+
+    def handle_data(self, data: str) -> None:
+        if self._tag in ("h1", "h2"):
+            self.headings.append(data.strip())
+        if self._tag == "td":
+            self.cells.append(data.strip())
+
+
+def _decode(src: str) -> np.ndarray:
+    head, data = src.split(",", 1)
+    assert head == "data:image/png;base64"
+    return matplotlib.image.imread(io.BytesIO(base64.b64decode(data, validate=True)), format="png")
+
+
+def test_report_is_self_contained_and_every_image_decodes(run_dir: Path) -> None:
+    path = write_report(run_dir)
+    assert path == run_dir / "report.html"
+    page = Page()
+    page.feed(path.read_text(encoding="utf-8"))
+    assert page.external == []  # no network, no server: nothing outside the file
+    alts = [img["alt"] for img in page.images]
+    assert alts == ["training curves", "confusion matrix", "misclassified test images"]
+    for img in page.images:
+        pixels = _decode(img["src"] or "")
+        assert pixels.ndim == 3 and pixels.shape[0] > 100 and pixels.shape[1] > 100
+        assert pixels.std() > 0.01  # a drawing, not a blank canvas
+    for name in ("confusion.png", "errors.png", "curves.png"):
+        assert matplotlib.image.imread(run_dir / name).shape[0] > 100
+    for heading in ("Learning curves", "Confusion matrix", "Per-class accuracy",
+                    "Most confident mistakes", "Model cost", "Configuration",
+                    "Result and timings", "Environment"):
+        assert heading in page.headings
+    assert set(FASHION) <= set(page.cells)  # per-class rows carry the class names
+
+
+def test_report_numbers_agree_with_the_run(run_dir: Path) -> None:
+    result = json.loads((run_dir / "result.json").read_text())
+    ev = evaluate_run(run_dir)  # last.pt: the model whose accuracy train reported
+    assert ev.n == 10_000 and ev.dataset == "fashion-mnist"
+    assert ev.acc == pytest.approx(result["test_acc"], abs=1e-6)
+    assert ev.loss == pytest.approx(result["test_loss"], rel=1e-4)
+    assert ev.acc > 0.5  # two epochs of the modern LeNet learn something
+    cm = ev.confusion(10)
+    assert int(cm.sum()) == 10_000 and int(cm.trace()) == round(ev.acc * 10_000)
+    assert cm.sum(dim=1).tolist() == [1000] * 10  # 1,000 test images per class
+    path = run_dir / "report.html"
+    html = (path if path.exists() else write_report(run_dir)).read_text()
+    assert f"{ev.acc:.2%}" in html  # the headline number is the evaluated accuracy
+    per_class = (cm.diag().double() / cm.sum(dim=1)).tolist()
+    for acc in per_class:
+        assert f"{acc:.1%}" in html
+    assert "The cost summary failed" not in html
+    assert "parameters" in html and "61,706" in html  # LeNet's parameter count, from cnnlab.cost
+
+
+def test_best_checkpoint_and_missing_things(run_dir: Path, tmp_path: Path) -> None:
+    best = load_run(run_dir, "best")
+    assert best.checkpoint.name == "best.pt" and not best.model.training
+    with pytest.raises(DataError, match="does not exist"):
+        load_run(tmp_path / "nope")
+    (tmp_path / "config.json").write_text("{not json")
+    with pytest.raises(DataError, match="not valid JSON"):
+        load_run(tmp_path)
+
+
+def _png(path: Path, gray: np.ndarray) -> Path:
+    from PIL import Image
+
+    Image.fromarray(gray, "L").save(path)  # 8-bit grayscale: exact pixel values
+    return path
+
+
+def test_images_from_files_go_through_the_runs_pipeline(run_dir: Path, tmp_path: Path) -> None:
+    run = load_run(run_dir)
+    idx = [0, 1, 2, 3, 4, 5]
+    images = run.dataset.test.images[idx]
+    paths = [_png(tmp_path / f"{i}.png", images[i].numpy()) for i in range(len(idx))]
+    # Dark-ground PNGs round-trip exactly; inverted (light-ground) copies are flipped back.
+    for p, img in zip(paths, images):
+        assert torch.equal(to_dataset_image(read_image(p)), img)
+    light = _png(tmp_path / "light.png", 255 - images[0].numpy())
+    assert torch.equal(to_dataset_image(read_image(light)), images[0])
+    assert torch.equal(to_dataset_image(read_image(light), invert="no"), 255 - images[0])
+    probs = predict_files(run, paths)
+    assert probs.shape == (6, 10) and torch.allclose(probs.sum(1), torch.ones(6))
+    ev = evaluate_run(run, limit=6)
+    assert probs.argmax(1).tolist() == ev.preds.tolist()
+    with pytest.raises(ConfigError, match="invert"):
+        to_dataset_image(read_image(paths[0]), invert="maybe")
+
+
+def test_read_image_color_alpha_jpeg_and_errors(tmp_path: Path) -> None:
+    from PIL import Image
+
+    rgba = np.zeros((8, 8, 4), np.uint8)
+    rgba[..., 0] = 255  # pure red, opaque on the left half, transparent on the right
+    rgba[:, :4, 3] = 255
+    Image.fromarray(rgba, "RGBA").save(tmp_path / "a.png")
+    g = read_image(tmp_path / "a.png")
+    assert g.shape == (8, 8)
+    assert torch.allclose(g[:, :4], torch.full((8, 4), 0.299), atol=1e-3)  # luma of red
+    assert torch.allclose(g[:, 4:], torch.ones(8, 4))  # transparent: white background
+    Image.fromarray(np.full((40, 30), 200, np.uint8), "L").save(tmp_path / "b.jpg", quality=95)
+    j = read_image(tmp_path / "b.jpg")
+    assert j.shape == (40, 30) and abs(j.mean().item() - 200 / 255) < 0.01
+    assert to_dataset_image(j).shape == (28, 28)  # resized to the dataset's size, inverted
+    assert to_dataset_image(j).max() < 60
+    (tmp_path / "c.png").write_bytes(b"not an image")
+    with pytest.raises(DataError, match="cannot read image"):
+        read_image(tmp_path / "c.png")
+    with pytest.raises(DataError, match="does not exist"):
+        read_image(tmp_path / "missing.png")
