@@ -357,6 +357,7 @@ td.num { text-align:right; font-variant-numeric:tabular-nums; }
 .bar i { display:block; height:10px; border-radius:4px; background:var(--good); }
 .bar i.low { background:var(--bad); }
 .muted { color:var(--muted); }
+.scroll { overflow-x:auto; }
 pre { font-size:12px; overflow-x:auto; background:#f7f8fb; padding:10px; border-radius:6px; }
 details summary { cursor:pointer; color:var(--accent); }
 footer { color:var(--muted); font-size:12.5px; text-align:center; margin-top:8px; }
@@ -463,18 +464,11 @@ def _render(run: Run, result: dict[str, Any], history: list[dict[str, Any]], ev:
 
     parts.append(f"<section><h2>Model cost</h2>{_cost_section(run)}</section>")
 
-    config_rows = [(html.escape(k), _esc(v)) for k, v in cfg.items() if k != "environment"]
-    timing = [(html.escape(k), _esc(v)) for k, v in result.items()
-              if not isinstance(v, dict)]
-    for key, v in result.items():
-        if isinstance(v, dict):
-            timing += [(html.escape(f"{key}.{k}"), _esc(x)) for k, x in v.items()]
     env_rows = [(html.escape(k), _esc(v)) for k, v in env.items()]
     env_rows.append(("report written by", f"torch {torch.__version__}, python "
                      f"{platform.python_version()} on {html.escape(platform.node())}"))
-    parts.append('<div class="grid2"><section><h2>Configuration</h2>'
-                 + _table(config_rows, cls="kv") + "</section><section><h2>Result and timings</h2>"
-                 + (_table(timing, cls="kv") if timing else "<p class=muted>no result.json</p>")
+    parts.append('<div class="grid2"><section><h2>Configuration</h2>' + _config_html(cfg)
+                 + "</section><section><h2>Result and timings</h2>" + _result_html(result)
                  + "<h2 style='margin-top:18px'>Environment</h2>" + _table(env_rows, cls="kv")
                  + "</section></div>")
     now = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
@@ -484,6 +478,43 @@ def _render(run: Run, result: dict[str, Any], history: list[dict[str, Any]], ev:
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{html.escape(title)} &middot; cnnlab report</title><style>{CSS}</style>"
             "</head><body>" + "".join(parts) + "</body></html>\n")
+
+
+def _config_html(cfg: dict[str, Any]) -> str:
+    """The settings that differ from TrainConfig's defaults up front; all of them folded."""
+    from cnnlab.train_config import TrainConfig
+
+    defaults = TrainConfig().to_dict()
+    items = [(k, v) for k, v in cfg.items() if k != "environment"]
+    changed = [(html.escape(k), _esc(v)) for k, v in items
+               if k in ("model", "dataset") or defaults.get(k, object()) != v]
+    every = [(html.escape(k), _esc(v)) for k, v in items]
+    return (_table(changed, ("setting", "value"), cls="kv")
+            + "<p class=muted>Settings that differ from TrainConfig's defaults.</p>"
+            f"<details><summary>all {len(every)} settings</summary>"
+            + _table(every, cls="kv") + "</details>")
+
+
+def _result_html(result: dict[str, Any]) -> str:
+    """result.json: final and best epochs side by side, then test metrics and timings."""
+    if not result:
+        return "<p class=muted>no result.json (the run has not finished)</p>"
+    keys = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc")
+    rows = [(f"<b>{name}</b>", *(f'<span class="num">{_esc(row.get(k))}</span>' for k in keys))
+            for name, row in (("final", result.get("final")), ("best", result.get("best")))
+            if isinstance(row, dict) and row]
+    head = ("", "epoch", "train loss", "train acc", "val loss", "val acc")
+    epochs = f'<div class="scroll">{_table(rows, head)}</div>' if rows else ""
+    facts = [("test accuracy (final model)", _pct(result.get("test_acc"))),
+             ("test loss", _esc(result.get("test_loss"))),
+             ("training time", _duration(result.get("seconds"))),
+             ("epochs completed", _esc(result.get("epochs_completed"))),
+             ("stopped early", _esc(result.get("stopped_early"))),
+             ("mean train images / s", _esc(result.get("images_per_second")))]
+    facts = [(k, v) for k, v in facts if v not in ("", "n/a")]
+    other = [(html.escape(k), _esc(v)) for k, v in result.items() if not isinstance(v, dict)]
+    return (epochs + _table(facts, cls="kv")
+            + f"<details><summary>result.json</summary>{_table(other, cls='kv')}</details>")
 
 
 def _best_epoch(history: list[dict[str, Any]]) -> dict[str, Any]:
