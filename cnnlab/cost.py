@@ -182,8 +182,11 @@ def _shape_error(model: nn.Module, tracker: ModuleTracker, x_shape: tuple[int, .
     path, kind, shapes = where
     name = path or type(model).__name__
     got = ", ".join(str(list(s)) for s in shapes) or "no tensors"
+    hint = ("use batch_size >= 2 or a larger input (a training step needs more than one value "
+            "per channel)" if "more than 1 value per channel" in first
+            else "use an input size this model accepts")
     return ShapeError(f"layer '{name}' ({kind}) failed on input {got} (model input "
-                      f"{list(x_shape)}): {first}; use an input size this model accepts")
+                      f"{list(x_shape)}): {first}; {hint}")
 
 
 def _materialize(model: nn.Module, size: tuple[int, ...]) -> None:
@@ -295,6 +298,9 @@ def summary(model: nn.Module, input_size: tuple[int, ...], *, batch_size: int = 
     """Per-layer and total parameters, MACs, FLOPs and memory of one training step."""
     size = _check_args(input_size, batch_size, optimizer)
     device = torch.device(device)
+    if measure_memory and any(p.is_meta for p in model.parameters()):
+        raise ConfigError("the model lives on the meta device, so a real step cannot be "
+                          "measured; pass measure_memory=False (counts and estimates still work)")
     if any(is_lazy(p) for p in model.parameters()):
         _materialize(model, size)
     shape = (batch_size, *size)
@@ -426,7 +432,13 @@ def compare_models(name_a: str, name_b: str, input_size: tuple[int, ...] | None 
     size = tuple(input_size) if input_size is not None else default_input_size(name_a)
     out = []
     for name in (name_a, name_b):
-        model = create_model(name, num_classes=num_classes, in_channels=size[0])
+        # On the meta device: counting needs shapes only, so no weights are initialised.
+        with torch.device("meta"):
+            try:  # zoo classifiers sized by a flatten are built for the input size
+                model = create_model(name, num_classes=num_classes, in_channels=size[0],
+                                     input_size=tuple(size[1:]))
+            except TypeError:
+                model = create_model(name, num_classes=num_classes, in_channels=size[0])
         out.append(summary(model, size, batch_size=batch_size, measure_memory=False))
         out[-1].model = name
     return ModelComparison(size, out[0], out[1])

@@ -2,10 +2,12 @@
 
 Units: a MAC is one multiply-accumulate; a FLOP is one floating-point operation; 1 MAC = 2 FLOPs.
 
-Convolutions and matrix products (``aten.convolution``, ``convolution_backward``, ``mm``,
-``addmm``, ``bmm``, ``baddbmm``, attention) are counted by the formulas of
-``torch.utils.flop_counter`` (the registry behind ``FlopCounterMode``); those, halved, are the
-MACs. Every other op is counted by the table below, per element of the tensor named in the
+Convolutions and matrix products (``aten.convolution``, ``mm``, ``addmm``, ``bmm``,
+``baddbmm``, attention) are counted by the formulas of ``torch.utils.flop_counter`` (the registry
+behind ``FlopCounterMode``); those, halved, are the MACs. ``convolution_backward`` uses torch's
+``conv_flop_count`` too, but counts each requested gradient (dX, dW) as one forward's products:
+torch's own backward formula ignores ``groups`` for dW and over-counts grouped and depthwise
+convs g-fold. Every other op is counted by the table below, per element of the tensor named in the
 "per" column (out = the op's output, in = its input, grad = the incoming gradient). One FLOP is
 one arithmetic operation, comparison, or elementary function (exp, log, sqrt, tanh, erf).
 Per-channel O(C) terms (running-statistics updates, per-channel reciprocals) are neglected.
@@ -64,7 +66,7 @@ from torch.nn.modules.module import (
 from torch.overrides import TorchFunctionMode
 from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils._pytree import tree_flatten
-from torch.utils.flop_counter import flop_registry
+from torch.utils.flop_counter import conv_flop_count, flop_registry
 
 aten = torch.ops.aten
 
@@ -102,6 +104,20 @@ def _conv_bias(args: tuple, kwargs: dict, out: Any) -> float:
 def _conv_bwd_bias(args: tuple, kwargs: dict, out: Any) -> float:
     mask = args[10] if len(args) > 10 else kwargs.get("output_mask", (True, True, True))
     return _numel(args[0]) if mask[2] else 0
+
+
+def _conv_backward_flops(args: tuple, kwargs: dict) -> int:
+    """dX and dW each take exactly the forward's products, groups included.
+
+    torch's formula counts a grouped conv's weight gradient as if groups were 1 (g times too
+    many); here each gradient asked for by ``output_mask`` costs one forward.
+    """
+    grad_out, x, w = args[0], args[1], args[2]
+    transposed = args[7] if len(args) > 7 else kwargs["transposed"]
+    mask = args[10] if len(args) > 10 else kwargs["output_mask"]
+    fwd = conv_flop_count(list(x.shape), list(w.shape), list(grad_out.shape),
+                          transposed=transposed)
+    return fwd * (int(bool(mask[0])) + int(bool(mask[1])))
 
 
 def _bn_fwd(train_pos: int) -> Callable[..., float]:
@@ -243,12 +259,19 @@ class _CountMode(TorchDispatchMode):
         path = self.tracker.backward_path if bwd else self.tracker.forward_path
         macs = 0.0
         flops = 0.0
-        if packet in flop_registry:
+        if packet is aten.convolution_backward:
+            mm = _conv_backward_flops(args, kwargs)
+            macs = mm / 2
+            flops = mm + _conv_bwd_bias(args, kwargs, out)
+        elif packet in flop_registry:
             mm = flop_registry[packet](*args, **kwargs, out_val=out)
             macs = mm / 2
             flops = mm + (_EXTRA[packet](args, kwargs, out) if packet in _EXTRA else 0)
         elif packet in _FORMULAS:
-            flops = float(_FORMULAS[packet](args, kwargs, out))
+            # integer arithmetic (BatchNorm's num_batches_tracked += 1) is not a FLOP
+            first = out[0] if isinstance(out, (tuple, list)) else out
+            if not isinstance(first, torch.Tensor) or first.is_floating_point():
+                flops = float(_FORMULAS[packet](args, kwargs, out))
         elif packet not in _ZERO:
             self.counts.uncounted[str(packet).removeprefix("aten.")] += 1
         if bwd:
@@ -297,6 +320,7 @@ class ModuleTracker:
         self.model = model
         self.counts = counts
         self.canonical: dict[int, str] = {}
+        self._relative: dict[tuple[int, int], str] = {}
         for n, m in model.named_modules(remove_duplicate=False):
             self.canonical.setdefault(id(m), n)
         self.stack: list[tuple[nn.Module, str, tuple[tuple[int, ...], ...]]] = []
@@ -319,9 +343,18 @@ class ModuleTracker:
             return ROOT
         if self.stack:
             parent, ppath, _ = self.stack[-1]
-            for name, child in parent._modules.items():
-                if child is module:
-                    return f"{ppath}.{name}" if ppath else name
+            key = (id(parent), id(module))
+            rel = self._relative.get(key)
+            if rel is None:
+                # A direct child first; else a descendant reached through a container that is
+                # never called itself (ModuleList, ModuleDict): its first path under the caller.
+                rel = next((n for n, c in parent._modules.items() if c is module), None)
+                if rel is None:
+                    rel = next((n for n, c in parent.named_modules(remove_duplicate=False)
+                                if c is module and n), "")
+                self._relative[key] = rel
+            if rel:
+                return f"{ppath}.{rel}" if ppath else rel
         name = self.canonical.get(id(module))
         return name if name is not None else f"<{type(module).__name__}>"
 

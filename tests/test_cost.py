@@ -1,0 +1,418 @@
+"""cnnlab.cost: reference figures, op formulas, attribution, memory, rendering, the exercises."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
+
+from cnnlab import memory
+from cnnlab.cost import compare_models, conv2d_cost, summary
+from cnnlab.errors import ConfigError, ShapeError
+
+# -- independent definitions of the reference networks (torchvision's layout) ------------------
+
+
+def vgg16_ref() -> nn.Module:
+    layers: list[nn.Module] = []
+    c = 3
+    for v in (64, 64, "M", 128, 128, "M", 256, 256, 256, "M", 512, 512, 512, "M",
+              512, 512, 512, "M"):
+        if v == "M":
+            layers.append(nn.MaxPool2d(2))
+        else:
+            layers += [nn.Conv2d(c, v, 3, padding=1), nn.ReLU(inplace=True)]
+            c = v
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(7), nn.Flatten(),
+                         nn.Linear(512 * 49, 4096), nn.ReLU(True), nn.Dropout(),
+                         nn.Linear(4096, 4096), nn.ReLU(True), nn.Dropout(), nn.Linear(4096, 1000))
+
+
+class Block(nn.Module):
+    def __init__(self, cin: int, mid: int, stride: int, bottleneck: bool) -> None:
+        super().__init__()
+        cout = mid * 4 if bottleneck else mid
+        if bottleneck:
+            self.body = nn.Sequential(
+                nn.Conv2d(cin, mid, 1, bias=False), nn.BatchNorm2d(mid), nn.ReLU(True),
+                nn.Conv2d(mid, mid, 3, stride, 1, bias=False), nn.BatchNorm2d(mid), nn.ReLU(True),
+                nn.Conv2d(mid, cout, 1, bias=False), nn.BatchNorm2d(cout))
+        else:
+            self.body = nn.Sequential(
+                nn.Conv2d(cin, mid, 3, stride, 1, bias=False), nn.BatchNorm2d(mid), nn.ReLU(True),
+                nn.Conv2d(mid, mid, 3, 1, 1, bias=False), nn.BatchNorm2d(mid))
+        self.down = None
+        if stride != 1 or cin != cout:
+            self.down = nn.Sequential(nn.Conv2d(cin, cout, 1, stride, bias=False),
+                                      nn.BatchNorm2d(cout))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.relu(self.body(x) + (x if self.down is None else self.down(x)))
+
+
+def resnet_ref(blocks: tuple[int, ...], bottleneck: bool) -> nn.Module:
+    layers: list[nn.Module] = [nn.Conv2d(3, 64, 7, 2, 3, bias=False), nn.BatchNorm2d(64),
+                               nn.ReLU(True), nn.MaxPool2d(3, 2, 1)]
+    cin = 64
+    for i, n in enumerate(blocks):
+        mid = 64 * 2**i
+        for j in range(n):
+            layers.append(Block(cin, mid, 2 if j == 0 and i > 0 else 1, bottleneck))
+            cin = mid * 4 if bottleneck else mid
+    return nn.Sequential(*layers, nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(cin, 1000))
+
+
+REFERENCE = {  # params, MACs (torchvision's published ~15.47 / 1.81 / 4.09 G), builder
+    "vgg16": (138_357_544, 15_470_264_320, vgg16_ref),
+    "resnet18": (11_689_512, 1_814_073_344, lambda: resnet_ref((2, 2, 2, 2), False)),
+    "resnet50": (25_557_032, 4_089_184_256, lambda: resnet_ref((3, 4, 6, 3), True)),
+}
+
+
+def zoo(name: str, **kw: object) -> nn.Module:
+    models = pytest.importorskip("cnnlab.models")
+    with torch.device("meta"):  # no weights initialised: counting needs only shapes
+        return models.create_model(name, num_classes=1000, in_channels=3, **kw)
+
+
+@pytest.mark.parametrize("name", list(REFERENCE))
+@pytest.mark.parametrize("source", ["zoo", "reference"])
+def test_reference_figures(name: str, source: str) -> None:
+    params, macs, build = REFERENCE[name]
+    if source == "zoo":
+        model = zoo(name)
+    else:
+        with torch.device("meta"):
+            model = build()
+    s = summary(model, (3, 224, 224), measure_memory=False)
+    assert s.total_params == s.trainable_params == params
+    assert s.total_macs == macs
+    assert f"{s.total_macs / 1e9:.2f}" == f"{macs / 1e9:.2f}"
+    # every MAC is two FLOPs; the rest of the forward (bias, BN, ReLU, pools, adds) is extra
+    assert s.flops_forward > 2 * s.total_macs
+
+
+def test_matmul_counts_agree_with_flop_counter_mode() -> None:
+    torch.manual_seed(0)
+    model = resnet_ref((1, 1, 1, 1), False)
+    x = torch.randn(2, 3, 32, 32)
+    with FlopCounterMode(display=False) as fwd:
+        out = model(x)
+    with FlopCounterMode(display=False) as bwd:
+        out.backward(torch.ones_like(out))
+    s = summary(model, (3, 32, 32), batch_size=2, measure_memory=False)
+    assert 2 * s.total_macs == fwd.get_total_flops()
+    assert 2 * s.macs_backward == bwd.get_total_flops()
+    # backward MACs: dX and dW for every conv except the first (its input needs no gradient)
+    first = next(r for r in s.rows if r.name == "0")
+    assert s.macs_backward == 2 * s.total_macs - first.macs
+
+
+# -- formulas for single layers ---------------------------------------------------------------
+
+def one(layer: nn.Module, size: tuple[int, ...], batch: int = 1):  # noqa: ANN201
+    return summary(layer, size, batch_size=batch, measure_memory=False)
+
+
+def test_conv_counts_bias_that_thop_and_fvcore_leave_out() -> None:
+    s = one(nn.Conv2d(3, 5, 3), (3, 6, 6))  # thop issue #231: 2240 FLOPs, not 2160
+    assert s.total_macs == 5 * 4 * 4 * 27
+    assert s.flops_forward == 2 * 2160 + 5 * 4 * 4 == 4400
+    s = one(nn.Conv2d(3, 5, 3, bias=False), (3, 6, 6))
+    assert s.flops_forward == 4320
+
+
+@pytest.mark.parametrize("groups", [1, 2, 4, 8])
+def test_grouped_and_depthwise_conv(groups: int) -> None:
+    s = one(nn.Conv2d(8, 16, 3, padding=1, groups=groups, bias=False), (8, 10, 10), batch=3)
+    out = 3 * 16 * 10 * 10
+    assert s.total_macs == out * (8 // groups) * 9
+    assert s.total_params == 16 * (8 // groups) * 9
+    # the first layer's input needs no gradient: the backward computes dW only
+    assert s.macs_backward == s.total_macs
+
+
+def test_linear_norm_pool_activation_formulas() -> None:
+    s = one(nn.Linear(10, 7), (10,), batch=4)
+    assert (s.total_macs, s.flops_forward) == (4 * 70, 2 * 280 + 28)
+    n = 2 * 4 * 6 * 6
+    assert one(nn.BatchNorm2d(4), (4, 6, 6), batch=2).flops_forward == 7 * n
+    assert one(nn.BatchNorm2d(4), (4, 6, 6), batch=2).flops_backward == 9 * n
+    assert one(nn.ReLU(), (4, 6, 6), batch=2).flops_forward == n
+    assert one(nn.Sigmoid(), (4, 6, 6), batch=2).flops_forward == 4 * n
+    assert one(nn.MaxPool2d(2), (4, 6, 6), batch=2).flops_forward == (4 - 1) * n // 4
+    assert one(nn.AvgPool2d(3, stride=3), (4, 6, 6), batch=2).flops_forward == 9 * 2 * 4 * 4
+    assert one(nn.AdaptiveAvgPool2d(1), (4, 6, 6), batch=2).flops_forward == n + 8
+
+
+class Functional(nn.Module):
+    """Residual add, torch.cat and F.relu written in forward (thop sees none of them)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(4, 4, 3, padding=1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.conv(x) + x)
+        return torch.cat([y, x], dim=1)
+
+
+def test_functional_ops_in_forward_are_counted_and_attributed() -> None:
+    s = one(Functional(), (4, 5, 5), batch=2)
+    n = 2 * 4 * 5 * 5
+    ops = next(r for r in s.rows if r.name == "(ops)")
+    assert ops.type == "functional: add, relu"
+    assert ops.flops_forward == 2 * n  # the add and the relu; cat moves data, 0 FLOPs
+    conv = next(r for r in s.rows if r.name == "conv")
+    assert conv.macs == n * 4 * 9
+    assert s.flops_forward == 2 * conv.macs + 2 * n
+    # backward: relu's mask (n); the conv's dW (its input is the model input: no dX)
+    assert s.flops_backward == n + 2 * conv.macs
+    assert sum(r.flops_forward for r in s.rows if r.is_leaf) == s.flops_forward
+
+
+class SharedTwice(nn.Module):
+    """One conv called twice (a Siamese use; torchsummary double-counts its weights)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.features = nn.Sequential(nn.Conv2d(1, 1, 3, padding=1), nn.ReLU())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.features(self.features(x))
+
+
+class ActBlock(nn.Module):
+    def __init__(self, act: nn.Module) -> None:
+        super().__init__()
+        self.layers = nn.ModuleList(nn.Linear(4, 4) for _ in range(2))
+        self.act = act
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for layer in self.layers:
+            x = self.act(layer(x))
+        return x
+
+
+class SharedAcross(nn.Module):
+    """One ReLU instance inside every block (torchinfo issue #327: 160 params for 120)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        act = nn.ReLU()
+        self.blocks = nn.ModuleList(ActBlock(act) for _ in range(3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for b in self.blocks:
+            x = b(x)
+        return x
+
+
+def test_shared_modules_count_params_once_and_work_per_call() -> None:
+    s = one(SharedTwice(), (1, 8, 8))
+    assert s.total_params == 10
+    row = next(r for r in s.rows if r.name == "features")
+    assert row.calls == 2 and row.params == 10
+    assert s.total_macs == 2 * 64 * 9
+    s = one(SharedAcross(), (4,), batch=2)
+    assert s.total_params == 120
+    acts = [r for r in s.rows if r.name.endswith(".act")]
+    assert [r.name for r in acts] == ["blocks.0.act", "blocks.1.act", "blocks.2.act"]
+    assert all(r.calls == 2 and r.flops_forward == 2 * 2 * 4 for r in acts)
+    assert [r.name for r in s.rows if r.name.startswith("blocks.1.")] == [
+        "blocks.1.layers.0", "blocks.1.act", "blocks.1.layers.1"]
+
+
+def test_tied_weights_counted_once() -> None:
+    model = nn.Sequential(nn.Linear(6, 6, bias=False), nn.ReLU(), nn.Linear(6, 6, bias=False))
+    model[2].weight = model[0].weight
+    s = one(model, (6,))
+    assert s.total_params == 36
+    assert s.memory.params == 36 * 4 and s.memory.grads == 36 * 4
+
+
+def test_lazy_modules_are_materialized() -> None:
+    model = nn.Sequential(nn.LazyConv2d(8, 3), nn.ReLU(), nn.Flatten(), nn.LazyLinear(10))
+    s = one(model, (3, 12, 12))
+    assert s.total_params == 8 * 27 + 8 + 8 * 100 * 10 + 10
+    assert model[3].weight.shape == (10, 800)
+
+
+def test_shape_error_names_layer_and_shape() -> None:
+    model = nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.Sigmoid(), nn.Flatten(),
+                          nn.Linear(6 * 28 * 28, 10))
+    with pytest.raises(ShapeError, match=r"layer '3' \(Linear\) failed on input \[1, 2400\]"):
+        one(model, (1, 20, 20))
+    with pytest.raises(ShapeError, match=r"layer '0' \(Conv2d\) failed on input \[1, 2, 28, 28\]"):
+        one(model, (2, 28, 28))
+    with pytest.raises(ShapeError, match="batch_size >= 2"):
+        one(nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2)), (1, 3, 3))
+    nested = nn.Sequential(nn.Sequential(nn.Conv2d(1, 2, 7)))
+    with pytest.raises(ShapeError, match=r"layer '0.0' \(Conv2d\).*\[1, 1, 4, 4\]"):
+        one(nested, (1, 4, 4))
+
+
+class ItemInForward(nn.Module):
+    """.item() has no meta kernel: summary counts on the real device instead."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.fc = nn.Linear(3, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x) * float(x.abs().max().item() >= 0)
+
+
+def test_falls_back_to_real_device_when_meta_cannot_run() -> None:
+    s = one(ItemInForward(), (3,), batch=2)
+    assert s.total_macs == 2 * 9
+
+
+def test_model_left_unchanged() -> None:
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU()).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    summary(model, (1, 8, 8), batch_size=4, optimizer="adamw")
+    assert not model.training
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert all(p.grad is None for p in model.parameters())
+
+
+def test_bad_arguments_raise_config_error() -> None:
+    with pytest.raises(ConfigError, match="optimizer"):
+        summary(nn.Linear(2, 2), (2,), optimizer="lion")
+    with pytest.raises(ConfigError, match="input_size"):
+        summary(nn.Linear(2, 2), (0, 2))
+    with torch.device("meta"):
+        m = nn.Linear(2, 2)
+    with pytest.raises(ConfigError, match="measure_memory=False"):
+        summary(m, (2,))
+
+
+# -- memory -----------------------------------------------------------------------------------
+
+def test_activation_estimate_counts_each_saved_storage_once() -> None:
+    model = nn.Sequential(nn.Linear(10, 20), nn.ReLU(), nn.Linear(20, 5))
+    s = one(model, (10,), batch=4)
+    # relu saves its output; the second linear saves the same tensor; the input is not counted
+    assert s.memory.activations == 4 * 20 * 4
+    s = one(nn.Sequential(nn.Conv2d(1, 2, 1), nn.MaxPool2d(2)), (1, 4, 4), batch=1)
+    # max-pool saves its input (float32) and its argmax indices (int64)
+    assert s.memory.activations == 2 * 16 * 4 + 2 * 4 * 8
+
+
+@pytest.mark.parametrize(("opt", "factor"), [("sgd", 0), ("sgd_momentum", 1), ("adamw", 2)])
+def test_optimizer_state(opt: str, factor: int) -> None:
+    model = nn.Sequential(nn.Linear(10, 20), nn.Linear(20, 5))
+    s = summary(model, (10,), optimizer=opt, measure_memory=False)
+    n = 10 * 20 + 20 + 20 * 5 + 5
+    assert s.memory.params == s.memory.grads == 4 * n
+    assert s.memory.optimizer_state == factor * 4 * n + (16 if opt == "adamw" else 0)
+    # what torch actually allocates agrees
+    net = nn.Sequential(nn.Linear(10, 20), nn.Linear(20, 5))
+    o = memory.make_optimizer(net.parameters(), opt)
+    net(torch.randn(3, 10)).sum().backward()
+    o.step()
+    real = sum(t.numel() * t.element_size() for st in o.state.values() for t in st.values()
+               if isinstance(t, torch.Tensor))
+    assert real == s.memory.optimizer_state
+
+
+def test_cpu_peak_replays_allocation_events() -> None:
+    def fn() -> torch.Tensor:
+        a = torch.empty(250_000)  # 1 MB
+        del a
+        b = torch.empty(500_000)  # 2 MB, while a is already gone
+        c = torch.empty(125_000)  # 0.5 MB, on top of b
+        return b, c
+
+    assert memory._cpu_peak_of(fn) == 2_500_000
+
+
+def test_measured_peak_is_close_to_the_estimate() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
+                          nn.MaxPool2d(2), nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))
+    s = summary(model, (3, 32, 32), batch_size=16, optimizer="sgd_momentum")
+    m = s.measured
+    assert m is not None and m.device == "cpu"
+    assert m.resident == s.memory.params + s.memory.buffers + s.memory.input
+    assert 0.7 * s.memory.total < m.peak < 2.0 * s.memory.total
+    assert "Measured peak of one step" in str(s)
+
+
+# -- rendering --------------------------------------------------------------------------------
+
+def test_renderings() -> None:
+    s = summary(resnet_ref((1, 1, 1, 1), False), (3, 64, 64), measure_memory=False)
+    text = str(s)
+    assert f"Total params: {s.total_params:,}" in text
+    assert "1 MAC = 2 FLOPs" in text
+    md = s.to_markdown().splitlines()
+    table = [line for line in md if line.startswith("|")]
+    assert len(table) == len(s.rows) + 2 and all(line.count("|") == 8 for line in table)
+    d = json.loads(s.to_json())
+    assert d["total_macs"] == s.total_macs and len(d["rows"]) == len(s.rows)
+    assert d["memory"]["total"] == s.memory.total
+    for depth in (None, 1, 2):
+        rows = summary(resnet_ref((1, 1, 1, 1), False), (3, 64, 64), measure_memory=False,
+                       depth=depth).rows
+        assert depth is None or max(r.depth for r in rows) == depth
+        for key in ("macs", "flops_forward", "flops_backward", "activation_bytes"):
+            leaves = sum(getattr(r, key) for r in rows if r.is_leaf)
+            total = {"macs": s.total_macs, "flops_forward": s.flops_forward,
+                     "flops_backward": s.flops_backward,
+                     "activation_bytes": s.memory.activations}[key]
+            assert leaves == total, (depth, key)
+
+
+# -- the chapter's exercises --------------------------------------------------------------------
+
+@pytest.mark.parametrize(("ci", "co", "h", "w", "k", "pad", "stride"),
+                         [(3, 8, 12, 10, 3, 1, 1), (2, 4, 9, 9, 5, 2, 2), (4, 6, 7, 11, 1, 0, 3)])
+def test_conv2d_cost_matches_counted_and_real_tensors(ci: int, co: int, h: int, w: int, k: int,
+                                                      pad: int, stride: int) -> None:
+    c = conv2d_cost(ci, co, h, w, k, k, 2 * pad, 2 * pad, stride, stride, batch_size=2)
+    x = torch.randn(2, ci, h, w, requires_grad=True)
+    weight = torch.randn(co, ci, k, k, requires_grad=True)
+    bias = torch.randn(co, requires_grad=True)
+    with FlopCounterMode(display=False) as fwd:
+        y = F.conv2d(x, weight, bias, stride, pad)
+    with FlopCounterMode(display=False) as bwd:
+        y.backward(torch.ones_like(y))
+    assert c.output_hw == tuple(y.shape[2:])
+    assert 2 * c.forward_mults == fwd.get_total_flops()
+    assert 2 * c.backward_mults == bwd.get_total_flops()
+    assert c.forward_adds == y.numel() * (ci * k * k)  # (ci*k*k - 1) accumulations + bias
+    assert c.forward_memory == x.numel() + weight.numel() + bias.numel() + y.numel()
+    grads = x.grad.numel() + weight.grad.numel() + bias.grad.numel() + y.numel()
+    assert c.backward_memory == c.forward_memory + grads
+    assert c.bytes(4)["forward"] == 4 * c.forward_memory
+    # the book's formula for the forward multiplications (one example)
+    one_ex = conv2d_cost(ci, co, h, w, k, k, 2 * pad, 2 * pad, stride, stride)
+    mh, mw = one_ex.output_hw
+    assert one_ex.forward_mults == ci * co * k * k * mh * mw
+
+
+def test_conv2d_cost_rejects_a_kernel_that_does_not_fit() -> None:
+    with pytest.raises(ShapeError, match="does not fit"):
+        conv2d_cost(1, 1, 3, 3, 5, 5)
+
+
+def test_alexnet_vs_vgg_comparison() -> None:
+    pytest.importorskip("cnnlab.models")
+    c = compare_models("alexnet", "vgg11", (1, 224, 224))
+    assert (c.a.model, c.b.model) == ("alexnet", "vgg11")
+    # exercise 8.2.2: VGG is slower (many more MACs) and holds far more activations
+    assert c.ratios["macs"] > 5 and c.ratios["activations"] > 3
+    assert c.ratios["macs"] == c.b.total_macs / c.a.total_macs
+    # exercise 8.2.3: at 96x96 the convolutions' work drops by about (224/96)^2
+    small = compare_models("alexnet", "vgg11", (1, 96, 96))
+    conv_ratio = c.b.total_macs / small.b.total_macs
+    assert 4.0 < conv_ratio < (224 / 96) ** 2 + 0.5
+    assert "ratio" in str(c) and "vgg11" in str(c)
