@@ -149,7 +149,7 @@ class Loader:
         self.size = _check_size(resize) or in_hw
         self._weights = None
         if self.size != in_hw:
-            # Rows resized by wh, then columns by ww (with the /255 folded in).
+            # x -> wh @ x @ ww: wh resizes rows, ww columns (with the /255 folded in).
             self._weights = (resize_weights(in_hw[0], self.size[0]).to(self.device),
                              (resize_weights(in_hw[1], self.size[1]).T / 255).contiguous()
                              .to(self.device))
@@ -227,8 +227,9 @@ class Loader:
         if self._weights is not None:
             wh, ww = self._weights
             b, h, w = x.shape
-            x = torch.matmul(wh, x)  # (B, h_out, W): rows first, it is the small product
-            x = torch.mm(x.reshape(-1, w), ww).view(b, self.size[0], self.size[1])
+            # Columns first as one GEMM over all rows of the batch, then rows per image.
+            x = torch.mm(x.reshape(b * h, w), ww).view(b, h, self.size[1])
+            x = torch.matmul(wh, x)  # (h_out, H) @ (B, H, w_out) -> (B, h_out, w_out)
         else:
             x = x.div_(255)
         x = x.unsqueeze(1)  # (B, 1, h, w)
