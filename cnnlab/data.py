@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from cnnlab.download import download_files, user_cache_dir, verify_folder
+from cnnlab.download import download_files, file_digest, user_cache_dir, verify_folder
 from cnnlab.errors import ConfigError, DataError
 from cnnlab.loader import Augment, Loader, resize_weights
 
@@ -171,7 +171,8 @@ class Split:
 
     def subset(self, indices: torch.Tensor | Sequence[int] | np.ndarray) -> Split:
         """The samples at `indices`, in that order."""
-        idx = torch.as_tensor(indices, dtype=torch.long, device=self.images.device)
+        idx = torch.as_tensor(indices, device=self.images.device)
+        idx = idx.nonzero().squeeze(1) if idx.dtype == torch.bool else idx.long()  # a mask too
         return Split(self.images[idx], self.labels[idx])
 
     def __repr__(self) -> str:
@@ -250,6 +251,15 @@ def _dataset_files(folder: Path) -> dict[str, Path] | None:
     return found  # type: ignore[return-value]
 
 
+def _resumable(folder: Path, info: DatasetInfo) -> bool:
+    """True when `folder` holds some, not all, of the official files and nothing else of ours."""
+    listing = _listing(folder) or set()
+    present = [n for n in info.md5 if n in listing]
+    if not present or len(present) == len(info.md5) or any(n[:-3] in listing for n in info.md5):
+        return False
+    return all(file_digest(folder / n, "md5") == info.md5[n] for n in present)
+
+
 def _candidates(root: Path, info: DatasetInfo) -> list[Path]:
     return [root, root / info.name, root / info.torchvision_dir / "raw"]
 
@@ -273,6 +283,8 @@ def find_dataset(name: str, root: str | Path | None = None,
     for base in bases:
         for folder in _candidates(base, info):
             looked.append(folder)
+            if download and folder == target and _resumable(folder, info):
+                continue  # an interrupted download into root/<name>: fetch the rest below
             files = _dataset_files(folder)
             if files is not None:
                 return folder, files
@@ -336,8 +348,6 @@ def verify_dataset(name: str, root: str | Path | None = None) -> dict[str, str]:
     info = dataset_info(name)
     folder, files = find_dataset(info.name, root, download=False)
     checked = set(verify_folder(folder, [p.name for p in files.values()], use_cache=False))
-    from cnnlab.download import file_digest
-
     out = {}
     for gz, path in files.items():
         if path.name in checked:

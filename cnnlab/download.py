@@ -185,7 +185,11 @@ def verify_folder(folder: str | Path, names: Iterable[str], *, use_cache: bool =
         if name not in sums:
             continue
         path = (folder / name).resolve()
-        st = path.stat()
+        try:
+            st = path.stat()
+        except OSError as e:
+            raise DataError(f"cannot read {path}: {e.strerror or e}; check that it exists and is "
+                            "readable") from e
         key = (str(path), st.st_size, st.st_mtime_ns)
         if use_cache and (_VERIFIED.get(key) == sums[name]
                           or disk.get(str(path)) == [st.st_size, st.st_mtime_ns, sums[name]]):

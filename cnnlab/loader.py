@@ -102,7 +102,7 @@ class Augment:
 
 def _seed(*values: int) -> int:
     """A well-mixed 63-bit seed from integers, e.g. (seed, epoch, batch)."""
-    return int(np.random.SeedSequence([v & 0xFFFFFFFF for v in values]).generate_state(
+    return int(np.random.SeedSequence([v % 2**64 for v in values]).generate_state(
         2, np.uint64)[0] >> np.uint64(1))
 
 
@@ -215,7 +215,7 @@ class Loader:
         for i in range(start, len(self)):
             lo, hi = i * bs, min((i + 1) * bs, self.num_samples)
             if order is None:
-                x, y = self.images[lo:hi], self.labels[lo:hi]
+                x, y = self.images[lo:hi], self.labels[lo:hi].clone()  # not a view of ours
             else:
                 idx = order[lo:hi]
                 x, y = self.images.index_select(0, idx), self.labels.index_select(0, idx)

@@ -137,6 +137,8 @@ def test_load_small_folder(tmp_path):
     np.testing.assert_array_equal(ds.train.images.numpy(), arrays["train-images"])
     np.testing.assert_array_equal(ds.test.labels.numpy(), arrays["t10k-labels"])
     assert ds.text_labels(torch.tensor([0, 9, 3])) == ["t-shirt", "ankle boot", "dress"]
+    mask = ds.train.labels == 3
+    assert ds.train.subset(mask).labels.tolist() == [3, 3, 3]
     sub = ds.train.subset([4, 2])
     assert torch.equal(sub.images[0], ds.train.images[4]) and sub.labels.tolist() == [4, 2]
 
@@ -334,6 +336,20 @@ def test_download_completes_a_partial_cache(tmp_path, server, monkeypatch):
     (cache / NAMES[0]).write_bytes((tmp_path / "src" / NAMES[0]).read_bytes())
     assert len(load_dataset("fashion-mnist").test) == 20
     assert f"/b/{NAMES[0]}" not in server.hits and f"/b/{NAMES[1]}" in server.hits
+
+
+def test_download_resumes_into_root_but_never_mixes_copies(tmp_path, server, monkeypatch):
+    _serve_dataset(tmp_path, server, monkeypatch)
+    target = tmp_path / "r" / "fashion-mnist"
+    target.mkdir(parents=True)
+    (target / NAMES[2]).write_bytes((tmp_path / "src" / NAMES[2]).read_bytes())  # official copy
+    assert len(load_dataset("fashion-mnist", root=tmp_path / "r").train) == 30
+    assert f"/b/{NAMES[2]}" not in server.hits
+    other = tmp_path / "o" / "fashion-mnist"  # a user's folder with a file of another copy
+    make_folder(other, seed=3)
+    (other / NAMES[1]).unlink()
+    with pytest.raises(DataError, match=r"lacks train-labels-idx1-ubyte\.gz"):
+        load_dataset("fashion-mnist", root=tmp_path / "o")
 
 
 def test_download_checksum_mismatch_leaves_nothing(tmp_path, server, monkeypatch):
