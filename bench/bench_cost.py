@@ -59,7 +59,8 @@ def main() -> int:
 
     model = create_model("resnet50", num_classes=1000, in_channels=3)
     x = torch.randn(1, 3, 224, 224)
-    t_count, c_count, s = timed(lambda: summary(model, (3, 224, 224), measure_memory=False), args.repeats)
+    t_count, c_count, s = timed(lambda: summary(model, (3, 224, 224), measure_memory=False),
+                                args.repeats)
 
     def flop_counter() -> int:
         with FlopCounterMode(display=False) as fc:
