@@ -1,0 +1,333 @@
+"""The `cnnlab` command line: every README tour command, TrainConfig flags, errors, exit codes."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import matplotlib.image
+import pytest
+
+from cnnlab import cli
+from cnnlab.cli import COMMANDS, build_parser, default_run_dir, main, plan_train
+from cnnlab.recipes import RECIPES, recipe_table
+from cnnlab.train_config import TrainConfig
+
+REPO = Path(__file__).resolve().parents[1]
+TINY = ["--epochs", "1", "--train-samples", "512", "--batch-size", "64", "--lr", "0.1",
+        "--momentum", "0.9", "--progress", "none", "--no-tensorboard", "--threads", "1"]
+
+
+def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    """main(argv) in this process: (exit status, stdout, stderr)."""
+    rc = main(argv)
+    out, err = capsys.readouterr()
+    return rc, out, err
+
+
+def _lines(text: str) -> list[str]:
+    return [line for line in text.splitlines() if line.strip() and not line.startswith("USDT")]
+
+
+# --- parser, help, settings --------------------------------------------------------------------
+
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+def test_help_everywhere_shows_examples(command: str | None,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main([command, "--help"] if command else ["--help"])
+    assert exit_.value.code == 0
+    out = capsys.readouterr().out
+    assert "examples:" in out and f"cnnlab {command or 'train'} " in out
+
+
+def test_every_config_field_is_a_flag() -> None:
+    train = build_parser()._subparsers._group_actions[0].choices["train"]  # type: ignore[union-attr]
+    dests = {a.dest for a in train._actions}
+    fields = {f.name for f in dataclasses.fields(TrainConfig)} - {"model"}  # the positional
+    assert fields <= dests
+    args = train.parse_args(["lenet", "--resize", "96,64", "--no-augment-flip", "--data-root",
+                             "none", "--val-size", "0.1", "--optimizer", "adamw"])
+    assert (args.resize, args.augment_flip, args.data_root, args.val_size, args.optimizer) == (
+        (96, 64), False, None, 0.1, "adamw")
+    assert train.parse_args(["x", "--resize", "32"]).resize == (32, 32)
+    assert train.parse_args(["x"]).epochs is None  # an absent flag keeps the recipe's value
+    assert "[default 'sgd']" in train.format_help()  # help text comes from the field comments
+
+
+@pytest.mark.parametrize("argv", [["train", "lenet", "--resize", "big"],
+                                  ["train", "lenet", "--optimizer", "adam"],
+                                  ["summary", "lenet", "--input", "28,28"], ["frobnicate"]])
+def test_bad_flags_exit_2(argv: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    assert exit_.value.code == 2 and "error:" in capsys.readouterr().err
+
+
+def _args(argv: list[str]):
+    return build_parser().parse_args(["train", *argv])
+
+
+def test_settings_precedence_recipe_then_file_then_flags(tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    toml = tmp_path / "my.toml"
+    toml.write_text('recipe = "vgg_small"\nlr = 0.2\nepochs = 3\nresize = [64, 64]\n'
+                    'augment-flip = true\n')
+    recipe, cfg, out, kwargs = plan_train(_args(["--config", str(toml), "--lr", "0.3"]))
+    assert recipe.name == "vgg_small" and cfg.model == "vgg11_small"
+    assert (cfg.lr, cfg.epochs, cfg.resize, cfg.augment_flip, cfg.batch_size) == (
+        0.3, 3, (64, 64), True, 128)  # flag > file > recipe
+    assert kwargs == {"input_size": (64, 64)}  # the classifier is sized for the new input
+    assert re.fullmatch(r"runs/vgg_small-\d{8}-\d{6}(-\d+)?", out.as_posix())
+    (tmp_path / "t.toml").write_text("[train]\nepochs = 2\n")
+    _, cfg, out, _ = plan_train(_args(["lenet", "--config", "t.toml", "--out", "x"]))
+    assert (cfg.epochs, cfg.lr, out) == (2, 0.1, Path("x"))
+    _, cfg, _, kwargs = plan_train(_args(["resnet18_small"]))  # a model, not a recipe
+    assert (cfg.model, cfg.resize, kwargs["input_size"]) == ("resnet18_small", (28, 28), (28, 28))
+
+
+@pytest.mark.parametrize(("toml", "message"), [
+    ("lr = 0.1\nepoch = 3\n", "unknown setting 'epoch'; did you mean 'epochs'"),
+    ("lr = [\n", "not valid TOML"),
+    ("lr = -1.0\n", "lr=-1.0 must be positive"),
+    ("epochs = 'ten'\n", "epochs='ten' has the wrong type"),
+])
+def test_config_file_errors_are_one_line_exit_2(toml: str, message: str, tmp_path: Path,
+                                                capsys: pytest.CaptureFixture[str]) -> None:
+    (tmp_path / "c.toml").write_text(toml)
+    rc, out, err = run(["train", "lenet", "--config", str(tmp_path / "c.toml"),
+                        "--out", str(tmp_path / "run")], capsys)
+    assert rc == 2 and out == "" and len(_lines(err)) == 1
+    assert err.startswith("cnnlab: error: ") and message in err
+    assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["train", "lenet_modrn"], "'lenet_modrn' is neither a recipe nor a model; did you mean "
+                               "'lenet_modern'"),
+    (["train"], "name a recipe or a model"),
+    (["train", "--config", "missing.toml"], "config file missing.toml does not exist"),
+    (["summary", "resnet81"], "unknown model 'resnet81': did you mean resnet18"),
+    (["models", "zzz*"], "no model matches 'zzz*'"),
+    (["eval", "no/such/run"], "run folder no/such/run does not exist"),
+    (["data", "verify", "fashion-mnst"], "fashion-mnist"),
+    (["train", "lenet", "--resume", "x"], "--resume DIR takes its recipe and settings from DIR"),
+])
+def test_user_errors_print_one_line_and_exit_2(argv: list[str], message: str, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    rc, out, err = run(argv, capsys)
+    assert (rc, out) == (2, "") and len(_lines(err)) == 1 and message in err, err
+
+
+def test_default_run_dir_is_fresh_and_under_cwd(tmp_path: Path,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(tmp_path)
+    first = default_run_dir("lenet")
+    assert re.fullmatch(r"runs/lenet-\d{8}-\d{6}", first.as_posix())
+    first.mkdir(parents=True)
+    assert default_run_dir("lenet") != first
+
+
+def test_interrupted_training_exits_130_with_a_resume_hint(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    from cnnlab import train as engine
+
+    def interrupted(*args, **kwargs):
+        raise engine.TrainingInterrupted(
+            "training interrupted at epoch 1, step 3; checkpoint saved; resume with: "
+            f"cnnlab train --resume {tmp_path}", tmp_path)
+
+    monkeypatch.setattr(engine, "train", interrupted)
+    rc, out, err = run(["train", "lenet", "--out", str(tmp_path)], capsys)
+    assert rc == 130 and err.count(f"cnnlab train --resume {tmp_path}") == 1
+
+    def ctrl_c_twice(*args, **kwargs):
+        (tmp_path / "config.json").write_text("{}")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(engine, "train", ctrl_c_twice)
+    rc, out, err = run(["train", "lenet", "--out", str(tmp_path)], capsys)
+    assert rc == 130 and f"resume with: cnnlab train --resume {tmp_path}" in err
+
+
+# --- listing commands ------------------------------------------------------------------------
+
+def test_models_lists_the_zoo_with_sizes_and_parameters(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = run(["models"], capsys)
+    rows = {line.split()[0]: line.split()[1:] for line in _lines(out)[1:]}
+    assert rc == 0 and rows["lenet"] == ["1,28,28", "61,706"]  # the book's LeNet-5
+    assert rows["alexnet"][0] == "1,224,224" and rows["resnet18"][0] == "1,96,96"
+    rc, out, _ = run(["models", "resnet1*", "--format", "markdown"], capsys)
+    assert out.startswith("| model |") and "`resnet18`" in out and "lenet" not in out
+
+
+def test_recipes_lists_every_recipe(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = run(["recipes"], capsys)
+    names = [line.split()[0] for line in _lines(out) if not line.startswith(" ")]
+    assert rc == 0 and names == list(RECIPES)
+    assert "lr=0.1" in out and "D2L 7.6" in out and "not yet measured" in out
+    rc, out, _ = run(["recipes", "--format", "markdown"], capsys)
+    assert out.strip() == recipe_table()
+
+
+def test_summary_formats(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = run(["summary", "lenet"], capsys)
+    assert rc == 0 and "61,706" in out
+    rc, out, _ = run(["summary", "lenet", "--format", "json", "--classes", "5"], capsys)
+    data = json.loads(out)
+    assert data["total_params"] == 61_706 - 5 * 85  # 84*10+10 -> 84*5+5
+    rc, out, _ = run(["summary", "resnet18", "--input", "1,64,64", "--format", "markdown"], capsys)
+    assert rc == 0 and out.lstrip().startswith(("|", "#", "*")) and "64" in out
+
+
+# --- data -----------------------------------------------------------------------------------
+
+def test_data_verify_and_show(data_root: Path, tmp_path: Path,
+                              capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = run(["data", "verify", "fashion-mnist", "--root", str(data_root)], capsys)
+    assert rc == 0 and "fashion-mnist: OK, 60000 train + 10000 test images, 10 classes" in out
+    assert sum("sha256 matches" in line for line in _lines(out)) == 4
+    png = tmp_path / "grid.png"
+    rc, out, _ = run(["data", "show", "mnist", "--root", str(data_root), "--count", "12",
+                      "--split", "test", "--out", str(png)], capsys)
+    assert rc == 0 and f"12 test images of mnist with their labels: {png}" in out
+    img = matplotlib.image.imread(png)
+    assert img.shape[0] > 100 and img.std() > 0.05
+
+
+# --- the tour: train, report, eval, predict, resume, two processes ----------------------------
+
+@pytest.fixture(scope="module")
+def trained(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """`cnnlab train lenet_modern` for one tiny epoch, run as a user runs it: (folder, stdout)."""
+    out = tmp_path_factory.mktemp("cli") / "run"
+    os.environ["CNNLAB_DATA"] = str(data_root)
+    stdout = subprocess.run(
+        [sys.executable, "-m", "cnnlab", "train", "lenet_modern", *TINY, "--out", str(out)],
+        capture_output=True, text=True, check=True, cwd=out.parent).stdout
+    return out, stdout
+
+
+def test_train_prints_accuracy_folder_and_writes_the_report(trained: tuple[Path, str]) -> None:
+    run_dir, stdout = trained
+    result = json.loads((run_dir / "result.json").read_text())
+    assert f"test accuracy: {result['test_acc']:.4f}" in stdout
+    assert f"run folder: {run_dir}" in stdout and f"report: {run_dir / 'report.html'}" in stdout
+    for name in ("report.html", "confusion.png", "errors.png", "curves.png", "config.json"):
+        assert (run_dir / name).is_file()
+    assert json.loads((run_dir / "config.json").read_text())["resize"] == [28, 28]
+
+
+def test_eval_matches_the_trained_accuracy(trained: tuple[Path, str],
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir, _ = trained
+    result = json.loads((run_dir / "result.json").read_text())
+    rc, out, _ = run(["eval", str(run_dir), "--format", "json"], capsys)
+    got = json.loads(out)
+    assert rc == 0 and got["n"] == 10_000 and got["checkpoint"] == "last"
+    assert got["acc"] == pytest.approx(result["test_acc"], abs=1e-6)
+    rc, out, _ = run(["eval", str(run_dir), "--checkpoint", "best"], capsys)
+    assert rc == 0 and "[best.pt] on the fashion-mnist test split: accuracy" in out
+
+
+def test_predict_image_files(trained: tuple[Path, str], tmp_path: Path,
+                             capsys: pytest.CaptureFixture[str]) -> None:
+    from PIL import Image
+
+    from cnnlab.data import load_dataset
+
+    run_dir, _ = trained
+    ds = load_dataset("fashion-mnist", download=False)
+    paths = []
+    for i in range(3):  # the dataset's own test images as PNG files, and one as a light JPEG
+        paths.append(tmp_path / f"{i}.png")
+        Image.fromarray(ds.test.images[i].numpy(), "L").save(paths[-1])
+    Image.fromarray(255 - ds.test.images[0].numpy(), "L").resize((120, 120)).save(
+        tmp_path / "photo.jpg", quality=95)
+    paths.append(tmp_path / "photo.jpg")
+    rc, out, _ = run(["predict", str(run_dir), *map(str, paths), "--format", "json"], capsys)
+    preds = json.loads(out)
+    assert rc == 0 and [p["image"] for p in preds] == list(map(str, paths))
+    for p in preds:
+        probs = [t["prob"] for t in p["top"]]
+        assert len(probs) == 3 and probs == sorted(probs, reverse=True) and sum(probs) <= 1 + 1e-6
+        assert all(t["class"] in ds.classes for t in p["top"])
+    assert preds[3]["top"][0]["class"] == preds[0]["top"][0]["class"]  # inverted + resized back
+    rc, out, _ = run(["predict", str(run_dir), str(paths[0]), "--top", "2"], capsys)
+    assert re.fullmatch(rf"{re.escape(str(paths[0]))}: [\w -]+ \(\d+\.\d%\)   then [\w -]+ "
+                        r"\d+\.\d%\n", out)
+    rc, out, err = run(["predict", str(run_dir), str(tmp_path / "none.png")], capsys)
+    assert rc == 2 and "does not exist" in err
+
+
+def test_report_command_rewrites_the_report(trained: tuple[Path, str],
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir, _ = trained
+    (run_dir / "report.html").unlink()
+    rc, out, _ = run(["report", str(run_dir)], capsys)
+    assert rc == 0 and out.strip() == f"report: {run_dir / 'report.html'}"
+    assert "<h2>Per-class accuracy</h2>" in (run_dir / "report.html").read_text()
+
+
+def test_resume_trains_on_from_the_checkpoint(trained: tuple[Path, str], tmp_path: Path,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    run_dir = tmp_path / "run"
+    shutil.copytree(trained[0], run_dir)
+    rc, out, _ = run(["train", "--resume", str(run_dir), "--epochs", "2", "--no-report"], capsys)
+    history = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    assert rc == 0 and [h["epoch"] for h in history] == [1, 2]
+    assert f"run folder: {run_dir}" in out
+
+
+def test_dry_run_stops_after_one_batch(data_root: Path, tmp_path: Path,
+                                       capsys: pytest.CaptureFixture[str]) -> None:
+    rc, out, _ = run(["train", "lenet", "--dry-run", "--progress", "none", "--no-tensorboard",
+                      "--data-root", str(data_root), "--out", str(tmp_path / "dry")], capsys)
+    result = json.loads((tmp_path / "dry" / "result.json").read_text())
+    assert rc == 0 and result["dry_run"] is True and result["final"]["step"] == 1
+    assert not (tmp_path / "dry" / "report.html").exists()  # nothing worth reporting
+
+
+def test_two_processes_with_torchrun(data_root: Path, tmp_path: Path) -> None:
+    torchrun = Path(sys.executable).with_name("torchrun")
+    if not torchrun.exists():
+        pytest.skip("torchrun is not installed beside this python")
+    env = {**os.environ, "CNNLAB_DATA": str(data_root)}
+    proc = subprocess.run(
+        [str(torchrun), "--nproc_per_node", "2", "-m", "cnnlab", "train", "lenet_modern",
+         "--dry-run", "--progress", "plain", "--no-tensorboard", "--out", str(tmp_path / "ddp")],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "device cpu x2" in proc.stderr  # both processes joined one run
+    assert proc.stdout.count("run folder:") == 1  # rank 0 speaks for the run
+    assert json.loads((tmp_path / "ddp" / "result.json").read_text())["dry_run"] is True
+
+
+def test_console_script_and_module_exit_codes(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "cnnlab", "summary", "lenett"],
+                          capture_output=True, text=True, cwd=tmp_path)
+    assert proc.returncode == 2 and proc.stdout == ""
+    assert _lines(proc.stderr) == [
+        "cnnlab: error: unknown model 'lenett': did you mean lenet, alexnet, bn_lenet?"]
+    script = Path(sys.executable).with_name("cnnlab")
+    if script.exists():  # the console script pyproject declares
+        proc = subprocess.run([str(script), "--version"], capture_output=True, text=True)
+        assert proc.returncode == 0 and proc.stdout.startswith("cnnlab ")
+
+
+def test_cli_module_keeps_the_house_import_direction() -> None:
+    # cli sits on top: the engine modules never import it.
+    for path in (REPO / "cnnlab").rglob("*.py"):
+        if path.name not in ("cli.py", "__main__.py"):
+            assert "cnnlab.cli" not in path.read_text(), path
+    assert callable(cli.main)
