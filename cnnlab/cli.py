@@ -23,6 +23,7 @@ from cnnlab.recipes import suggest
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
+RUN_HELP = "a run folder written by `cnnlab train`"
 
 EPILOGS = {
     "main": """\
@@ -172,27 +173,31 @@ def build_parser() -> argparse.ArgumentParser:
     _add_config_flags(t)
 
     e = _parser(sub, "eval", "Evaluate a run's checkpoint on the test split.")
-    e.add_argument("run_dir", type=Path, metavar="RUN_DIR")
+    e.add_argument("run_dir", type=Path, metavar="RUN_DIR", help=RUN_HELP)
     e.add_argument("--checkpoint", choices=("best", "last"), default="last",
                    help="last: the final model, whose accuracy `train` printed (default); best: "
                         "the epoch with the best validation score")
-    e.add_argument("--format", choices=("text", "json"), default="text")
+    e.add_argument("--format", choices=("text", "json"), default="text",
+                   help="text for people, json for programs")
 
     pr = _parser(sub, "predict", "Classify image files (PNG/JPEG) with a trained run.")
-    pr.add_argument("run_dir", type=Path, metavar="RUN_DIR")
-    pr.add_argument("images", type=Path, nargs="+", metavar="IMAGE")
-    pr.add_argument("--checkpoint", choices=("best", "last"), default="last")
+    pr.add_argument("run_dir", type=Path, metavar="RUN_DIR", help=RUN_HELP)
+    pr.add_argument("images", type=Path, nargs="+", metavar="IMAGE", help="PNG or JPEG files")
+    pr.add_argument("--checkpoint", choices=("best", "last"), default="last",
+                    help="which checkpoint of the run (default: last)")
     pr.add_argument("--top", type=int, default=3, help="how many classes to show per image")
     pr.add_argument("--invert", choices=("auto", "yes", "no"), default="auto",
                     help="invert light-background images to the dataset's dark ground")
-    pr.add_argument("--format", choices=("text", "json"), default="text")
+    pr.add_argument("--format", choices=("text", "json"), default="text",
+                    help="text for people, json for programs")
 
     s = _parser(sub, "summary", "Per-layer shapes, parameters, MACs/FLOPs and memory of a model.")
-    s.add_argument("model", metavar="MODEL")
+    s.add_argument("model", metavar="MODEL", help="a zoo model (`cnnlab models`)")
     s.add_argument("--input", type=_triple, metavar="C,H,W",
                    help="input size (default: the size the book uses for this model)")
-    s.add_argument("--classes", type=int, default=10, metavar="N")
-    s.add_argument("--batch-size", type=int, default=1, metavar="N")
+    s.add_argument("--classes", type=int, default=10, metavar="N", help="output classes")
+    s.add_argument("--batch-size", type=int, default=1, metavar="N",
+                   help="batch the figures are for (FLOPs and memory scale with it)")
     s.add_argument("--format", choices=("table", "markdown", "json"), default="table")
 
     m = _parser(sub, "models", "List the model zoo: input size and parameter count.")
@@ -212,8 +217,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--out", type=Path, help="show: PNG path (default: <name>-samples.png)")
 
     rp = _parser(sub, "report", "Write a run's report.html (plus confusion.png and errors.png).")
-    rp.add_argument("run_dir", type=Path, metavar="RUN_DIR")
-    rp.add_argument("--checkpoint", choices=("best", "last"), default="last")
+    rp.add_argument("run_dir", type=Path, metavar="RUN_DIR", help=RUN_HELP)
+    rp.add_argument("--checkpoint", choices=("best", "last"), default="last",
+                    help="the checkpoint to evaluate (default: last, the final model)")
+    rp.add_argument("--max-errors", type=int, default=32, metavar="N",
+                    help="misclassified images to show (most confident first)")
     return p
 
 
@@ -485,7 +493,9 @@ def cmd_report(args: argparse.Namespace) -> int:
     """(Re)write a run folder's report.html, confusion.png and errors.png."""
     from cnnlab.report import write_report
 
-    path = write_report(args.run_dir, checkpoint=args.checkpoint)
+    if args.max_errors < 0:
+        raise ConfigError(f"--max-errors {args.max_errors} must not be negative")
+    path = write_report(args.run_dir, checkpoint=args.checkpoint, max_errors=args.max_errors)
     print(f"report: {path}")
     return 0
 
