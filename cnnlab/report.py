@@ -453,12 +453,15 @@ def _render(run: Run, result: dict[str, Any], history: list[dict[str, Any]], ev:
         "</section></div>")
 
     errors = run.run_dir / "errors.png"
+    total = int((ev.preds != ev.labels).sum())
     if n_errors and errors.exists():
-        total = int((ev.preds != ev.labels).sum())
         parts.append(f"<section><h2>Most confident mistakes</h2><p class=muted>{n_errors} of "
                      f"{total} misclassified test images, most confident first; each shows the "
                      "predicted class with its probability, then the true class.</p>"
                      f"{_img_tag(errors, 'misclassified test images')}</section>")
+    elif total:
+        parts.append(f"<section><h2>Mistakes</h2><p>{total} misclassified test images "
+                     "(the picture of them is switched off).</p></section>")
     else:
         parts.append("<section><h2>Mistakes</h2><p>No test image is misclassified.</p></section>")
 
