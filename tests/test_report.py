@@ -174,3 +174,19 @@ def test_read_image_color_alpha_jpeg_and_errors(tmp_path: Path) -> None:
         read_image(tmp_path / "c.png")
     with pytest.raises(DataError, match="does not exist"):
         read_image(tmp_path / "missing.png")
+
+
+def test_report_of_a_resized_normalized_run(data_root: Path, tmp_path: Path) -> None:
+    """A LeNet built for 32x32 inputs, trained on normalized images, reloads and reports."""
+    from cnnlab.train import TrainConfig, train
+
+    cfg = TrainConfig(model="lenet", dataset="mnist", data_root=str(data_root), resize=(32, 32),
+                      normalize=True, dry_run=True, progress="none", tensorboard=False)
+    train("lenet", None, cfg, out_dir=tmp_path, model_kwargs={"input_size": (32, 32)})
+    run = load_run(tmp_path)
+    assert run.input_size == (32, 32) and run.classes == [str(d) for d in range(10)]
+    path = write_report(tmp_path, limit=300, max_errors=0)
+    page = Page()
+    page.feed(path.read_text())
+    assert [img["alt"] for img in page.images] == ["training curves", "confusion matrix"]
+    assert "input 32&times;32" in path.read_text() and "300 test images" in path.read_text()
