@@ -107,8 +107,8 @@ class Summary:
             f"Input: ({self.batch_size}, {', '.join(map(str, self.input_size))}) {self.dtype}, "
             f"optimizer {self.optimizer}",
             f"Total params: {self.total_params:,} (trainable {self.trainable_params:,})",
-            f"Forward MACs: {self.total_macs:,} ({_si(self.total_macs)}MAC); backward MACs: "
-            f"{self.macs_backward:,} ({_si(self.macs_backward)}MAC)  [1 MAC = 2 FLOPs]",
+            f"Forward MACs: {self.total_macs:,} ({_si(self.total_macs, 'MAC')}); backward MACs: "
+            f"{self.macs_backward:,} ({_si(self.macs_backward, 'MAC')})  [1 MAC = 2 FLOPs]",
             f"FLOPs: forward {_si(self.flops_forward)}, backward {_si(self.flops_backward)}, "
             f"step {_si(self.flops_step)} (conv/matmul + norms, activations, pools, adds)",
             f"Memory estimate: {_si(m.total, 'B')} = params {_si(m.params, 'B')} + buffers "
@@ -155,7 +155,7 @@ def _si(x: float, unit: str = "") -> str:
     for div, p in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
         if abs(x) >= div:
             return f"{x / div:.2f} {p}{unit}"
-    return f"{x:.0f} {unit}".rstrip() if x else "0"
+    return f"{x:.0f} {unit}".rstrip()
 
 
 def _check_args(input_size: Any, batch_size: int, optimizer: str) -> tuple[int, ...]:
@@ -250,44 +250,54 @@ def _subtree(d: dict[str, float], path: str) -> float:
 
 def _rows(model: nn.Module, tracker: ModuleTracker, counts: OpCounts,
           depth: int | None) -> list[Row]:
-    paths = [p for p in tracker.calls if p != ROOT]
-    with_children = {p.rsplit(".", 1)[0] if "." in p else ROOT for p in paths}
-    entries: list[tuple[str, str, int, Any]] = []  # (name, type, depth, record or None)
-    if ROOT in with_children and counts.own_ops.get(ROOT):
-        entries.append(("(ops)", "functional: " + ", ".join(sorted(counts.own_ops[ROOT])), 1,
-                        None))
+    calls = tracker.calls
+    paths = [p for p in calls if p != ROOT]
+    if not paths and ROOT in calls:  # the model is a single layer: one row for it
+        rec = calls[ROOT]
+        rec.depth, paths = 1, [ROOT]
+    with_children = {calls[p].parent for p in paths}
+
+    def own_work(p: str) -> bool:
+        return any(d.get(p) for d in (counts.flops_fwd, counts.flops_bwd, counts.saved_bytes))
+
+    def ops_entry(p: str, d: int) -> tuple[str, str, str, int, Any, bool]:
+        ops = ", ".join(sorted(counts.own_ops.get(p, ())))
+        name = f"{p}.(ops)" if p else "(ops)"
+        return name, p, "functional: " + ops if ops else "functional", d, calls[p], True
+
+    # (name, counts key, type, depth, call record, own ops only)
+    entries: list[tuple[str, str, str, int, Any, bool]] = []
+    if paths != [ROOT] and ROOT in with_children and own_work(ROOT):
+        entries.append(ops_entry(ROOT, 1))
     for p in paths:
-        d = p.count(".") + 1
-        entries.append((p, type(tracker.calls[p].module).__name__, d, tracker.calls[p]))
-        if p in with_children and counts.own_ops.get(p):
-            entries.append((f"{p}.(ops)", "functional: " + ", ".join(sorted(counts.own_ops[p])),
-                            d + 1, None))
+        rec = calls[p]
+        entries.append((p or type(model).__name__, p, type(rec.module).__name__, rec.depth, rec,
+                        False))
+        if p and p in with_children and own_work(p):
+            entries.append(ops_entry(p, rec.depth + 1))
     if depth is not None:
-        entries = [e for e in entries if e[2] <= depth]
-    names = [e[0] for e in entries]
+        entries = [e for e in entries if e[3] <= depth]
     rows = []
-    for i, (name, kind, d, rec) in enumerate(entries):
-        nxt = names[i + 1] if i + 1 < len(names) else ""
-        leaf = not nxt.startswith(name + ".")
-        if rec is None:  # ops run directly in the parent's forward: only that path's own counts
-            own = name.removesuffix("(ops)").rstrip(".")
-            parent = model.get_submodule(own) if own else model
-            vals = [counts.macs_fwd.get(own, 0), counts.flops_fwd.get(own, 0),
-                    counts.flops_bwd.get(own, 0), counts.saved_bytes.get(own, 0)]
-            params = sum(p.numel() for p in parent.parameters(recurse=False))
-            rows.append(Row(name, kind, d, 1, [], params, round(vals[0]), round(vals[1]),
-                            round(vals[2]), 0, int(vals[3]), True))
+    for i, (name, key, kind, d, rec, own_only) in enumerate(entries):
+        nxt = entries[i + 1][0] if i + 1 < len(entries) else ""
+        if own_only:  # ops run directly in the parent's forward: only that path's own counts
+            rows.append(Row(
+                name, kind, d, rec.calls, [],
+                sum(p.numel() for p in rec.module.parameters(recurse=False)),
+                round(counts.macs_fwd.get(key, 0)), round(counts.flops_fwd.get(key, 0)),
+                round(counts.flops_bwd.get(key, 0)), 0, int(counts.saved_bytes.get(key, 0)),
+                True))
             continue
         rows.append(Row(
             name=name, type=kind, depth=d, calls=rec.calls,
             output_shape=[list(s) for s in rec.output_shapes],
             params=sum(p.numel() for p in rec.module.parameters()),
-            macs=round(_subtree(counts.macs_fwd, name)),
-            flops_forward=round(_subtree(counts.flops_fwd, name)),
-            flops_backward=round(_subtree(counts.flops_bwd, name)),
+            macs=round(_subtree(counts.macs_fwd, key)),
+            flops_forward=round(_subtree(counts.flops_fwd, key)),
+            flops_backward=round(_subtree(counts.flops_bwd, key)),
             output_bytes=rec.output_bytes,
-            activation_bytes=int(_subtree(counts.saved_bytes, name)),
-            is_leaf=leaf))
+            activation_bytes=int(_subtree(counts.saved_bytes, key)),
+            is_leaf=not nxt.startswith(name + ".")))
     return rows
 
 

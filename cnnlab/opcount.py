@@ -304,6 +304,8 @@ class CallRecord:
 
     path: str
     module: nn.Module
+    parent: str | None  # the calling path (None for the model itself)
+    depth: int  # 0 for the model, 1 for what its forward calls, ...
     calls: int = 0
     output_shapes: list[tuple[int, ...]] = field(default_factory=list)
     output_bytes: int = 0
@@ -363,10 +365,13 @@ class ModuleTracker:
         shapes = tuple(tuple(t.shape) for t in tree_flatten(args)[0]
                        if isinstance(t, torch.Tensor))
         path = self._path_of(module)
+        parent = self.calls[self.stack[-1][1]] if self.stack else None
         self.stack.append((module, path, shapes))
         rec = self.calls.get(path)
         if rec is None:
-            rec = self.calls[path] = CallRecord(path, module)
+            rec = self.calls[path] = CallRecord(
+                path, module, parent.path if parent else None,
+                parent.depth + 1 if parent else 0)
         rec.calls += 1
 
     def _post(self, module: nn.Module, args: Any, out: Any) -> None:

@@ -120,6 +120,8 @@ def one(layer: nn.Module, size: tuple[int, ...], batch: int = 1):  # noqa: ANN20
 
 def test_conv_counts_bias_that_thop_and_fvcore_leave_out() -> None:
     s = one(nn.Conv2d(3, 5, 3), (3, 6, 6))  # thop issue #231: 2240 FLOPs, not 2160
+    assert [(r.name, r.type, r.output_shape) for r in s.rows] == [
+        ("Conv2d", "Conv2d", [[1, 5, 4, 4]])]  # a bare layer is its own single row
     assert s.total_macs == 5 * 4 * 4 * 27
     assert s.flops_forward == 2 * 2160 + 5 * 4 * 4 == 4400
     s = one(nn.Conv2d(3, 5, 3, bias=False), (3, 6, 6))
