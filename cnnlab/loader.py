@@ -12,6 +12,7 @@ filter (antialiased when shrinking) as two small matrix products, so it matches 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import numbers
@@ -112,6 +113,20 @@ def _check_int(name: str, value: object, low: int) -> int:
     return int(value)
 
 
+@contextlib.contextmanager
+def _cpu_threads(n: int | None) -> Iterator[None]:
+    """Run the block with torch limited to `n` CPU threads (None: leave torch's setting)."""
+    old = torch.get_num_threads()
+    if n is None or n == old:
+        yield
+        return
+    torch.set_num_threads(n)  # a setting, not a new thread pool: ~0.1 us
+    try:
+        yield
+    finally:
+        torch.set_num_threads(old)
+
+
 class Loader:
     """Batches of a split held on `device`: (X float32 (B, 1, H, W), y int64 (B,)).
 
@@ -119,6 +134,11 @@ class Loader:
     rank takes its shard rank::world_size (equal lengths: padded by wrapping around, or cut with
     drop_last). Augmentation draws depend only on (seed, epoch, batch index), so
     `batches(epoch, start=k)` resumes exactly where batch k of an interrupted epoch would be.
+
+    `threads` caps torch's CPU threads while a batch is prepared (default 1, None: torch's
+    setting). A batch is a few milliseconds of work; split over OpenMP threads it gains little on
+    a free machine and loses up to 10x when other processes share the cores, because every
+    parallel op then waits for its slowest, descheduled thread. The model's own ops are untouched.
     """
 
     def __init__(self, split: Split, batch_size: int, *, shuffle: bool = False,
@@ -126,8 +146,9 @@ class Loader:
                  resize: int | tuple[int, int] | None = None,
                  normalize: tuple[float, float] | None = None, augment: Augment | None = None,
                  device: str | torch.device = "cpu", channels_last: bool = False,
-                 rank: int = 0, world_size: int = 1) -> None:
+                 rank: int = 0, world_size: int = 1, threads: int | None = 1) -> None:
         self.batch_size = batch_size_ = _check_int("batch_size", batch_size, 1)
+        self.threads = None if threads is None else _check_int("threads", threads, 1)
         self.world_size = _check_int("world_size", world_size, 1)
         self.rank = _check_int("rank", rank, 0)
         if self.rank >= self.world_size:
@@ -212,14 +233,17 @@ class Loader:
         if order is not None:
             order = order.to(self.device)
         bs = self.batch_size
+        threads = self.threads if self.device.type == "cpu" else None
         for i in range(start, len(self)):
             lo, hi = i * bs, min((i + 1) * bs, self.num_samples)
-            if order is None:
-                x, y = self.images[lo:hi], self.labels[lo:hi].clone()  # not a view of ours
-            else:
-                idx = order[lo:hi]
-                x, y = self.images.index_select(0, idx), self.labels.index_select(0, idx)
-            yield self.transform(x, epoch, i), y
+            with _cpu_threads(threads):  # only around our work, never around the yield
+                if order is None:
+                    x, y = self.images[lo:hi], self.labels[lo:hi].clone()  # not a view of ours
+                else:
+                    idx = order[lo:hi]
+                    x, y = self.images.index_select(0, idx), self.labels.index_select(0, idx)
+                x = self.transform(x, epoch, i)
+            yield x, y
 
     def transform(self, x: torch.Tensor, epoch: int = 0, index: int = 0) -> torch.Tensor:
         """uint8 (B, H, W) -> float32 (B, 1, h, w): scale, resize, augment, normalize."""

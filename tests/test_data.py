@@ -526,6 +526,21 @@ def test_augment_flip_and_crop_are_true_flips_and_shifts():
     assert torch.equal(crops, again) and not torch.equal(crops, other)
 
 
+def test_loader_caps_threads_only_while_preparing_a_batch(monkeypatch):
+    outside = torch.get_num_threads()
+    inside = []
+    real = Loader.transform
+    monkeypatch.setattr(Loader, "transform", lambda self, *a: inside.append(
+        torch.get_num_threads()) or real(self, *a))
+    seen = [torch.get_num_threads() for _ in Loader(_split(20), 5)]
+    assert inside == [1] * 4 and seen == [outside] * 4  # the caller's steps keep their threads
+    inside.clear()
+    list(Loader(_split(20), 5, threads=None))
+    assert inside == [outside] * 4
+    with pytest.raises(ConfigError, match="threads=0 must be an integer >= 1"):
+        Loader(_split(4), 2, threads=0)
+
+
 @pytest.mark.parametrize("resize", [0, -3, (224,), (224, 0), (2.5, 3), "224", True, (True, 3)])
 def test_bad_resize(resize):
     with pytest.raises(ConfigError, match=r"resize=.* must be a positive int or two positive ints"):
