@@ -290,6 +290,35 @@ def test_resume_trains_on_from_the_checkpoint(trained: tuple[Path, str], tmp_pat
     assert f"run folder: {run_dir}" in out
 
 
+def test_ctrl_c_checkpoints_then_resume_finishes(data_root: Path, tmp_path: Path) -> None:
+    """The tour's "resume a run": Ctrl-C, exit 130 with the hint, then --resume completes it."""
+    import signal
+
+    out = tmp_path / "run"
+    env = {**os.environ, "CNNLAB_DATA": str(data_root)}
+    argv = [sys.executable, "-m", "cnnlab", "train", "lenet_modern", "--epochs", "2",
+            "--train-samples", "6400", "--batch-size", "64", "--progress", "plain",
+            "--no-tensorboard", "--threads", "1", "--out", str(out)]
+    proc = subprocess.Popen(argv, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                            env=env, cwd=tmp_path)
+    assert proc.stderr is not None
+    for line in proc.stderr:  # the engine has installed its handler once it says "training"
+        if line.startswith("training lenet_modern"):
+            proc.send_signal(signal.SIGINT)
+            break
+    stderr = proc.stderr.read()
+    assert proc.wait(timeout=300) == 130, stderr
+    assert f"cnnlab train --resume {out}" in stderr and "checkpoint saved" in stderr
+    state = json.loads((out / "config.json").read_text())
+    assert state["model"] == "lenet_modern" and (out / "checkpoints" / "last.pt").is_file()
+    done = subprocess.run([sys.executable, "-m", "cnnlab", "train", "--resume", str(out),
+                           "--epochs", "1", "--no-report"], capture_output=True, text=True,
+                          env=env, cwd=tmp_path, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "resuming lenet_modern" in done.stderr and f"run folder: {out}" in done.stdout
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
+
+
 def test_dry_run_stops_after_one_batch(data_root: Path, tmp_path: Path,
                                        capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, _ = run(["train", "lenet", "--dry-run", "--progress", "none", "--no-tensorboard",
