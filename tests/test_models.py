@@ -98,9 +98,11 @@ def test_every_model_takes_its_book_input_size(name: str) -> None:
 
 
 @pytest.mark.parametrize("name", list_models())
-def test_below_minimum_size_raises_shape_error_naming_it(name: str) -> None:
+def test_minimum_size_works_and_below_it_raises_shape_error(name: str) -> None:
     model = meta_model(name)
     m = model.min_size
+    at_min = meta_model(name, input_size=m)
+    assert at_min(torch.empty(2, 1, m, m, device=META)).shape == (2, 10)
     if m == 1:  # every layer pads: any input works (e.g. ResNet, GoogLeNet)
         return
     with pytest.raises(ShapeError, match=f"at least {m}x{m}"):

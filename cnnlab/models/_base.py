@@ -17,7 +17,15 @@ from torch.func import functional_call
 
 from cnnlab.errors import ShapeError
 
-__all__ = ["ZooModel", "flat_features", "init_cnn", "min_input_size", "probe_output_shape", "to_hw"]
+__all__ = [
+    "ZooModel",
+    "flat_features",
+    "init_cnn",
+    "meta_output_shape",
+    "min_input_size",
+    "probe_output_shape",
+    "to_hw",
+]
 
 _MAX_PROBE = 4096  # an input this large fits every architecture; failing here is not about size
 
@@ -33,23 +41,39 @@ def to_hw(size: int | tuple[int, int]) -> tuple[int, int]:
     return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
 
 
-def probe_output_shape(module: nn.Module, input_shape: tuple[int, ...]) -> torch.Size | None:
-    """Output shape of `module` for `input_shape`, on the meta device; None if too small."""
+def meta_output_shape(module: nn.Module, input_shape: tuple[int, ...]) -> torch.Size:
+    """Output shape of `module` for `input_shape`, on the meta device; errors propagate."""
     # Stand-in meta tensors replace the real parameters and buffers, so nothing is copied or run.
     state = {
         name: torch.empty_like(t, device="meta")
         for name, t in chain(module.named_parameters(), module.named_buffers())
     }
-    x = torch.empty(input_shape, device="meta")
+    with torch.no_grad():
+        return functional_call(module, state, (torch.empty(input_shape, device="meta"),)).shape
+
+
+def probe_output_shape(module: nn.Module, input_shape: tuple[int, ...]) -> torch.Size | None:
+    """Output shape of `module` for `input_shape` on the meta device; None if it is too small."""
     try:
-        with torch.no_grad():
-            return functional_call(module, state, (x,)).shape
+        return meta_output_shape(module, input_shape)
     except RuntimeError:
         return None
 
 
+# (repr of the module, in_channels) -> minimum side. A module's repr spells out every layer and
+# hyperparameter, so equal reprs mean equal architectures; rebuilding a model skips the search.
+_MIN_SIZE_CACHE: dict[tuple[str, int], int] = {}
+
+
 def min_input_size(module: nn.Module, in_channels: int) -> int:
     """Smallest square side the module accepts (binary search over meta-device probes)."""
+    key = (repr(module), in_channels)
+    if key not in _MIN_SIZE_CACHE:
+        _MIN_SIZE_CACHE[key] = _search_min_size(module, in_channels)
+    return _MIN_SIZE_CACHE[key]
+
+
+def _search_min_size(module: nn.Module, in_channels: int) -> int:
     # Batch 2: batch norm in training mode refuses a single value per channel.
     def fits(side: int) -> bool:
         return probe_output_shape(module, (2, in_channels, side, side)) is not None
@@ -57,7 +81,7 @@ def min_input_size(module: nn.Module, in_channels: int) -> int:
     if fits(1):
         return 1
     if not fits(_MAX_PROBE):  # not a size problem: let the real error surface
-        module(torch.empty(2, in_channels, _MAX_PROBE, _MAX_PROBE, device="meta"))
+        meta_output_shape(module, (2, in_channels, _MAX_PROBE, _MAX_PROBE))
         raise RuntimeError("module rejects every probed input size")
     lo, hi = 1, _MAX_PROBE  # fits(lo) is False, fits(hi) is True
     while hi - lo > 1:
@@ -97,12 +121,12 @@ class ZooModel(nn.Module):
     input_size: tuple[int, int] | None = None
     min_size: int = 1  # smallest side the architecture takes
 
-    def forward(self, X: torch.Tensor) -> torch.Tensor:  # noqa: N803 (the book's name)
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
         """Class scores (N, num_classes) for images X (N, C, H, W)."""
         self.check_input(X)
         return self.net(X)
 
-    def check_input(self, X: torch.Tensor) -> None:  # noqa: N803
+    def check_input(self, X: torch.Tensor) -> None:
         """Raise ShapeError, saying what to do, if X is not an input this model can take."""
         name = type(self).__name__
         if X.dim() != 4 or X.shape[1] != self.in_channels:
@@ -113,7 +137,7 @@ class ZooModel(nn.Module):
             )
         h, w = X.shape[-2], X.shape[-1]
         if self.input_size is not None and (h, w) != self.input_size:
-            H, W = self.input_size  # noqa: N806
+            H, W = self.input_size
             raise ShapeError(
                 f"{name} was built for {H}x{W} inputs (its classifier is sized for them), got "
                 f"{h}x{w}: resize the images to {H}x{W} (Loader(resize=...)) or build the model "
