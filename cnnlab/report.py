@@ -279,7 +279,7 @@ def _esc(v: Any) -> str:
 
 
 def _si(n: float, unit: str = "") -> str:
-    for scale, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+    for scale, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
         if abs(n) >= scale:
             return f"{n / scale:.2f} {prefix}{unit}"
     return f"{n:.0f} {unit}".strip()
@@ -299,25 +299,30 @@ def _pct(v: Any) -> str:
     return f"{v:.2%}" if isinstance(v, (int, float)) else "n/a"
 
 
-def _cost_section(run: Run) -> str:
+def _cost_section(run: Run, history: list[dict[str, Any]]) -> str:
     try:
         from cnnlab.cost import summary
     except ImportError:
         return "<p class=muted>cnnlab.cost is not available in this install.</p>"
     h, w = run.input_size
+    batch = int(run.config.get("batch_size") or 1)
     model = run.model.to("cpu")
-    try:
-        s = summary(model, (1, h, w))
+    try:  # counted on the meta device: no time, no memory, no profiler
+        s = summary(model, (1, h, w), measure_memory=False)
+        step = summary(model, (1, h, w), batch_size=batch, measure_memory=False)
     except Exception as err:  # one section must not cost the whole report; say what failed
         return (f"<p class=muted>The cost summary failed: {html.escape(type(err).__name__)}: "
                 f"{html.escape(str(err))}</p>")
     finally:
         run.model.to(run.device)
     cards = [("parameters", f"{s.total_params:,}"),
-             ("trainable", f"{s.trainable_params:,}"),
              ("MACs / image", _si(s.total_macs)),
-             ("FLOPs / image fwd", _si(s.flops_forward)),
-             ("FLOPs / image bwd", _si(s.flops_backward))]
+             ("FLOPs / image, forward", _si(s.flops_forward)),
+             ("FLOPs / image, fwd + bwd", _si(s.flops_step)),
+             (f"memory of a step, batch {batch} (est.)", _si(step.memory.total, "B"))]
+    steps = max((int(r.get("step") or 0) for r in history), default=0)
+    if steps:  # what the whole run cost: every training image seen, forward and backward
+        cards.append(("training compute (est.)", _si(s.flops_step * steps * batch, "FLOP")))
     head = "".join(f'<div class="stat"><b>{html.escape(v)}</b><span>{html.escape(k)}</span></div>'
                    for k, v in cards)
     text = html.escape(str(s))
@@ -465,7 +470,7 @@ def _render(run: Run, result: dict[str, Any], history: list[dict[str, Any]], ev:
     else:
         parts.append("<section><h2>Mistakes</h2><p>No test image is misclassified.</p></section>")
 
-    parts.append(f"<section><h2>Model cost</h2>{_cost_section(run)}</section>")
+    parts.append(f"<section><h2>Model cost</h2>{_cost_section(run, history)}</section>")
 
     env_rows = [(html.escape(k), _esc(v)) for k, v in env.items()]
     env_rows.append(("report written by", f"torch {torch.__version__}, python "
