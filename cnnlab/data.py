@@ -395,10 +395,8 @@ def split_train_val(split: Split, val_size: int | float, seed: int = 0) -> tuple
     return split.subset(keep.nonzero().squeeze(1)), split.subset(val_idx)
 
 
-@functools.lru_cache(maxsize=8)
-def _stats(name: str, root: str | None) -> tuple[float, float]:
-    images = load_dataset(name, root).train.images
-    counts = torch.bincount(images.reshape(-1), minlength=256).double()  # exact, no float copy
+def _pixel_stats(images: torch.Tensor) -> tuple[float, float]:
+    counts = torch.bincount(images.reshape(-1).cpu(), minlength=256).double()  # exact, no copy
     v = torch.arange(256, dtype=torch.float64) / 255
     total = counts.sum()
     mean = float((counts * v).sum() / total)
@@ -406,6 +404,17 @@ def _stats(name: str, root: str | None) -> tuple[float, float]:
     return round(mean, 6), round(math.sqrt(max(var, 0.0)), 6)
 
 
-def dataset_stats(name: str, root: str | Path | None = None) -> tuple[float, float]:
-    """(mean, std) of the train split's pixels in [0, 1] at 28x28, for `normalize`."""
+@functools.lru_cache(maxsize=8)
+def _stats(name: str, root: str | None) -> tuple[float, float]:
+    return _pixel_stats(load_dataset(name, root).train.images)
+
+
+def dataset_stats(name: str | Dataset, root: str | Path | None = None) -> tuple[float, float]:
+    """(mean, std) of the train split's pixels in [0, 1] at 28x28, for `normalize`.
+
+    Give the Dataset itself (or the same `root` it was loaded from) so the figures are those of
+    the copy in use; a name alone is looked up in cnnlab's usual search order.
+    """
+    if isinstance(name, Dataset):
+        return _pixel_stats(name.train.images)
     return _stats(dataset_info(name).name, None if root is None else str(root))

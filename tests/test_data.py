@@ -594,6 +594,15 @@ def test_split_train_val_is_stratified_and_seeded():
             split_train_val(s, bad)
 
 
+def test_dataset_stats_are_the_pixel_mean_and_std(tmp_path):
+    make_folder(tmp_path, n_train=300)
+    ds = load_dataset("mnist", root=tmp_path)
+    x = ds.train.images.double() / 255
+    mean, std = data.dataset_stats(ds)
+    assert abs(mean - x.mean().item()) < 1e-6 and abs(std - x.std(unbiased=False).item()) < 1e-6
+    assert data.dataset_stats("mnist", root=tmp_path) == (mean, std)
+
+
 def test_real_fashion_mnist(data_root, tmp_path):
     ds = load_dataset("fashion-mnist", root=data_root)
     assert (len(ds.train), len(ds.test)) == (60000, 10000)
@@ -602,6 +611,7 @@ def test_real_fashion_mnist(data_root, tmp_path):
     assert ds.classes[9] == "ankle boot"
     mean, std = data.dataset_stats("fashion-mnist", root=data_root)
     assert abs(mean - 0.286) < 0.005 and abs(std - 0.353) < 0.005  # published FMNIST figures
+    assert data.dataset_stats(ds) == (mean, std)
     png = ds.save_grid(tmp_path / "grid.png", n=8)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     report = data.verify_dataset("fashion-mnist", root=data_root)
