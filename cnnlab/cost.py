@@ -21,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.parameter import is_lazy
 
@@ -222,8 +223,12 @@ def _count(model: nn.Module, x: torch.Tensor, dtype: torch.dtype,
     tracker.excluded_storages = {t.untyped_storage()._cdata for t in [*tensors.values(), x]}
     was_training = model.training
     model.train()  # the step being costed is a training step (BatchNorm uses batch statistics)
+    # BatchNorm refuses one value per channel in training (batch 1 at 1x1, BatchNorm1d at
+    # batch 1) because the statistics would be degenerate; their cost is not, so count it.
+    verify, F._verify_batch_size = F._verify_batch_size, lambda size: None
     try:
-        with tracker, _LabelMode(tracker), _CountMode(tracker, tracker.counts):
+        with torch.enable_grad(), tracker, _LabelMode(tracker), _CountMode(tracker,
+                                                                            tracker.counts):
             out = torch.func.functional_call(model, tensors, (x,))
             tracker.label_from(out)
             leaves = [t for t in torch.utils._pytree.tree_flatten(out)[0]
@@ -233,6 +238,7 @@ def _count(model: nn.Module, x: torch.Tensor, dtype: torch.dtype,
             if grads:
                 torch.autograd.backward(grads, [torch.ones_like(t) for t in grads])
     finally:
+        F._verify_batch_size = verify
         model.train(was_training)
     return sum(t.numel() * t.element_size() for t in leaves)
 
@@ -331,8 +337,17 @@ def summary(model: nn.Module, input_size: tuple[int, ...], *, batch_size: int = 
     elem = torch.empty((), dtype=dtype).element_size()
     mem = estimate(model, dtype, optimizer, input_bytes=batch_size * _prod(size) * elem,
                    output_bytes=out_bytes, activation_bytes=sum(counts.saved_bytes.values()))
-    measured = (measure_step(model, size, batch_size, device, dtype, optimizer)
-                if measure_memory else None)
+    measured = None
+    if measure_memory:
+        try:
+            measured = measure_step(model, size, batch_size, device, dtype, optimizer)
+        except (RuntimeError, ValueError) as exc:  # out of memory, BatchNorm at batch 1, ...
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            hint = ("use batch_size >= 2" if "more than 1 value per channel" in first
+                    else "use a smaller batch_size")
+            raise ShapeError(f"one real training step of {type(model).__name__} at "
+                             f"{list(shape)} failed: {first}; {hint}, or pass "
+                             f"measure_memory=False for the counts alone") from exc
     return Summary(
         model=type(model).__name__, input_size=size, batch_size=batch_size,
         dtype=str(dtype).removeprefix("torch."), device=str(device), optimizer=optimizer,

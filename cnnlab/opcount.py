@@ -222,6 +222,24 @@ _ZERO = {getattr(aten, n) for n in (
 ) if hasattr(aten, n)}
 
 
+def _degenerate_batch_norm(packet: Any, args: tuple) -> Any:
+    """Outputs of a training-mode batch norm over one value per channel, on the meta device.
+
+    The meta kernel divides by n - 1 for the unbiased running variance and fails for n = 1
+    (batch 1 at 1x1, or BatchNorm1d at batch 1); the real kernel returns NaNs. Counting needs
+    only the shapes, which are those of any batch norm.
+    """
+    x = args[0]
+    if not (x.is_meta and packet in (aten.native_batch_norm, aten._native_batch_norm_legit,
+                                     aten._native_batch_norm_legit_functional)):
+        raise ZeroDivisionError(f"{packet} divided by zero")
+    c = x.shape[1]
+    stats = [x.new_empty((c,)) for _ in range(2)]
+    if packet is aten._native_batch_norm_legit_functional:
+        return (torch.empty_like(x), *stats, x.new_empty((c,)), x.new_empty((c,)))
+    return (torch.empty_like(x), *stats)
+
+
 @dataclass
 class OpCounts:
     """What one training step executed, per module call path."""
@@ -254,7 +272,10 @@ class _CountMode(TorchDispatchMode):
                 r = func.decompose(*args, **kwargs)
             if r is not NotImplemented:
                 return r
-        out = func(*args, **kwargs)
+        try:
+            out = func(*args, **kwargs)
+        except ZeroDivisionError:
+            out = _degenerate_batch_norm(packet, args)
         bwd = self.tracker.in_backward
         path = self.tracker.backward_path if bwd else self.tracker.forward_path
         macs = 0.0

@@ -251,11 +251,39 @@ def test_shape_error_names_layer_and_shape() -> None:
         one(model, (1, 20, 20))
     with pytest.raises(ShapeError, match=r"layer '0' \(Conv2d\) failed on input \[1, 2, 28, 28\]"):
         one(model, (2, 28, 28))
-    with pytest.raises(ShapeError, match="batch_size >= 2"):
-        one(nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2)), (1, 3, 3))
     nested = nn.Sequential(nn.Sequential(nn.Conv2d(1, 2, 7)))
     with pytest.raises(ShapeError, match=r"layer '0.0' \(Conv2d\).*\[1, 1, 4, 4\]"):
         one(nested, (1, 4, 4))
+
+
+def test_batch_norm_over_one_value_per_channel() -> None:
+    # batch 1 at 1x1: torch refuses to train it, but its cost is still counted ...
+    model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Flatten(), nn.BatchNorm1d(2))
+    s = one(model, (1, 3, 3))
+    assert s.flops_forward == 2 * 18 + 2 + 7 * 2 + 7 * 2
+    # ... while a real training step of it fails, with the way out in the message
+    with pytest.raises(ShapeError, match="batch_size >= 2"):
+        summary(model, (1, 3, 3))
+
+
+def test_counts_under_no_grad() -> None:
+    with torch.no_grad():
+        s = one(nn.Linear(3, 2), (3,))
+    assert s.macs_backward == 6
+
+
+@pytest.mark.parametrize("name", ["bn_lenet", "googlenet", "resnext50_32x4d"])
+def test_zoo_models_fully_counted(name: str) -> None:
+    models = pytest.importorskip("cnnlab.models")
+    with torch.device("meta"):
+        model = models.create_model(name)
+    s = summary(model, models.default_input_size(name), measure_memory=False)
+    assert s.uncounted_ops == {}
+    assert s.total_params == sum(p.numel() for p in model.parameters())
+    assert sum(r.flops_backward for r in s.rows if r.is_leaf) == s.flops_backward
+    # dX and dW of every layer, except the first layer's dX (the input needs no gradient)
+    first = next(r for r in s.rows if r.is_leaf and r.macs)
+    assert s.macs_backward == 2 * s.total_macs - first.macs
 
 
 class ItemInForward(nn.Module):
