@@ -185,34 +185,21 @@ def evaluate_run(run: Run | str | Path, checkpoint: str = "last",
 # --- images from files ------------------------------------------------------------------------
 
 def read_image(path: str | Path) -> torch.Tensor:
-    """A PNG/JPEG file as a float (H, W) grayscale tensor in [0, 1] (pillow when installed)."""
+    """A PNG/JPEG file as a float (H, W) grayscale tensor in [0, 1]."""
+    # Pillow is always there: matplotlib, a dependency, requires it (its imread uses it too).
+    from PIL import Image, UnidentifiedImageError
+
     path = Path(path)
     if not path.is_file():
         raise DataError(f"image {path} does not exist")
     try:
-        try:
-            from PIL import Image
-
-            with Image.open(path) as im:
-                arr = torch.from_numpy(np.asarray(im.convert("RGBA"), dtype=np.float32) / 255.0)
-        except ImportError:
-            import matplotlib.image
-
-            arr = torch.as_tensor(matplotlib.image.imread(str(path)), dtype=torch.float32)
-            if arr.max() > 1.0:  # matplotlib returns uint8 range for JPEG
-                arr = arr / 255.0
-    except (OSError, ValueError, SyntaxError) as err:
+        with Image.open(path) as im:
+            arr = torch.from_numpy(np.asarray(im.convert("RGBA"), dtype=np.float32) / 255.0)
+    except (OSError, ValueError, UnidentifiedImageError) as err:
         raise DataError(f"cannot read image {path} ({err}); give a PNG or JPEG file") from None
-    if arr.ndim == 2:
-        return arr
-    rgb, alpha = arr[..., :3], (arr[..., 3:4] if arr.shape[-1] == 4 else None)
-    if rgb.shape[-1] == 1:
-        gray = rgb[..., 0]
-    else:  # ITU-R 601 luma, what PIL's convert("L") uses
-        gray = rgb @ torch.tensor([0.299, 0.587, 0.114])
-    if alpha is not None:  # transparent pixels are background: composite over white
-        gray = gray * alpha[..., 0] + (1 - alpha[..., 0])
-    return gray
+    rgb, alpha = arr[..., :3], arr[..., 3]  # (H, W, 3), (H, W)
+    gray = rgb @ torch.tensor([0.299, 0.587, 0.114])  # ITU-R 601 luma, as PIL's convert("L")
+    return gray * alpha + (1 - alpha)  # transparent pixels are background: over white
 
 
 def to_dataset_image(gray: torch.Tensor, size: tuple[int, int] = (28, 28),

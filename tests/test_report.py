@@ -190,3 +190,4 @@ def test_report_of_a_resized_normalized_run(data_root: Path, tmp_path: Path) -> 
     page.feed(path.read_text())
     assert [img["alt"] for img in page.images] == ["training curves", "confusion matrix"]
     assert "input 32&times;32" in path.read_text() and "300 test images" in path.read_text()
+
