@@ -298,6 +298,18 @@ def test_unknown_model_suggests_closest_names() -> None:
         default_input_size("zzzz")
 
 
+def test_bad_class_or_channel_count_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="num_classes=0"):
+        create_model("lenet", num_classes=0)
+    with pytest.raises(ConfigError, match="in_channels=0"):
+        create_model("lenet", in_channels=0)
+
+
+def test_three_channel_model_takes_rgb() -> None:
+    model = meta_model("resnet18_small", in_channels=3)
+    assert model(torch.empty(2, 3, 32, 32, device=META)).shape == (2, 10)
+
+
 def test_bad_stem_is_a_config_error() -> None:
     with pytest.raises(ConfigError, match="stem"):
         meta_model("resnet18", stem="tiny")

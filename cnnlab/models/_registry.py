@@ -46,6 +46,10 @@ def create_model(
 ) -> nn.Module:
     """Build the registered model `name` (extra kwargs go to its class, e.g. input_size=...)."""
     fn, _ = _lookup(name)
+    if num_classes < 1 or in_channels < 1:
+        raise ConfigError(
+            f"num_classes={num_classes} and in_channels={in_channels} must both be at least 1"
+        )
     return fn(num_classes=num_classes, in_channels=in_channels, **kwargs)
 
 
