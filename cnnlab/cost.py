@@ -195,7 +195,7 @@ def _materialize(model: nn.Module, size: tuple[int, ...]) -> None:
     p = next(iter(model.parameters()), None)
     dev = p.device if p is not None and not is_lazy(p) else torch.device("cpu")
     x = torch.zeros((1, *size), device=dev)
-    was_training = model.training
+    modes = _modes(model)
     tracker = ModuleTracker(model, OpCounts())
     try:
         model.eval()  # batch 1 in train mode would trip BatchNorm; eval takes any shape
@@ -204,7 +204,17 @@ def _materialize(model: nn.Module, size: tuple[int, ...]) -> None:
     except (RuntimeError, ValueError, IndexError) as exc:
         raise _shape_error(model, tracker, x.shape, exc) from exc
     finally:
-        model.train(was_training)
+        _restore_modes(modes)
+
+
+def _modes(model: nn.Module) -> list[tuple[nn.Module, bool]]:
+    return [(m, m.training) for m in model.modules()]
+
+
+def _restore_modes(modes: list[tuple[nn.Module, bool]]) -> None:
+    """Put back each module's own train/eval flag (a frozen BatchNorm stays in eval)."""
+    for m, training in modes:
+        m.training = training
 
 
 def _count(model: nn.Module, x: torch.Tensor, dtype: torch.dtype,
@@ -221,7 +231,7 @@ def _count(model: nn.Module, x: torch.Tensor, dtype: torch.dtype,
     tensors = {n: like(p, p.requires_grad) for n, p in model.named_parameters()}
     tensors.update({n: like(b, False) for n, b in model.named_buffers()})
     tracker.excluded_storages = {t.untyped_storage()._cdata for t in [*tensors.values(), x]}
-    was_training = model.training
+    modes = _modes(model)
     model.train()  # the step being costed is a training step (BatchNorm uses batch statistics)
     # BatchNorm refuses one value per channel in training (batch 1 at 1x1, BatchNorm1d at
     # batch 1) because the statistics would be degenerate; their cost is not, so count it.
@@ -239,7 +249,7 @@ def _count(model: nn.Module, x: torch.Tensor, dtype: torch.dtype,
                 torch.autograd.backward(grads, [torch.ones_like(t) for t in grads])
     finally:
         F._verify_batch_size = verify
-        model.train(was_training)
+        _restore_modes(modes)
     return sum(t.numel() * t.element_size() for t in leaves)
 
 

@@ -306,8 +306,9 @@ def test_model_left_unchanged() -> None:
     torch.manual_seed(0)
     model = nn.Sequential(nn.Conv2d(1, 4, 3), nn.BatchNorm2d(4), nn.ReLU()).eval()
     before = {k: v.clone() for k, v in model.state_dict().items()}
+    model[2].train()  # a mix of modes comes back as it was
     summary(model, (1, 8, 8), batch_size=4, optimizer="adamw")
-    assert not model.training
+    assert [m.training for m in model] == [False, False, True] and not model.training
     for k, v in model.state_dict().items():
         assert torch.equal(v, before[k]), k
     assert all(p.grad is None for p in model.parameters())
