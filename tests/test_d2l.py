@@ -252,7 +252,7 @@ def test_8_5_batch_norm_fits_above_chance(env: Path):
 
 
 class _Fixed(d2l.Classifier):
-    """Predicts class 0 for inputs > 0, class 1 otherwise."""
+    """Predicts class 0 for inputs > 0, class 1 otherwise (of 10 classes)."""
 
     def __init__(self):
         super().__init__()
@@ -261,7 +261,7 @@ class _Fixed(d2l.Classifier):
 
     def forward(self, X):  # noqa: N803
         s = (X.reshape(len(X), -1)[:, :1] > 0).float()
-        return torch.cat([s, 1 - s], dim=1) + 0 * self.w
+        return torch.cat([s, 1 - s, torch.zeros(len(X), 8)], dim=1) + 0 * self.w
 
 
 class _Tensors(d2l.DataModule):
@@ -303,8 +303,9 @@ def test_board_throttles_saves_and_flushes(env: Path):
     mtime = (env / "b.png").stat().st_mtime_ns
     board.draw(1, 2.0, "a")  # within save_every: held back
     assert board._pending and (env / "b.png").stat().st_mtime_ns == mtime
-    board.flush()
-    assert not board._pending
+    board.draw(2, 3.0, "a")
+    _base._flush_at_exit()  # what runs when the script ends
+    assert not board._pending and (env / "b.png").stat().st_mtime_ns > mtime
     quiet = d2l.ProgressBoard(display=False, path=env / "never.png")
     quiet.draw(0, 1.0, "a")
     assert quiet.data["a"] == [_base.Point(0, 1.0)] and not (env / "never.png").exists()
@@ -409,6 +410,23 @@ def test_clip_gradients_bounds_the_global_norm():
     d2l.Trainer(max_epochs=1, gradient_clip_val=0.5).clip_gradients(0.5, model)
     norm = torch.sqrt(sum((p.grad ** 2).sum() for p in model.parameters()))
     assert norm.item() == pytest.approx(0.5, rel=1e-4)
+
+
+def test_trainer_makes_batches_on_its_device_unless_loaders_are_overridden():
+    class Own(d2l.FashionMNIST):
+        def get_dataloader(self, train):
+            return super().get_dataloader(train)
+
+    cpu = torch.device("cpu")  # stands in for an accelerator on this machine
+    assert Own(batch_size=256)._loaders_on(cpu) is None  # the user's override is respected
+    for data in (d2l.FashionMNIST(batch_size=256), Own(batch_size=256)):
+        trainer = d2l.Trainer(max_epochs=1)
+        trainer.gpus = [cpu]
+        model = _Fixed()
+        model.board.display = False
+        trainer.fit(model, data)
+        assert trainer.train_dataloader.device == cpu and len(trainer.train_dataloader) == 2
+        assert len(model.board.data["val_acc"]) == 1
 
 
 def test_trainer_accepts_num_gpus_without_gpus():

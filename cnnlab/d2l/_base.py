@@ -121,7 +121,7 @@ class ProgressBoard(HyperParameters):
         self.save_every = 2.0
         self._last_save = -float("inf")
         self._pending = False
-        atexit.register(_flush_at_exit, weakref.ref(self))
+        _BOARDS.add(self)
 
     def draw(self, x: float, y: Any, label: str, every_n: int = 1, weight: float = 1) -> None:
         """Add a point to curve `label`; every `every_n` points are averaged and plotted."""
@@ -196,13 +196,18 @@ class ProgressBoard(HyperParameters):
         return Path(self.path) if self.path else output_dir() / f"{self.default_name}.png"
 
 
-def _flush_at_exit(ref: weakref.ref) -> None:
-    board = ref()
-    if board is not None and board.display:
-        try:
-            board.flush()
-        except Exception:  # noqa: BLE001 (never turn a finished script into a failed one)
-            pass
+_BOARDS: weakref.WeakSet[ProgressBoard] = weakref.WeakSet()
+
+
+@atexit.register
+def _flush_at_exit() -> None:
+    """Write the points a script drew after its boards' last throttled save."""
+    for board in list(_BOARDS):
+        if board.display:
+            try:
+                board.flush()
+            except Exception:  # noqa: BLE001 (never turn a finished script into a failed one)
+                pass
 
 
 def show_images(imgs: Any, num_rows: int, num_cols: int, titles: Sequence[str] | None = None,

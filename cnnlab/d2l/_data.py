@@ -109,8 +109,17 @@ class _ImageData(DataModule):
                       resize=None if hw == tuple(split.split.images.shape[-2:]) else hw,
                       device=device if device is not None else "cpu")
 
-    def _loaders_on(self, device: Any) -> tuple[Loader, Loader]:
-        """Train and validation loaders whose batches are made (and resized) on `device`."""
+    def _loaders_on(self, device: Any) -> tuple[Loader, Loader] | None:
+        """Train and validation loaders whose batches are made (and resized) on `device`.
+
+        None when a subclass overrides how loaders are made: the Trainer then calls the
+        overrides and moves each batch, as the book's Trainer does.
+        """
+        cls = type(self)
+        if (cls.get_dataloader is not _ImageData.get_dataloader
+                or cls.train_dataloader is not DataModule.train_dataloader
+                or cls.val_dataloader is not DataModule.val_dataloader):
+            return None
         return self.get_dataloader(True, device), self.get_dataloader(False, device)
 
     def visualize(self, batch: Sequence[torch.Tensor], nrows: int = 1, ncols: int = 8,

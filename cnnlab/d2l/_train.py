@@ -150,10 +150,10 @@ class Trainer(HyperParameters):
 
     def prepare_data(self, data: Any) -> None:
         """Get the loaders; cnnlab's image data makes its batches directly on the device."""
-        device = self.gpus[0] if self.gpus else None
         make = getattr(data, "_loaders_on", None)
-        if device is not None and make is not None:
-            self.train_dataloader, self.val_dataloader = make(device)
+        loaders = make(self.gpus[0]) if self.gpus and make is not None else None
+        if loaders is not None:
+            self.train_dataloader, self.val_dataloader = loaders
         else:
             self.train_dataloader = data.train_dataloader()
             self.val_dataloader = data.val_dataloader()
