@@ -29,7 +29,7 @@ from cnnlab.errors import ConfigError
 if TYPE_CHECKING:
     from cnnlab.data import Split
 
-__all__ = ["Augment", "Loader", "resize_weights"]
+__all__ = ["Augment", "Loader", "phase_plan", "resize_weights"]
 
 
 # --- transforms on whole batches ---------------------------------------------------------------
@@ -65,6 +65,37 @@ def resize_weights(in_size: int, out_size: int) -> torch.Tensor:
         taps = taps.clamp(min=0)
         w[i, lo:hi] = taps / taps.sum()
     return w.float()
+
+
+def phase_plan(w: torch.Tensor) -> list[tuple[int, float]] | None:
+    """For an integer upscale, each output row phase r as (offset, weight), else None.
+
+    Output row i*f + r of an f-times enlargement is lerp(Y[i-1+off], Y[i+off], weight) of the
+    input rows Y padded by repeating the first and last rows. That is 2 multiply-adds per pixel
+    instead of the dense product's in_size; the plan is used only if it rebuilds `w` exactly.
+    """
+    n_out, n_in = w.shape
+    if n_out % n_in or n_out <= n_in or n_in < 3:
+        return None
+    f = n_out // n_in
+    plan = []
+    for r in range(f):
+        row = w[f + r]  # an output row of input row 1, away from the borders
+        taps = row.nonzero().squeeze(1).tolist()
+        if len(taps) == 1:
+            plan.append((taps[0], 0.0))
+        elif len(taps) == 2 and taps[1] == taps[0] + 1:
+            plan.append((taps[0], float(row[taps[1]])))
+        else:
+            return None
+    rebuilt = torch.zeros(n_out, n_in + 2, dtype=torch.float64)
+    for i in range(n_in):
+        for r, (off, wt) in enumerate(plan):
+            rebuilt[i * f + r, i + off] += 1 - wt
+            rebuilt[i * f + r, i + off + 1] += wt
+    rebuilt[:, 1] += rebuilt[:, 0]  # the repeated first and last rows
+    rebuilt[:, n_in] += rebuilt[:, n_in + 1]
+    return plan if torch.allclose(rebuilt[:, 1:n_in + 1].float(), w, atol=1e-6) else None
 
 
 @dataclass(frozen=True)
@@ -168,12 +199,13 @@ class Loader:
         self.labels = split.labels.to(self.device)
         in_hw = tuple(split.images.shape[1:])
         self.size = _check_size(resize) or in_hw
-        self._weights = None
+        self._weights = self._phases = None
         if self.size != in_hw:
             # x -> wh @ x @ ww: wh resizes rows, ww columns (with the /255 folded in).
             self._weights = (resize_weights(in_hw[0], self.size[0]).to(self.device),
                              (resize_weights(in_hw[1], self.size[1]).T / 255).contiguous()
                              .to(self.device))
+            self._phases = phase_plan(resize_weights(in_hw[0], self.size[0]))
         n, ws = len(split), self.world_size
         self.num_samples = n if ws == 1 else (n // ws if self.drop_last else -(-n // ws))
         self.epoch = 0
@@ -252,8 +284,15 @@ class Loader:
             wh, ww = self._weights
             b, h, w = x.shape
             # Columns first as one GEMM over all rows of the batch, then rows per image.
-            x = torch.mm(x.reshape(b * h, w), ww).view(b, h, self.size[1])
-            x = torch.matmul(wh, x)  # (h_out, H) @ (B, H, w_out) -> (B, h_out, w_out)
+            x = torch.mm(x.reshape(b * h, w), ww).view(b, h, self.size[1])  # (B, H, w_out)
+            if self._phases is None:
+                x = torch.matmul(wh, x)  # (h_out, H) @ (B, H, w_out) -> (B, h_out, w_out)
+            else:  # an integer enlargement (28 -> 224): 2 taps a row, 1.6x less CPU
+                xp = torch.cat([x[:, :1], x, x[:, -1:]], 1)  # (B, H+2, w_out)
+                out = x.new_empty(b, h, len(self._phases), self.size[1])
+                for r, (off, wt) in enumerate(self._phases):
+                    torch.lerp(xp[:, off:off + h], xp[:, off + 1:off + 1 + h], wt, out=out[:, :, r])
+                x = out.view(b, self.size[0], self.size[1])
         else:
             x = x.div_(255)
         x = x.unsqueeze(1)  # (B, 1, h, w)

@@ -465,7 +465,7 @@ def test_sharding(n, ws):
     assert make(0, drop_last=True).num_samples == n // ws
 
 
-@pytest.mark.parametrize("size", [224, 96, (20, 33), (14, 14), (7, 40)])
+@pytest.mark.parametrize("size", [224, 96, 56, (20, 33), (14, 14), (7, 40)])
 def test_resize_matches_pil_bilinear(size):
     """The book's transforms.Resize is PIL's bilinear resize on the uint8 image, then /255.
 
@@ -483,6 +483,19 @@ def test_resize_matches_pil_bilinear(size):
                     for a in s.images.numpy()]).astype(np.float32) / 255
     diff = (X[:, 0].numpy() - ref).__abs__()
     assert diff.max() <= 1 / 255 + 1e-5 and diff.mean() < 0.35 / 255
+
+
+@pytest.mark.parametrize("size", [224, 56, 84, (224, 96), (96, 224), 30])
+def test_fast_enlargement_equals_the_dense_resize(size):
+    from cnnlab.loader import phase_plan, resize_weights
+
+    s = _split(9, seed=3)
+    h, w = (size, size) if isinstance(size, int) else size
+    X = next(iter(Loader(s, 9, resize=size)))[0][:, 0]
+    wh, ww = resize_weights(28, h), resize_weights(28, w)
+    dense = wh @ (s.images.float() / 255) @ ww.T
+    torch.testing.assert_close(X, dense, rtol=0, atol=2e-6)
+    assert (phase_plan(wh) is not None) == (h % 28 == 0 and h > 28)
 
 
 def test_resize_against_real_images(data_root):
