@@ -284,6 +284,8 @@ def test_wrong_channel_count_says_in_channels() -> None:
     model = meta_model("resnet18")
     with pytest.raises(ShapeError, match="in_channels=3"):
         model(torch.empty(2, 3, 96, 96, device=META))
+    with pytest.raises(ShapeError, match="batch or channel axis"):
+        model(torch.empty(1, 96, 96, device=META))
 
 
 def test_non_square_input_size() -> None:

@@ -129,11 +129,15 @@ class ZooModel(nn.Module):
     def check_input(self, X: torch.Tensor) -> None:
         """Raise ShapeError, saying what to do, if X is not an input this model can take."""
         name = type(self).__name__
-        if X.dim() != 4 or X.shape[1] != self.in_channels:
+        if X.dim() != 4:
             raise ShapeError(
-                f"{name} expects (N, {self.in_channels}, H, W) images, got {tuple(X.shape)}: "
-                f"pass in_channels={X.shape[1] if X.dim() == 4 else '?'} to create_model "
-                "or fix the batch layout"
+                f"{name} expects a batch of images (N, {self.in_channels}, H, W), got shape "
+                f"{tuple(X.shape)}: add the missing batch or channel axis (X[None] / X[:, None])"
+            )
+        if X.shape[1] != self.in_channels:
+            raise ShapeError(
+                f"{name} was built for {self.in_channels}-channel images, got {X.shape[1]} "
+                f"channels: create the model with in_channels={X.shape[1]}"
             )
         h, w = X.shape[-2], X.shape[-1]
         if self.input_size is not None and (h, w) != self.input_size:
