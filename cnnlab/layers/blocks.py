@@ -108,12 +108,12 @@ class Residual(nn.Module):
         self.conv3 = _projection(in_channels, num_channels, strides) if use_1x1conv else None
         self.out_channels = num_channels
 
-    def forward(self, X: torch.Tensor) -> torch.Tensor:  # noqa: N803 (the book's name)
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
         """relu(F(X) + shortcut(X))."""
-        Y = F.relu(self.bn1(self.conv1(X)))  # noqa: N806
-        Y = self.bn2(self.conv2(Y))  # noqa: N806
+        Y = F.relu(self.bn1(self.conv1(X)))
+        Y = self.bn2(self.conv2(Y))
         if self.conv3 is not None:
-            X = self.conv3(X)  # noqa: N806
+            X = self.conv3(X)
         return F.relu(Y + X)
 
 
@@ -153,13 +153,13 @@ class Bottleneck(nn.Module):
         self.conv4 = _projection(in_channels, num_channels, strides) if use_1x1conv else None
         self.out_channels = num_channels
 
-    def forward(self, X: torch.Tensor) -> torch.Tensor:  # noqa: N803
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
         """relu(F(X) + shortcut(X)), as the book's ResNeXtBlock."""
-        Y = F.relu(self.bn1(self.conv1(X)))  # noqa: N806
-        Y = F.relu(self.bn2(self.conv2(Y)))  # noqa: N806
-        Y = self.bn3(self.conv3(Y))  # noqa: N806
+        Y = F.relu(self.bn1(self.conv1(X)))
+        Y = F.relu(self.bn2(self.conv2(Y)))
+        Y = self.bn3(self.conv3(Y))
         if self.conv4 is not None:
-            X = self.conv4(X)  # noqa: N806
+            X = self.conv4(X)
         return F.relu(Y + X)
 
 
@@ -213,11 +213,11 @@ class DenseBlock(nn.Module):
         ))
         self.out_channels = in_channels + num_convs * num_channels
 
-    def forward(self, X: torch.Tensor) -> torch.Tensor:  # noqa: N803
+    def forward(self, X: torch.Tensor) -> torch.Tensor:
         """Input and every block's output, concatenated on channels."""
         for blk in self.net:
-            Y = blk(X)  # noqa: N806
-            X = torch.cat((X, Y), dim=1)  # noqa: N806
+            Y = blk(X)
+            X = torch.cat((X, Y), dim=1)
         return X
 
 
