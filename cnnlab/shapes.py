@@ -210,7 +210,7 @@ def _layer_geometry(name: str, m: nn.Module, n: tuple[int, int]) -> list[tuple] 
     raise CnnlabError(
         f"receptive_field: cannot tell how {name or 'the model'} ({kind}) changes the spatial "
         "geometry; it handles nn.Sequential chains of convolutions, pools, padding and pointwise "
-        "layers (pass the sequential part of your model)"
+        "layers, not branching blocks (pass a sequential part of your model)"
     )
 
 
@@ -227,8 +227,11 @@ def receptive_field(model: nn.Module, input_size: int | Sequence[int]) -> Recept
     state = {"n": n, "j": (1, 1), "r": (1, 1), "start": (0.0, 0.0), "flat": False}
 
     def walk(prefix: str, m: nn.Module) -> None:
-        if isinstance(m, nn.Sequential):
-            for child_name, child in m.named_children():
+        children = list(m.named_children())
+        # A Sequential runs its children in order; a module with exactly one child (the book's
+        # and the zoo's models keep everything in `self.net`) is taken to run just that child.
+        if isinstance(m, nn.Sequential) or (len(children) == 1 and not hasattr(m, "kernel_size")):
+            for child_name, child in children:
                 walk(f"{prefix}.{child_name}" if prefix else child_name, child)
             return
         kind = type(m).__name__

@@ -457,6 +457,19 @@ def test_receptive_field_understands_cnnlab_layers_and_rejects_branches():
             super().__init__()
             self.a, self.b = nn.Conv2d(1, 1, 3), nn.Conv2d(1, 1, 5)
 
+    class BookStyle(nn.Module):  # the book's models keep their layers in self.net
+        def __init__(self):
+            super().__init__()
+            self.net = nn.Sequential(nn.Conv2d(1, 1, 5, padding=2), nn.AvgPool2d(2), Branchy())
+
+        def forward(self, x):
+            return self.net(x)
+
+    with pytest.raises(CnnlabError, match=r"cannot tell how net.2 \(Branchy\)"):
+        ops.receptive_field(BookStyle(), 28)
+    book_ok = BookStyle()
+    book_ok.net = book_ok.net[:2]
+    assert [r.name for r in ops.receptive_field(book_ok, 28).layers] == ["", "net.0", "net.1"]
     with pytest.raises(CnnlabError, match=r"cannot tell how 0 \(Branchy\)"):
         ops.receptive_field(nn.Sequential(Branchy()), 16)
     with pytest.raises(CnnlabError, match="upsamples"):
