@@ -136,6 +136,12 @@ def test_grouped_and_depthwise_conv(groups: int) -> None:
     assert s.total_params == 16 * (8 // groups) * 9
     # the first layer's input needs no gradient: the backward computes dW only
     assert s.macs_backward == s.total_macs
+    # inside a network both dX and dW: twice the forward (torch 2.13's FlopCounterMode counts
+    # a grouped conv's dW as if groups were 1, i.e. (1 + g) times the forward)
+    net = nn.Sequential(nn.Conv2d(8, 8, 1), nn.Conv2d(8, 16, 3, padding=1, groups=groups))
+    s = one(net, (8, 10, 10), batch=3)
+    conv = next(r for r in s.rows if r.name == "1")
+    assert conv.flops_backward == 2 * 2 * conv.macs + out  # dX, dW, and the bias gradient
 
 
 def test_linear_norm_pool_activation_formulas() -> None:
