@@ -19,9 +19,11 @@ from cnnlab.shapes import (
     ReceptiveField,
     RFLayer,
     conv2d_output_shape,
+    conv_output_hw,
     conv_padding,
     pair,
     pool2d_output_shape,
+    pool_output_hw,
     receptive_field,
 )
 
@@ -217,7 +219,7 @@ def conv2d(
         raise ShapeError(f"conv2d: bias {tuple(bias.shape)} must be ({C_out},)")
     s, d = pair(stride, "stride"), pair(dilation, "dilation")
     pads = conv_padding(padding, (kh, kw), s, d, "conv2d")  # (top, bottom, left, right)
-    Ho, Wo = conv2d_output_shape((H, W), (kh, kw), s, pads, d)
+    Ho, Wo = conv_output_hw((H, W), (kh, kw), s, pads, d, "conv2d")
 
     Xp = pad2d(X, pads, padding_mode, fn="conv2d")  # (N, C, Hp, Wp)
     win = _windows(Xp, (kh, kw), s, d)  # (N, C, Ho, Wo, kh, kw), a view
@@ -315,7 +317,7 @@ def pool2d(
     if mode == "avg" and d != (1, 1):
         raise ConfigError("pool2d: average pooling has no dilation (as in torch); use dilation=1")
     H, W = X.shape[-2:]
-    Ho, Wo = pool2d_output_shape((H, W), k, s, p, d, ceil_mode)  # checks padding <= kernel/2
+    Ho, Wo = pool_output_hw((H, W), k, s, p, d, ceil_mode, "pool2d")  # checks padding <= k/2
     # ceil_mode may let the last window hang past the padded input: pad that overhang too.
     extra = [max(0, (o - 1) * s[a] + d[a] * (k[a] - 1) + 1 - (n + 2 * p[a]))
              for a, (o, n) in enumerate(((Ho, H), (Wo, W)))]

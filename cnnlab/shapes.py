@@ -73,19 +73,44 @@ def _result(sizes: list[int], scalar: bool) -> int | tuple[int, int]:
     return sizes[0] if scalar else (sizes[0], sizes[1])
 
 
+def conv_output_hw(
+    n: tuple[int, int], k: tuple[int, int], s: tuple[int, int], pads: Pads, d: tuple[int, int],
+    fn: str,
+) -> tuple[int, int]:
+    """(Ho, Wo) of a convolution with explicit (top, bottom, left, right) padding; fn names it."""
+    return (_out_size(n[0], k[0], s[0], d[0], pads[0], pads[1], False, fn),
+            _out_size(n[1], k[1], s[1], d[1], pads[2], pads[3], False, fn))
+
+
+def pool_output_hw(
+    n: tuple[int, int], k: tuple[int, int], s: tuple[int, int], p: tuple[int, int],
+    d: tuple[int, int], ceil_mode: bool, fn: str,
+) -> tuple[int, int]:
+    """(Ho, Wo) of a pooling layer, checking torch's padding rule; fn names the caller."""
+    if p[0] > k[0] // 2 or p[1] > k[1] // 2:
+        raise ShapeError(
+            f"{fn}: padding {p} must be at most half the kernel size {k} (torch's pooling rule); "
+            "use less padding or a larger kernel"
+        )
+    return (_out_size(n[0], k[0], s[0], d[0], p[0], p[0], ceil_mode, fn),
+            _out_size(n[1], k[1], s[1], d[1], p[1], p[1], ceil_mode, fn))
+
+
 def conv2d_output_shape(
     input_size: IntOrPair, kernel_size: IntOrPair, stride: IntOrPair = 1,
     padding: IntOrPair | str | Sequence[int] = 0, dilation: IntOrPair = 1,
 ) -> int | tuple[int, int]:
-    """Output height/width of a convolution: floor((n + 2p - d(k-1) - 1) / s) + 1 per axis."""
+    """Output height/width of a convolution: floor((n + 2p - d(k-1) - 1) / s) + 1 per axis.
+
+    padding: an int, an (H, W) pair, (top, bottom, left, right), "valid" or "same".
+    """
     n, k = pair(input_size, "input_size"), pair(kernel_size, "kernel_size")
     s, d = pair(stride, "stride"), pair(dilation, "dilation")
-    top, bottom, left, right = conv_padding(padding, k, s, d, "conv2d_output_shape")
-    sizes = [_out_size(n[0], k[0], s[0], d[0], top, bottom, False, "conv2d_output_shape"),
-             _out_size(n[1], k[1], s[1], d[1], left, right, False, "conv2d_output_shape")]
+    pads = conv_padding(padding, k, s, d, "conv2d_output_shape")
+    sizes = conv_output_hw(n, k, s, pads, d, "conv2d_output_shape")
     scalar = all(isinstance(a, int) for a in (input_size, kernel_size, stride, dilation)) and (
         isinstance(padding, int) or padding in ("same", "valid"))
-    return _result(sizes, scalar)
+    return _result(list(sizes), scalar)
 
 
 def pool2d_output_shape(
@@ -96,16 +121,10 @@ def pool2d_output_shape(
     n, k = pair(input_size, "input_size"), pair(kernel_size, "kernel_size")
     s = k if stride is None else pair(stride, "stride")
     p, d = pair(padding, "padding", minimum=0), pair(dilation, "dilation")
-    if p[0] > k[0] // 2 or p[1] > k[1] // 2:
-        raise ShapeError(
-            f"pooling padding {p} must be at most half the kernel size {k} (torch's rule), so "
-            "that no window sees only padding"
-        )
-    sizes = [_out_size(n[a], k[a], s[a], d[a], p[a], p[a], ceil_mode, "pool2d_output_shape")
-             for a in range(2)]
+    sizes = pool_output_hw(n, k, s, p, d, ceil_mode, "pool2d_output_shape")
     scalar = all(isinstance(a, int) for a in (input_size, kernel_size, padding, dilation)) and (
         stride is None or isinstance(stride, int))
-    return _result(sizes, scalar)
+    return _result(list(sizes), scalar)
 
 
 # --- receptive field ----------------------------------------------------------------------------

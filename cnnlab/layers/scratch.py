@@ -103,7 +103,7 @@ class ReLUMaxPool2d(nn.Module):
         if self.padding[0] > kh // 2 or self.padding[1] > kw // 2:
             raise ShapeError(
                 f"ReLUMaxPool2d: padding {self.padding} must be at most half the kernel size "
-                f"{self.kernel_size}, as in torch's max pooling"
+                f"{self.kernel_size} (torch's pooling rule)"
             )
         taps = torch.eye(kh * kw).reshape(kh * kw, 1, kh, kw)  # (kh*kw, 1, kh, kw), one-hot each
         self.register_buffer("taps", taps)
