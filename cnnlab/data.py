@@ -115,7 +115,7 @@ def _read_bytes(path: Path) -> bytes:
             rest = d.unused_data.lstrip(b"\0")
     except zlib.error as e:
         raise DataError(f"{path} is a corrupt gzip file ({e}); {_REDO}") from e
-    return b"".join(parts)
+    return parts[0] if len(parts) == 1 else b"".join(parts)  # no extra copy of one member
 
 
 @functools.lru_cache(maxsize=8)
@@ -135,9 +135,10 @@ def _read_idx_cached(path: str, size: int, mtime_ns: int) -> np.ndarray:
     if len(raw) != want:
         raise DataError(f"{p}: its IDX header promises shape {dims} ({want} bytes) but the data "
                         f"holds {len(raw)} bytes (truncated or corrupt); {_REDO}")
-    arr = np.frombuffer(raw, dtype=dtype, offset=start).reshape(dims)
-    arr = arr.astype(dtype.newbyteorder("="))  # a native-order, writable copy
-    arr.flags.writeable = False
+    arr = np.frombuffer(raw, dtype=dtype, offset=start).reshape(dims)  # read-only, no copy
+    if dtype.byteorder not in "=|":
+        arr = arr.astype(dtype.newbyteorder("="))
+        arr.flags.writeable = False
     return arr
 
 
