@@ -306,9 +306,9 @@ def find_dataset(name: str, root: str | Path | None = None,
     elif partial_cache:
         failure = f" {target} holds only part of the files (download=False)."
     where = ", ".join(str(p) for p in looked)
-    raise DataError(f"{info.name} not found (looked in {where}).{failure} Point cnnlab at a folder "
-                    f"holding the four IDX files with root=PATH (the CLI's --root PATH), or set "
-                    f"CNNLAB_DATA to a folder holding {info.name}/.")
+    raise DataError(f"{info.name} not found (looked in {where}).{failure} Point cnnlab at a "
+                    "folder holding the four IDX files with root=PATH (cnnlab train --data-root "
+                    f"PATH), or set CNNLAB_DATA to a folder holding {info.name}/.")
 
 
 def _read_split(files: dict[str, Path], split: str, info: DatasetInfo) -> Split:
