@@ -106,10 +106,16 @@ def download_files(folder: str | Path, md5s: dict[str, str], mirrors: Sequence[s
                    *, timeout: float = 30.0) -> Path:
     """Fetch the files of `md5s` missing from `folder`, then write its SHA256SUMS."""
     folder = Path(folder)
-    for name, md5 in md5s.items():
-        if not (folder / name).is_file():
-            fetch([m.rstrip("/") + "/" + name for m in mirrors], folder / name, md5,
-                  timeout=timeout)
+    created = not folder.exists()
+    try:
+        for name, md5 in md5s.items():
+            if not (folder / name).is_file():
+                fetch([m.rstrip("/") + "/" + name for m in mirrors], folder / name, md5,
+                      timeout=timeout)
+    except DataError:
+        if created and folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()  # leave no empty folder behind a failed first download
+        raise
     # Downloaded (md5-checked) files get a SHA256SUMS so later loads verify them like any folder.
     if not (folder / SUMS_FILE).exists():
         lines = "".join(f"{file_digest(folder / n)}  {n}\n" for n in md5s)

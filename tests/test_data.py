@@ -259,7 +259,7 @@ def test_nothing_found_and_mirrors_unreachable(tmp_path, monkeypatch):
                                         r"could not download train-images.*127\.0\.0\.1:9.*"
                                         r"no-mirror.*root=PATH"):
         load_dataset("mnist", root=tmp_path / "empty")
-    assert not any((tmp_path / "empty" / "mnist").iterdir())  # nothing half-written
+    assert not (tmp_path / "empty" / "mnist").exists()  # nothing half-written, no empty folder
 
 
 def test_unknown_dataset():
@@ -357,14 +357,18 @@ def test_download_checksum_mismatch_leaves_nothing(tmp_path, server, monkeypatch
     with pytest.raises(DataError, match=r"could not download train-images-idx3-ubyte\.gz \(.*/a/"
                                         r".*HTTP Error 404.*/b/.*checksum mismatch: md5 [0-9a-f]+"):
         load_dataset("fashion-mnist", root=tmp_path / "r")
-    assert os.listdir(tmp_path / "r" / "fashion-mnist") == []
+    assert not (tmp_path / "r" / "fashion-mnist").exists()
 
 
 def test_truncated_download_leaves_nothing(tmp_path, server, monkeypatch):
     _serve_dataset(tmp_path, server, monkeypatch, mode="truncate")
     with pytest.raises(DataError, match="Download failed"):
         load_dataset("fashion-mnist")
-    assert os.listdir(tmp_path / "xdg-cache" / "cnnlab" / "fashion-mnist") == []
+    assert not (tmp_path / "xdg-cache" / "cnnlab" / "fashion-mnist").exists()
+    (tmp_path / "xdg-cache" / "cnnlab" / "fashion-mnist").mkdir(parents=True)  # a folder of ours
+    with pytest.raises(DataError, match="Download failed"):
+        load_dataset("fashion-mnist")
+    assert os.listdir(tmp_path / "xdg-cache" / "cnnlab" / "fashion-mnist") == []  # kept, empty
 
 
 def test_interrupted_download_leaves_nothing(tmp_path, monkeypatch):
