@@ -336,23 +336,18 @@ class _Interrupted(Exception):
 
 
 def _finish_train(result: Any, out: Path, args: argparse.Namespace) -> int:
-    run_dir = Path(getattr(result, "run_dir", None) or out)
-    report = None
-    if not args.no_report and not getattr(args, "dry_run", False) and _is_rank0():
-        from cnnlab.report import write_report
-
-        report = write_report(run_dir)
+    """Print what the run reached and where it lives, then write its report (rank 0 only)."""
     if not _is_rank0():
         return 0
-    acc = getattr(result, "test_acc", None)
-    if acc is not None:
-        print(f"test accuracy: {acc:.4f}")
-    secs = getattr(result, "seconds", None)
-    if secs is not None:
-        print(f"time: {secs:.1f} s")
-    print(f"run folder: {run_dir}")
-    if report is not None:
-        print(f"report: {report}")
+    run_dir = Path(getattr(result, "run_dir", None) or out)
+    if result.test_acc is not None:
+        print(f"test accuracy: {result.test_acc:.4f}")
+    print(f"time: {result.seconds:.1f} s")
+    print(f"run folder: {run_dir}", flush=True)
+    if not args.no_report and not result.config.dry_run:  # a dry run has nothing to report
+        from cnnlab.report import write_report
+
+        print(f"report: {write_report(run_dir)}")
     return 0
 
 
