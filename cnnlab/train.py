@@ -559,7 +559,7 @@ class Trainer:
         row: dict[str, Any] = {"epoch": epoch + 1, "step": self.global_step,
                                "train_loss": loss_sum / n, "train_acc": correct / n}
         last = epoch + 1 == epochs
-        if last or (cfg.eval_every and (epoch + 1) % cfg.eval_every == 0):
+        if cfg.eval_every and (last or (epoch + 1) % cfg.eval_every == 0):
             limit = 1 if cfg.dry_run else cfg.limit_batches
             val = ddp.all_reduce_sum(_eval_sums(self.raw_model, self.val_loader, self.device,
                                                 self.amp, limit), self.dist)

@@ -61,7 +61,7 @@ class TrainConfig:
     threads: int = 0  # CPU threads for torch (0: torch's default)
 
     # --- run mechanics ---------------------------------------------------------------------
-    eval_every: int = 1  # validate every this many epochs (0: never; the last epoch always is)
+    eval_every: int = 1  # validate every this many epochs, and after the last (0: never)
     checkpoint_every: int = 0  # also write checkpoints/last.pt every this many steps (0: per epoch)
     patience: int = 0  # early stopping: epochs without improvement of `monitor` (0: off)
     monitor: str = "val_acc"  # metric that picks best.pt and drives early stopping
