@@ -329,6 +329,8 @@ def test_dry_run_stops_after_one_batch(data_root: Path, tmp_path: Path,
                       "--data-root", str(data_root), "--out", str(tmp_path / "dry")], capsys)
     result = json.loads((tmp_path / "dry" / "result.json").read_text())
     assert rc == 0 and result["dry_run"] is True and result["final"]["step"] == 1
+    assert "dry run OK: one training and one evaluation batch of lenet at 28x28" in out
+    assert "test accuracy" not in out
     assert not (tmp_path / "dry" / "report.html").exists()  # nothing worth reporting
 
 
