@@ -1,7 +1,8 @@
 """Chapter 7's operations from scratch on plain tensors: correlation, conv via im2col, pooling.
 
-Every op here is differentiable through ordinary autograd (no custom backward), so its gradients
-are the gradients of the construction the book describes; tests/test_ops.py checks values and
+Gradients come from autograd through the construction the book describes, with one exception
+made for speed: im2col's backward (col2im) is written by hand, as kh*kw in-place strided adds, and
+is itself differentiable, so second derivatives still work. tests/test_ops.py checks values and
 gradients against torch.nn.functional in float64. Shape rules and the receptive-field calculator
 live in cnnlab/shapes.py and are re-exported here, so `cnnlab.ops` is the one place to look.
 """
@@ -184,6 +185,47 @@ def _windows(Xp: Tensor, k: tuple[int, int], s: tuple[int, int], d: tuple[int, i
 # --- 7.3 and 7.4: convolution as im2col + one matrix multiply -----------------------------------
 
 
+class _Im2Col(torch.autograd.Function):
+    """(N, C, Hp, Wp) -> (C, kh, kw, N, Ho, Wo): each tap's view of every window, copied once."""
+
+    @staticmethod
+    def forward(ctx, Xp: Tensor, k: tuple, s: tuple, d: tuple, out: tuple) -> Tensor:
+        ctx.geometry = (tuple(Xp.shape), k, s, d, out)
+        return _windows(Xp, k, s, d).permute(1, 4, 5, 0, 2, 3).contiguous()
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        shape, k, s, d, out = ctx.geometry
+        return _Col2Im.apply(grad, shape, k, s, d, out), None, None, None, None
+
+
+class _Col2Im(torch.autograd.Function):
+    """The adjoint of _Im2Col: add each tap's values back onto the pixels they were read from.
+
+    Autograd would get there through two nested unfold backwards, each allocating and zeroing
+    a full-size buffer; kh*kw strided adds into one buffer do the same work with less traffic.
+    """
+
+    @staticmethod
+    def forward(ctx, cols: Tensor, shape: tuple, k: tuple, s: tuple, d: tuple, out: tuple):
+        ctx.geometry = (k, s, d, out)
+        N, C, Hp, Wp = shape
+        (kh, kw), (Ho, Wo) = k, out
+        acc = cols.new_zeros(C, N, Hp, Wp)  # (C, N) first, matching cols, so the adds stream
+        for i in range(kh):
+            for j in range(kw):
+                r, c = i * d[0], j * d[1]  # where tap (i, j) of the first window sits
+                rows = slice(r, r + s[0] * (Ho - 1) + 1, s[0])  # ... and of every later one
+                columns = slice(c, c + s[1] * (Wo - 1) + 1, s[1])
+                acc[:, :, rows, columns] += cols[:, i, j]  # (C, N, Ho, Wo)
+        return acc.permute(1, 0, 2, 3)  # (N, C, Hp, Wp)
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        k, s, d, out = ctx.geometry
+        return _Im2Col.apply(grad, k, s, d, out), None, None, None, None, None
+
+
 def conv2d(
     X: Tensor,
     weight: Tensor,
@@ -222,10 +264,10 @@ def conv2d(
     Ho, Wo = conv_output_hw((H, W), (kh, kw), s, pads, d, "conv2d")
 
     Xp = pad2d(X, pads, padding_mode, fn="conv2d")  # (N, C, Hp, Wp)
-    win = _windows(Xp, (kh, kw), s, d)  # (N, C, Ho, Wo, kh, kw), a view
     # im2col, laid out so that the whole batch is ONE matrix multiply per group:
-    # rows = (channel, tap), columns = (image, output pixel). This is the only copy of the input.
-    cols = win.permute(1, 4, 5, 0, 2, 3).reshape(groups, C_g * kh * kw, N * Ho * Wo)
+    # rows = (channel, tap), columns = (image, output pixel).
+    cols = _Im2Col.apply(Xp, (kh, kw), s, d, (Ho, Wo))  # (C, kh, kw, N, Ho, Wo)
+    cols = cols.reshape(groups, C_g * kh * kw, N * Ho * Wo)  # a view: C is the leading dim
     Wm = weight.reshape(groups, C_out // groups, C_g * kh * kw)  # (G, C_out/G, C_g*kh*kw)
     Y = torch.matmul(Wm, cols)  # (G, C_out/G, N*Ho*Wo)
     Y = Y.reshape(C_out, N, Ho, Wo)

@@ -208,9 +208,13 @@ def test_conv2d_unbatched_input_and_gradcheck():
         args = [t.clone().requires_grad_() for t in (rand(1, 2, 5, 4), rand(2, 1, 2, 3), rand(2))]
         fn = lambda x, w, bb, mode=mode: ops.conv2d(x, w, bb, (2, 1), (1, 2), (2, 1), 2, mode)
         assert torch.autograd.gradcheck(fn, args)
-    # Built from differentiable pieces only, so second derivatives work too.
+    # The hand-written col2im is itself differentiable, so second derivatives work too.
     args = [t.clone().requires_grad_() for t in (rand(1, 2, 4, 4), rand(2, 2, 2, 2))]
     assert torch.autograd.gradgradcheck(lambda x, w: ops.conv2d(x, w, padding=1), args)
+    args = [t.clone().requires_grad_() for t in (rand(1, 2, 6, 5), rand(2, 1, 2, 3))]
+    assert torch.autograd.gradgradcheck(
+        lambda x, w: ops.conv2d(x, w, stride=(2, 1), padding=(1, 2), dilation=(2, 1), groups=2),
+        args)
 
 
 def test_conv2d_shape_errors():
