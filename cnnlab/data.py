@@ -253,7 +253,7 @@ def _dataset_files(folder: Path) -> dict[str, Path] | None:
 
 
 def _resumable(folder: Path, info: DatasetInfo) -> bool:
-    """True when `folder` holds some, not all, of the official files and nothing else of ours."""
+    """True when `folder` holds some, not all, of the four files, each the official one (md5)."""
     listing = _listing(folder) or set()
     present = [n for n in info.md5 if n in listing]
     if not present or len(present) == len(info.md5) or any(n[:-3] in listing for n in info.md5):
