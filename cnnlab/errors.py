@@ -1,4 +1,4 @@
-"""The one exception family for errors a user can cause (bad path, corrupt file, unknown name...)."""
+"""The one exception family for errors a user can cause (bad path, corrupt file, bad name)."""
 
 from __future__ import annotations
 

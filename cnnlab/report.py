@@ -143,11 +143,7 @@ def _normalize(run: Run) -> tuple[float, float] | None:
         return None
     from cnnlab.data import dataset_stats
 
-    try:  # the same statistics the training run used (cnnlab.train)
-        return tuple(dataset_stats(run.dataset.name))
-    except CnnlabError:
-        x = run.dataset.train.images.float() / 255
-        return (x.mean().item(), x.std().item())
+    return tuple(dataset_stats(run.dataset))  # the statistics the training run used
 
 
 def _loader(run: Run, split: Any, batch_size: int | None = None) -> Any:

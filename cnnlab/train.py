@@ -324,11 +324,7 @@ class Trainer:
         self.val_is_test = not cfg.val_size
         normalize = None
         if cfg.normalize:
-            try:
-                normalize = tuple(cdata.dataset_stats(ds.name))
-            except CnnlabError:  # a dataset without recorded stats: measure its train split
-                x = ds.train.images.float() / 255
-                normalize = (x.mean().item(), x.std().item())
+            normalize = tuple(cdata.dataset_stats(ds))  # of the copy in use
         augment = None
         if cfg.augment_crop or cfg.augment_flip:
             augment = cdata.Augment(crop_padding=cfg.augment_crop, hflip=cfg.augment_flip)

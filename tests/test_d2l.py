@@ -456,3 +456,22 @@ def test_book_tensor_aliases_and_plt():
     assert hasattr(d2l.plt, "figure")
     with pytest.raises(AttributeError):
         d2l.no_such_thing  # noqa: B018
+
+
+# --- the book's numbers on the real data (slow: full epochs) -------------------------------------
+
+
+@pytest.mark.slow
+def test_book_lenet_and_bn_lenet_on_real_fashion_mnist(data_root: Path,
+                                                       monkeypatch: pytest.MonkeyPatch):
+    """The book's 7.6 and 8.5 training cells, unchanged, on all of Fashion-MNIST (10 epochs)."""
+    monkeypatch.setenv("CNNLAB_DATA", str(data_root))
+    ns, _ = run_cell("ch07_6_lenet")
+    ns, _ = run_cell("ch07_6_lenet_fit", ns)
+    lenet_acc = ns["model"].board.data["val_acc"][-1].y
+    assert len(ns["data"].train) == 60000 and len(ns["data"].val) == 10000
+    ns, _ = run_cell("ch08_5_batch_norm")
+    ns, _ = run_cell("ch08_5_batch_norm_fit", ns)
+    bn_acc = ns["model"].board.data["val_acc"][-1].y
+    # The book reports about 0.8 for LeNet and about 0.85-0.9 for BN-LeNet after 10 epochs.
+    assert lenet_acc > 0.7 and bn_acc > 0.8, (lenet_acc, bn_acc)

@@ -12,6 +12,7 @@ Importing this package imports every family module, which registers its construc
 from cnnlab.models import (  # noqa: F401
     alexnet,
     densenet,
+    fast,
     googlenet,
     lenet,
     nin,

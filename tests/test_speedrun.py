@@ -1,0 +1,123 @@
+"""The speed-run pieces: FastNet, its flip TTA, a short real training, and the bench helpers.
+
+Accuracy and time targets are benchmarks (bench/bench_speed.py), not tests; here a few hundred
+steps' worth of checks that run in seconds.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import pytest
+import torch
+
+from cnnlab.errors import ShapeError
+from cnnlab.models import create_model, default_input_size, list_models
+from cnnlab.models.fast import FastNet
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def _bench(name: str):
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_fastnet_is_registered_at_28x28() -> None:
+    assert "fastnet" in list_models("fast*")
+    assert default_input_size("fastnet") == (1, 28, 28)
+    net = create_model("fastnet", num_classes=7, in_channels=3)
+    assert net(torch.randn(4, 3, 28, 28)).shape == (4, 7)
+
+
+def test_fastnet_shapes_and_parameter_count() -> None:
+    net = FastNet(widths=(8, 16, 32), depth=(1, 2, 1))
+    convs = [m for m in net.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [8, 16, 16, 32]
+    assert all(c.bias is None for c in convs)  # batch norm follows every conv
+    assert net.net[-1].in_features == 32 * 3 * 3  # 28 -> 14 -> 7 -> 3, flattened
+    default = FastNet()
+    assert default.num_params() == 29178  # 16-32-64: the `fast` recipe's network
+
+
+def test_flatten_head_rejects_other_sizes_pool_head_takes_them() -> None:
+    with pytest.raises(ShapeError, match="28x28"):
+        FastNet()(torch.randn(2, 1, 32, 32))
+    pooled = FastNet(head="pool").eval()
+    assert pooled(torch.randn(2, 1, 40, 36)).shape == (2, 10)
+    with pytest.raises(ShapeError, match="at least"):
+        pooled(torch.randn(2, 1, 4, 4))
+
+
+def test_eval_mode_averages_over_the_mirror_image() -> None:
+    torch.manual_seed(0)
+    net = FastNet().eval()
+    x = torch.randn(5, 1, 28, 28)
+    with torch.no_grad():
+        plain, mirror = net.net(x), net.net(x.flip(3))
+        out = net(x)
+        torch.testing.assert_close(out, (plain + mirror) / 2)
+        # flip-invariant by construction: the mirror image gets the same scores
+        torch.testing.assert_close(net(x.flip(3)), out, rtol=1e-5, atol=1e-5)
+        assert not torch.allclose(plain, mirror)  # the network itself is not symmetric
+    net.tta = False
+    with torch.no_grad():
+        torch.testing.assert_close(net(x), plain)
+    net.train()
+    net.tta = True
+    assert not torch.allclose(net(x), out)  # training mode: one plain pass (batch statistics)
+
+
+def test_bad_arguments_are_rejected() -> None:
+    with pytest.raises(ValueError, match="one entry"):
+        FastNet(widths=(8, 16), depth=(1,))
+    with pytest.raises(ValueError, match="head"):
+        FastNet(head="avg")
+    with pytest.raises(ValueError, match="act"):
+        FastNet(act="tanh")
+
+
+def test_a_short_training_learns(data_root: Path) -> None:
+    """Two epochs on 2,048 images through the engine lift validation accuracy far above chance."""
+    from cnnlab.train import TrainConfig, train
+
+    cfg = TrainConfig(dataset="fashion-mnist", data_root=str(data_root), train_samples=2048,
+                      val_size=1000, epochs=2, batch_size=128, lr=0.2, momentum=0.9,
+                      nesterov=True, weight_decay=5e-4, schedule="onecycle", normalize=True,
+                      augment_flip=True, label_smoothing=0.1, amp="bf16", channels_last=True,
+                      progress="none", plot=False, tensorboard=False)
+    torch.manual_seed(0)
+    result = train(FastNet(widths=(8, 16, 32)), None, cfg)
+    assert result.final["val_acc"] > 0.6  # chance is 0.1; about 0.7 after 32 steps
+    assert result.history[1]["train_loss"] < result.history[0]["train_loss"]
+
+
+def test_fast_recipes_are_defined_and_valid() -> None:
+    from cnnlab.recipes import RECIPES
+
+    for name in ("fast", "best_cpu"):
+        if name not in RECIPES:
+            pytest.skip(f"recipe {name!r} not in cnnlab.recipes yet")
+        recipe = RECIPES[name]
+        cfg = recipe.config().validate()
+        assert cfg.dataset == "fashion-mnist" and cfg.val_size == 0  # tuned on a val split before
+        net = recipe.build_model(cfg)
+        assert net(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+
+
+def test_lenet_epoch_flops_match_the_books_144_gflop() -> None:
+    flops = _bench("bench_lenet_limit").lenet_epoch_flops()
+    assert flops == pytest.approx(144.17e9, rel=1e-3)
+
+
+def test_bench_speed_summary_checks_targets() -> None:
+    bench = _bench("bench_speed")
+    runs = [{"test_acc": a, "seconds": s, "cpu_seconds": s} for a, s in
+            ((0.925, 40.0), (0.921, 45.0), (0.930, 70.0))]
+    row, ok = bench.summarize("fast", runs)
+    assert ok and "92.10% / 92.50% / 93.00%" in row and "40.0 / 45.0 / 70.0" in row
+    row, ok = bench.summarize("fast", [{**r, "test_acc": 0.919} for r in runs])
+    assert not ok and "MISSED" in row
