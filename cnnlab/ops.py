@@ -226,6 +226,19 @@ class _Col2Im(torch.autograd.Function):
         return _Im2Col.apply(grad, k, s, d, out), None, None, None, None, None
 
 
+def _batched(X: Tensor, weight: Tensor, fn: str, weight_layout: str) -> tuple[Tensor, bool]:
+    """X as (N, C, H, W) and whether it came unbatched; ShapeError unless X and weight fit."""
+    unbatched = X.dim() == 3
+    if unbatched:
+        X = X.unsqueeze(0)
+    if X.dim() != 4 or weight.dim() != 4:
+        raise ShapeError(
+            f"{fn}: input {tuple(X.shape)} must be (N, C, H, W) or (C, H, W) and weight "
+            f"{tuple(weight.shape)} {weight_layout}"
+        )
+    return X, unbatched
+
+
 def conv2d(
     X: Tensor,
     weight: Tensor,
@@ -237,14 +250,7 @@ def conv2d(
     padding_mode: str = "zeros",
 ) -> Tensor:
     """2-D convolution as torch defines it, via unfold + matmul; X (N, C, H, W) or (C, H, W)."""
-    unbatched = X.dim() == 3
-    if unbatched:
-        X = X.unsqueeze(0)
-    if X.dim() != 4 or weight.dim() != 4:
-        raise ShapeError(
-            f"conv2d: input {tuple(X.shape)} must be (N, C, H, W) or (C, H, W) and weight "
-            f"{tuple(weight.shape)} (C_out, C_in/groups, kh, kw)"
-        )
+    X, unbatched = _batched(X, weight, "conv2d", "(C_out, C_in/groups, kh, kw)")
     N, C, H, W = X.shape
     C_out, C_g, kh, kw = weight.shape
     if groups < 1 or C % groups or C_out % groups:
@@ -289,14 +295,7 @@ def conv_transpose2d(
     dilation: IntOrPair = 1,
 ) -> Tensor:
     """Transposed convolution (torch semantics, weight (C_in, C_out/groups, kh, kw)) via conv2d."""
-    unbatched = X.dim() == 3
-    if unbatched:
-        X = X.unsqueeze(0)
-    if X.dim() != 4 or weight.dim() != 4:
-        raise ShapeError(
-            f"conv_transpose2d: input {tuple(X.shape)} must be (N, C, H, W) or (C, H, W) and "
-            f"weight {tuple(weight.shape)} (C_in, C_out/groups, kh, kw)"
-        )
+    X, unbatched = _batched(X, weight, "conv_transpose2d", "(C_in, C_out/groups, kh, kw)")
     N, C, H, W = X.shape
     C_in, C_og, kh, kw = weight.shape
     if C != C_in or groups < 1 or C_in % groups:
