@@ -365,7 +365,13 @@ class Trainer:
 
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.model = DistributedDataParallel(self.raw_model, device_ids=ids)
-        if cfg.compile:
+        self.notes: list[str] = []
+        if cfg.compile and self.device.type == "cpu" and not _cxx_compiler():
+            # Inductor builds C++ kernels on the CPU; without a compiler it fails at the first
+            # step. Train eagerly instead and say so: a recipe's speed knob must not break it.
+            self.notes.append("torch.compile needs a C++ compiler (g++, clang++ or $CXX) on the "
+                              "CPU and none was found: training without compile")
+        elif cfg.compile:
             self.model = torch.compile(self.model)
 
     # -- state --------------------------------------------------------------------------------
@@ -460,6 +466,8 @@ class Trainer:
                                                     if self.dist.enabled else "")
                          + (f", from epoch {start_epoch + 1} step {start_step}"
                             if state is not None else ""))
+        for note in self.notes:
+            progress.message(note)
         stopped_early = False
         try:
             for epoch in range(start_epoch, epochs):
@@ -651,6 +659,16 @@ class Trainer:
                                       "nothing was saved", None)
         raise TrainingInterrupted(f"training interrupted at {where}; checkpoint saved; resume "
                                   f"with: cnnlab train --resume {self.out_dir}", self.out_dir)
+
+
+def _cxx_compiler() -> str | None:
+    """Path of the C++ compiler torch.compile would use on the CPU, or None."""
+    import shutil
+
+    for name in (os.environ.get("CXX"), "g++", "c++", "clang++"):
+        if name and shutil.which(name):
+            return shutil.which(name)
+    return None
 
 
 def _shard(split: Any, rank: int, world_size: int) -> Any:

@@ -370,3 +370,14 @@ def test_make_split_is_learnable_and_deterministic():
     a, b = make_split(50, 3), make_split(50, 3)
     assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
     assert torch.bincount(a.labels).tolist() == [5] * 10
+
+
+def test_compile_without_a_cxx_compiler_trains_eagerly_and_says_so(data, monkeypatch):
+    monkeypatch.setenv("PATH", "/nonexistent")
+    monkeypatch.delenv("CXX", raising=False)
+    compiled = []
+    monkeypatch.setattr(torch, "compile", lambda m, **kw: compiled.append(m) or m)
+    buf = io.StringIO()
+    result = train(TinyNet(), data, cfg(epochs=1, compile=True, progress="plain"), stream=buf)
+    assert not compiled and "no" in buf.getvalue() and "C++ compiler" in buf.getvalue()
+    assert result.final["val_acc"] > 0
