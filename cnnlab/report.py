@@ -319,7 +319,8 @@ CSS = """
 * { box-sizing: border-box; }
 body { margin:0; font:15px/1.5 -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif;
        color:var(--ink); background:var(--bg); }
-header { background:linear-gradient(120deg,#1f3b73,#2f6fde); color:#fff; padding:28px 40px 24px; }
+header { background:linear-gradient(120deg,#1f3b73,#2f6fde); color:#fff;
+         padding:28px max(32px, calc((100% - 1180px) / 2 + 32px)) 24px; }  /* aligned with main */
 header h1 { margin:0 0 4px; font-size:26px; font-weight:600; }
 header p { margin:0; opacity:.85; }
 main { max-width:1180px; margin:0 auto; padding:24px 32px 48px; }
@@ -349,7 +350,8 @@ td.num { text-align:right; font-variant-numeric:tabular-nums; }
 pre { font-size:12px; overflow-x:auto; background:#f7f8fb; padding:10px; border-radius:6px; }
 details summary { cursor:pointer; color:var(--accent); }
 footer { color:var(--muted); font-size:12.5px; text-align:center; margin-top:8px; }
-@media (max-width: 860px) { .grid2 { grid-template-columns: 1fr; } main { padding:16px; } }
+@media (max-width: 860px) { .grid2 { grid-template-columns: 1fr; } main { padding:16px; }
+                             header { padding:20px 16px 56px; } }
 """
 
 
@@ -409,9 +411,13 @@ def _render(run: Run, result: dict[str, Any], history: list[dict[str, Any]], ev:
     stats = "".join(f'<div class="stat {c}"><b>{html.escape(v)}</b><span>{html.escape(t)}</span>'
                     "</div>" for c, v, t in cards)
 
+    optim = f"{html.escape(str(cfg.get('optimizer', '')))} lr {_esc(cfg.get('lr'))}"
+    if cfg.get("momentum"):  # the book's runs use plain SGD; say so when this one did not
+        optim += f" momentum {_esc(cfg.get('momentum'))}"
+    if cfg.get("schedule") not in (None, "constant"):
+        optim += f" ({_esc(cfg.get('schedule'))})"
     parts = [f"<header><h1>{html.escape(title)}</h1><p>run <code>{html.escape(name)}</code>"
-             f" &middot; {html.escape(str(cfg.get('epochs', '?')))} epochs, "
-             f"{html.escape(str(cfg.get('optimizer', '')))} lr {_esc(cfg.get('lr'))}, "
+             f" &middot; {html.escape(str(cfg.get('epochs', '?')))} epochs, {optim}, "
              f"batch {_esc(cfg.get('batch_size'))}, input {run.input_size[0]}&times;"
              f"{run.input_size[1]}</p></header><main>", f'<div class="stats">{stats}</div>']
 
@@ -520,4 +526,4 @@ def _history_table(history: list[dict[str, Any]]) -> str:
                         "seconds") if any(k in h for h in history)]
     rows = [tuple(f'<span class="num">{_esc(h.get(k))}</span>' for k in keys) for h in history]
     return (f"<details><summary>per-epoch numbers ({len(history)} epochs)</summary>"
-            + _table(rows, tuple(keys)) + "</details>")
+            f'<div class="scroll">{_table(rows, tuple(keys))}</div></details>')
