@@ -215,8 +215,10 @@ def _cheap(argv: list[str]) -> list[str]:
 
 def _make_quickstart() -> list[str]:
     """What `make quickstart` runs, as a cnnlab argv (from `make -n`, which runs nothing)."""
-    out = subprocess.run(["make", "-n", "quickstart"], cwd=REPO, capture_output=True, text=True,
-                         check=True).stdout.strip().splitlines()
+    # CI runs this file under `make test`: a nested make would add "Entering directory" lines.
+    env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL")}
+    out = subprocess.run(["make", "--no-print-directory", "-n", "quickstart"], cwd=REPO, env=env,
+                         capture_output=True, text=True, check=True).stdout.strip().splitlines()
     assert out[-1] == ".venv/bin/cnnlab train lenet", out  # the book's LeNet, all defaults
     return shlex.split(out[-1])[1:]
 
