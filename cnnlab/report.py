@@ -417,7 +417,7 @@ def _render(run: Run, result: dict[str, Any], history: list[dict[str, Any]], ev:
     if cfg.get("schedule") not in (None, "constant"):
         optim += f" ({_esc(cfg.get('schedule'))})"
     parts = [f"<header><h1>{html.escape(title)}</h1><p>run <code>{html.escape(name)}</code>"
-             f" &middot; {html.escape(str(cfg.get('epochs', '?')))} epochs, {optim}, "
+             f" &middot; {_scope(cfg)}, {optim}, "
              f"batch {_esc(cfg.get('batch_size'))}, input {run.input_size[0]}&times;"
              f"{run.input_size[1]}</p></header><main>", f'<div class="stats">{stats}</div>']
 
@@ -477,6 +477,19 @@ def _render(run: Run, result: dict[str, Any], history: list[dict[str, Any]], ev:
             "</head><body>" + "".join(parts) + "</body></html>\n")
 
 
+def _scope(cfg: dict[str, Any]) -> str:
+    """How much training the run was: '10 epochs', or what made it less than the full data."""
+    if cfg.get("dry_run"):  # its metrics come from one batch: say so before any number
+        return "dry run (one training batch)"
+    epochs = cfg.get("epochs", "?")
+    text = f"{_esc(epochs)} epoch{'' if epochs == 1 else 's'}"
+    if cfg.get("limit_batches"):
+        text += f" of {_esc(cfg['limit_batches'])} batches"
+    if cfg.get("train_samples"):
+        text += f" on {_esc(cfg['train_samples'])} training images"
+    return text
+
+
 def _config_html(cfg: dict[str, Any]) -> str:
     """The settings that differ from TrainConfig's defaults up front; all of them folded."""
     from cnnlab.train_config import TrainConfig
@@ -525,5 +538,6 @@ def _history_table(history: list[dict[str, Any]]) -> str:
     keys = [k for k in ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr",
                         "seconds") if any(k in h for h in history)]
     rows = [tuple(f'<span class="num">{_esc(h.get(k))}</span>' for k in keys) for h in history]
-    return (f"<details><summary>per-epoch numbers ({len(history)} epochs)</summary>"
+    n = len(history)
+    return (f"<details><summary>per-epoch numbers ({n} epoch{'' if n == 1 else 's'})</summary>"
             f'<div class="scroll">{_table(rows, tuple(keys))}</div></details>')
