@@ -95,6 +95,13 @@ def _recipe(name: str, model: str, reproduces: str, *, dataset: str = "fashion-m
 # Fashion-MNIST resized to what each network was designed for, validated on the test split.
 BOOK = dict(epochs=10, optimizer="sgd", batch_size=128)
 
+# Our speed recipes (issue 7): short one-cycle SGD runs with label smoothing, flip augmentation
+# (and flip test-time augmentation inside FastNet), evaluated once at the end, no plots.
+FAST = dict(optimizer="sgd", batch_size=128, lr=0.1, momentum=0.9, nesterov=True,
+            weight_decay=5e-4, schedule="onecycle", label_smoothing=0.1, normalize=True,
+            augment_flip=True, channels_last=True, amp="bf16", threads=1, eval_every=0,
+            plot=False, tensorboard=False, resize=(28, 28))
+
 _RECIPES: tuple[Recipe, ...] = (
     _recipe("lenet", "lenet", "D2L 7.6 LeNet (sigmoid, average pooling)", **BOOK, lr=0.1,
             resize=(28, 28)),
@@ -122,6 +129,20 @@ _RECIPES: tuple[Recipe, ...] = (
             **BOOK, lr=0.01, resize=(56, 56)),
     # --- our fast recipes: `fast` and `best_cpu` are added here by the speed work (see
     # bench/), each with the accuracy and time measured on the machine it names. ---
+    # Tuned on a 10k validation split carved from the training set, then run once on the test
+    # split (val_size 0). One thread: on a shared 2-core machine two OpenMP threads run 3x slower
+    # as soon as another process holds a core; bf16 autocast pays only on CPUs with native bf16
+    # (avx512_bf16/AMX) together with channels_last.
+    _recipe("fast", "fastnet_mid",
+            "cnnlab speed record: >= 92% Fashion-MNIST test accuracy within 60 s on a 2-core CPU",
+            **FAST, epochs=3,
+            measured=Measured(0.9254, "2-core AMD EPYC CPU (shared, load 1.5)", 43.1,
+                              date="2026-12-01")),
+    _recipe("best_cpu", "fastnet_wide",
+            "cnnlab speed record: >= 94% Fashion-MNIST test accuracy within 10 min on a 2-core CPU",
+            **FAST, epochs=8,
+            measured=Measured(0.9466, "2-core AMD EPYC CPU (shared, load 2.3-2.8)", 385.1,
+                              date="2026-12-01")),
 )
 
 RECIPES: Mapping[str, Recipe] = MappingProxyType({r.name: r for r in _RECIPES})

@@ -43,6 +43,17 @@ def test_fastnet_shapes_and_parameter_count() -> None:
     assert default.num_params() == 29178  # 16-32-64: the `fast` recipe's network
 
 
+def test_recipe_variants_are_registered_with_their_shapes() -> None:
+    mid, wide = create_model("fastnet_mid"), create_model("fastnet_wide")
+    assert [c.out_channels for c in mid.modules() if isinstance(c, torch.nn.Conv2d)] == [
+        16, 32, 32, 64]
+    assert [c.out_channels for c in wide.modules() if isinstance(c, torch.nn.Conv2d)] == [
+        32, 64, 64, 128, 128]
+    assert (mid.num_params(), wide.num_params()) == (38458, 289130)
+    assert default_input_size("fastnet_wide") == (1, 28, 28)
+    assert wide.eval()(torch.randn(3, 1, 28, 28)).shape == (3, 10)
+
+
 def test_flatten_head_rejects_other_sizes_pool_head_takes_them() -> None:
     with pytest.raises(ShapeError, match="28x28"):
         FastNet()(torch.randn(2, 1, 32, 32))
@@ -106,6 +117,10 @@ def test_fast_recipes_are_defined_and_valid() -> None:
         assert cfg.dataset == "fashion-mnist" and cfg.val_size == 0  # tuned on a val split before
         net = recipe.build_model(cfg)
         assert net(torch.randn(2, 1, 28, 28)).shape == (2, 10)
+        # flip TTA needs flip augmentation: FMNIST's shoes all face one way, and a net that never
+        # saw a mirrored shoe loses accuracy when TTA averages in its mirror image
+        assert net.tta and cfg.augment_flip
+        assert cfg.eval_every == 0  # evaluated once, on the test split, at the end
 
 
 def test_lenet_epoch_flops_match_the_books_144_gflop() -> None:

@@ -6,8 +6,10 @@ CPU cores can afford: a few 3x3 conv -> batch norm -> ReLU layers, a 2x2 max-poo
 and its mirror image (flip test-time augmentation), which costs one extra forward pass at
 evaluation only; `tta=False` turns that off.
 
-Measured on a 2-core CPU (see bench/bench_speed.py and BENCHMARKS.md): `fastnet` reaches 92% on
-Fashion-MNIST within a minute, `fastnet_wide` 94% within ten.
+Variants: `fastnet` (16-32-64, one conv a stage), `fastnet_mid` (a second conv in the middle
+stage: the `fast` recipe, 92% on Fashion-MNIST within a minute on a 2-core CPU) and
+`fastnet_wide` (32-64-128 with two convs in the last two stages: the `best_cpu` recipe, 94% within
+ten minutes). Figures: bench/bench_speed.py and BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -88,5 +90,17 @@ class FastNet(ZooModel):
 
 @register_model(input_size=28)
 def fastnet(**kwargs: object) -> FastNet:
-    """Three conv-BN-ReLU stages of 16-32-64 channels + linear (~29k params): the `fast` recipe."""
+    """Three conv-BN-ReLU stages of 16-32-64 channels + linear (~29k params)."""
     return FastNet(**kwargs)
+
+
+@register_model(input_size=28)
+def fastnet_mid(**kwargs: object) -> FastNet:
+    """16-32-64 with two convs in the middle stage (~38k params): the `fast` recipe's network."""
+    return FastNet(widths=(16, 32, 64), depth=(1, 2, 1), **kwargs)
+
+
+@register_model(input_size=28)
+def fastnet_wide(**kwargs: object) -> FastNet:
+    """32-64-128 with two convs in the last two stages (~289k params): the `best_cpu` network."""
+    return FastNet(widths=(32, 64, 128), depth=(1, 2, 2), **kwargs)
