@@ -99,7 +99,7 @@ BOOK = dict(epochs=10, optimizer="sgd", batch_size=128)
 # (and flip test-time augmentation inside FastNet), evaluated once at the end, no plots.
 FAST = dict(optimizer="sgd", batch_size=128, lr=0.1, momentum=0.9, nesterov=True,
             weight_decay=5e-4, schedule="onecycle", label_smoothing=0.1, normalize=True,
-            augment_flip=True, channels_last=True, amp="bf16", threads=1, eval_every=0,
+            augment_flip=True, threads=1, eval_every=0,
             plot=False, tensorboard=False, resize=(28, 28))
 
 _RECIPES: tuple[Recipe, ...] = (

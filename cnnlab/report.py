@@ -22,6 +22,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from cnnlab.errors import CnnlabError, ConfigError, DataError
+from cnnlab.train import amp_dtype, autocast
 
 
 @dataclass
@@ -153,6 +154,11 @@ def _loader(run: Run, split: Any, batch_size: int | None = None) -> Any:
     return Loader(split, bs, resize=run.input_size, normalize=_normalize(run), device=run.device)
 
 
+def _run_amp(run: Run) -> torch.dtype | None:
+    """The run's own precision, so `cnnlab eval` repeats the accuracy training printed."""
+    return amp_dtype(str(run.config.get("amp", "off")), run.device)
+
+
 @torch.no_grad()
 def evaluate_run(run: Run | str | Path, checkpoint: str = "last",
                  limit: int | None = None) -> Evaluation:
@@ -162,10 +168,12 @@ def evaluate_run(run: Run | str | Path, checkpoint: str = "last",
     split = run.dataset.test
     if limit is not None and limit < len(split):
         split = split.subset(torch.arange(limit))
+    dtype = _run_amp(run)
     labels, preds, conf = [], [], []
     loss_sum = 0.0
     for x, y in _loader(run, split):
-        logits = run.model(x).float()
+        with autocast(run.device, dtype):
+            logits = run.model(x).float()
         loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
         p = logits.softmax(dim=1)
         c, k = p.max(dim=1)
@@ -223,7 +231,11 @@ def predict_files(run: Run, paths: list[Path], invert: str = "auto") -> torch.Te
     from cnnlab.data import Split
 
     split = Split(images, torch.zeros(len(images), dtype=torch.int64))
-    probs = [run.model(x).float().softmax(dim=1).cpu() for x, _ in _loader(run, split, 256)]
+    dtype = _run_amp(run)
+    probs = []
+    for x, _ in _loader(run, split, 256):
+        with autocast(run.device, dtype):
+            probs.append(run.model(x).float().softmax(dim=1).cpu())
     return torch.cat(probs)
 
 

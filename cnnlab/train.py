@@ -11,6 +11,7 @@ on the device, so the only per-step host syncs are the progress refreshes every 
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import signal
 import sys
@@ -102,17 +103,32 @@ def pick_device(name: str = "auto") -> torch.device:
 
 
 def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype: 'auto' is bf16 on CUDA (fp16 where bf16 is missing), off elsewhere."""
+    """The autocast dtype. 'auto': bf16 on CUDA (fp16 where bf16 is missing) and on CPUs with
+    native bf16 instructions (AVX512-BF16, AMX); off elsewhere, where emulated bf16 is slower."""
     if amp == "off":
         return None
     if amp == "auto":
-        if device.type != "cuda":
-            return None  # CPUs without native bf16 run autocast slower than float32
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if device.type == "cuda":
+            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+        if device.type == "cpu" and cpu_has_native_bf16():
+            return torch.bfloat16
+        return None
     return torch.bfloat16 if amp == "bf16" else torch.float16
 
 
-def _autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+@functools.cache
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU computes bf16 natively (Linux: the avx512_bf16 or amx_bf16 flag)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = next((line for line in f if line.startswith("flags")), "").split()
+    except OSError:  # not Linux: no cheap way to tell, so stay in float32
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
+    """torch.autocast for dtype on device, or nothing when dtype is None (float32)."""
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
@@ -127,7 +143,7 @@ def _eval_sums(model: nn.Module, batches: Any, device: torch.device, dtype: torc
     was_training = model.training
     model.eval()
     try:
-        with torch.no_grad(), _autocast(device, dtype):
+        with torch.no_grad(), autocast(device, dtype):
             for i, (X, y) in enumerate(batches):
                 if limit and i >= limit:
                     break
@@ -501,7 +517,7 @@ class Trainer:
                        round(cfg.warmup_epochs * self.steps_per_epoch))
             for group in opt.param_groups:
                 group["lr"] = lr
-            with _autocast(self.device, self.amp):
+            with autocast(self.device, self.amp):
                 out = model(X)
                 loss = F.cross_entropy(out.float(), y, label_smoothing=cfg.label_smoothing)
             self.scaler.scale(loss).backward()
@@ -622,6 +638,9 @@ class Trainer:
                              stopped_early=stopped_early, model=self.raw_model)
         if self.run is not None:
             self.run.write_result(result.to_dict())
+        # Every rank leaves together: a rank that tears down its gloo group while another is
+        # still inside a collective aborts the process ("terminate called ...").
+        ddp.barrier(self.dist)
         return result
 
     # -- Ctrl-C -------------------------------------------------------------------------------

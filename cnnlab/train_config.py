@@ -52,7 +52,7 @@ class TrainConfig:
     grad_clip: float = 0.0  # clip the global gradient norm to this (0: off)
 
     # --- speed and reproducibility ---------------------------------------------------------
-    amp: str = "auto"  # "auto": bf16 autocast on CUDA, off on CPU; or "off", "bf16", "fp16"
+    amp: str = "auto"  # "auto": bf16 on CUDA and on CPUs with native bf16; "off", "bf16", "fp16"
     channels_last: bool = True  # NHWC memory format: faster convs on CPUs (oneDNN) and GPUs
     compile: bool = False  # torch.compile the model (opt-in: compilation takes a while)
     seed: int = 0  # seeds model init (zoo models), data order, augmentation and dropout

@@ -20,7 +20,7 @@ from cnnlab.recipes import RECIPES, recipe_table
 from cnnlab.train_config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
-TINY = ["--epochs", "1", "--train-samples", "512", "--batch-size", "64", "--lr", "0.1",
+TINY = ["--epochs", "1", "--train-samples", "2048", "--batch-size", "64", "--lr", "0.1",
         "--momentum", "0.9", "--progress", "none", "--no-tensorboard", "--threads", "1"]
 
 

@@ -23,7 +23,7 @@ from cnnlab.train import TrainConfig, train
 REPO = Path(__file__).resolve().parents[1]
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 ARGS = dict(model="lenet", batch_size=64, lr=0.5, momentum=0.9, threads=1, device="cpu",
-            progress="plain", plot=False, deterministic=True)
+            progress="plain", plot=False, deterministic=True, amp="off")
 
 
 def flags(d: dict) -> list[str]:
