@@ -5,7 +5,7 @@ PY     := $(VENV)/bin/python
 # Real data beside the checkout when it is there; otherwise cnnlab's own search order applies.
 export CNNLAB_DATA ?= $(if $(wildcard ../shared/data/fashion-mnist),$(abspath ../shared/data),)
 
-.PHONY: setup quickstart test lint bench clean
+.PHONY: setup quickstart test lint clean
 
 # --system-site-packages: a torch already installed (a CUDA build, say) is seen and kept.
 # Otherwise the CPU build torch==2.13.0 that lies on this disk is installed, never a CUDA download.
