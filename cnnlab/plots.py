@@ -24,8 +24,8 @@ __all__ = ["plot_curves", "save_image_grid", "plot_confusion", "save_figure"]
 def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 110, tight: bool = True) -> Path:
     """Write a figure to `path` as PNG atomically and return the path.
 
-    tight=True crops to the drawn content (one extra draw); a figure with layout="constrained"
-    already fits its canvas and saves faster with tight=False.
+    tight=True crops to the drawn content (one extra draw); a figure laid out with fixed margins
+    (`subplots_adjust`) already fits its canvas and saves faster with tight=False.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)

@@ -91,6 +91,12 @@ def _recipe(name: str, model: str, reproduces: str, *, dataset: str = "fashion-m
                   model_kwargs=MappingProxyType(dict(model_kwargs or {})), measured=measured)
 
 
+# Where our figures were measured (bench/bench_speed.py, a fresh `cnnlab train` process each,
+# wall-clock from process start to the printed test accuracy; BENCHMARKS.md has the details).
+# The book's 96x96 and 224x224 runs are not measured: ten epochs of them take hours to days on
+# two CPU cores (ResNet-18 at 96x96 trains at ~156 images/s here: ~64 min for ten epochs).
+_CPU = "2-vCPU AMD EPYC VM (shared host), torch 2.13.0+cpu"
+
 # The book's own trainings (D2L 1.0, ch. 7-8): 10 epochs, plain minibatch SGD, batch 128,
 # Fashion-MNIST resized to what each network was designed for, validated on the test split.
 BOOK = dict(epochs=10, optimizer="sgd", batch_size=128)
@@ -104,7 +110,8 @@ FAST = dict(optimizer="sgd", batch_size=128, lr=0.1, momentum=0.9, nesterov=True
 
 _RECIPES: tuple[Recipe, ...] = (
     _recipe("lenet", "lenet", "D2L 7.6 LeNet (sigmoid, average pooling)", **BOOK, lr=0.1,
-            resize=(28, 28)),
+            resize=(28, 28),
+            measured=Measured(0.7266, _CPU, 49.4, date="2026-12-01")),
     _recipe("alexnet", "alexnet", "D2L 8.1 AlexNet", **BOOK, lr=0.01, resize=(224, 224)),
     _recipe("vgg_small", "vgg11_small", "D2L 8.2 VGG-11 with channels divided by 4", **BOOK,
             lr=0.01, resize=(224, 224)),
@@ -112,37 +119,38 @@ _RECIPES: tuple[Recipe, ...] = (
     _recipe("googlenet", "googlenet", "D2L 8.4 GoogLeNet (Inception)", **BOOK, lr=0.01,
             resize=(96, 96)),
     _recipe("bn_lenet", "bn_lenet", "D2L 8.5 LeNet with batch normalization", **BOOK, lr=0.1,
-            resize=(28, 28)),
+            resize=(28, 28),
+            measured=Measured(0.8840, _CPU, 53.6, date="2026-12-01")),
     _recipe("resnet18", "resnet18", "D2L 8.6 ResNet-18", **BOOK, lr=0.01, resize=(96, 96)),
     _recipe("densenet", "densenet", "D2L 8.7 DenseNet", **BOOK, lr=0.01, resize=(96, 96)),
     # The notebook's variants of the book's runs.
     _recipe("lenet_modern", "lenet_modern",
             "notebook, D2L ex. 7.6.1: LeNet with ReLU and max pooling",
-            epochs=20, optimizer="sgd", batch_size=128, lr=0.05, resize=(28, 28)),
+            epochs=20, optimizer="sgd", batch_size=128, lr=0.05, resize=(28, 28),
+            measured=Measured(0.8932, _CPU, 72.2, date="2026-12-01")),
     _recipe("lenet_modern_mnist", "lenet_modern",
             "notebook: the ReLU/max-pool LeNet on MNIST digits", dataset="mnist",
-            epochs=20, optimizer="sgd", batch_size=128, lr=0.05, resize=(28, 28)),
+            epochs=20, optimizer="sgd", batch_size=128, lr=0.05, resize=(28, 28),
+            measured=Measured(0.9554, _CPU, 18.1, date="2026-12-01")),
     _recipe("lenet_wide", "lenet_wide",
             "notebook, D2L ex. 7.6.2: deeper, wider LeNet (3x3 convs 32-64-128, dense 256-128)",
-            epochs=20, optimizer="sgd", batch_size=128, lr=0.05, resize=(28, 28)),
+            epochs=20, optimizer="sgd", batch_size=128, lr=0.05, resize=(28, 28),
+            measured=Measured(0.9095, _CPU, 296.4, date="2026-12-01")),
     _recipe("vgg_small_56", "vgg11_small", "D2L exercise 8.2.4: VGG small on 56x56 inputs",
-            **BOOK, lr=0.01, resize=(56, 56)),
-    # --- our fast recipes: `fast` and `best_cpu` are added here by the speed work (see
-    # bench/), each with the accuracy and time measured on the machine it names. ---
-    # Tuned on a 10k validation split carved from the training set, then run once on the test
-    # split (val_size 0). One thread: on a shared 2-core machine two OpenMP threads run 3x slower
-    # as soon as another process holds a core; bf16 autocast pays only on CPUs with native bf16
-    # (avx512_bf16/AMX) together with channels_last.
+            **BOOK, lr=0.01, resize=(56, 56),
+            measured=Measured(0.8188, _CPU, 928.3, date="2026-12-01")),
+    # Our speed records (bench/bench_speed.py). Tuned on a 10k validation split carved from the
+    # training set, then run on the test split (val_size 0). One thread: on a shared 2-core
+    # machine two OpenMP threads run 3x slower as soon as another process holds a core; bf16
+    # autocast pays only on CPUs with native bf16 (avx512_bf16/AMX) together with channels_last.
     _recipe("fast", "fastnet_mid",
             "cnnlab speed record: >= 92% Fashion-MNIST test accuracy within 60 s on a 2-core CPU",
             **FAST, epochs=3,
-            measured=Measured(0.9254, "2-core AMD EPYC CPU (shared, load 1.5)", 43.1,
-                              date="2026-12-01")),
+            measured=Measured(0.9243, _CPU + ", median of seeds 0-2", 45.2, date="2026-12-01")),
     _recipe("best_cpu", "fastnet_wide",
             "cnnlab speed record: >= 94% Fashion-MNIST test accuracy within 10 min on a 2-core CPU",
             **FAST, epochs=8,
-            measured=Measured(0.9466, "2-core AMD EPYC CPU (shared, load 2.3-2.8)", 385.1,
-                              date="2026-12-01")),
+            measured=Measured(0.9463, _CPU + ", median of seeds 0-2", 418.0, date="2026-12-01")),
 )
 
 RECIPES: Mapping[str, Recipe] = MappingProxyType({r.name: r for r in _RECIPES})
