@@ -273,6 +273,11 @@ def _esc(v: Any) -> str:
     return html.escape(_fmt(v))
 
 
+def _count(v: Any) -> str:
+    """A rate or count as a whole number with thousands separators (19,268), not 1.927e+04."""
+    return f"{v:,.0f}" if isinstance(v, (int, float)) else _esc(v)
+
+
 def _si(n: float, unit: str = "") -> str:
     for scale, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
         if abs(n) >= scale:
@@ -532,7 +537,7 @@ def _result_html(result: dict[str, Any]) -> str:
              ("training time", _duration(result.get("seconds"))),
              ("epochs completed", _esc(result.get("epochs_completed"))),
              ("stopped early", _esc(result.get("stopped_early"))),
-             ("mean train images / s", _esc(result.get("images_per_second")))]
+             ("mean train images / s", _count(result.get("images_per_second")))]
     facts = [(k, v) for k, v in facts if v not in ("", "n/a")]
     other = [(html.escape(k), _esc(v)) for k, v in result.items() if not isinstance(v, dict)]
     return (epochs + _table(facts, cls="kv")
