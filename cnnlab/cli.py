@@ -210,7 +210,9 @@ def build_parser() -> argparse.ArgumentParser:
     d = _parser(sub, "data", "Download, verify or look at a dataset.")
     d.add_argument("action", choices=("download", "verify", "show"))
     d.add_argument("name", metavar="NAME", help="fashion-mnist or mnist")
-    d.add_argument("--root", type=Path, help="datasets folder (default: CNNLAB_DATA, ...)")
+    d.add_argument("--root", "--data-root", dest="root", type=Path,
+                   help="datasets folder, as `train --data-root` takes it (default: CNNLAB_DATA, "
+                        "...)")
     d.add_argument("--split", choices=("train", "test"), default="train", help="show: which split")
     d.add_argument("--count", type=int, default=32, help="show: how many samples")
     d.add_argument("--seed", type=int, default=0, help="show: which samples (seeded)")
