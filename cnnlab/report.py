@@ -273,6 +273,11 @@ def _esc(v: Any) -> str:
     return html.escape(_fmt(v))
 
 
+def _plural(n: Any, word: str) -> str:
+    """'1 epoch', '10 epochs' (escaped)."""
+    return f"{_esc(n)} {word}{'' if n == 1 else 's'}"
+
+
 def _count(v: Any) -> str:
     """A rate or count as a whole number with thousands separators (19,268), not 1.927e+04."""
     return f"{v:,.0f}" if isinstance(v, (int, float)) else _esc(v)
@@ -499,7 +504,7 @@ def _scope(cfg: dict[str, Any]) -> str:
     if cfg.get("dry_run"):  # its metrics come from one batch: say so before any number
         return "dry run (one training batch)"
     epochs = cfg.get("epochs", "?")
-    text = f"{_esc(epochs)} epoch{'' if epochs == 1 else 's'}"
+    text = _plural(epochs, "epoch")
     if cfg.get("limit_batches"):
         text += f" of {_esc(cfg['limit_batches'])} batches"
     if cfg.get("train_samples"):
@@ -555,6 +560,5 @@ def _history_table(history: list[dict[str, Any]]) -> str:
     keys = [k for k in ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr",
                         "seconds") if any(k in h for h in history)]
     rows = [tuple(f'<span class="num">{_esc(h.get(k))}</span>' for k in keys) for h in history]
-    n = len(history)
-    return (f"<details><summary>per-epoch numbers ({n} epoch{'' if n == 1 else 's'})</summary>"
+    return (f"<details><summary>per-epoch numbers ({_plural(len(history), 'epoch')})</summary>"
             f'<div class="scroll">{_table(rows, tuple(keys))}</div></details>')
