@@ -685,8 +685,9 @@ def _cxx_compiler() -> str | None:
     import shutil
 
     for name in (os.environ.get("CXX"), "g++", "c++", "clang++"):
-        if name and shutil.which(name):
-            return shutil.which(name)
+        path = shutil.which(name) if name else None
+        if path:
+            return path
     return None
 
 
