@@ -15,8 +15,10 @@ validation); the first epoch, which pays for warm-up and compilation, is reporte
 from __future__ import annotations
 
 import argparse
+import atexit
 import json
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -109,8 +111,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--d2l-data", type=Path, default=ROOT.parent / "shared/data/fashion-mnist")
     args = p.parse_args(argv)
     torch.set_num_threads(args.threads)
-    # A fresh compile cache, so that the first compile variant is honestly cold.
-    os.environ["TORCHINDUCTOR_CACHE_DIR"] = tempfile.mkdtemp(prefix="cnnlab-inductor-")
+    # A fresh compile cache, so that the first compile variant is honestly cold; removed at exit.
+    cache = tempfile.mkdtemp(prefix="cnnlab-inductor-")
+    atexit.register(shutil.rmtree, cache, ignore_errors=True)
+    os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache
 
     rate = sgemm_rate(args.threads)
     flops = lenet_epoch_flops()

@@ -122,10 +122,10 @@ def bench_lenet(args: argparse.Namespace) -> None:
 def bench_throughput(name: str, args: argparse.Namespace) -> None:
     """Steady training images/s of both sides, start-up excluded on both.
 
-    d2l: its `trainer.fit` timed at N and 2N batches; (2N - N) * 128 images over the difference in
-    seconds cancels what fit pays once (DataLoader workers, the first batches). cnnlab: the same
-    two runs, each epoch's own images/s from the engine (setup and the final evaluation excluded
-    by the engine's clock), so the difference method applies to its whole-run seconds too.
+    Each side is timed at N and 2N training batches; (2N - N) * 128 images over the difference in
+    seconds cancels what is paid once. d2l: its `trainer.fit` seconds (DataLoader workers and the
+    first batches cancel). cnnlab: the engine's own training seconds of the epoch (setup and the
+    final evaluation are outside that clock; the first batches cancel).
     """
     zoo, d2l_name, size, lr = MODELS[name]
     n = args.limit_batches
