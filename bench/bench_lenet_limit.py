@@ -88,7 +88,7 @@ def engine_epochs(changes: dict, epochs: int, threads: int, data_root: str | Non
     recipe = get_recipe("lenet")
     config = recipe.config(epochs=epochs, threads=threads, progress="none", plot=False,
                            tensorboard=False, data_root=data_root, **changes)
-    result = train(recipe.build_model(config), config.dataset, config)
+    result = train(recipe.model, config.dataset, config, model_kwargs=dict(recipe.model_kwargs))
     return [row["seconds"] for row in result.history]
 
 

@@ -297,11 +297,7 @@ def plan_train(args: argparse.Namespace) -> tuple[Any, Any, Path, dict[str, Any]
     recipe = resolve(target)
     config = recipe.config(**{**settings, **_flags(args)}).validate()  # flags win over the file
     out = args.out or default_run_dir(recipe.name)
-    # Classifiers sized by a flatten (LeNet, AlexNet, VGG) are built for the run's input size.
-    model_kwargs = dict(recipe.model_kwargs)
-    if config.resize:
-        model_kwargs["input_size"] = tuple(config.resize)
-    return recipe, config, Path(out), model_kwargs
+    return recipe, config, Path(out), dict(recipe.model_kwargs)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -368,7 +364,7 @@ def _is_rank0() -> bool:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate a run's checkpoint on its dataset's test split."""
-    from cnnlab.report import evaluate_run
+    from cnnlab.run import evaluate_run
 
     ev = evaluate_run(args.run_dir, checkpoint=args.checkpoint)
     metrics = {"checkpoint": args.checkpoint, "loss": ev.loss, "acc": ev.acc, "n": ev.n}
@@ -382,7 +378,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 def cmd_predict(args: argparse.Namespace) -> int:
     """Classify image files with a run's model; print the top classes per image."""
-    from cnnlab.report import load_run, predict_files
+    from cnnlab.run import load_run, predict_files
 
     run = load_run(args.run_dir, checkpoint=args.checkpoint)
     preds = predict_files(run, args.images, invert=args.invert)

@@ -26,7 +26,7 @@ import torch
 
 from cnnlab.download import download_files, file_digest, user_cache_dir, verify_folder
 from cnnlab.errors import ConfigError, DataError
-from cnnlab.loader import Augment, Loader, resize_weights
+from cnnlab.loader import Augment, Loader, Split, resize_weights
 
 log = logging.getLogger(__name__)
 
@@ -153,31 +153,6 @@ def read_idx(path: str | Path) -> np.ndarray:
 
 
 # --- datasets ---------------------------------------------------------------------------------
-
-
-@dataclass
-class Split:
-    """One split in memory: images uint8 (N, H, W), labels int64 (N,)."""
-
-    images: torch.Tensor
-    labels: torch.Tensor
-
-    def __post_init__(self) -> None:
-        if self.images.dim() != 3 or self.labels.shape != (len(self.images),):
-            raise ValueError(f"Split needs images (N, H, W) and labels (N,), got "
-                                 f"{tuple(self.images.shape)} and {tuple(self.labels.shape)}")
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def subset(self, indices: torch.Tensor | Sequence[int] | np.ndarray) -> Split:
-        """The samples at `indices`, in that order."""
-        idx = torch.as_tensor(indices, device=self.images.device)
-        idx = idx.nonzero().squeeze(1) if idx.dtype == torch.bool else idx.long()  # a mask too
-        return Split(self.images[idx], self.labels[idx])
-
-    def __repr__(self) -> str:
-        return f"Split({len(self)} images of {tuple(self.images.shape[1:])})"
 
 
 @dataclass

@@ -19,7 +19,6 @@ import math
 import numbers
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -27,10 +26,7 @@ import torch.nn.functional as F
 
 from cnnlab.errors import ConfigError
 
-if TYPE_CHECKING:
-    from cnnlab.data import Split
-
-__all__ = ["Augment", "Loader", "phase_plan", "resize_weights"]
+__all__ = ["Augment", "Loader", "Split", "phase_plan", "resize_weights"]
 
 
 # --- transforms on whole batches ---------------------------------------------------------------
@@ -160,6 +156,42 @@ def _cpu_threads(n: int | None) -> Iterator[None]:
         torch.set_num_threads(old)
 
 
+@dataclass
+class Split:
+    """One split in memory: images uint8 (N, H, W), labels int64 (N,).
+
+    A Loader reads a Split and never changes it: batches are new tensors.
+    """
+
+    images: torch.Tensor
+    labels: torch.Tensor
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.images, torch.Tensor) or not isinstance(self.labels, torch.Tensor):
+            raise ConfigError("Split takes two tensors: images uint8 (N, H, W), labels (N,)")
+        if self.images.dim() != 3 or self.labels.shape != (len(self.images),):
+            raise ConfigError(f"Split needs images (N, H, W) and labels (N,), got "
+                              f"{tuple(self.images.shape)} and {tuple(self.labels.shape)}")
+        if self.images.dtype != torch.uint8:
+            raise ConfigError(f"Split images must be uint8 pixels 0-255, got {self.images.dtype}; "
+                              "convert with (x * 255).round().to(torch.uint8)")
+        if self.labels.dtype.is_floating_point or self.labels.dtype == torch.bool:
+            raise ConfigError(f"Split labels must be integer classes, got {self.labels.dtype}")
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, indices: torch.Tensor | Sequence[int] | np.ndarray) -> Split:
+        """The samples at `indices`, in that order."""
+        idx = torch.as_tensor(indices, device=self.images.device)
+        idx = idx.nonzero().squeeze(1) if idx.dtype == torch.bool else idx.long()  # a mask too
+        return Split(self.images[idx], self.labels[idx])
+
+    def __repr__(self) -> str:
+        return f"Split({len(self)} images of {tuple(self.images.shape[1:])})"
+
+
+
 class Loader:
     """Batches of a split held on `device`: (X float32 (B, 1, H, W), y int64 (B,)).
 
@@ -281,7 +313,7 @@ class Loader:
 
     def transform(self, x: torch.Tensor, epoch: int = 0, index: int = 0) -> torch.Tensor:
         """uint8 (B, H, W) -> float32 (B, 1, h, w): scale, resize, augment, normalize."""
-        x = x.to(torch.float32)
+        x = x.to(torch.float32, copy=True)  # a new tensor: the caller's split is never touched
         if self._weights is not None:
             wh, ww = self._weights
             b, h, w = x.shape

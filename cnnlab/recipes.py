@@ -45,14 +45,6 @@ class Recipe:
         values = {"model": self.model, "dataset": self.dataset, **self.overrides, **changes}
         return make_config(TrainConfig, values)
 
-    def build_model(self, config: Any, num_classes: int = 10):
-        """The recipe's network, built for `config.resize` (a flatten-sized classifier needs it)."""
-        from cnnlab.models import create_model, default_input_size
-
-        size = config.resize or default_input_size(self.model)[1:]
-        return create_model(self.model, num_classes=num_classes, in_channels=1,
-                            input_size=tuple(size), **self.model_kwargs)
-
     def hyperparameters(self) -> str:
         """A compact human string of the overrides: 'epochs=10 lr=0.1 batch_size=128 resize=28'."""
         return " ".join(f"{k}={_fmt(v)}" for k, v in self.overrides.items())
@@ -105,7 +97,7 @@ BOOK = dict(epochs=10, optimizer="sgd", batch_size=128)
 # (and flip test-time augmentation inside FastNet), evaluated once at the end, no plots.
 FAST = dict(optimizer="sgd", batch_size=128, lr=0.1, momentum=0.9, nesterov=True,
             weight_decay=5e-4, schedule="onecycle", label_smoothing=0.1, normalize=True,
-            augment_flip=True, threads=1, eval_every=0,
+            augment_flip=True, threads=1, eval_every=0, amp="fast",
             plot=False, tensorboard=False, resize=(28, 28))
 
 _RECIPES: tuple[Recipe, ...] = (
@@ -141,8 +133,9 @@ _RECIPES: tuple[Recipe, ...] = (
             measured=Measured(0.8188, _CPU, 928.3, date="2026-12-01")),
     # Our speed records (bench/bench_speed.py). Tuned on a 10k validation split carved from the
     # training set, then run on the test split (val_size 0). One thread: on a shared 2-core
-    # machine two OpenMP threads run 3x slower as soon as another process holds a core; bf16
-    # autocast pays only on CPUs with native bf16 (avx512_bf16/AMX) together with channels_last.
+    # machine two OpenMP threads run 3x slower as soon as another process holds a core. amp
+    # "fast": bf16 autocast where the CPU has native bf16 (avx512_bf16/AMX), where it pays
+    # together with channels_last; float32 elsewhere, and the run says so.
     _recipe("fast", "fastnet_mid",
             "cnnlab speed record: >= 92% Fashion-MNIST test accuracy within 60 s on a 2-core CPU",
             **FAST, epochs=3,

@@ -10,8 +10,6 @@ on the device, so the only per-step host syncs are the progress refreshes every 
 
 from __future__ import annotations
 
-import contextlib
-import functools
 import os
 import signal
 import sys
@@ -34,14 +32,22 @@ from cnnlab.checkpoint import (
     save_checkpoint,
     set_rng_state,
 )
+from cnnlab.device import (
+    PRECISION_NAMES,
+    autocast,
+    pick_device,
+    precision_dtype,
+    resolve_precision,
+)
 from cnnlab.errors import CnnlabError, ConfigError, TrainingError
 from cnnlab.progress import Progress
+from cnnlab.run import _acc_dtype, evaluate, evaluate_sums, input_size_of, predict
 from cnnlab.runlog import RunFolder, environment
 from cnnlab.schedule import lr_at
 from cnnlab.train_config import TrainConfig
 
 __all__ = ["TrainConfig", "TrainResult", "TrainingInterrupted", "Trainer", "evaluate", "predict",
-           "resume", "train", "pick_device"]
+           "resume", "train"]
 
 
 class TrainingInterrupted(TrainingError):
@@ -82,136 +88,6 @@ class TrainResult:
                 "images_per_second": round(sum(ips) / len(ips), 1) if ips else None,
                 "final": self.final, "best": self.best, "dry_run": self.config.dry_run,
                 "out_dir": str(self.out_dir) if self.out_dir else None}
-
-
-# --- devices, precision ---------------------------------------------------------------------
-
-def pick_device(name: str = "auto") -> torch.device:
-    """'auto' -> cuda, then mps, then cpu; an explicit device that is absent is a ConfigError."""
-    if name == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    dev = torch.device(name)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"device={name!r} but CUDA is not available here; use device='auto'")
-    if dev.type == "mps" and not torch.backends.mps.is_available():
-        raise ConfigError(f"device={name!r} but Apple MPS is not available; use device='auto'")
-    return dev
-
-
-def amp_dtype(amp: str, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype. 'auto': bf16 on CUDA (fp16 where bf16 is missing) and on CPUs with
-    native bf16 instructions (AVX512-BF16, AMX); off elsewhere, where emulated bf16 is slower."""
-    if amp == "off":
-        return None
-    if amp == "auto":
-        if device.type == "cuda":
-            return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-        if device.type == "cpu" and cpu_has_native_bf16():
-            return torch.bfloat16
-        return None
-    return torch.bfloat16 if amp == "bf16" else torch.float16
-
-
-@functools.cache
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 natively (Linux: the avx512_bf16 or amx_bf16 flag)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            flags = next((line for line in f if line.startswith("flags")), "").split()
-    except OSError:  # not Linux: no cheap way to tell, so stay in float32
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.AbstractContextManager:
-    """torch.autocast for dtype on device, or nothing when dtype is None (float32)."""
-    if dtype is None:
-        return contextlib.nullcontext()
-    return torch.autocast(device_type=device.type, dtype=dtype)
-
-
-# --- evaluation and prediction ---------------------------------------------------------------
-
-def _eval_sums(model: nn.Module, batches: Any, device: torch.device, dtype: torch.dtype | None,
-               limit: int = 0) -> torch.Tensor:
-    """[loss sum, correct, n] over batches, accumulated on the device (one sync by the caller)."""
-    sums = torch.zeros(3, dtype=_acc_dtype(device), device=device)
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad(), autocast(device, dtype):
-            for i, (X, y) in enumerate(batches):
-                if limit and i >= limit:
-                    break
-                out = model(X).float()
-                sums[0] += F.cross_entropy(out, y, reduction="sum")
-                sums[1] += (out.argmax(1) == y).sum()
-                sums[2] += y.shape[0]
-    finally:
-        model.train(was_training)
-    return sums
-
-
-def _acc_dtype(device: torch.device) -> torch.dtype:
-    return torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
-
-
-def _model_device(model: nn.Module) -> torch.device:
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
-
-
-def evaluate(model: nn.Module, data: Any, *, batch_size: int = 1024,
-             amp: str = "off") -> dict[str, float]:
-    """Sample-weighted loss and accuracy of model on a Loader, a Split or (X, y) batches."""
-    device = _model_device(model)
-    from cnnlab.data import Loader, Split
-
-    batches = Loader(data, batch_size, device=device) if isinstance(data, Split) else data
-    loss, correct, n = _eval_sums(model, batches, device, amp_dtype(amp, device)).tolist()
-    if n == 0:
-        raise TrainingError("evaluate got no samples; the split or loader is empty")
-    return {"loss": loss / n, "acc": correct / n, "n": int(n)}
-
-
-def predict(model: nn.Module, images: torch.Tensor, *, batch_size: int = 1024,
-            resize: int | tuple[int, int] | None = None,
-            normalize: tuple[float, float] | None = None) -> torch.Tensor:
-    """Class probabilities (N, K) on the CPU for images (N, H, W) or (N, 1, H, W).
-
-    uint8 images are scaled to [0, 1] first; resize and normalize should match the training run.
-    """
-    if images.ndim == 3:
-        images = images.unsqueeze(1)  # (N, 1, H, W)
-    if images.ndim != 4:
-        from cnnlab.errors import ShapeError
-
-        raise ShapeError(f"predict takes images (N, H, W) or (N, C, H, W), "
-                         f"got {tuple(images.shape)}")
-    device = _model_device(model)
-    if isinstance(resize, int):
-        resize = (resize, resize)
-    was_training = model.training
-    model.eval()
-    out = []
-    try:
-        with torch.no_grad():
-            for start in range(0, images.shape[0], batch_size):
-                X = images[start:start + batch_size].to(device)
-                X = X.float() / 255 if X.dtype == torch.uint8 else X.float()
-                if resize is not None and tuple(X.shape[-2:]) != tuple(resize):
-                    X = F.interpolate(X, size=resize, mode="bilinear", align_corners=False,
-                                      antialias=True)
-                if normalize is not None:
-                    X = (X - normalize[0]) / normalize[1]
-                out.append(torch.softmax(model(X).float(), dim=1).cpu())
-    finally:
-        model.train(was_training)
-    return torch.cat(out) if out else torch.empty(0)
 
 
 # --- the public entry points -----------------------------------------------------------------
@@ -279,8 +155,19 @@ class Trainer:
         if cfg.batch_size % self.dist.world_size:
             raise ConfigError(f"batch_size={cfg.batch_size} must divide evenly among "
                               f"{self.dist.world_size} processes")
-        self.amp = amp_dtype(cfg.amp, self.device)
+        # The precision is resolved here, once, and recorded as the word it resolved to.
+        precision = resolve_precision(cfg.amp, self.device)
+        self.notes: list[str] = []
+        if cfg.amp == "fast" and precision == "off" and self.device.type == "cpu":
+            self.notes.append("this CPU has no native bf16 (avx512_bf16/AMX): training in "
+                              "float32, where emulated bf16 would be slower")
+        self.config = cfg = cfg.replace(amp=precision)
+        self.amp = precision_dtype(precision)
         self._set_globals()
+        # Recorded as used, never as "auto": the device type and the CPU threads torch runs on.
+        self.config = cfg = cfg.replace(
+            device=self.device.type if cfg.device == "auto" else cfg.device,
+            threads=torch.get_num_threads() if self.device.type == "cpu" else cfg.threads)
         self._setup_data()
         self._setup_model()
         params = [p for p in self.raw_model.parameters() if p.requires_grad]
@@ -367,8 +254,10 @@ class Trainer:
             from cnnlab.models import create_model
 
             torch.manual_seed(cfg.seed)  # zoo models initialize from the run's seed
+            # Built for the size the loader feeds it (a flatten-sized classifier needs it).
+            size = input_size_of(cfg.resize, self.dataset)
             model = create_model(model, num_classes=len(self.dataset.classes), in_channels=1,
-                                 **self.model_kwargs)
+                                 **{**self.model_kwargs, "input_size": size})
         if not isinstance(model, nn.Module):
             raise ConfigError(f"model must be an nn.Module or a zoo name, "
                               f"got {type(model).__name__}")
@@ -381,7 +270,6 @@ class Trainer:
 
             ids = [self.device.index] if self.device.type == "cuda" else None
             self.model = DistributedDataParallel(self.raw_model, device_ids=ids)
-        self.notes: list[str] = []
         if cfg.compile and self.device.type == "cpu" and not _cxx_compiler():
             # Inductor builds C++ kernels on the CPU; without a compiler it fails at the first
             # step. Train eagerly instead and say so: a recipe's speed knob must not break it.
@@ -480,6 +368,11 @@ class Trainer:
                          f"{self.n_train} train samples, {steps} steps/epoch, {epochs} epochs, "
                          f"device {self.device}" + (f" x{self.dist.world_size}"
                                                     if self.dist.enabled else "")
+                         + (f", {cfg.threads} thread{'s' * (cfg.threads != 1)}"
+                            if self.device.type == "cpu" else "")
+                         + f", {PRECISION_NAMES[cfg.amp]}"
+                         + (", validating on the test split" if self.val_is_test
+                            and cfg.eval_every else "")
                          + (f", from epoch {start_epoch + 1} step {start_step}"
                             if state is not None else ""))
         for note in self.notes:
@@ -581,7 +474,7 @@ class Trainer:
         last = epoch + 1 == epochs
         if cfg.eval_every and (last or (epoch + 1) % cfg.eval_every == 0):
             limit = 1 if cfg.dry_run else cfg.limit_batches
-            val = ddp.all_reduce_sum(_eval_sums(self.raw_model, self.val_loader, self.device,
+            val = ddp.all_reduce_sum(evaluate_sums(self.raw_model, self.val_loader, self.device,
                                                 self.amp, limit), self.dist)
             v_loss, v_correct, v_n = val.tolist()
             row.update(val_loss=v_loss / v_n, val_acc=v_correct / v_n)
@@ -628,7 +521,7 @@ class Trainer:
             test_loss, test_acc = final["val_loss"], final["val_acc"]
         else:
             limit = 1 if self.config.dry_run else self.config.limit_batches
-            sums = ddp.all_reduce_sum(_eval_sums(self.raw_model, self.test_loader, self.device,
+            sums = ddp.all_reduce_sum(evaluate_sums(self.raw_model, self.test_loader, self.device,
                                                  self.amp, limit), self.dist)
             loss_sum, correct, n = sums.tolist()
             test_loss, test_acc = loss_sum / n, correct / n

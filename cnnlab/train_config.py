@@ -16,7 +16,7 @@ from cnnlab.errors import ConfigError
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("constant", "cosine", "onecycle")
-AMP_MODES = ("auto", "off", "bf16", "fp16")
+AMP_MODES = ("auto", "fast", "off", "bf16", "fp16")  # resolved by cnnlab.device
 DEVICES = ("auto", "cpu", "cuda", "mps")
 PROGRESS_MODES = ("auto", "bar", "plain", "none")
 MONITORS = ("val_acc", "val_loss")
@@ -52,7 +52,8 @@ class TrainConfig:
     grad_clip: float = 0.0  # clip the global gradient norm to this (0: off)
 
     # --- speed and reproducibility ---------------------------------------------------------
-    amp: str = "auto"  # "auto": bf16 on CUDA and on CPUs with native bf16; "off", "bf16", "fp16"
+    amp: str = "auto"  # auto: bf16 on CUDA, float32 elsewhere; fast: bf16 also on CPUs with
+    # native bf16; off: float32; bf16/fp16: always. config.json records the resolved word.
     channels_last: bool = True  # NHWC memory format: faster convs on CPUs (oneDNN) and GPUs
     compile: bool = False  # torch.compile the model (opt-in: compilation takes a while)
     seed: int = 0  # seeds model init (zoo models), data order, augmentation and dropout

@@ -84,13 +84,13 @@ def test_settings_precedence_recipe_then_file_then_flags(tmp_path: Path,
     assert recipe.name == "vgg_small" and cfg.model == "vgg11_small"
     assert (cfg.lr, cfg.epochs, cfg.resize, cfg.augment_flip, cfg.batch_size) == (
         0.3, 3, (64, 64), True, 128)  # flag > file > recipe
-    assert kwargs == {"input_size": (64, 64)}  # the classifier is sized for the new input
+    assert kwargs == {}  # the engine sizes the classifier for cfg.resize itself
     assert re.fullmatch(r"runs/vgg_small-\d{8}-\d{6}(-\d+)?", out.as_posix())
     (tmp_path / "t.toml").write_text("[train]\nepochs = 2\n")
     _, cfg, out, _ = plan_train(_args(["lenet", "--config", "t.toml", "--out", "x"]))
     assert (cfg.epochs, cfg.lr, out) == (2, 0.1, Path("x"))
     _, cfg, _, kwargs = plan_train(_args(["resnet18_small"]))  # a model, not a recipe
-    assert (cfg.model, cfg.resize, kwargs["input_size"]) == ("resnet18_small", (28, 28), (28, 28))
+    assert (cfg.model, cfg.resize, kwargs) == ("resnet18_small", (28, 28), {})
 
 
 @pytest.mark.parametrize(("toml", "message"), [

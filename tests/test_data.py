@@ -638,3 +638,21 @@ def test_real_fashion_mnist(data_root, tmp_path):
 def test_real_mnist(data_root):
     ds = load_dataset("mnist", root=data_root)
     assert (len(ds.train), len(ds.test)) == (8004, 1996) and ds.classes[3] == "3"
+
+
+def test_split_checks_its_dtypes_and_a_loader_never_changes_it():
+    images = torch.full((6, 4, 4), 255, dtype=torch.uint8)
+    with pytest.raises(ConfigError, match="uint8"):
+        Split(images.float(), torch.zeros(6, dtype=torch.int64))  # float pixels: ambiguous scale
+    with pytest.raises(ConfigError, match="integer classes"):
+        Split(images, torch.zeros(6))
+    split = Split(images, torch.arange(6))
+    before = split.images.clone()
+    loader = Loader(split, 4)  # unshuffled: batches are slices of the stored split
+    for epoch in range(3):
+        for x, _ in loader.batches(epoch):
+            assert torch.all(x == 1.0)
+            x.mul_(0)  # the caller may scribble on a batch
+    assert torch.equal(split.images, before)
+    assert torch.all(loader.transform(split.images[:2]) == 1.0)
+    assert torch.equal(split.images, before)

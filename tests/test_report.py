@@ -14,14 +14,8 @@ import pytest
 import torch
 
 from cnnlab.errors import ConfigError, DataError
-from cnnlab.report import (
-    evaluate_run,
-    load_run,
-    predict_files,
-    read_image,
-    to_dataset_image,
-    write_report,
-)
+from cnnlab.report import write_report
+from cnnlab.run import evaluate_run, load_run, predict_files, read_image, to_dataset_image
 
 FASHION = ["t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker",
            "bag", "ankle boot"]
@@ -191,3 +185,17 @@ def test_report_of_a_resized_normalized_run(data_root: Path, tmp_path: Path) -> 
     assert [img["alt"] for img in page.images] == ["training curves", "confusion matrix"]
     assert "input 32&times;32" in path.read_text() and "300 test images" in path.read_text()
 
+
+
+def test_load_run_is_public_api(run_dir: Path) -> None:
+    import cnnlab
+
+    run = cnnlab.load_run(run_dir)
+    assert not run.model.training and run.classes == FASHION
+    assert run.precision == "off"  # recorded resolved: float32 on a CPU by default
+    assert run.metrics["test_acc"] == pytest.approx(evaluate_run(run).acc, abs=1e-6)
+    assert len(run.history) == 2
+    for split in ("train", "val", "test"):
+        assert evaluate_run(run, split=split, limit=64).n == 64
+    with pytest.raises(ConfigError, match="train, val or test"):
+        evaluate_run(run, split="dev")

@@ -18,15 +18,7 @@ from cnnlab.data import Loader
 from cnnlab.errors import ConfigError, TrainingError
 from cnnlab.progress import Progress, format_epoch
 from cnnlab.schedule import lr_at
-from cnnlab.train import (
-    TrainConfig,
-    amp_dtype,
-    cpu_has_native_bf16,
-    evaluate,
-    pick_device,
-    predict,
-    train,
-)
+from cnnlab.train import TrainConfig, evaluate, predict, train
 
 FAST = dict(epochs=2, batch_size=32, lr=0.1, momentum=0.9, progress="none", plot=False,
             tensorboard=False, threads=1, device="cpu", amp="off")  # exact float32 math
@@ -101,17 +93,6 @@ def test_schedules():
     one = [lr_at(s, 100, 0.1, "onecycle") for s in range(100)]
     assert one[0] == pytest.approx(0.004) and max(one) == pytest.approx(0.1)
     assert one.index(max(one)) == 30 and one[-1] < 0.001
-
-
-def test_device_and_amp_resolution():
-    assert pick_device("cpu").type == "cpu"
-    native = cpu_has_native_bf16()  # bf16 pays only where the CPU computes it natively
-    assert amp_dtype("auto", torch.device("cpu")) is (torch.bfloat16 if native else None)
-    assert amp_dtype("off", torch.device("cpu")) is None
-    assert amp_dtype("bf16", torch.device("cpu")) is torch.bfloat16
-    if not torch.cuda.is_available():
-        with pytest.raises(ConfigError, match="CUDA is not available"):
-            pick_device("cuda")
 
 
 # --- training, metrics --------------------------------------------------------------------------

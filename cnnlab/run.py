@@ -1,0 +1,347 @@
+"""A run folder, read back, and the one evaluation and prediction path of cnnlab.
+
+    run = load_run("runs/lenet")                  # model in eval mode, config, classes, metrics
+    ev = evaluate_run(run)                        # test-split predictions, loss and accuracy
+    probs = predict_files(run, ["shoe.png"])     # your own images through the run's pipeline
+
+The engine validates through `evaluate_sums`, `cnnlab eval`, `predict`, `report`, `inspect`,
+`compare` and `export` all read runs through `load_run`, so every surface computes a metric the
+same way, in the precision the run recorded.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+from cnnlab.device import PRECISIONS, autocast, pick_device, precision_dtype, resolve_precision
+from cnnlab.errors import ConfigError, DataError, ShapeError
+
+__all__ = ["Evaluation", "Run", "evaluate", "evaluate_run", "evaluate_sums", "input_size_of",
+           "load_run", "model_device", "predict", "predict_files", "read_history", "read_image",
+           "read_json", "to_dataset_image"]
+
+
+# --- one forward path for every metric ---------------------------------------------------------
+
+def _acc_dtype(device: torch.device) -> torch.dtype:
+    return torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of a model's first parameter (the CPU for a parameterless module)."""
+    p = next(model.parameters(), None)
+    return p.device if p is not None else torch.device("cpu")
+
+
+def _logits(model: nn.Module, batches: Iterable[Any], device: torch.device,
+            dtype: torch.dtype | None, limit: int = 0) -> Iterator[tuple[torch.Tensor, Any]]:
+    """(float32 logits, labels) per batch, in eval mode with no gradients, under autocast."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            for i, (X, y) in enumerate(batches):
+                if limit and i >= limit:
+                    break
+                with autocast(device, dtype):
+                    out = model(X)
+                yield out.float(), y
+    finally:
+        model.train(was_training)
+
+
+def evaluate_sums(model: nn.Module, batches: Iterable[Any], device: torch.device,
+                  dtype: torch.dtype | None, limit: int = 0) -> torch.Tensor:
+    """[loss sum, correct, n] over batches, accumulated on the device (one sync by the caller)."""
+    sums = torch.zeros(3, dtype=_acc_dtype(device), device=device)
+    for out, y in _logits(model, batches, device, dtype, limit):
+        sums[0] += F.cross_entropy(out, y, reduction="sum")
+        sums[1] += (out.argmax(1) == y).sum()
+        sums[2] += y.shape[0]
+    return sums
+
+
+def evaluate(model: nn.Module, data: Any, *, batch_size: int = 1024,
+             amp: str = "off") -> dict[str, float]:
+    """Sample-weighted loss and accuracy of model on a Loader, a Split or (X, y) batches."""
+    from cnnlab.loader import Loader, Split
+
+    device = model_device(model)
+    batches = Loader(data, batch_size, device=device) if isinstance(data, Split) else data
+    dtype = precision_dtype(resolve_precision(amp, device))
+    loss, correct, n = evaluate_sums(model, batches, device, dtype).tolist()
+    if n == 0:
+        raise DataError("evaluate got no samples; the split or loader is empty")
+    return {"loss": loss / n, "acc": correct / n, "n": int(n)}
+
+
+def predict(model: nn.Module, images: torch.Tensor, *, batch_size: int = 1024,
+            resize: int | tuple[int, int] | None = None,
+            normalize: tuple[float, float] | None = None, amp: str = "off") -> torch.Tensor:
+    """Class probabilities (N, K) on the CPU for images (N, H, W) or (N, C, H, W).
+
+    uint8 images are scaled to [0, 1] first; resize and normalize should match the training run.
+    """
+    if images.ndim == 3:
+        images = images.unsqueeze(1)  # (N, 1, H, W)
+    if images.ndim != 4:
+        raise ShapeError(f"predict takes images (N, H, W) or (N, C, H, W), "
+                         f"got {tuple(images.shape)}")
+    device = model_device(model)
+    size = (resize, resize) if isinstance(resize, int) else resize
+
+    def batches() -> Iterator[tuple[torch.Tensor, None]]:
+        for start in range(0, images.shape[0], batch_size):
+            X = images[start:start + batch_size].to(device)
+            X = X.float() / 255 if X.dtype == torch.uint8 else X.float()
+            if size is not None and tuple(X.shape[-2:]) != tuple(size):
+                X = F.interpolate(X, size=size, mode="bilinear", align_corners=False,
+                                  antialias=True)
+            if normalize is not None:
+                X = (X - normalize[0]) / normalize[1]
+            yield X, None
+
+    dtype = precision_dtype(resolve_precision(amp, device))
+    out = [logits.softmax(dim=1).cpu() for logits, _ in _logits(model, batches(), device, dtype)]
+    return torch.cat(out) if out else torch.empty(0)
+
+
+# --- a finished run ---------------------------------------------------------------------------
+
+@dataclass
+class Run:
+    """A trained run, loaded: config (as a dict), model in eval mode, dataset and checkpoint."""
+
+    run_dir: Path
+    config: dict[str, Any]  # config.json as written (incl. its "environment")
+    model: nn.Module  # in eval mode, on `device`
+    dataset: Any  # cnnlab.data.Dataset
+    checkpoint: Path
+    device: torch.device
+
+    @property
+    def classes(self) -> list[str]:
+        """The dataset's class names, by label."""
+        return list(self.dataset.classes)
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(H, W) the model was trained on: the config's resize, else the data's own size."""
+        return input_size_of(self.config.get("resize"), self.dataset)
+
+    @property
+    def precision(self) -> str:
+        """The precision the run trained in ("off" = float32, "bf16", "fp16"), as recorded."""
+        amp = str(self.config.get("amp", "off"))
+        # Runs written before precision was recorded resolved (amp "auto") are read as float32
+        # on a CPU, the same rule a new run follows there.
+        return amp if amp in PRECISIONS else resolve_precision(amp, self.device)
+
+    @property
+    def metrics(self) -> dict[str, Any]:
+        """result.json (test accuracy and loss, timings); {} for a run that has not finished."""
+        path = self.run_dir / "result.json"
+        return read_json(path) if path.exists() else {}
+
+    @property
+    def history(self) -> list[dict[str, Any]]:
+        """metrics.jsonl: one dict per epoch."""
+        return read_history(self.run_dir)
+
+    @property
+    def normalize(self) -> tuple[float, float] | None:
+        """The (mean, std) the run standardized its inputs with, or None."""
+        if not self.config.get("normalize"):
+            return None
+        from cnnlab.data import dataset_stats
+
+        return tuple(dataset_stats(self.dataset))  # the statistics the training run used
+
+    def loader(self, split: Any, batch_size: int | None = None) -> Any:
+        """A Loader feeding `split` to the model as training did (size, normalization)."""
+        from cnnlab.loader import Loader
+
+        bs = batch_size or int(self.config.get("eval_batch_size", 1024))
+        return Loader(split, bs, resize=self.input_size, normalize=self.normalize,
+                      device=self.device)
+
+    def split(self, name: str) -> Any:
+        """The run's "train", "val" or "test" split (val: the held-out part, or test when none)."""
+        from cnnlab.data import split_train_val
+
+        if name not in ("train", "val", "test"):
+            raise ConfigError(f"split {name!r} must be train, val or test")
+        if name == "test":
+            return self.dataset.test
+        val_size = self.config.get("val_size") or 0
+        if not val_size:
+            return self.dataset.train if name == "train" else self.dataset.test
+        size = int(val_size) if val_size >= 1 else val_size
+        seed = int(self.config.get("seed", 0))
+        train, val = split_train_val(self.dataset.train, size, seed=seed)
+        return train if name == "train" else val
+
+
+def input_size_of(resize: Any, dataset: Any) -> tuple[int, int]:
+    """The (H, W) a run feeds its model: `resize` when set, else the dataset's own image size."""
+    if resize:
+        return (int(resize[0]), int(resize[1]))
+    h, w = dataset.train.images.shape[-2:]
+    return (int(h), int(w))
+
+
+@dataclass
+class Evaluation:
+    """A checkpoint's predictions on one split."""
+
+    dataset: str
+    loss: float  # mean cross-entropy per image
+    acc: float  # fraction correct
+    n: int  # images evaluated
+    labels: torch.Tensor  # (N,) int64 true classes
+    preds: torch.Tensor  # (N,) int64 predicted classes
+    confidence: torch.Tensor  # (N,) float probability of the predicted class
+    split: str = "test"  # which split of the run's dataset
+
+    def confusion(self, k: int) -> torch.Tensor:
+        """(k, k) counts: row = true class, column = predicted class."""
+        return torch.bincount(self.labels * k + self.preds, minlength=k * k).reshape(k, k)
+
+
+def read_json(path: Path) -> dict[str, Any]:
+    """A JSON file of the run folder, as a dict; DataError when it is missing or corrupt."""
+    try:
+        return json.loads(Path(path).read_text())
+    except FileNotFoundError:
+        raise DataError(f"{path} is missing; is {Path(path).parent} a cnnlab run folder?") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise DataError(f"{path} is not valid JSON ({err}); the run folder is damaged") from None
+
+
+def read_history(run_dir: str | Path) -> list[dict[str, Any]]:
+    """metrics.jsonl as a list of per-epoch dicts ([] when the run has none yet)."""
+    path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def load_run(run_dir: str | Path, checkpoint: str = "last", device: str | None = None) -> Run:
+    """Rebuild a run's model from config.json and load checkpoints/<checkpoint>.pt into it.
+
+    The model comes back in eval mode on `device` (default: the run's own device when this
+    machine has it, else the best one here).
+    """
+    from cnnlab.checkpoint import load_checkpoint
+    from cnnlab.data import load_dataset
+    from cnnlab.models import create_model
+
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise DataError(f"run folder {run_dir} does not exist (`cnnlab train` prints where it "
+                        "wrote its run)")
+    config = read_json(run_dir / "config.json")
+    if not config.get("model"):
+        raise ConfigError(f"{run_dir}/config.json names no model; this run cannot be reloaded")
+    if checkpoint not in ("last", "best"):
+        raise ConfigError(f"checkpoint {checkpoint!r} must be last or best")
+    path = run_dir / "checkpoints" / f"{checkpoint}.pt"
+    if checkpoint == "best" and not path.exists():
+        path = run_dir / "checkpoints" / "last.pt"  # a run without validation keeps only last.pt
+    dataset = load_dataset(config.get("dataset", "fashion-mnist"), root=config.get("data_root"),
+                           download=False)
+    dev = pick_device(device or config.get("device"), fallback=device is None)
+    state = load_checkpoint(path)
+    model = create_model(config["model"], num_classes=len(dataset.classes), in_channels=1,
+                         **{**(state.get("model_kwargs") or {}),
+                            "input_size": input_size_of(config.get("resize"), dataset)})
+    weights = state.get("model", state)
+    # torch.compile wraps the module: its state-dict keys carry an "_orig_mod." prefix.
+    weights = {k.removeprefix("_orig_mod.").removeprefix("module."): v for k, v in weights.items()}
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as err:
+        raise DataError(f"{path} does not fit model {config['model']!r}: "
+                        f"{str(err).splitlines()[0]}") from None
+    return Run(run_dir, config, model.to(dev).eval(), dataset, path, dev)
+
+
+def evaluate_run(run: Run | str | Path, checkpoint: str = "last", limit: int | None = None,
+                 split: str = "test") -> Evaluation:
+    """Predict every image of a split (or the first `limit`) with the run's checkpoint."""
+    if not isinstance(run, Run):
+        run = load_run(run, checkpoint)
+    data = run.split(split)
+    if limit is not None and limit < len(data):
+        data = data.subset(torch.arange(limit))
+    labels, preds, conf = [], [], []
+    loss_sum = 0.0
+    for logits, y in _logits(run.model, run.loader(data), run.device,
+                             precision_dtype(run.precision)):
+        loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
+        c, k = logits.softmax(dim=1).max(dim=1)
+        labels.append(y.cpu())
+        preds.append(k.cpu())
+        conf.append(c.cpu())
+    y, k = torch.cat(labels), torch.cat(preds)
+    n = len(y)
+    return Evaluation(run.dataset.name, loss_sum / max(n, 1), (y == k).float().mean().item(), n,
+                      y, k, torch.cat(conf), split)
+
+
+# --- images from files ------------------------------------------------------------------------
+
+def read_image(path: str | Path) -> torch.Tensor:
+    """A PNG/JPEG file as a float (H, W) grayscale tensor in [0, 1]."""
+    # Pillow is always there: matplotlib, a dependency, requires it (its imread uses it too).
+    from PIL import Image, UnidentifiedImageError
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"image {path} does not exist")
+    try:
+        with Image.open(path) as im:
+            arr = torch.from_numpy(np.asarray(im.convert("RGBA"), dtype=np.float32) / 255.0)
+    except (OSError, ValueError, UnidentifiedImageError) as err:
+        raise DataError(f"cannot read image {path} ({err}); give a PNG or JPEG file") from None
+    rgb, alpha = arr[..., :3], arr[..., 3]  # (H, W, 3), (H, W)
+    gray = rgb @ torch.tensor([0.299, 0.587, 0.114])  # ITU-R 601 luma, as PIL's convert("L")
+    return gray * alpha + (1 - alpha)  # transparent pixels are background: over white
+
+
+def to_dataset_image(gray: torch.Tensor, size: tuple[int, int] = (28, 28),
+                     invert: str = "auto") -> torch.Tensor:
+    """A grayscale image made to look like the dataset's: light object on dark, uint8 at `size`.
+
+    The datasets draw bright objects on a black ground; photos and drawings are usually dark on
+    light, so with invert="auto" an image whose border is mostly light is inverted.
+    """
+    if invert not in ("auto", "yes", "no"):
+        raise ConfigError(f"invert={invert!r} must be auto, yes or no")
+    border = torch.cat([gray[0], gray[-1], gray[:, 0], gray[:, -1]])
+    if invert == "yes" or (invert == "auto" and border.mean() > 0.5):
+        gray = 1.0 - gray
+    x = F.interpolate(gray[None, None], size=size, mode="area" if gray.shape[0] >= size[0]
+                      else "bilinear")[0, 0]
+    return (x.clamp(0, 1) * 255).round().to(torch.uint8)
+
+
+def predict_files(run: Run, paths: list[Path], invert: str = "auto") -> torch.Tensor:
+    """Class probabilities (len(paths), K) for image files, fed through the run's own pipeline."""
+    from cnnlab.loader import Split
+
+    native = tuple(run.dataset.train.images.shape[-2:])
+    images = torch.stack([to_dataset_image(read_image(p), native, invert) for p in paths])
+    split = Split(images, torch.zeros(len(images), dtype=torch.int64))
+    out = [logits.softmax(dim=1).cpu() for logits, _ in
+           _logits(run.model, run.loader(split, 256), run.device, precision_dtype(run.precision))]
+    return torch.cat(out)

@@ -1,0 +1,78 @@
+"""Device and precision: resolved once, recorded, the same on every CPU unless bf16 is asked for."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+from _trainkit import TinyNet, make_dataset
+
+from cnnlab.device import (
+    CPU_BF16_ENV,
+    autocast,
+    cpu_has_native_bf16,
+    pick_device,
+    precision_dtype,
+    resolve_precision,
+)
+from cnnlab.errors import ConfigError
+from cnnlab.train import TrainConfig, train
+
+CPU = torch.device("cpu")
+
+
+@pytest.mark.parametrize("native", ["1", "0"])
+def test_cpu_precision_rules_on_both_kinds_of_cpu(native: str, monkeypatch) -> None:
+    monkeypatch.setenv(CPU_BF16_ENV, native)
+    assert cpu_has_native_bf16() is (native == "1")
+    assert resolve_precision("auto", CPU) == "off"  # float32 on every CPU by default
+    assert resolve_precision("off", CPU) == "off"
+    assert resolve_precision("bf16", CPU) == "bf16"  # asked for: always
+    assert resolve_precision("fp16", CPU) == "fp16"
+    assert resolve_precision("fast", CPU) == ("bf16" if native == "1" else "off")
+    assert precision_dtype("off") is None and precision_dtype("bf16") is torch.bfloat16
+
+
+def test_the_override_is_checked(monkeypatch) -> None:
+    monkeypatch.setenv(CPU_BF16_ENV, "maybe")
+    with pytest.raises(ConfigError, match=CPU_BF16_ENV):
+        cpu_has_native_bf16()
+    with pytest.raises(ConfigError, match="not resolved"):
+        precision_dtype("auto")
+
+
+def test_devices() -> None:
+    assert pick_device("cpu").type == "cpu"
+    assert pick_device("auto").type in ("cpu", "cuda", "mps")
+    with pytest.raises(ConfigError, match="not a device"):
+        pick_device("gpu0")
+    if not torch.cuda.is_available():
+        with pytest.raises(ConfigError, match="CUDA is not available"):
+            pick_device("cuda")
+        assert pick_device("cuda", fallback=True) == pick_device("auto")  # a run read back
+    with autocast(CPU, None):
+        assert not torch.is_autocast_enabled("cpu")
+    with autocast(CPU, torch.bfloat16):
+        assert torch.is_autocast_enabled("cpu")
+
+
+@pytest.mark.parametrize(("native", "amp", "want"), [
+    ("1", "auto", "off"), ("0", "auto", "off"), ("1", "fast", "bf16"), ("0", "fast", "off")])
+def test_a_run_records_what_it_used(native, amp, want, tmp_path: Path, monkeypatch) -> None:
+    monkeypatch.setenv(CPU_BF16_ENV, native)
+    ds = make_dataset(n_train=64, n_test=32)
+    cfg = TrainConfig(epochs=1, batch_size=32, progress="none", plot=False, tensorboard=False,
+                      amp=amp, threads=1, device="auto")
+    out = tmp_path / "run"
+    result = train(TinyNet(), ds, cfg, out_dir=out)
+    assert result.config.amp == want
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["amp"] == want and saved["device"] == "cpu" and saved["threads"] == 1
+    # The same run, read back on a machine of the other kind, keeps the recorded precision.
+    monkeypatch.setenv(CPU_BF16_ENV, "0" if native == "1" else "1")
+    from cnnlab.checkpoint import load_checkpoint
+
+    state = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert state["config"]["amp"] == want
