@@ -25,15 +25,17 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
 import os
+import time
 
 import torch
 
 from cnnlab.errors import ConfigError
 from cnnlab.train_config import AMP_MODES
 
-__all__ = ["AMP_MODES", "PRECISIONS", "autocast", "cpu_has_native_bf16", "pick_device",
-           "precision_dtype", "resolve_precision"]
+__all__ = ["AMP_MODES", "PRECISIONS", "ThreadPolicy", "autocast", "cpu_has_native_bf16",
+           "pick_device", "precision_dtype", "resolve_precision", "threads_for_load"]
 
 PRECISIONS = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # resolved word -> dtype
 PRECISION_NAMES = {"off": "float32", "bf16": "bfloat16 autocast", "fp16": "float16 autocast"}
@@ -110,3 +112,83 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
     if dtype is None:
         return contextlib.nullcontext()
     return torch.autocast(device_type=device.type, dtype=dtype)
+
+
+# --- CPU threads that hold up under load -------------------------------------------------------
+
+def _cpu_times() -> tuple[float, float, float, float] | None:
+    """(monotonic s, busy s of all CPUs, stolen s, this process's CPU s), or None off Linux."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+    except (OSError, ValueError):
+        return None
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (v + [0] * 8)[:8]
+    hz = os.sysconf("SC_CLK_TCK")
+    t = os.times()
+    return (time.monotonic(), (user + nice + system + irq + softirq) / hz, steal / hz,
+            t.user + t.system)
+
+
+def threads_for_load(max_threads: int, busy_elsewhere: float) -> int:
+    """How many threads to run when other programs (and the hypervisor) hold `busy_elsewhere`
+    cores: one core fewer for each core they take, counting anything above 0.2 of a core."""
+    return max(1, min(max_threads, max_threads - math.ceil(busy_elsewhere - 0.2)))
+
+
+class ThreadPolicy:
+    """threads=0 on a CPU: run on the cores that other programs leave free, rechecked every
+    `interval` seconds at a step boundary.
+
+    Why: an OpenMP step split over two threads waits at every barrier for its slowest thread.
+    When another program holds one of two cores, that thread is descheduled half the time, and a
+    small network's step (many short parallel regions) got 3-30x slower than on one thread
+    (BENCHMARKS.md). On an idle machine all cores are faster. Reading /proc/stat costs ~20 us, so
+    the policy looks at the load itself instead of guessing from the model.
+    """
+
+    def __init__(self, max_threads: int, interval: float = 2.0) -> None:
+        self.max_threads = max(1, int(max_threads))
+        self.interval = interval
+        self._last = _cpu_times()
+        self._next = time.monotonic() + 0.5  # the first look comes soon: start-up load is stale
+        self._thread_seconds = 0.0
+        self._seconds = 0.0
+        self._mark = time.monotonic()
+        self.threads = self.max_threads
+        if self._last is None:  # no /proc/stat: keep torch's setting
+            self.interval = math.inf
+        torch.set_num_threads(self.threads)
+
+    def step(self) -> int:
+        """Call between steps; returns the thread count in force."""
+        now = time.monotonic()
+        if now < self._next:
+            return self.threads
+        self._next = now + self.interval
+        cur = _cpu_times()
+        if cur is None or self._last is None:
+            return self.threads
+        dt = cur[0] - self._last[0]
+        if dt > 0.05:
+            elsewhere = ((cur[1] - self._last[1]) - (cur[3] - self._last[3])
+                         + (cur[2] - self._last[2])) / dt
+            self._set(threads_for_load(self.max_threads, elsewhere), now)
+        self._last = cur
+        return self.threads
+
+    def _set(self, n: int, now: float) -> None:
+        self._thread_seconds += self.threads * (now - self._mark)
+        self._seconds += now - self._mark
+        self._mark = now
+        if n != self.threads:
+            self.threads = n
+            torch.set_num_threads(n)
+
+    def mean_threads(self) -> float:
+        """The time-weighted mean thread count since the last call (then starts afresh)."""
+        now = time.monotonic()
+        self._set(self.threads, now)
+        mean = self._thread_seconds / self._seconds if self._seconds else float(self.threads)
+        self._thread_seconds = self._seconds = 0.0
+        return mean

@@ -34,6 +34,7 @@ from cnnlab.checkpoint import (
 )
 from cnnlab.device import (
     PRECISION_NAMES,
+    ThreadPolicy,
     autocast,
     pick_device,
     precision_dtype,
@@ -164,10 +165,9 @@ class Trainer:
         self.config = cfg = cfg.replace(amp=precision)
         self.amp = precision_dtype(precision)
         self._set_globals()
-        # Recorded as used, never as "auto": the device type and the CPU threads torch runs on.
+        # Recorded as used, never as "auto": the device type (threads: see _threads_text).
         self.config = cfg = cfg.replace(
-            device=self.device.type if cfg.device == "auto" else cfg.device,
-            threads=torch.get_num_threads() if self.device.type == "cpu" else cfg.threads)
+            device=self.device.type if cfg.device == "auto" else cfg.device)
         self._setup_data()
         self._setup_model()
         params = [p for p in self.raw_model.parameters() if p.requires_grad]
@@ -185,8 +185,12 @@ class Trainer:
         self._saved_globals = (torch.get_num_threads(),
                                torch.are_deterministic_algorithms_enabled(),
                                torch.backends.cudnn.benchmark)
+        self.thread_policy: ThreadPolicy | None = None
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
+        elif self.device.type == "cpu" and not cfg.deterministic:
+            # threads=0: all cores, fewer while other programs hold some (cnnlab.device).
+            self.thread_policy = ThreadPolicy(torch.get_num_threads())
         if cfg.deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS determinism
         torch.use_deterministic_algorithms(cfg.deterministic)
@@ -360,7 +364,10 @@ class Trainer:
         self.steps_per_epoch, self.total_steps = steps, steps * epochs
         progress = Progress(cfg.progress if self.dist.is_main else "none", epochs, self.stream)
         if self.run is not None:
-            self.run.write_config(cfg.to_dict(), environment(self.device))
+            env = environment(self.device)
+            if self.device.type == "cpu":
+                env["cpu_threads"] = self._threads_text()
+            self.run.write_config(cfg.to_dict(), env)
             self.run.write_history(self.history)
             self.run.tensorboard(purge_step=self.global_step if state is not None else None)
         verb = "resuming" if state is not None else "training"
@@ -368,8 +375,7 @@ class Trainer:
                          f"{self.n_train} train samples, {steps} steps/epoch, {epochs} epochs, "
                          f"device {self.device}" + (f" x{self.dist.world_size}"
                                                     if self.dist.enabled else "")
-                         + (f", {cfg.threads} thread{'s' * (cfg.threads != 1)}"
-                            if self.device.type == "cpu" else "")
+                         + (f", {self._threads_text()}" if self.device.type == "cpu" else "")
                          + f", {PRECISION_NAMES[cfg.amp]}"
                          + (", validating on the test split" if self.val_is_test
                             and cfg.eval_every else "")
@@ -391,6 +397,14 @@ class Trainer:
             progress.close()
         return self._finish(stopped_early)
 
+    def _threads_text(self) -> str:
+        if self.thread_policy is not None:
+            n = self.thread_policy.max_threads
+            return (f"{n} thread{'s' * (n != 1)}" + (" (fewer while other programs load the CPU)"
+                                                     if n > 1 else ""))
+        n = torch.get_num_threads()
+        return f"{n} thread{'s' * (n != 1)}"
+
     def _train_epoch(self, epoch: int, start: int, progress: Progress) -> None:
         cfg, model, opt = self.config, self.model, self.optimizer
         if start == 0:
@@ -410,6 +424,8 @@ class Trainer:
                        round(cfg.warmup_epochs * self.steps_per_epoch))
             for group in opt.param_groups:
                 group["lr"] = lr
+            if self.thread_policy is not None:
+                self.thread_policy.step()
             with autocast(self.device, self.amp):
                 out = model(X)
                 loss = F.cross_entropy(out.float(), y, label_smoothing=cfg.label_smoothing)
@@ -479,6 +495,9 @@ class Trainer:
             v_loss, v_correct, v_n = val.tolist()
             row.update(val_loss=v_loss / v_n, val_acc=v_correct / v_n)
         seconds = self._epoch_elapsed()
+        if self.device.type == "cpu":  # the CPU threads used, averaged over the epoch's time
+            row["threads"] = round(self.thread_policy.mean_threads() if self.thread_policy
+                                   else float(torch.get_num_threads()), 2)
         row.update(lr=self.optimizer.param_groups[0]["lr"], seconds=round(seconds, 4),
                    train_seconds=round(train_seconds, 4),
                    images_per_second=round(n / max(train_seconds, 1e-9), 1))

@@ -59,7 +59,7 @@ class TrainConfig:
     seed: int = 0  # seeds model init (zoo models), data order, augmentation and dropout
     deterministic: bool = False  # deterministic kernels (bitwise reproducible on the CPU)
     device: str = "auto"  # "auto" picks cuda, then mps, then cpu; or "cpu", "cuda", "cuda:1", "mps"
-    threads: int = 0  # CPU threads for torch (0: torch's default)
+    threads: int = 0  # CPU threads (0: all cores, fewer while other programs load the CPU)
 
     # --- run mechanics ---------------------------------------------------------------------
     eval_every: int = 1  # validate every this many epochs, and after the last (0: never)

@@ -11,11 +11,13 @@ from _trainkit import TinyNet, make_dataset
 
 from cnnlab.device import (
     CPU_BF16_ENV,
+    ThreadPolicy,
     autocast,
     cpu_has_native_bf16,
     pick_device,
     precision_dtype,
     resolve_precision,
+    threads_for_load,
 )
 from cnnlab.errors import ConfigError
 from cnnlab.train import TrainConfig, train
@@ -70,9 +72,69 @@ def test_a_run_records_what_it_used(native, amp, want, tmp_path: Path, monkeypat
     assert result.config.amp == want
     saved = json.loads((out / "config.json").read_text())
     assert saved["amp"] == want and saved["device"] == "cpu" and saved["threads"] == 1
+    assert json.loads((out / "metrics.jsonl").read_text().splitlines()[0])["threads"] == 1
     # The same run, read back on a machine of the other kind, keeps the recorded precision.
     monkeypatch.setenv(CPU_BF16_ENV, "0" if native == "1" else "1")
     from cnnlab.checkpoint import load_checkpoint
 
     state = load_checkpoint(out / "checkpoints" / "last.pt")
     assert state["config"]["amp"] == want
+
+
+def test_threads_for_load() -> None:
+    assert threads_for_load(2, 0.0) == 2  # an idle machine: every core
+    assert threads_for_load(2, 0.15) == 2  # a little background noise
+    assert threads_for_load(2, 0.5) == 1  # a browser tab busy on half a core
+    assert threads_for_load(2, 1.0) == 1 and threads_for_load(2, 5.0) == 1
+    assert threads_for_load(8, 2.5) == 5
+    assert threads_for_load(1, 0.0) == 1
+
+
+def test_thread_policy_follows_the_load(monkeypatch) -> None:
+    import cnnlab.device as device
+
+    clock = {"t": 0.0, "busy": 0.0, "ours": 0.0}
+    monkeypatch.setattr(device, "_cpu_times",
+                        lambda: (clock["t"], clock["busy"], 0.0, clock["ours"]))
+    monkeypatch.setattr(device.time, "monotonic", lambda: clock["t"])
+    old = torch.get_num_threads()
+    try:
+        policy = ThreadPolicy(2, interval=1.0)
+        assert policy.threads == 2 and torch.get_num_threads() == 2
+
+        def run(seconds: float, ours: float, others: float) -> int:
+            clock["t"] += seconds
+            clock["ours"] += ours * seconds
+            clock["busy"] += (ours + others) * seconds
+            return policy.step()
+
+        assert run(1.0, 2.0, 0.0) == 2  # quiet
+        assert run(1.0, 2.0, 1.0) == 1 and torch.get_num_threads() == 1  # a neighbour arrives
+        assert run(0.5, 1.0, 1.0) == 1  # not rechecked before the interval is over
+        assert run(1.0, 1.0, 1.0) == 1
+        assert run(1.0, 1.0, 0.0) == 2  # it left
+        assert 1.0 < policy.mean_threads() < 2.0
+    finally:
+        torch.set_num_threads(old)
+
+
+def test_thread_policy_sees_a_real_neighbour() -> None:
+    import os
+    import subprocess
+    import sys
+    import time
+
+    n = torch.get_num_threads()
+    if n < 2 or not os.path.exists("/proc/stat"):
+        pytest.skip("needs two cores and Linux's /proc/stat")
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        policy = ThreadPolicy(n, interval=0.5)
+        deadline = time.monotonic() + 5
+        while time.monotonic() < deadline and policy.step() == n:
+            time.sleep(0.05)
+        assert policy.threads <= n - 1  # the neighbour holds a core: one thread fewer
+    finally:
+        busy.kill()
+        busy.wait()
+        torch.set_num_threads(n)
