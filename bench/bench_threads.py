@@ -1,6 +1,6 @@
 """The CPU thread policy, quiet and with a busy neighbour: default threads against 1 and all cores.
 
-    .venv/bin/python bench/bench_threads.py                      # lenet, lenet_modern, fast, resnet18
+    .venv/bin/python bench/bench_threads.py               # lenet, lenet_modern, fast, resnet18
     .venv/bin/python bench/bench_threads.py --recipes lenet --repeats 5
 
 For each recipe, every thread setting (1, all cores, and the default `threads=0`, the load-aware
