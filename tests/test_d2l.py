@@ -171,19 +171,34 @@ def test_7_6_lenet_summary_and_tiny_fit(env: Path):
     assert w > 100 and h > 100
 
 
-def test_7_6_book_init_cnn_skips_lazy_layers_ours_does_not():
+def _default_bound(w: torch.Tensor) -> float:
+    """PyTorch's default weight init, kaiming_uniform(a=sqrt(5)): U(-1/sqrt(fan_in), +...)."""
+    return 1 / math.sqrt(w[0].numel())
+
+
+def _xavier_bound(w: torch.Tensor) -> float:
+    fan_in = w[0].numel()
+    return math.sqrt(6 / (fan_in + w.shape[0] * fan_in // w.shape[1]))
+
+
+def test_7_6_init_cnn_is_the_books_and_init_cnn_lazy_opts_into_xavier():
     ns, _ = run_cell("ch07_6_lenet")
-    for init, xavier in ((ns["init_cnn"], False), (d2l.init_cnn, True)):
+    for init, xavier in ((ns["init_cnn"], False), (d2l.init_cnn, False),
+                         (d2l.init_cnn_lazy, True)):
         net = nn.Sequential(nn.LazyLinear(10))
         net.apply(init)  # before the first forward: the weight has no shape yet
         net(torch.randn(2, 1000))
-        bound = math.sqrt(6 / (1000 + 10))  # xavier; torch's default bound is 1/sqrt(1000)
-        top = net[0].weight.abs().max().item()
+        w = net[0].weight
+        top = w.abs().max().item()
         if xavier:
-            assert 0.9 * bound < top <= bound
+            assert 0.9 * _xavier_bound(w) < top <= _xavier_bound(w)  # sqrt(6 / 1010)
             assert not net[0]._forward_pre_hooks  # the deferred-init hook removed itself
-        else:
-            assert top <= 1 / math.sqrt(1000)  # the book's init_cnn did nothing
+        else:  # d2l's init_cnn did nothing: torch's default bound 1/sqrt(1000)
+            assert 0.9 * _default_bound(w) < top <= _default_bound(w)
+    net = nn.Sequential(nn.LazyLinear(10))
+    net(torch.randn(2, 1000))
+    net.apply(d2l.init_cnn_lazy)  # on a layer that already has weights: plain Xavier
+    assert net[0].weight.abs().max().item() <= _xavier_bound(net[0].weight)
 
 
 # --- chapter 8 ---------------------------------------------------------------------------------
@@ -194,13 +209,29 @@ def test_7_6_book_init_cnn_skips_lazy_layers_ours_does_not():
 def test_8_models_print_the_books_layer_summaries(name: str):
     ns, out = run_cell_once(name)
     assert out == expected(name)
-    if name == "ch08_1_alexnet":
-        # AlexNet's __init__ calls net.apply(d2l.init_cnn) on Lazy layers: they really get
-        # Xavier (bound sqrt(6 / (fan_in + fan_out))), not torch's default 1/sqrt(fan_in).
-        conv = ns["AlexNet"]().net[0]
-        conv(torch.randn(1, 1, 224, 224))
-        fan_in, fan_out = 1 * 11 * 11, 96 * 11 * 11
-        assert conv.weight.abs().max().item() <= math.sqrt(6 / (fan_in + fan_out))
+
+
+@pytest.mark.parametrize("make", [
+    lambda: run_cell_once("ch08_1_alexnet")[0]["AlexNet"](),
+    lambda: run_cell_once("ch08_7_densenet")[0]["DenseNet"](),
+    lambda: d2l.AlexNet(), lambda: d2l.DenseNet()], ids=["book-alexnet", "book-densenet",
+                                                       "alexnet", "densenet"])
+def test_8_lazy_models_keep_torchs_default_init_as_d2l_does(make):
+    # The book's AlexNet/DenseNet (and RegNet) call net.apply(d2l.init_cnn) before their Lazy
+    # layers have weights; in d2l 1.0.3 that does nothing, so every conv and linear weight is
+    # torch's default U(-1/sqrt(fan_in), 1/sqrt(fan_in)), std bound/sqrt(3), not Xavier.
+    torch.manual_seed(0)
+    model = make()
+    model(torch.randn(1, 1, 96, 96))
+    layers = [m for m in model.modules() if type(m) in (nn.Conv2d, nn.Linear)]
+    assert len(layers) >= 8
+    for m in layers:
+        w, bound = m.weight.detach(), _default_bound(m.weight)
+        assert w.abs().max().item() <= bound
+        if w.numel() >= 2000:  # enough samples for the std to be within a few percent
+            assert abs(w.std().item() / (bound / math.sqrt(3)) - 1) < 0.1, m
+    first = layers[0].weight  # AlexNet 11x11 conv: default bound 0.091, Xavier only 0.023
+    assert first.abs().max().item() > 2 * _xavier_bound(first)
 
 
 # The drop-in's own classes equal the book's cells: same parameters, same init, same outputs.

@@ -47,13 +47,13 @@ from cnnlab.d2l._models import (
     transition_block,
     vgg_block,
 )
-from cnnlab.d2l._train import Classifier, Module, Trainer, init_cnn
+from cnnlab.d2l._train import Classifier, Module, Trainer, init_cnn, init_cnn_lazy
 
 __all__ = [
     "HyperParameters", "ProgressBoard", "add_to_class", "corr2d", "cpu", "gpu", "num_gpus",
     "output_dir", "set_output_dir", "show_images", "try_all_gpus", "try_gpu",
     "MNIST", "DataModule", "FashionMNIST",
-    "Classifier", "Module", "Trainer", "init_cnn",
+    "Classifier", "Module", "Trainer", "init_cnn", "init_cnn_lazy",
     "LeNet", "AlexNet", "vgg_block", "VGG", "nin_block", "NiN", "Inception", "GoogleNet",
     "BNLeNet", "Residual", "ResNet", "ResNet18", "ResNeXtBlock", "conv_block", "DenseBlock",
     "transition_block", "DenseNet",

@@ -5,7 +5,8 @@ ResNet): they reproduce the book's code so its numbers and printouts can be comp
 quirks are kept on purpose: Residual's convolutions have biases and its 1x1 shortcut is not
 normalized; ResNeXtBlock passes `bot_channels // groups` as the conv's `groups` (so `groups` acts
 as the group width); AlexNet/VGG/NiN/GoogleNet/ResNet/DenseNet call `net.apply(init_cnn)` in
-__init__, which here really initializes their Lazy layers (the book's init_cnn skips them).
+__init__, before their Lazy layers have weights, so (as in d2l 1.0.3) those layers keep PyTorch's
+default init.
 """
 
 from __future__ import annotations

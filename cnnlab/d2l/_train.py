@@ -5,7 +5,6 @@ Differences from d2l 1.0.3 that a user can observe (all deliberate):
   not the mean of per-batch accuracies (they differ when the last batch is smaller);
 - losses stay on the device until a point is plotted (the book reads every step back to the
   host), so a training step never waits for the GPU;
-- `init_cnn` also initializes Lazy layers that have not run yet (the book's skips them silently);
 - gradient clipping uses `clip_grad_norm_` (same rule, no host sync).
 """
 
@@ -20,10 +19,11 @@ from torch.nn import functional as F
 
 from cnnlab.d2l import _base
 from cnnlab.d2l._base import HyperParameters, ProgressBoard
+from cnnlab.models import init_cnn  # the book's rule: Xavier for layers that have weights
 
-__all__ = ["Module", "Classifier", "Trainer", "init_cnn"]
+__all__ = ["Module", "Classifier", "Trainer", "init_cnn", "init_cnn_lazy"]
 
-_INIT_TYPES = (nn.Linear, nn.Conv2d, nn.LazyLinear, nn.LazyConv2d)
+_LAZY_TYPES = (nn.LazyLinear, nn.LazyConv2d)
 
 
 def _xavier_after_materialize(module: nn.Module, args: Any) -> None:
@@ -33,20 +33,23 @@ def _xavier_after_materialize(module: nn.Module, args: Any) -> None:
     del module._cnnlab_init_hook
 
 
-def init_cnn(module: nn.Module) -> None:
-    """Xavier-uniform init for Linear and Conv2d weights, including Lazy ones not yet run.
+def init_cnn_lazy(module: nn.Module) -> None:
+    """Opt-in: `init_cnn` that also reaches Lazy layers which have not run yet.
 
-    A Lazy layer has no weight shape until its first forward pass, so the init is deferred to
-    that moment through a forward pre-hook registered after the layer's own materializing hook.
+    The book's `init_cnn` (d2l 1.0.3, and `d2l.init_cnn` here) only touches layers that already
+    have weights, so `net.apply(d2l.init_cnn)` in an `__init__` full of Lazy layers (the book's
+    AlexNet, DenseNet, RegNet ...) leaves PyTorch's default init in place. Pass this function
+    instead to get Xavier there too: a Lazy layer has no weight shape until its first forward
+    pass, so its init is deferred to that moment through a forward pre-hook registered after the
+    layer's own materializing hook.
     """
-    if type(module) not in _INIT_TYPES:  # exact types, as the book (subclasses are left alone)
-        return
-    if isinstance(module.weight, nn.parameter.UninitializedParameter):
+    if type(module) in _LAZY_TYPES and isinstance(module.weight,
+                                                  nn.parameter.UninitializedParameter):
         if not hasattr(module, "_cnnlab_init_hook"):
             module._cnnlab_init_hook = module.register_forward_pre_hook(
                 _xavier_after_materialize)
         return
-    nn.init.xavier_uniform_(module.weight)
+    init_cnn(module)
 
 
 class Module(nn.Module, HyperParameters):
