@@ -18,8 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cnnlab.errors import CnnlabError, ConfigError
-from cnnlab.recipes import suggest
+from cnnlab.errors import CnnlabError, ConfigError, suggest
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class CnnlabError(Exception):
     """An error the user can fix; the message says what was wrong and what to do.
@@ -25,3 +28,13 @@ class ShapeError(CnnlabError):
 
 class TrainingError(CnnlabError):
     """Training cannot go on (a NaN loss, a run folder already in use, ...)."""
+
+
+def suggest(name: str, choices: Iterable[str], n: int = 3) -> str:
+    """"; did you mean 'a', 'b' or 'c'?" for the closest distinct `choices`, '' if none is close."""
+    close = difflib.get_close_matches(name, list(dict.fromkeys(choices)), n=n, cutoff=0.5)
+    if not close:
+        return ""
+    names = [repr(c) for c in close]
+    listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
+    return f"; did you mean {listed}?"

@@ -7,13 +7,12 @@ never a figure we did not see). `cnnlab train RECIPE` runs one; `cnnlab recipes`
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
-from cnnlab.errors import ConfigError
+from cnnlab.errors import ConfigError, suggest
 
 
 @dataclass(frozen=True)
@@ -59,14 +58,6 @@ def make_config(config_cls: type, values: Mapping[str, Any]):
         if key not in names:
             raise ConfigError(f"unknown training setting {key!r}{suggest(key, names)}")
     return config_cls(**values)
-
-
-def suggest(name: str, choices: list[str] | tuple[str, ...], n: int = 3) -> str:
-    """'; did you mean X or Y?' for the closest of `choices`, or '' when nothing is close."""
-    close = difflib.get_close_matches(name, list(choices), n=n, cutoff=0.5)
-    if not close:
-        return ""
-    return "; did you mean " + " or ".join(repr(c) for c in close) + "?"
 
 
 def _fmt(v: Any) -> str:

@@ -114,7 +114,7 @@ def test_config_file_errors_are_one_line_exit_2(toml: str, message: str, tmp_pat
                                "'lenet_modern'"),
     (["train"], "name a recipe or a model"),
     (["train", "--config", "missing.toml"], "config file missing.toml does not exist"),
-    (["summary", "resnet81"], "unknown model 'resnet81': did you mean resnet18"),
+    (["summary", "resnet81"], "unknown model 'resnet81'; did you mean 'resnet18'"),
     (["models", "zzz*"], "no model matches 'zzz*'"),
     (["eval", "no/such/run"], "run folder no/such/run does not exist"),
     (["data", "verify", "fashion-mnst"], "fashion-mnist"),
@@ -354,7 +354,7 @@ def test_console_script_and_module_exit_codes(tmp_path: Path) -> None:
                           capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 2 and proc.stdout == ""
     assert _lines(proc.stderr) == [
-        "cnnlab: error: unknown model 'lenett': did you mean lenet, alexnet, bn_lenet?"]
+        "cnnlab: error: unknown model 'lenett'; did you mean 'lenet', 'alexnet' or 'bn_lenet'?"]
     script = Path(sys.executable).with_name("cnnlab")
     if script.exists():  # the console script pyproject declares
         proc = subprocess.run([str(script), "--version"], capture_output=True, text=True)

@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from cnnlab.errors import ConfigError
+from cnnlab.errors import ConfigError, suggest
 from cnnlab.models import create_model, default_input_size, list_models
 from cnnlab.recipes import (
     RECIPES,
@@ -18,7 +18,6 @@ from cnnlab.recipes import (
     list_recipes,
     recipe_table,
     resolve,
-    suggest,
 )
 from cnnlab.train_config import TrainConfig
 
@@ -108,6 +107,16 @@ def test_unknown_recipe_suggests_the_closest() -> None:
     with pytest.raises(ConfigError, match="no recipe named 'lenet_modrn'.*'lenet_modern'"):
         get_recipe("lenet_modrn")
     assert suggest("zzzz", ["lenet"]) == ""
+
+
+def test_a_name_both_recipe_and_model_is_suggested_once() -> None:
+    # 'lenet_modern' is a recipe and a model: it used to be offered twice.
+    with pytest.raises(ConfigError) as err:
+        resolve("lenet_moden")
+    assert str(err.value).count("'lenet_modern'") == 1
+    assert "did you mean 'lenet_modern', " in str(err.value)
+    assert suggest("lenett", ["lenet", "lenet", "vgg"]) == "; did you mean 'lenet'?"
+    assert suggest("abc", ["abcd", "xyz", "abce"]) == "; did you mean 'abce' or 'abcd'?"
 
 
 def test_resolve_a_model_name_uses_book_defaults_at_its_size() -> None:

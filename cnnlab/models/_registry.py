@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 from collections.abc import Callable
 from typing import TypeVar
 
 from torch import nn
 
-from cnnlab.errors import ConfigError
+from cnnlab.errors import ConfigError, suggest
 
 __all__ = ["create_model", "default_input_size", "list_models", "register_model"]
 
@@ -36,9 +35,8 @@ def _lookup(name: str) -> tuple[Callable[..., nn.Module], int]:
     try:
         return _MODELS[name]
     except KeyError:
-        close = difflib.get_close_matches(name, list(_MODELS), n=3, cutoff=0.5)
-        hint = f"did you mean {', '.join(close)}?" if close else "see list_models()"
-        raise ConfigError(f"unknown model {name!r}: {hint}") from None
+        hint = suggest(name, _MODELS) or "; see list_models()"
+        raise ConfigError(f"unknown model {name!r}{hint}") from None
 
 
 def create_model(
