@@ -111,6 +111,9 @@ class TrainConfig:
             raise ConfigError("nesterov=True needs optimizer='sgd' and momentum > 0")
         if not 0.0 <= self.label_smoothing < 1.0:
             raise ConfigError(f"label_smoothing={self.label_smoothing} must be in [0, 1)")
+        if self.patience and not self.eval_every:
+            raise ConfigError(f"patience={self.patience} needs validation to watch, but "
+                              "eval_every=0 never validates; set eval_every >= 1 or patience=0")
         if self.warmup_epochs > self.epochs:
             raise ConfigError(f"warmup_epochs={self.warmup_epochs} exceeds epochs={self.epochs}")
         if self.val_size >= 1 and self.val_size != int(self.val_size):
@@ -202,8 +205,9 @@ def _field_types() -> dict[str, Any]:
 def _check_type(name: str, value: Any, tp: Any) -> None:
     """ConfigError unless value fits the (simple) annotated type; ints are accepted as floats."""
     if tp is float:
-        ok = (isinstance(value, (int, float)) and not isinstance(value, bool)
-              and math.isfinite(value))
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if ok and not math.isfinite(value):
+            raise ConfigError(f"{name}={value} is not a finite number; give a finite value")
     elif tp is int:
         ok = isinstance(value, int) and not isinstance(value, bool)
     elif tp is bool:

@@ -58,6 +58,20 @@ def test_invalid_config_names_the_field(field, value):
         TrainConfig(**{field: value}).validate()
 
 
+@pytest.mark.parametrize("value", [math.nan, math.inf, -math.inf])
+def test_non_finite_numbers_are_named_as_such(value):
+    for field in ("lr", "weight_decay", "momentum"):
+        with pytest.raises(ConfigError, match=f"^{field}=.* is not a finite number"):
+            TrainConfig(**{field: value}).validate()
+
+
+def test_patience_needs_validation():
+    with pytest.raises(ConfigError, match="patience=3 .*eval_every=0"):
+        TrainConfig(patience=3, eval_every=0).validate()
+    TrainConfig(patience=3, eval_every=2).validate()
+    TrainConfig(patience=0, eval_every=0).validate()
+
+
 def test_nesterov_needs_sgd_momentum():
     with pytest.raises(ConfigError, match="nesterov"):
         TrainConfig(nesterov=True).validate()
