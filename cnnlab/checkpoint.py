@@ -7,8 +7,11 @@ torch.load(weights_only=True): a checkpoint file is data, never code.
 from __future__ import annotations
 
 import os
+import pickle
 import random
+import re
 import socket
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -45,13 +48,35 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     if not path.is_file():
         raise TrainingError(f"no checkpoint at {path}; was the run started with an output folder?")
     try:
-        state = torch.load(path, map_location=map_location, weights_only=True)
+        with warnings.catch_warnings():  # e.g. "Detected pickle protocol 4": the error says it
+            warnings.simplefilter("ignore")
+            state = torch.load(path, map_location=map_location, weights_only=True)
     except Exception as e:  # pickle errors, truncation, a foreign file
-        raise TrainingError(f"cannot read checkpoint {path} ({type(e).__name__}: {e}); "
-                            "it is corrupt or not a cnnlab checkpoint") from e
+        raise TrainingError(f"cannot read checkpoint {path}: {_load_failure(e)}; it is corrupt "
+                            "or not a cnnlab checkpoint") from e
     if not isinstance(state, dict) or state.get("format") != FORMAT_VERSION:
         raise TrainingError(f"{path} is not a cnnlab checkpoint (format {FORMAT_VERSION})")
     return state
+
+
+def _load_failure(err: Exception) -> str:
+    """Why torch.load failed, in a few words, without torch's advice to pass weights_only=False.
+
+    That advice means running code from the file; a cnnlab checkpoint is data only, so a file
+    that needs it is not one of ours, and following the advice would be unsafe.
+    """
+    text = str(err)
+    found = re.search(r"Unsupported global: GLOBAL ([\w.]+)", text)
+    if found:
+        return f"it holds a pickled Python object ({found.group(1)}), not only tensors and data"
+    if "Weights only load failed" in text:
+        return "it is not a checkpoint of tensors and plain data"
+    if "zip archive" in text or isinstance(err, EOFError):
+        return "the file is truncated or damaged"
+    if isinstance(err, (KeyError, pickle.UnpicklingError)) or "invalid load key" in text:
+        return "it is not a file torch.save wrote"
+    first = text.strip().splitlines()[0].split(". ")[0] if text.strip() else ""
+    return f"{type(err).__name__}: {first}" if first else type(err).__name__
 
 
 def _fsync_dir(folder: Path) -> None:

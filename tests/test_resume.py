@@ -157,3 +157,26 @@ def test_module_entry_sigint_exits_130_and_resumes(tmp_path):
     assert "resuming lenet on fashion-mnist" in res.stderr
     assert "test_acc" in res.stdout
     assert load_checkpoint(last)["epoch"] == done
+
+
+class _Foreign:
+    """A class a foreign pickle refers to: loading it would mean running code from the file."""
+
+
+@pytest.mark.parametrize(("content", "reason"), [
+    ("object", r"a pickled Python object \(.*_Foreign\)"),
+    ("truncated", "truncated or damaged"),
+    ("text", "not a (file torch.save wrote|checkpoint of tensors and plain data)"),
+])
+def test_unreadable_checkpoint_is_one_line_without_torchs_unsafe_advice(tmp_path, content,
+                                                                        reason):
+    path = tmp_path / "last.pt"
+    torch.save({"format": 1, "x": _Foreign()}, path)
+    if content == "truncated":
+        path.write_bytes(path.read_bytes()[:60])
+    elif content == "text":
+        path.write_text("not a checkpoint")
+    with pytest.raises(TrainingError, match=reason) as err:
+        load_checkpoint(path)
+    message = str(err.value)
+    assert "weights_only" not in message and "\n" not in message and len(message) < 300
