@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from cnnlab.progress import plural
 from cnnlab.run import Evaluation, Run, evaluate_run, load_run, read_history, read_json
 
 # --- the report --------------------------------------------------------------------------------
@@ -54,7 +55,7 @@ def _esc(v: Any) -> str:
 
 def _plural(n: Any, word: str) -> str:
     """'1 epoch', '10 epochs' (escaped)."""
-    return f"{_esc(n)} {word}{'' if n == 1 else 's'}"
+    return html.escape(plural(n, word)) if isinstance(n, int) else f"{_esc(n)} {word}s"
 
 
 def _count(v: Any) -> str:

@@ -29,3 +29,11 @@ def lr_at(step: int, total_steps: int, lr: float, schedule: str = "constant",
         t = min(1.0, (step - warmup_steps) / max(1, total_steps - warmup_steps))
         return lr * 0.5 * (1 + math.cos(math.pi * t))
     raise ValueError(f"unknown schedule {schedule!r}")
+
+
+def format_lr(lr: float) -> str:
+    """A learning rate as people compare them along a schedule: always '1.00e-01', '6.54e-07'.
+
+    One notation for every value, so 0.09946 never prints next to 6.543e-07.
+    """
+    return f"{lr:.2e}"

@@ -41,7 +41,7 @@ from cnnlab.device import (
     resolve_precision,
 )
 from cnnlab.errors import CnnlabError, ConfigError, TrainingError
-from cnnlab.progress import Progress
+from cnnlab.progress import Progress, plural
 from cnnlab.run import _acc_dtype, evaluate, evaluate_sums, input_size_of, predict
 from cnnlab.runlog import RunFolder, environment
 from cnnlab.schedule import lr_at
@@ -371,12 +371,13 @@ class Trainer:
             self.run.write_history(self.history)
             self.run.tensorboard(purge_step=self.global_step if state is not None else None)
         verb = "resuming" if state is not None else "training"
+        where = f"device {self.device}" + (f" x{self.dist.world_size}" if self.dist.enabled
+                                             else "")
+        if self.device.type == "cpu":
+            where += f", {self._threads_text()}"
         progress.message(f"{verb} {cfg.model or type(self.raw_model).__name__} on {cfg.dataset}: "
-                         f"{self.n_train} train samples, {steps} steps/epoch, {epochs} epochs, "
-                         f"device {self.device}" + (f" x{self.dist.world_size}"
-                                                    if self.dist.enabled else "")
-                         + (f", {self._threads_text()}" if self.device.type == "cpu" else "")
-                         + f", {PRECISION_NAMES[cfg.amp]}"
+                         f"{plural(self.n_train, 'train sample')}, {plural(steps, 'step')}/epoch, "
+                         f"{plural(epochs, 'epoch')}, {where}, {PRECISION_NAMES[cfg.amp]}"
                          + (", validating on the test split" if self.val_is_test
                             and cfg.eval_every else "")
                          + (f", from epoch {start_epoch + 1} step {start_step}"
@@ -400,10 +401,9 @@ class Trainer:
     def _threads_text(self) -> str:
         if self.thread_policy is not None:
             n = self.thread_policy.max_threads
-            return (f"{n} thread{'s' * (n != 1)}" + (" (fewer while other programs load the CPU)"
-                                                     if n > 1 else ""))
-        n = torch.get_num_threads()
-        return f"{n} thread{'s' * (n != 1)}"
+            return plural(n, "thread") + (" (fewer while other programs load the CPU)"
+                                          if n > 1 else "")
+        return plural(torch.get_num_threads(), "thread")
 
     def _train_epoch(self, epoch: int, start: int, progress: Progress) -> None:
         cfg, model, opt = self.config, self.model, self.optimizer

@@ -343,14 +343,15 @@ def test_quiet_and_bar_progress(data):
     bar = io.StringIO()
     train(TinyNet(), data, cfg(epochs=1, progress="bar", log_every=2), stream=bar)
     out = bar.getvalue()
-    assert "epoch 1/1" in out and "13/13" in out and "\r" in out and "img/s" in out
+    assert "epoch 1/1" in out and "100%" in out and "\r" in out and "img/s" in out
+    assert "13 steps/epoch, 1 epoch," in out  # counts pluralised
 
 
 def test_format_epoch_and_progress_modes():
     line = format_epoch({"epoch": 3, "train_loss": 0.5, "train_acc": 0.8, "val_acc": 0.75,
                          "lr": 0.1, "seconds": 2.5, "images_per_second": 1234.4}, 10)
-    assert line == ("epoch  3/10  train_loss 0.5000  train_acc 0.8000  val_acc 0.7500  lr 0.1  "
-                    "2.50s  1234 img/s")
+    assert line == ("epoch  3/10  train_loss 0.5000  train_acc 0.8000  val_acc 0.7500  "
+                    "lr 1.00e-01  2.50s  1234 img/s")
 
     class Tty(io.StringIO):
         def isatty(self):

@@ -1,0 +1,116 @@
+"""The progress display: the bar fits the terminal, plain lines stay plain."""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from cnnlab.progress import Progress, bar_line, format_duration
+
+STATS = {"train_loss": 0.51234, "train_acc": 0.8123, "images_per_second": 12345.6,
+         "val_loss": 0.55, "val_acc": 0.8012}
+
+
+@pytest.mark.parametrize("width", [200, 120, 100, 80, 60, 40, 30])
+def test_bar_line_fits_and_keeps_eta_and_val_acc(width):
+    line = bar_line(3, 10, 211, 469, 5.2, 6.4, STATS, width)
+    assert len(line) <= width - 1
+    assert "00:06" in line  # the ETA
+    assert "0.8012" in line  # the validation accuracy
+
+
+def test_bar_line_drops_the_least_important_fields_first():
+    wide = bar_line(3, 10, 211, 469, 5.2, 6.4, STATS, 120)
+    for part in ("epoch  3/10", "45%", "211/469", "00:05<00:06", "loss 0.5123", "acc 0.8123",
+                 "val_acc 0.8012", "val_loss 0.5500", "12,346 img/s"):
+        assert part in wide, part
+    narrow = bar_line(3, 10, 211, 469, 5.2, 6.4, STATS, 80)
+    assert "val_loss" not in narrow and "211/469" not in narrow  # dropped first
+    assert "eta 00:06" in narrow and "loss 0.5123" in narrow and "|" in narrow  # kept
+
+
+def test_format_duration():
+    assert [format_duration(s) for s in (0, 7.4, 754, 3723, None)] == [
+        "00:00", "00:07", "12:34", "1:02:03", "?"]
+
+
+def test_bar_mode_redraws_one_line_and_ends_it():
+    class Tty(io.StringIO):
+        encoding = "utf-8"
+
+        def isatty(self):
+            return True
+
+    out = Tty()
+    p = Progress("auto", 2, out)
+    p.start_epoch(1, 10)
+    p.update(5, {"train_loss": 1.0, "train_acc": 0.5, "images_per_second": 100.0})
+    p.message("a note")
+    p.end_epoch({"epoch": 1, "train_loss": 0.9, "train_acc": 0.6, "val_acc": 0.7,
+                 "val_loss": 0.8, "images_per_second": 120.0})
+    p.start_epoch(2, 10)
+    p.close()
+    lines = [seg.split("\r")[-1].replace("\x1b[K", "") for seg in out.getvalue().split("\n")]
+    assert lines[0] == "a note"
+    assert lines[1].startswith("epoch 1/2 100%") and "val_acc 0.7000" in lines[1]
+    assert "val_acc 0.7000" in lines[2]  # the last validation stays on the next epoch's bar
+
+
+def _screen_lines(raw: bytes) -> list[str]:
+    """What a terminal shows: each line's text after its last carriage return."""
+    text = raw.decode("utf-8", "replace").replace("\r\n", "\n").replace("\x1b[K", "")
+    return [seg.split("\r")[-1] for seg in text.split("\n")]
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="needs a POSIX pseudo-terminal")
+def test_training_bar_in_a_real_terminal():
+    """A real (tiny) training under an 80-column pseudo-terminal: every state of the bar fits,
+    and each epoch's final line shows the validation accuracy and the ETA."""
+    import fcntl
+    import pty
+    import termios
+
+    script = textwrap.dedent("""
+        import torch
+        from _trainkit import TinyNet, make_dataset
+        from cnnlab.train import TrainConfig, train
+        torch.manual_seed(0)
+        train(TinyNet(), make_dataset(192, 64), TrainConfig(epochs=2, batch_size=32, log_every=2,
+              progress="auto", plot=False, tensorboard=False, threads=1, device="cpu"))
+    """)
+    tests = Path(__file__).parent
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(
+        [str(tests.parent), str(tests), os.environ.get("PYTHONPATH", "")])}
+    env.pop("COLUMNS", None)
+    columns = 80
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    proc = subprocess.Popen([sys.executable, "-c", script], stdin=slave, stdout=slave,
+                            stderr=slave, env=env, close_fds=True)
+    os.close(slave)
+    raw = b""
+    while True:
+        try:
+            chunk = os.read(master, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not chunk:
+            break
+        raw += chunk
+    os.close(master)
+    assert proc.wait(timeout=120) == 0, raw.decode("utf-8", "replace")[-2000:]
+    lines = _screen_lines(raw)
+    bars = [ln for ln in lines if ln.startswith("epoch ")]
+    assert [b.split()[1] for b in bars] == ["1/2", "2/2"], lines
+    # every state the bar was drawn in, not only the last one, fits the terminal
+    drawn = [s.replace("\x1b[K", "") for s in raw.decode("utf-8", "replace").split("\r")]
+    assert max(len(s.strip("\n")) for s in drawn if s.startswith("epoch")) < columns
+    final = bars[-1]
+    assert "100%" in final and "val_acc 0." in final and "00:00" in final.split("val_acc")[0]
