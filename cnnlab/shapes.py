@@ -273,3 +273,62 @@ def receptive_field(model: nn.Module, input_size: int | Sequence[int]) -> Recept
 
     walk("", model)
     return ReceptiveField(rows)
+
+
+# --- the output shape of a chain of layers, without running it ----------------------------------
+
+
+def chain_output_shape(module: nn.Module, shape: Sequence[int]) -> tuple[int, ...] | None:
+    """Output shape (no batch axis) of `module` for inputs of `shape` (C, H, W), by the rules above.
+
+    For nn.Sequential chains of torch's Conv2d, MaxPool2d, AvgPool2d, adaptive pools, Flatten,
+    Linear and shape-keeping layers (activations, batch norm, dropout). None when the chain holds
+    anything else (a branching block, a custom module): run it on the meta device then. An input
+    too small for a kernel raises ShapeError, as torch raises there.
+    """
+    out: tuple[int, ...] | None = tuple(int(s) for s in shape)
+    for m in (module if isinstance(module, nn.Sequential) else [module]):
+        if out is None:
+            return None
+        if isinstance(m, nn.Sequential):
+            out = chain_output_shape(m, out)
+        else:
+            out = _layer_output_shape(m, out)
+    return out
+
+
+def _layer_output_shape(m: nn.Module, shape: tuple[int, ...]) -> tuple[int, ...] | None:
+    kind, image = type(m), len(shape) == 3
+    if isinstance(m, nn.modules.lazy.LazyModuleMixin):
+        return None
+    if kind is nn.Conv2d and image and m.padding_mode == "zeros" and shape[0] == m.in_channels:
+        k, s, d = m.kernel_size, m.stride, m.dilation
+        pads = conv_padding(m.padding, k, s, d, "conv2d")
+        return (m.out_channels, *conv_output_hw(shape[1:], k, s, pads, d, "conv2d"))
+    if kind in (nn.MaxPool2d, nn.AvgPool2d) and image:
+        k = pair(m.kernel_size, "kernel_size")
+        s = k if m.stride is None else pair(m.stride, "stride")
+        d = pair(getattr(m, "dilation", 1), "dilation")
+        p = pair(m.padding, "padding", minimum=0)
+        return (shape[0], *pool_output_hw(shape[1:], k, s, p, d, m.ceil_mode, kind.__name__))
+    if kind in (nn.AdaptiveAvgPool2d, nn.AdaptiveMaxPool2d) and image:
+        size = m.output_size
+        size = (size, size) if isinstance(size, int) else tuple(size)
+        return (shape[0], *(n if o is None else o for o, n in zip(size, shape[1:])))
+    if kind is nn.Flatten and m.start_dim == 1 and m.end_dim == -1:
+        n = 1
+        for s in shape:
+            n *= s
+        return (n,)
+    if kind is nn.Linear and shape == (m.in_features,):
+        return (m.out_features,)
+    if kind in (nn.BatchNorm1d, nn.BatchNorm2d):
+        ok = len(shape) == (3 if kind is nn.BatchNorm2d else 1) and shape[0] == m.num_features
+        return shape if ok else None
+    if kind in _SHAPE_KEEPING or (kind.__module__ == "torch.nn.modules.activation"
+                                  and kind not in (nn.GLU, nn.PReLU, nn.MultiheadAttention)):
+        return shape  # activations, dropout, identity: the shape goes through unchanged
+    return None
+
+
+_SHAPE_KEEPING = (nn.Identity, nn.Dropout, nn.Dropout2d, nn.AlphaDropout)

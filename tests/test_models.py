@@ -345,3 +345,57 @@ def test_init_cnn_is_xavier_uniform() -> None:
     conv = create_model("resnet18").net.b3[0].conv1  # Conv2d(64, 128, 3)
     fan_in, fan_out = 64 * 9, 128 * 9
     assert conv.weight.abs().max() > 0.9 * math.sqrt(6 / (fan_in + fan_out))
+
+
+# ---------------------------------------------------------------- building a model is cheap
+
+
+@pytest.mark.parametrize("name", ["lenet", "bn_lenet", "alexnet", "vgg11_small", "fastnet_mid",
+                                  "nin", "lenet_wide"])
+def test_shape_rules_agree_with_the_meta_device(name: str) -> None:
+    """The chains whose shapes are worked out by cnnlab.shapes (not run on the meta device) get
+    the answer torch gives, at every size from too small to the book's, fitting or not."""
+    from torch.func import functional_call
+
+    from cnnlab.shapes import chain_output_shape
+
+    model = meta_model(name)
+    book = default_input_size(name)[1]
+    flat = next(i for i, m in enumerate(model.net) if isinstance(m, nn.Flatten))
+    features = model.net[: flat + 1]  # the part the rules must always answer for
+    parts = [model.net, features, model.net[: flat // 2]]
+    for part in parts:
+        for side in sorted({1, 2, 3, 5, 7, 8, 12, 16, 27, 28, 31, 32, 63, 64, book - 1, book}):
+            try:
+                ours = chain_output_shape(part, (1, side, side))
+            except ShapeError:
+                ours = "too small"
+            state = {k: torch.empty_like(t, device="meta") for k, t in
+                     [*part.named_parameters(), *part.named_buffers()]}
+            try:
+                with torch.no_grad():
+                    out = functional_call(part, state, (torch.empty(2, 1, side, side,
+                                                                    device="meta"),))
+                theirs = tuple(out.shape[1:])
+            except RuntimeError:
+                theirs = "too small"
+            # None: a Linear that does not fit the flattened size; torch is asked then.
+            assert ours == theirs or (ours is None and theirs == "too small"), (name, side)
+            if part is features:
+                assert ours is not None
+
+
+def test_building_models_runs_nothing_on_the_meta_device() -> None:
+    """`cnnlab models` and a LeNet training never start torch's compiler stack (seconds in a
+    fresh process): shapes of plain chains come from the rules, global-pool models search
+    their minimum size only when asked."""
+    import subprocess
+    import sys
+
+    code = ("import sys\nfrom cnnlab.cli import model_rows\nfrom cnnlab.models import "
+            "create_model\nrows = model_rows()\ncreate_model('lenet', input_size=(28, 28))\n"
+            "create_model('fastnet_mid', input_size=28)\n"
+            "print(len(rows), 'torch._dynamo' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True).stdout.split()
+    assert out == [str(len(list_models())), "False"]

@@ -16,6 +16,7 @@ from torch import nn
 from torch.func import functional_call
 
 from cnnlab.errors import ShapeError
+from cnnlab.shapes import chain_output_shape
 
 __all__ = [
     "ZooModel",
@@ -42,7 +43,15 @@ def to_hw(size: int | tuple[int, int]) -> tuple[int, int]:
 
 
 def meta_output_shape(module: nn.Module, input_shape: tuple[int, ...]) -> torch.Size:
-    """Output shape of `module` for `input_shape`, on the meta device; errors propagate."""
+    """Output shape of `module` for `input_shape`, on the meta device; errors propagate.
+
+    A plain chain of torch layers is worked out by the shape rules instead (cnnlab.shapes), with
+    the same answer: the meta device costs seconds in a fresh process (torch imports its
+    compiler stack for some meta kernels), the rules microseconds.
+    """
+    rules = chain_output_shape(module, input_shape[1:])
+    if rules is not None:
+        return torch.Size((input_shape[0], *rules))
     # Stand-in meta tensors replace the real parameters and buffers, so nothing is copied or run.
     state = {
         name: torch.empty_like(t, device="meta")
@@ -56,7 +65,7 @@ def probe_output_shape(module: nn.Module, input_shape: tuple[int, ...]) -> torch
     """Output shape of `module` for `input_shape` on the meta device; None if it is too small."""
     try:
         return meta_output_shape(module, input_shape)
-    except RuntimeError:
+    except (RuntimeError, ShapeError):
         return None
 
 
@@ -119,7 +128,19 @@ class ZooModel(nn.Module):
     in_channels: int
     # Models whose classifier follows a flatten are built for exactly this (H, W); others: None.
     input_size: tuple[int, int] | None = None
-    min_size: int = 1  # smallest side the architecture takes
+    _min_size: int | None = None  # smallest side the architecture takes (None: not searched yet)
+    _fits: int = 0  # a side known to fit (the input_size checked at construction)
+
+    @property
+    def min_size(self) -> int:
+        """Smallest side the architecture takes; searched on first use for global-pool models."""
+        if self._min_size is None:
+            self._min_size = min_input_size(self.net, self.in_channels)
+        return self._min_size
+
+    @min_size.setter
+    def min_size(self, value: int) -> None:
+        self._min_size = value
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         """Class scores (N, num_classes) for images X (N, C, H, W)."""
@@ -147,7 +168,8 @@ class ZooModel(nn.Module):
                 f"{h}x{w}: resize the images to {H}x{W} (Loader(resize=...)) or build the model "
                 f"with input_size=({h}, {w}) (at least {self.min_size})"
             )
-        if min(h, w) < self.min_size:
+        checked = self._min_size is None and 0 < self._fits <= min(h, w)  # no search needed
+        if not checked and min(h, w) < self.min_size:
             raise ShapeError(
                 f"{name} needs inputs of at least {self.min_size}x{self.min_size}, got {h}x{w}: "
                 f"resize the images (Loader(resize={self.min_size}) or larger)"
@@ -165,11 +187,20 @@ class ZooModel(nn.Module):
         without it the model ends in global pooling and takes any size from `min_size` up.
         """
         self.in_channels = in_channels
-        self.min_size = min_input_size(self.net if features is None else features, in_channels)
-        if input_size is not None:
-            _require_size(type(self).__name__, input_size, self.min_size)
-            if features is not None:
+        name = type(self).__name__
+        if features is not None:  # a plain chain: the rules find the minimum in microseconds
+            self.min_size = min_input_size(features, in_channels)
+            if input_size is not None:
+                _require_size(name, input_size, self.min_size)
                 self.input_size = to_hw(input_size)
+        elif input_size is not None:
+            # One probe at the size asked for; the minimum is searched only to explain a failure
+            # (or on first use of min_size), which keeps building a model cheap.
+            h, w = to_hw(input_size)
+            if probe_output_shape(self.net, (2, in_channels, h, w)) is None:
+                _require_size(name, (h, w), self.min_size)
+                raise ShapeError(f"{name} cannot take {h}x{w} inputs")
+            self._fits = min(h, w)
         self.apply(init_cnn)
 
     def num_params(self) -> int:
