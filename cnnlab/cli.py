@@ -85,68 +85,17 @@ def _parser(sub: Any, name: str, help_: str, **kw: Any) -> argparse.ArgumentPars
                           formatter_class=argparse.RawDescriptionHelpFormatter, **kw)
 
 
-# --- flags generated from TrainConfig --------------------------------------------------------
-
-def _config_fields() -> list[tuple[str, Any, Any, str]]:
-    """(name, type, default, help) for every TrainConfig field the CLI exposes as a flag."""
-    from cnnlab.train_config import TrainConfig, field_help
-
-    helps = field_help()
-    hints = typing.get_type_hints(TrainConfig)
-    return [(f.name, hints[f.name], f.default, helps.get(f.name, ""))
-            for f in dataclasses.fields(TrainConfig) if f.name != "model"]
-
-
-def _pair(text: str) -> tuple[int, int]:
-    """'96' -> (96, 96); '96,64' or '96x64' -> (96, 64)."""
-    parts = text.replace("x", ",").split(",")
-    try:
-        vals = tuple(int(p) for p in parts)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not H,W (e.g. 96,96) or one size") from None
-    if len(vals) == 1:
-        vals = vals * 2
-    if len(vals) != 2 or min(vals) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not H,W with positive sizes")
-    return vals  # type: ignore[return-value]
-
-
-def _optional(conv: Callable[[str], Any]) -> Callable[[str], Any]:
-    def parse(text: str) -> Any:
-        return None if text.lower() in ("none", "null", "") else conv(text)
-    parse.__name__ = getattr(conv, "__name__", "value")
-    return parse
-
-
-def _choices() -> dict[str, tuple[str, ...]]:
-    from cnnlab import train_config as tc
-
-    names = {"optimizer": "OPTIMIZERS", "schedule": "SCHEDULES", "amp": "AMP_MODES",
-             "progress": "PROGRESS_MODES", "monitor": "MONITORS"}
-    return {k: getattr(tc, v) for k, v in names.items() if hasattr(tc, v)}
-
-
 def _add_config_flags(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("training settings (TrainConfig fields; defaults from the recipe)")
-    all_choices = _choices()
-    for name, tp, default, help_ in _config_fields():
-        flag = "--" + name.replace("_", "-")
-        text = f"{help_} [default {default!r}]" if help_ else f"[default {default!r}]"
-        text = text.replace("%", "%%")
-        if tp is bool:
-            g.add_argument(flag, dest=name, action=argparse.BooleanOptionalAction, default=None,
-                           help=text)
-            continue
-        optional = type(None) in typing.get_args(tp)
-        base = next((a for a in typing.get_args(tp) if a is not type(None)), tp)
-        if typing.get_origin(base) is tuple:
-            conv, metavar = _pair, "H,W"
-        else:
-            conv, metavar = base, name.upper()
-        choices = all_choices.get(name)
-        g.add_argument(flag, dest=name, type=_optional(conv) if optional else conv, default=None,
-                       metavar="{" + ",".join(choices) + "}" if choices else metavar,
-                       choices=choices, help=text)
+    from cnnlab.train_config import add_arguments
+
+    add_arguments(p.add_argument_group(
+        "training settings (TrainConfig fields; defaults from the recipe)"))
+
+
+def _config_names() -> list[str]:
+    from cnnlab.train_config import TrainConfig
+
+    return [f.name for f in dataclasses.fields(TrainConfig)]
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -227,13 +176,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _triple(text: str) -> tuple[int, int, int]:
-    try:
-        vals = tuple(int(x) for x in text.replace("x", ",").split(","))
-    except ValueError:
-        vals = ()
-    if len(vals) != 3 or min(vals) < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} is not C,H,W (e.g. 1,28,28)")
-    return vals  # type: ignore[return-value]
+    from cnnlab.train_config import parse_ints
+
+    return parse_ints(text, 3, "C,H,W (e.g. 1,28,28)")  # type: ignore[return-value]
 
 
 # --- train -------------------------------------------------------------------------------------
@@ -257,7 +202,7 @@ def load_toml(path: Path) -> dict[str, Any]:
         raise ConfigError(f"config file {path} is not valid TOML: {err}") from None
     raw = raw.get("train", raw)  # a [train] table or top-level keys
     out = {k.replace("-", "_"): v for k, v in raw.items()}
-    names = [f[0] for f in _config_fields()] + ["recipe", "model"]
+    names = _config_names() + ["recipe"]
     for key in out:
         if key not in names:
             raise ConfigError(f"{path}: unknown setting {key!r}{suggest(key, names)}")
@@ -279,8 +224,9 @@ def default_run_dir(name: str) -> Path:
 
 def _flags(args: argparse.Namespace) -> dict[str, Any]:
     """The TrainConfig fields given on the command line (flags left out are None)."""
-    return {name: getattr(args, name) for name, *_ in _config_fields()
-            if getattr(args, name, None) is not None}
+    from cnnlab.train_config import config_from_args
+
+    return config_from_args(args, only_given=True)
 
 
 def plan_train(args: argparse.Namespace) -> tuple[Any, Any, Path, dict[str, Any]]:
@@ -288,13 +234,18 @@ def plan_train(args: argparse.Namespace) -> tuple[Any, Any, Path, dict[str, Any]
     from cnnlab.recipes import resolve
 
     settings = load_toml(args.config) if args.config else {}
-    target = args.target or settings.get("recipe") or settings.get("model")
+    flags = _flags(args)
+    model = flags.pop("model", None)  # --model NAME names what to train, like the positional
+    target = args.target or model or settings.get("recipe") or settings.get("model")
     settings.pop("recipe", None)
     settings.pop("model", None)
     if not target:
         raise ConfigError("name a recipe or a model: `cnnlab train lenet` (`cnnlab recipes`)")
     recipe = resolve(target)
-    config = recipe.config(**{**settings, **_flags(args)}).validate()  # flags win over the file
+    if model is not None and model != recipe.model:
+        raise ConfigError(f"recipe {recipe.name!r} trains {recipe.model!r}, not --model {model!r}; "
+                          "name one of them")
+    config = recipe.config(**{**settings, **flags}).validate()  # flags win over the file
     out = args.out or default_run_dir(recipe.name)
     return recipe, config, Path(out), dict(recipe.model_kwargs)
 
@@ -308,7 +259,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             raise ConfigError("--resume DIR takes its recipe and settings from DIR; drop the "
                               "recipe name, --config and --out (flags still change settings)")
         try:
-            result = engine.resume(args.resume, **_flags(args))
+            changes = _flags(args)
+            if "model" in changes:
+                raise ConfigError("--resume DIR trains the model recorded in DIR; drop --model")
+            result = engine.resume(args.resume, **changes)
         except KeyboardInterrupt:
             raise _Interrupted(args.resume) from None
         return _finish_train(result, Path(args.resume), args)

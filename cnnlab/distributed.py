@@ -1,6 +1,6 @@
 """Data-parallel plumbing for runs launched by torchrun: process group, rank, all-reduce.
 
-Launch (CPU, 2 processes):  torchrun --nproc_per_node 2 -m cnnlab.train --model lenet --out runs/ddp
+Launch (CPU, 2 processes):  torchrun --nproc_per_node 2 -m cnnlab train lenet --out runs/ddp
 torchrun sets RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR and MASTER_PORT; without them everything
 here is a no-op and training runs in one process.
 """

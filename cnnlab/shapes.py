@@ -6,6 +6,7 @@ an int only when every size argument was an int.
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
@@ -18,16 +19,23 @@ Pads = tuple[int, int, int, int]  # (top, bottom, left, right)
 
 
 def pair(v: IntOrPair | Sequence[int], name: str, minimum: int = 1) -> tuple[int, int]:
-    """(v, v) for an int, the pair itself for a pair; each element must be >= minimum."""
-    if isinstance(v, int) and not isinstance(v, bool):
-        out = (v, v)
-    elif isinstance(v, Sequence) and len(v) == 2 and all(isinstance(x, int) for x in v):
+    """(v, v) for an int, the pair itself for a pair; each element must be >= minimum.
+
+    The one normalizer of an (H, W) argument: kernel sizes, strides, input sizes, resize.
+    """
+    if _is_int(v):
+        out = (int(v), int(v))
+    elif isinstance(v, Sequence) and len(v) == 2 and all(_is_int(x) for x in v):
         out = (int(v[0]), int(v[1]))
     else:
-        raise ConfigError(f"{name} must be an int or a pair of ints, got {v!r}")
+        raise ConfigError(f"{name} must be an int or a pair of ints (h, w), got {v!r}")
     if min(out) < minimum:
         raise ConfigError(f"{name} must be >= {minimum}, got {v!r}")
     return out
+
+
+def _is_int(x: object) -> bool:
+    return isinstance(x, numbers.Integral) and not isinstance(x, bool)
 
 
 def conv_padding(

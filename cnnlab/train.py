@@ -2,7 +2,7 @@
 
     result = train("lenet", "fashion-mnist", TrainConfig(epochs=10), out_dir="runs/lenet")
     result = resume("runs/lenet")                       # after a crash, SIGKILL or Ctrl-C
-    torchrun --nproc_per_node 2 -m cnnlab.train --model lenet --out runs/ddp   # data parallel
+    torchrun --nproc_per_node 2 -m cnnlab train lenet --out runs/ddp          # data parallel
 
 Data lives on the device and batches are index slices (cnnlab.data.Loader); metrics accumulate
 on the device, so the only per-step host syncs are the progress refreshes every `log_every` steps.
@@ -609,41 +609,9 @@ def _shard(split: Any, rank: int, world_size: int) -> Any:
     return split.subset(torch.arange(rank, len(split), world_size))
 
 
-def main(argv: list[str] | None = None) -> int:
-    """`python -m cnnlab.train` / `torchrun -m cnnlab.train`: train or resume from flags."""
-    import argparse
-
-    from cnnlab.train_config import add_arguments, config_from_args
-
-    p = argparse.ArgumentParser(prog="python -m cnnlab.train",
-                                description="Train a cnnlab zoo model (also under torchrun).")
-    p.add_argument("--out", type=Path, help="run folder (checkpoints, metrics, result.json)")
-    p.add_argument("--resume", type=Path, metavar="DIR", help="continue the run in DIR")
-    add_arguments(p)
-    args = p.parse_args(argv)
-    try:
-        if args.resume is not None:
-            changes = config_from_args(args, only_given=True)
-            result = resume(args.resume, **changes)
-        else:
-            config = TrainConfig.from_dict(config_from_args(args))
-            if not config.model:
-                raise ConfigError("name a model: --model lenet")
-            result = train(config.model, None, config, out_dir=args.out)
-    except TrainingInterrupted as err:
-        print(f"cnnlab: {err}", file=sys.stderr)
-        return 130
-    except CnnlabError as err:
-        print(f"cnnlab: error: {err}", file=sys.stderr)
-        return 2
-    if ddp.launched_by_torchrun() and int(os.environ.get("RANK", "0")) != 0:
-        return 0
-    if result.test_acc is not None:
-        print(f"test_acc {result.test_acc:.4f}  seconds {result.seconds:.1f}  "
-              f"out_dir {result.out_dir}")
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m cnnlab.train ARGS` (and `torchrun -m cnnlab.train ARGS`) is `cnnlab train ARGS`:
+    # one parser, one set of flags. The CLI is imported only here, when this file is the script.
+    from cnnlab.cli import main
 
+    sys.exit(main(["train", *sys.argv[1:]]))

@@ -157,24 +157,39 @@ def field_help() -> dict[str, str]:
     return helps
 
 
-def add_arguments(parser: Any) -> None:
-    """Add one --flag per TrainConfig field to an argparse parser (defaults left as None)."""
+CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "amp": AMP_MODES,
+           "progress": PROGRESS_MODES, "monitor": MONITORS}
+
+
+def add_arguments(parser: Any, exclude: tuple[str, ...] = ()) -> None:
+    """Add one --flag per TrainConfig field to an argparse parser or group (defaults None).
+
+    The one generator of training flags: `cnnlab train` (and `python -m cnnlab.train`, which
+    forwards to it) takes exactly these. A flag left out parses as None, so a recipe or a config
+    file keeps its value (see `config_from_args`).
+    """
     import argparse
 
     helps = field_help()
     for f in dataclasses.fields(TrainConfig):
+        if f.name in exclude:
+            continue
         tp = _field_types()[f.name]
-        flag = "--" + f.name.replace("_", "-")
+        help_ = helps.get(f.name, "")
+        text = (f"{help_} [default {f.default!r}]" if help_ else f"[default {f.default!r}]")
         kw: dict[str, Any] = {"dest": f.name, "default": None,
-                              "help": f"{helps.get(f.name, '')} (default: {f.default})"}
+                              "help": text.replace("%", "%%")}  # argparse formats help with %
+        flag = "--" + f.name.replace("_", "-")
         if tp is bool:
             parser.add_argument(flag, action=argparse.BooleanOptionalAction, **kw)
-        elif tp in (int, float, str):
-            parser.add_argument(flag, type=tp, **kw)
-        elif tp == (str | None):
-            parser.add_argument(flag, type=str, **kw)
-        else:  # (H, W): "96" or "96,64"
-            parser.add_argument(flag, type=_parse_pair, metavar="H,W", **kw)
+            continue
+        optional = type(None) in typing.get_args(tp)
+        base = next((a for a in typing.get_args(tp) if a is not type(None)), tp)
+        conv, metavar = (parse_hw, "H,W") if typing.get_origin(base) is tuple else (
+            base, f.name.upper())
+        choices = CHOICES.get(f.name)
+        parser.add_argument(flag, type=_or_none(conv) if optional else conv, choices=choices,
+                            metavar="{" + ",".join(choices) + "}" if choices else metavar, **kw)
 
 
 def config_from_args(args: Any, only_given: bool = False) -> dict[str, Any]:
@@ -187,9 +202,32 @@ def config_from_args(args: Any, only_given: bool = False) -> dict[str, Any]:
     return out
 
 
-def _parse_pair(text: str) -> tuple[int, int]:
-    parts = [int(p) for p in text.replace("x", ",").split(",")]
-    return (parts[0], parts[0]) if len(parts) == 1 else (parts[0], parts[1])
+def parse_ints(text: str, n: int, what: str) -> tuple[int, ...]:
+    """'1,28,28' or '1x28x28' -> (1, 28, 28): `n` positive ints; one int for n=2 is square."""
+    import argparse
+
+    try:
+        vals = tuple(int(p) for p in text.replace("x", ",").split(","))
+    except ValueError:
+        vals = ()
+    if n == 2 and len(vals) == 1:
+        vals = vals * 2
+    if len(vals) != n or min(vals) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not {what} with positive sizes")
+    return vals
+
+
+def parse_hw(text: str) -> tuple[int, int]:
+    """'96' -> (96, 96); '96,64' or '96x64' -> (96, 64)."""
+    return parse_ints(text, 2, "H,W (e.g. 96,96) or one size")  # type: ignore[return-value]
+
+
+def _or_none(conv: Any) -> Any:
+    """A flag type that also takes 'none' (for fields whose default is None)."""
+    def parse(text: str) -> Any:
+        return None if text.lower() in ("none", "null", "") else conv(text)
+    parse.__name__ = getattr(conv, "__name__", "value")
+    return parse
 
 
 _TYPES: dict[str, Any] | None = None
@@ -242,4 +280,5 @@ def _non_negative(name: str, value: float) -> None:
         raise ConfigError(f"{name}={value} must not be negative")
 
 
-__all__ = ["TrainConfig", "add_arguments", "config_from_args", "field_help"]
+__all__ = ["TrainConfig", "add_arguments", "config_from_args", "field_help", "parse_hw",
+           "parse_ints"]
