@@ -13,7 +13,6 @@ import os
 import sys
 import textwrap
 import time
-import typing
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any

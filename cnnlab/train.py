@@ -40,7 +40,7 @@ from cnnlab.device import (
     precision_dtype,
     resolve_precision,
 )
-from cnnlab.errors import CnnlabError, ConfigError, TrainingError
+from cnnlab.errors import ConfigError, TrainingError
 from cnnlab.progress import Progress, plural
 from cnnlab.run import _acc_dtype, evaluate, evaluate_sums, input_size_of, predict
 from cnnlab.runlog import RunFolder, environment

@@ -14,8 +14,8 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 
-from cnnlab.errors import ConfigError
 from cnnlab.cli import COMMANDS, build_parser, default_run_dir, main, plan_train
+from cnnlab.errors import ConfigError
 from cnnlab.recipes import RECIPES, recipe_table
 from cnnlab.train_config import TrainConfig
 
