@@ -145,6 +145,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--classes", type=int, default=10, metavar="N", help="output classes")
     s.add_argument("--batch-size", type=int, default=1, metavar="N",
                    help="batch the figures are for (FLOPs and memory scale with it)")
+    s.add_argument("--no-measure", dest="measure", action="store_false",
+                   help="skip running one real training step to measure its peak memory "
+                        "(the counts and the memory estimate need no step)")
     s.add_argument("--format", choices=("table", "markdown", "json"), default="table")
 
     m = _parser(sub, "models", "List the model zoo: input size and parameter count.")
@@ -361,7 +364,7 @@ def cmd_summary(args: argparse.Namespace) -> int:
     model = create_model(args.model, num_classes=args.classes, in_channels=c, input_size=(h, w))
     from cnnlab.cost import summary
 
-    s = summary(model, (c, h, w), batch_size=args.batch_size)
+    s = summary(model, (c, h, w), batch_size=args.batch_size, measure_memory=args.measure)
     out = {"table": str, "markdown": lambda x: x.to_markdown(), "json": lambda x: x.to_json()}
     print(out[args.format](s))
     return 0

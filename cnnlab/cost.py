@@ -21,16 +21,16 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.parameter import is_lazy
 
 from cnnlab.errors import ConfigError, ShapeError
-from cnnlab.memory import OPTIMIZERS, MeasuredMemory, MemoryEstimate, estimate, measure_step
-from cnnlab.opcount import ROOT, ModuleTracker, OpCounts, _CountMode, _LabelMode
+from cnnlab.memory import MeasuredMemory, MemoryEstimate, estimate, measure_step
+from cnnlab.opcount import ROOT, ModuleTracker, OpCounts, count_step, modes_restored
+from cnnlab.train_config import OPTIMIZERS
 
 __all__ = ["Row", "Summary", "summary", "ConvCost", "conv2d_cost", "ModelComparison",
-           "compare_models"]
+           "compare_models", "format_si"]
 
 
 @dataclass
@@ -71,6 +71,7 @@ class Summary:
     memory: MemoryEstimate
     measured: MeasuredMemory | None = None
     uncounted_ops: dict[str, int] = field(default_factory=dict)
+    momentum: float = 0.0  # SGD momentum (one state buffer per parameter when not 0)
 
     @property
     def flops_step(self) -> int:
@@ -93,35 +94,37 @@ class Summary:
     def _table(self) -> tuple[list[str], list[list[str]]]:
         head = ["Layer (type)", "Output shape", "Params", "MACs", "FLOPs fwd", "FLOPs bwd",
                 "Saved act."]
+        si = format_si
         body = []
         for r in self.rows:
             shape = ", ".join(str(list(s)) for s in r.output_shape) or "-"
             body.append(["  " * (r.depth - 1) + f"{r.name} ({r.type})"
                          + (f" x{r.calls}" if r.calls > 1 else ""),
-                         shape, f"{r.params:,}", _si(r.macs), _si(r.flops_forward),
-                         _si(r.flops_backward), _si(r.activation_bytes, "B")])
+                         shape, f"{r.params:,}", si(r.macs), si(r.flops_forward),
+                         si(r.flops_backward), si(r.activation_bytes, "B")])
         return head, body
 
     def _footer(self) -> list[str]:
-        m = self.memory
+        m, si = self.memory, format_si
         lines = [
             f"Input: ({self.batch_size}, {', '.join(map(str, self.input_size))}) {self.dtype}, "
-            f"optimizer {self.optimizer}",
+            f"optimizer {self.optimizer}"
+            + (f" (momentum {self.momentum:g})" if self.momentum else ""),
             f"Total params: {self.total_params:,} (trainable {self.trainable_params:,})",
-            f"Forward MACs: {self.total_macs:,} ({_si(self.total_macs, 'MAC')}); backward MACs: "
-            f"{self.macs_backward:,} ({_si(self.macs_backward, 'MAC')})  [1 MAC = 2 FLOPs]",
-            f"FLOPs: forward {_si(self.flops_forward)}, backward {_si(self.flops_backward)}, "
-            f"step {_si(self.flops_step)} (conv/matmul + norms, activations, pools, adds)",
-            f"Memory estimate: {_si(m.total, 'B')} = params {_si(m.params, 'B')} + buffers "
-            f"{_si(m.buffers, 'B')} + grads {_si(m.grads, 'B')} + optimizer "
-            f"{_si(m.optimizer_state, 'B')} + input {_si(m.input, 'B')} + output "
-            f"{_si(m.output, 'B')} + saved activations {_si(m.activations, 'B')}",
+            f"Forward MACs: {self.total_macs:,} ({si(self.total_macs, 'MAC')}); backward MACs: "
+            f"{self.macs_backward:,} ({si(self.macs_backward, 'MAC')})  [1 MAC = 2 FLOPs]",
+            f"FLOPs: forward {si(self.flops_forward)}, backward {si(self.flops_backward)}, "
+            f"step {si(self.flops_step)} (conv/matmul + norms, activations, pools, adds)",
+            f"Memory estimate: {si(m.total, 'B')} = params {si(m.params, 'B')} + buffers "
+            f"{si(m.buffers, 'B')} + grads {si(m.grads, 'B')} + optimizer "
+            f"{si(m.optimizer_state, 'B')} + input {si(m.input, 'B')} + output "
+            f"{si(m.output, 'B')} + saved activations {si(m.activations, 'B')}",
         ]
         if self.measured is not None:
             ratio = self.measured.peak / m.total if m.total else float("nan")
-            lines.append(f"Measured peak of one step: {_si(self.measured.peak, 'B')} on "
-                         f"{self.measured.device} ({ratio:.2f}x the estimate; "
-                         f"{self.measured.method})")
+            lines.append(f"Measured peak of one step at batch {self.measured.batch_size}: "
+                         f"{si(self.measured.peak, 'B')} on {self.measured.device} "
+                         f"({ratio:.2f}x the estimate; {self.measured.method})")
         if self.uncounted_ops:
             ops = ", ".join(f"{k} x{v}" for k, v in sorted(self.uncounted_ops.items()))
             lines.append(f"Counted as zero (no formula): {ops}")
@@ -151,15 +154,19 @@ class Summary:
         return "\n".join(out)
 
 
-def _si(x: float, unit: str = "") -> str:
-    """1234567 -> '1.23 M' (decimal prefixes; bytes use them too: 1 MB = 10^6 B)."""
-    for div, p in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
+def format_si(x: float, unit: str = "", spec: str = ".2f") -> str:
+    """1234567 -> '1.23 M' with SI prefixes (k, M, G, T, P; bytes too: 1 MB = 10^6 B).
+
+    The one formatter of large figures: summaries, the report's cards, the README's tables.
+    """
+    for div, p in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
         if abs(x) >= div:
-            return f"{x / div:.2f} {p}{unit}"
+            return f"{x / div:{spec}} {p}{unit}"
     return f"{x:.0f} {unit}".rstrip()
 
 
-def _check_args(input_size: Any, batch_size: int, optimizer: str) -> tuple[int, ...]:
+def _check_args(input_size: Any, batch_size: int, optimizer: str,
+                momentum: float) -> tuple[int, ...]:
     try:
         size = tuple(int(s) for s in input_size)
     except (TypeError, ValueError):
@@ -169,8 +176,10 @@ def _check_args(input_size: Any, batch_size: int, optimizer: str) -> tuple[int, 
         raise ConfigError(f"input_size must be positive, like (3, 224, 224), got {size}")
     if batch_size < 1:
         raise ConfigError(f"batch_size must be at least 1, got {batch_size}")
-    if optimizer not in OPTIMIZERS:
+    if optimizer not in OPTIMIZERS:  # the engine's: TrainConfig's optimizer and momentum
         raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}, got {optimizer!r}")
+    if not 0 <= momentum < 1 or (momentum and optimizer != "sgd"):
+        raise ConfigError(f"momentum={momentum} must be in [0, 1), and 0 unless optimizer='sgd'")
     return size
 
 
@@ -195,62 +204,13 @@ def _materialize(model: nn.Module, size: tuple[int, ...]) -> None:
     p = next(iter(model.parameters()), None)
     dev = p.device if p is not None and not is_lazy(p) else torch.device("cpu")
     x = torch.zeros((1, *size), device=dev)
-    modes = _modes(model)
     tracker = ModuleTracker(model, OpCounts())
     try:
-        model.eval()  # batch 1 in train mode would trip BatchNorm; eval takes any shape
-        with torch.no_grad(), tracker:
+        with modes_restored(model), torch.no_grad(), tracker:
+            model.eval()  # batch 1 in train mode would trip BatchNorm; eval takes any shape
             model(x)
     except (RuntimeError, ValueError, IndexError) as exc:
         raise _shape_error(model, tracker, x.shape, exc) from exc
-    finally:
-        _restore_modes(modes)
-
-
-def _modes(model: nn.Module) -> list[tuple[nn.Module, bool]]:
-    return [(m, m.training) for m in model.modules()]
-
-
-def _restore_modes(modes: list[tuple[nn.Module, bool]]) -> None:
-    """Put back each module's own train/eval flag (a frozen BatchNorm stays in eval)."""
-    for m, training in modes:
-        m.training = training
-
-
-def _count(model: nn.Module, x: torch.Tensor, dtype: torch.dtype,
-           tracker: ModuleTracker) -> int:
-    """One training step of ``model`` with tensors on ``x.device``, counted into ``tracker``.
-
-    Returns the bytes of the outputs.
-    """
-    def like(t: torch.Tensor, grad: bool) -> torch.Tensor:
-        dt = dtype if t.is_floating_point() else t.dtype
-        return torch.zeros(t.shape, dtype=dt, device=x.device).requires_grad_(grad)
-
-    # The model's own tensors are swapped out, never touched: running stats stay as they were.
-    tensors = {n: like(p, p.requires_grad) for n, p in model.named_parameters()}
-    tensors.update({n: like(b, False) for n, b in model.named_buffers()})
-    tracker.excluded_storages = {t.untyped_storage()._cdata for t in [*tensors.values(), x]}
-    modes = _modes(model)
-    model.train()  # the step being costed is a training step (BatchNorm uses batch statistics)
-    # BatchNorm refuses one value per channel in training (batch 1 at 1x1, BatchNorm1d at
-    # batch 1) because the statistics would be degenerate; their cost is not, so count it.
-    verify, F._verify_batch_size = F._verify_batch_size, lambda size: None
-    try:
-        with torch.enable_grad(), tracker, _LabelMode(tracker), _CountMode(tracker,
-                                                                            tracker.counts):
-            out = torch.func.functional_call(model, tensors, (x,))
-            tracker.label_from(out)
-            leaves = [t for t in torch.utils._pytree.tree_flatten(out)[0]
-                      if isinstance(t, torch.Tensor)]
-            grads = [t for t in leaves if t.requires_grad]
-            tracker.in_backward = True
-            if grads:
-                torch.autograd.backward(grads, [torch.ones_like(t) for t in grads])
-    finally:
-        F._verify_batch_size = verify
-        _restore_modes(modes)
-    return sum(t.numel() * t.element_size() for t in leaves)
 
 
 def _meta_unsupported(exc: Exception) -> bool:
@@ -319,10 +279,14 @@ def _rows(model: nn.Module, tracker: ModuleTracker, counts: OpCounts,
 
 def summary(model: nn.Module, input_size: tuple[int, ...], *, batch_size: int = 1,
             device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32,
-            optimizer: str = "sgd", measure_memory: bool = True,
+            optimizer: str = "sgd", momentum: float = 0.0, measure_memory: bool = True,
             depth: int | None = None) -> Summary:
-    """Per-layer and total parameters, MACs, FLOPs and memory of one training step."""
-    size = _check_args(input_size, batch_size, optimizer)
+    """Per-layer and total parameters, MACs, FLOPs and memory of one training step.
+
+    ``optimizer`` and ``momentum`` are TrainConfig's: the optimizer state is costed as the
+    engine's optimizer holds it.
+    """
+    size = _check_args(input_size, batch_size, optimizer, momentum)
     device = torch.device(device)
     if measure_memory and any(p.is_meta for p in model.parameters()):
         raise ConfigError("the model lives on the meta device, so a real step cannot be "
@@ -332,25 +296,26 @@ def summary(model: nn.Module, input_size: tuple[int, ...], *, batch_size: int = 
     shape = (batch_size, *size)
     tracker = ModuleTracker(model, OpCounts())
     try:
-        out_bytes = _count(model, torch.zeros(shape, dtype=dtype, device="meta"), dtype, tracker)
+        out_bytes = count_step(model, torch.zeros(shape, dtype=dtype, device="meta"), tracker)
     except (RuntimeError, ValueError, IndexError, NotImplementedError) as exc:
         if not _meta_unsupported(exc):
             raise _shape_error(model, tracker, shape, exc) from exc
         tracker = ModuleTracker(model, OpCounts())  # count again, for real, on `device`
         try:
-            out_bytes = _count(model, torch.zeros(shape, dtype=dtype, device=device), dtype,
-                               tracker)
+            out_bytes = count_step(model, torch.zeros(shape, dtype=dtype, device=device),
+                                   tracker)
         except (RuntimeError, ValueError, IndexError) as exc2:
             raise _shape_error(model, tracker, shape, exc2) from exc2
     counts = tracker.counts
     params = list(model.parameters())  # torch already lists a tied parameter once
     elem = torch.empty((), dtype=dtype).element_size()
     mem = estimate(model, dtype, optimizer, input_bytes=batch_size * _prod(size) * elem,
-                   output_bytes=out_bytes, activation_bytes=sum(counts.saved_bytes.values()))
+                   output_bytes=out_bytes, activation_bytes=sum(counts.saved_bytes.values()),
+                   momentum=momentum)
     measured = None
     if measure_memory:
         try:
-            measured = measure_step(model, size, batch_size, device, dtype, optimizer)
+            measured = measure_step(model, size, batch_size, device, dtype, optimizer, momentum)
         except (RuntimeError, ValueError) as exc:  # out of memory, BatchNorm at batch 1, ...
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             hint = ("use batch_size >= 2" if "more than 1 value per channel" in first
@@ -368,7 +333,7 @@ def summary(model: nn.Module, input_size: tuple[int, ...], *, batch_size: int = 
         flops_forward=round(sum(counts.flops_fwd.values())),
         flops_backward=round(sum(counts.flops_bwd.values())),
         rows=_rows(model, tracker, counts, depth), memory=mem, measured=measured,
-        uncounted_ops=dict(counts.uncounted))
+        uncounted_ops=dict(counts.uncounted), momentum=momentum)
 
 
 def _prod(xs: tuple[int, ...]) -> int:
@@ -454,7 +419,7 @@ class ModelComparison:
                 ("macs", self.a.total_macs, self.b.total_macs, "MAC"),
                 ("activations", self.a.memory.activations, self.b.memory.activations, "B"),
                 ("memory", self.a.memory.total, self.b.memory.total, "B")):
-            lines.append(f"{key:<22}{_si(fa, unit):>16}{_si(fb, unit):>16}"
+            lines.append(f"{key:<22}{format_si(fa, unit):>16}{format_si(fb, unit):>16}"
                          f"{self.ratios[key]:>9.2f}x")
         return "\n".join(lines)
 

@@ -14,7 +14,11 @@ the kernels' workspaces and temporaries that no formula sees.
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import os
+import sys
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -22,7 +26,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-OPTIMIZERS = ("sgd", "sgd_momentum", "adamw")
+from cnnlab.opcount import one_value_per_channel_allowed
+from cnnlab.train_config import make_optimizer
 
 
 def _unique_tensors(tensors: Any) -> list[torch.Tensor]:
@@ -75,35 +80,26 @@ class MeasuredMemory:
     resident: int  # params, buffers and the batch, alive before the step
     device: str
     method: str
+    batch_size: int  # the batch the step ran at
 
     def to_dict(self) -> dict[str, Any]:
         """Plain dict of the fields."""
         return asdict(self)
 
 
-def optimizer_state_bytes(params: list[nn.Parameter], optimizer: str,
+def optimizer_state_bytes(params: list[nn.Parameter], optimizer: str, momentum: float = 0.0,
                           element_size: int | None = None) -> int:
-    """Bytes of optimizer state for ``params`` (SGD: none; momentum: 1 buffer; AdamW: 2 + step).
+    """Bytes of optimizer state for ``params`` (SGD: none, 1 buffer with momentum; AdamW: 2 + step).
 
-    ``element_size`` overrides the parameters' own (the dtype the step will run in).
+    ``optimizer`` and ``momentum`` as in TrainConfig; ``element_size`` overrides the parameters'
+    own (the dtype the step will run in).
     """
     trainable = [p for p in _unique_tensors(params) if p.requires_grad]
     one = sum(p.numel() * (element_size or p.element_size()) for p in trainable)
     if optimizer == "sgd":
-        return 0
-    if optimizer == "sgd_momentum":
-        return one
+        return one if momentum else 0
     # AdamW: exp_avg and exp_avg_sq like the parameter, plus a float32 scalar `step` each.
     return 2 * one + 4 * len(trainable)
-
-
-def make_optimizer(params: Any, optimizer: str) -> torch.optim.Optimizer:
-    """The optimizer named by ``optimizer`` (one of OPTIMIZERS), with book-like settings."""
-    if optimizer == "sgd":
-        return torch.optim.SGD(params, lr=0.01)
-    if optimizer == "sgd_momentum":
-        return torch.optim.SGD(params, lr=0.01, momentum=0.9)
-    return torch.optim.AdamW(params, lr=1e-3, foreach=False)
 
 
 def _loss(out: Any) -> torch.Tensor:
@@ -116,13 +112,33 @@ def _loss(out: Any) -> torch.Tensor:
     return sum(t.float().mean() for t in leaves)
 
 
+@contextlib.contextmanager
+def _stderr_silenced() -> Iterator[None]:
+    """Send file descriptor 2 to /dev/null for the block: C++ prints that Python cannot catch."""
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as null:
+            os.dup2(null.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _cpu_peak_of(fn: Any) -> int:
     """Highest point of the allocations ``fn()`` makes on the CPU, from profiler events."""
     from torch._C._profiler import _EventType
     from torch.profiler import ProfilerActivity, profile
 
-    with profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+    prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
+    with _stderr_silenced():  # kineto prints "USDT: ... profiler_start" on fd 2
+        prof.__enter__()
+    try:
         fn()
+    finally:
+        with _stderr_silenced():  # ... and "profiler_stop"
+            prof.__exit__(None, None, None)
     events = []
     todo = list(prof.profiler.kineto_results.experimental_event_tree())
     while todo:
@@ -139,17 +155,21 @@ def _cpu_peak_of(fn: Any) -> int:
 
 
 def measure_step(model: nn.Module, input_size: tuple[int, ...], batch_size: int,
-                 device: torch.device, dtype: torch.dtype, optimizer: str) -> MeasuredMemory:
+                 device: torch.device, dtype: torch.dtype, optimizer: str,
+                 momentum: float = 0.0) -> MeasuredMemory:
     """Measure the peak memory of one training step on a copy of ``model`` (it is not changed)."""
     net = copy.deepcopy(model).to(device=device, dtype=dtype).train()
     for p in net.parameters():
         p.grad = None
-    opt = make_optimizer([p for p in net.parameters() if p.requires_grad], optimizer)
+    # The engine's own optimizer (the learning rate changes no memory).
+    opt = make_optimizer([p for p in net.parameters() if p.requires_grad], optimizer, lr=0.01,
+                         momentum=momentum)
     x = torch.randn((batch_size, *input_size), device=device, dtype=dtype)
 
     def step() -> None:
         opt.zero_grad(set_to_none=True)
-        _loss(net(x)).backward()
+        with one_value_per_channel_allowed():  # BatchNorm at batch 1: degenerate, still a step
+            _loss(net(x)).backward()
         opt.step()
 
     # No warm-up step: the optimizer state the first step creates is allocated inside the
@@ -167,11 +187,11 @@ def measure_step(model: nn.Module, input_size: tuple[int, ...], batch_size: int,
         extra = _cpu_peak_of(step)
         method = "torch.profiler allocation events over one step"
     return MeasuredMemory(peak=resident + max(extra, 0), resident=resident, device=str(device),
-                          method=method)
+                          method=method, batch_size=batch_size)
 
 
 def estimate(model: nn.Module, dtype: torch.dtype, optimizer: str, input_bytes: int,
-             output_bytes: int, activation_bytes: int) -> MemoryEstimate:
+             output_bytes: int, activation_bytes: int, momentum: float = 0.0) -> MemoryEstimate:
     """The analytic estimate, given what the counting pass recorded for the batch."""
     size = torch.empty((), dtype=dtype).element_size()
 
@@ -184,7 +204,7 @@ def estimate(model: nn.Module, dtype: torch.dtype, optimizer: str, input_bytes: 
         params=sum(cast(p) for p in params),
         buffers=sum(cast(b) for b in _unique_tensors(model.buffers())),
         grads=sum(cast(p) for p in trainable),
-        optimizer_state=optimizer_state_bytes(trainable, optimizer, size),
+        optimizer_state=optimizer_state_bytes(trainable, optimizer, momentum, size),
         input=input_bytes,
         output=output_bytes,
         activations=activation_bytes,

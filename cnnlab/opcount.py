@@ -51,13 +51,15 @@ branches' gradients) is attributed to the module whose backward ran just before 
 
 from __future__ import annotations
 
+import contextlib
 import math
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.module import (
     register_module_forward_hook,
@@ -452,3 +454,65 @@ class ModuleTracker:
             return None
         module, path, shapes = self.stack[-1]
         return path, type(module).__name__, shapes
+
+
+# -- the public entry points ------------------------------------------------------------------
+
+@contextlib.contextmanager
+def one_value_per_channel_allowed() -> Iterator[None]:
+    """Within the block, BatchNorm in training mode accepts one value per channel.
+
+    torch refuses it (batch 1 at 1x1, BatchNorm1d at batch 1) because the batch statistics are
+    degenerate; the step's cost and memory are not, so counting and measuring it is sound. The
+    check is torch's private ``F._verify_batch_size``: it is swapped only for the block and put
+    back on the way out, also when the block raises.
+    """
+    verify = F._verify_batch_size
+    F._verify_batch_size = lambda size: None
+    try:
+        yield
+    finally:
+        F._verify_batch_size = verify
+
+
+@contextlib.contextmanager
+def modes_restored(model: nn.Module) -> Iterator[None]:
+    """Put back each module's own train/eval flag after the block (a frozen BatchNorm stays)."""
+    modes = [(m, m.training) for m in model.modules()]
+    try:
+        yield
+    finally:
+        for m, training in modes:
+            m.training = training
+
+
+def count_step(model: nn.Module, x: torch.Tensor, tracker: ModuleTracker,
+               dtype: torch.dtype | None = None) -> int:
+    """Count one training step of ``model`` on ``x`` (forward, then backward) into ``tracker``.
+
+    The model's parameters and buffers are swapped for zeros of ``dtype`` on ``x.device`` (the
+    meta device counts without arithmetic), so the model itself is never touched: running
+    statistics stay as they were. Returns the bytes of the outputs; ``tracker.counts`` holds the
+    figures and, when the step raises, ``tracker.failing_call()`` names the layer.
+    """
+    dtype = dtype or x.dtype
+
+    def like(t: torch.Tensor, grad: bool) -> torch.Tensor:
+        dt = dtype if t.is_floating_point() else t.dtype
+        return torch.zeros(t.shape, dtype=dt, device=x.device).requires_grad_(grad)
+
+    tensors = {n: like(p, p.requires_grad) for n, p in model.named_parameters()}
+    tensors.update({n: like(b, False) for n, b in model.named_buffers()})
+    tracker.excluded_storages = {t.untyped_storage()._cdata for t in [*tensors.values(), x]}
+    with modes_restored(model), one_value_per_channel_allowed():
+        model.train()  # the step being costed is a training step (BatchNorm: batch statistics)
+        with torch.enable_grad(), tracker, _LabelMode(tracker), _CountMode(tracker,
+                                                                            tracker.counts):
+            out = torch.func.functional_call(model, tensors, (x,))
+            tracker.label_from(out)
+            leaves = [t for t in tree_flatten(out)[0] if isinstance(t, torch.Tensor)]
+            grads = [t for t in leaves if t.requires_grad]
+            tracker.in_backward = True
+            if grads:
+                torch.autograd.backward(grads, [torch.ones_like(t) for t in grads])
+    return sum(t.numel() * t.element_size() for t in leaves)

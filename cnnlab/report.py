@@ -63,13 +63,6 @@ def _count(v: Any) -> str:
     return f"{v:,.0f}" if isinstance(v, (int, float)) else _esc(v)
 
 
-def _si(n: float, unit: str = "") -> str:
-    for scale, prefix in ((1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
-        if abs(n) >= scale:
-            return f"{n / scale:.2f} {prefix}{unit}"
-    return f"{n:.0f} {unit}".strip()
-
-
 def _duration(s: float | None) -> str:
     if s is None:
         return "n/a"
@@ -85,29 +78,30 @@ def _pct(v: Any) -> str:
 
 
 def _cost_section(run: Run, history: list[dict[str, Any]]) -> str:
-    try:
-        from cnnlab.cost import summary
-    except ImportError:
-        return "<p class=muted>cnnlab.cost is not available in this install.</p>"
+    from cnnlab.cost import format_si, summary
+
     h, w = run.input_size
     batch = int(run.config.get("batch_size") or 1)
     model = run.model.to("cpu")
     try:  # counted on the meta device: no time, no memory, no profiler
-        s = summary(model, (1, h, w), measure_memory=False)
-        step = summary(model, (1, h, w), batch_size=batch, measure_memory=False)
+        # the run's own optimizer: SGD with momentum keeps a buffer, AdamW two
+        opt = {"optimizer": run.config.get("optimizer", "sgd"),
+               "momentum": float(run.config.get("momentum") or 0.0)}
+        s = summary(model, (1, h, w), measure_memory=False, **opt)
+        step = summary(model, (1, h, w), batch_size=batch, measure_memory=False, **opt)
     except Exception as err:  # one section must not cost the whole report; say what failed
         return (f"<p class=muted>The cost summary failed: {html.escape(type(err).__name__)}: "
                 f"{html.escape(str(err))}</p>")
     finally:
         run.model.to(run.device)
     cards = [("parameters", f"{s.total_params:,}"),
-             ("MACs / image", _si(s.total_macs)),
-             ("FLOPs / image, forward", _si(s.flops_forward)),
-             ("FLOPs / image, fwd + bwd", _si(s.flops_step)),
-             (f"memory of a step, batch {batch} (est.)", _si(step.memory.total, "B"))]
+             ("MACs / image", format_si(s.total_macs)),
+             ("FLOPs / image, forward", format_si(s.flops_forward)),
+             ("FLOPs / image, fwd + bwd", format_si(s.flops_step)),
+             (f"memory of a step, batch {batch} (est.)", format_si(step.memory.total, "B"))]
     steps = max((int(r.get("step") or 0) for r in history), default=0)
     if steps:  # what the whole run cost: every training image seen, forward and backward
-        cards.append(("training compute (est.)", _si(s.flops_step * steps * batch, "FLOP")))
+        cards.append(("training compute (est.)", format_si(s.flops_step * steps * batch, "FLOP")))
     head = "".join(f'<div class="stat"><b>{html.escape(v)}</b><span>{html.escape(k)}</span></div>'
                    for k, v in cards)
     text = html.escape(str(s))

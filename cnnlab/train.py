@@ -45,7 +45,7 @@ from cnnlab.progress import Progress, plural
 from cnnlab.run import _acc_dtype, evaluate, evaluate_sums, input_size_of, predict
 from cnnlab.runlog import RunFolder, environment
 from cnnlab.schedule import lr_at
-from cnnlab.train_config import TrainConfig
+from cnnlab.train_config import TrainConfig, make_optimizer
 
 __all__ = ["TrainConfig", "TrainResult", "TrainingInterrupted", "Trainer", "evaluate", "predict",
            "resume", "train"]
@@ -171,11 +171,8 @@ class Trainer:
         self._setup_data()
         self._setup_model()
         params = [p for p in self.raw_model.parameters() if p.requires_grad]
-        if cfg.optimizer == "sgd":
-            self.optimizer = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.momentum,
-                                             nesterov=cfg.nesterov, weight_decay=cfg.weight_decay)
-        else:
-            self.optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.optimizer = make_optimizer(params, cfg.optimizer, cfg.lr, cfg.momentum, cfg.nesterov,
+                                        cfg.weight_decay)
         # fp16 needs loss scaling to keep small gradients; bf16 has float32's range and does not.
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
 

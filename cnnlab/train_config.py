@@ -144,6 +144,20 @@ class TrainConfig:
         return dataclasses.replace(self, **changes).validate()
 
 
+def make_optimizer(params: Any, optimizer: str, lr: float, momentum: float = 0.0,
+                   nesterov: bool = False, weight_decay: float = 0.0) -> Any:
+    """The torch optimizer a TrainConfig names (one of OPTIMIZERS): the engine's, and the one
+    cnnlab.memory measures."""
+    import torch
+
+    if optimizer == "sgd":
+        return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=nesterov,
+                               weight_decay=weight_decay)
+    if optimizer == "adamw":
+        return torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    raise ConfigError(f"optimizer={optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
+
+
 def field_help() -> dict[str, str]:
     """Field name -> the comment that documents it (for CLI --help)."""
     import inspect
@@ -280,5 +294,5 @@ def _non_negative(name: str, value: float) -> None:
         raise ConfigError(f"{name}={value} must not be negative")
 
 
-__all__ = ["TrainConfig", "add_arguments", "config_from_args", "field_help", "parse_hw",
-           "parse_ints"]
+__all__ = ["OPTIMIZERS", "TrainConfig", "add_arguments", "config_from_args", "field_help",
+           "make_optimizer", "parse_hw", "parse_ints"]

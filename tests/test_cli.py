@@ -187,6 +187,18 @@ def test_interrupted_training_exits_130_with_a_resume_hint(
 
 # --- listing commands ------------------------------------------------------------------------
 
+@pytest.mark.parametrize("argv", [["bn_lenet"], ["resnet18", "--input", "1,28,28"]])
+def test_summary_measures_batch_norm_models_at_the_default_batch(
+        argv: list[str], capfd: pytest.CaptureFixture[str]) -> None:
+    assert main(["summary", *argv]) == 0  # BatchNorm refused a training step at batch 1
+    out, err = capfd.readouterr()
+    assert "Measured peak of one step at batch 1:" in out
+    assert err == ""  # no "USDT: ... profiler_start" lines from the profiler
+    assert main(["summary", *argv, "--no-measure"]) == 0
+    out, err = capfd.readouterr()
+    assert "Memory estimate:" in out and "Measured peak" not in out and err == ""
+
+
 def test_models_lists_the_zoo_with_sizes_and_parameters(capsys: pytest.CaptureFixture[str]) -> None:
     rc, out, _ = run(["models", "*net"], capsys)  # a pattern keeps it quick; all: no pattern
     rows = {line.split()[0]: line.split()[1:] for line in _lines(out)[1:]}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import pytest
 import torch
@@ -13,6 +14,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from cnnlab import memory
 from cnnlab.cost import compare_models, conv2d_cost, summary
 from cnnlab.errors import ConfigError, ShapeError
+from cnnlab.opcount import one_value_per_channel_allowed
+from cnnlab.train_config import make_optimizer
 
 # -- independent definitions of the reference networks (torchvision's layout) ------------------
 
@@ -267,9 +270,35 @@ def test_batch_norm_over_one_value_per_channel() -> None:
     model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2), nn.Flatten(), nn.BatchNorm1d(2))
     s = one(model, (1, 3, 3))
     assert s.flops_forward == 2 * 18 + 2 + 7 * 2 + 7 * 2
-    # ... while a real training step of it fails, with the way out in the message
-    with pytest.raises(ShapeError, match="batch_size >= 2"):
-        summary(model, (1, 3, 3))
+    # ... and a real step is measured at the batch asked for (it failed before: torch's check)
+    verify = F._verify_batch_size
+    s = summary(model, (1, 3, 3))
+    assert s.measured is not None and s.measured.batch_size == 1 and s.measured.peak > 0
+    assert "Measured peak of one step at batch 1:" in str(s)
+    # the check is lifted for the counted and measured step only, never for the process
+    assert F._verify_batch_size is verify
+    with pytest.raises(ValueError, match="more than 1 value per channel"):
+        model.train()(torch.zeros(1, 1, 3, 3))
+
+
+def test_torch_check_is_restored_when_counting_fails() -> None:
+    verify = F._verify_batch_size
+    with pytest.raises(ShapeError):
+        summary(nn.Sequential(nn.BatchNorm1d(2), nn.Linear(3, 1)), (2,), measure_memory=False)
+    assert F._verify_batch_size is verify
+    with pytest.raises(RuntimeError), one_value_per_channel_allowed():
+        assert F._verify_batch_size is not verify
+        raise RuntimeError("a failing step")
+    assert F._verify_batch_size is verify
+
+
+def test_measuring_prints_nothing_on_stderr(capfd: pytest.CaptureFixture[str]) -> None:
+    # the profiler's C++ side printed "USDT: ... profiler_start/stop" on every measurement
+    summary(nn.Sequential(nn.Linear(4, 3)), (4,))
+    out, err = capfd.readouterr()
+    assert (out, err) == ("", "")
+    print("still here", file=sys.stderr)  # fd 2 is back after the measurement
+    assert capfd.readouterr().err == "still here\n"
 
 
 def test_counts_under_no_grad() -> None:
@@ -343,16 +372,17 @@ def test_activation_estimate_counts_each_saved_storage_once() -> None:
     assert s.memory.activations == 2 * 16 * 4 + 2 * 4 * 8
 
 
-@pytest.mark.parametrize(("opt", "factor"), [("sgd", 0), ("sgd_momentum", 1), ("adamw", 2)])
-def test_optimizer_state(opt: str, factor: int) -> None:
+@pytest.mark.parametrize(("opt", "momentum", "factor"),
+                         [("sgd", 0.0, 0), ("sgd", 0.9, 1), ("adamw", 0.0, 2)])
+def test_optimizer_state(opt: str, momentum: float, factor: int) -> None:
     model = nn.Sequential(nn.Linear(10, 20), nn.Linear(20, 5))
-    s = summary(model, (10,), optimizer=opt, measure_memory=False)
+    s = summary(model, (10,), optimizer=opt, momentum=momentum, measure_memory=False)
     n = 10 * 20 + 20 + 20 * 5 + 5
     assert s.memory.params == s.memory.grads == 4 * n
     assert s.memory.optimizer_state == factor * 4 * n + (16 if opt == "adamw" else 0)
     # what torch actually allocates agrees
     net = nn.Sequential(nn.Linear(10, 20), nn.Linear(20, 5))
-    o = memory.make_optimizer(net.parameters(), opt)
+    o = make_optimizer(net.parameters(), opt, lr=0.01, momentum=momentum)  # the engine's
     net(torch.randn(3, 10)).sum().backward()
     o.step()
     real = sum(t.numel() * t.element_size() for st in o.state.values() for t in st.values()
@@ -375,7 +405,7 @@ def test_measured_peak_is_close_to_the_estimate() -> None:
     model = nn.Sequential(nn.Conv2d(3, 16, 3, padding=1), nn.BatchNorm2d(16), nn.ReLU(),
                           nn.MaxPool2d(2), nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(),
                           nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(32, 10))
-    s = summary(model, (3, 32, 32), batch_size=16, optimizer="sgd_momentum")
+    s = summary(model, (3, 32, 32), batch_size=16, optimizer="sgd", momentum=0.9)
     m = s.measured
     assert m is not None and m.device == "cpu"
     assert m.resident == s.memory.params + s.memory.buffers + s.memory.input

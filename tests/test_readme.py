@@ -113,18 +113,11 @@ def _test_exists(ref: str) -> bool:
 
 # --- generated tables --------------------------------------------------------------------------
 
-def _si(n: float) -> str:
-    for scale, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "K")):
-        if n >= scale:
-            return f"{n / scale:.3g} {prefix}"
-    return f"{n:.0f}"
-
-
 def model_table() -> str:
     """The README's model table: every zoo model, its book input, parameters and MACs (meta)."""
     import torch
 
-    from cnnlab.cost import summary
+    from cnnlab.cost import format_si, summary
     from cnnlab.models import create_model, default_input_size, list_models
     from cnnlab.models._registry import _lookup
 
@@ -138,7 +131,7 @@ def model_table() -> str:
         doc = (_lookup(name)[0].__doc__ or "").strip().splitlines()[0]
         doc = re.sub(rf",? {h}x{w}\.?$", "", doc).rstrip(".")
         lines.append(f"| `{name}` | {doc} | {c},{h},{w} | {s.total_params:,} | "
-                     f"{_si(s.total_macs)} |")
+                     f"{format_si(s.total_macs, spec='.3g')} |")
     return "\n".join(lines)
 
 

@@ -111,6 +111,21 @@ def test_report_numbers_agree_with_the_run(run_dir: Path) -> None:
     assert "parameters" in html and "61,706" in html  # LeNet's parameter count, from cnnlab.cost
 
 
+def test_memory_card_costs_the_runs_own_optimizer(run_dir: Path) -> None:
+    from cnnlab.cost import format_si, summary
+
+    run = load_run(run_dir)  # trained with SGD, momentum 0.9, batch 64
+    size = (1, *run.input_size)
+    step = summary(run.model, size, batch_size=64, optimizer="sgd", momentum=0.9,
+                   measure_memory=False)
+    plain = summary(run.model, size, batch_size=64, measure_memory=False)
+    assert step.memory.optimizer_state == step.memory.params > plain.memory.optimizer_state == 0
+    html = write_report(run_dir).read_text()
+    card = "<b>{}</b><span>memory of a step, batch 64 (est.)</span>"
+    assert card.format(format_si(step.memory.total, "B")) in html  # plain SGD before
+    assert card.format(format_si(plain.memory.total, "B")) not in html
+
+
 def test_best_checkpoint_and_missing_things(run_dir: Path, tmp_path: Path) -> None:
     best = load_run(run_dir, "best")
     assert best.checkpoint.name == "best.pt" and not best.model.training
