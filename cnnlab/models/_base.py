@@ -129,7 +129,6 @@ class ZooModel(nn.Module):
     # Models whose classifier follows a flatten are built for exactly this (H, W); others: None.
     input_size: tuple[int, int] | None = None
     _min_size: int | None = None  # smallest side the architecture takes (None: not searched yet)
-    _fits: int = 0  # a side known to fit (the input_size checked at construction)
 
     @property
     def min_size(self) -> int:
@@ -145,7 +144,15 @@ class ZooModel(nn.Module):
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         """Class scores (N, num_classes) for images X (N, C, H, W)."""
         self.check_input(X)
-        return self.net(X)
+        if self._min_size is not None:
+            return self.net(X)
+        # The minimum side is not known yet: searching it here would run probe forwards inside
+        # this one (cnnlab.cost would count them). Run, and search only to explain a failure.
+        try:
+            return self.net(X)
+        except RuntimeError:
+            self._check_min_size(X.shape[-2], X.shape[-1])
+            raise
 
     def check_input(self, X: torch.Tensor) -> None:
         """Raise ShapeError, saying what to do, if X is not an input this model can take."""
@@ -168,8 +175,12 @@ class ZooModel(nn.Module):
                 f"{h}x{w}: resize the images to {H}x{W} (Loader(resize=...)) or build the model "
                 f"with input_size=({h}, {w}) (at least {self.min_size})"
             )
-        checked = self._min_size is None and 0 < self._fits <= min(h, w)  # no search needed
-        if not checked and min(h, w) < self.min_size:
+        if self._min_size is not None:  # known: check now (a global-pool net: on failure)
+            self._check_min_size(h, w)
+
+    def _check_min_size(self, h: int, w: int) -> None:
+        if min(h, w) < self.min_size:
+            name = type(self).__name__
             raise ShapeError(
                 f"{name} needs inputs of at least {self.min_size}x{self.min_size}, got {h}x{w}: "
                 f"resize the images (Loader(resize={self.min_size}) or larger)"
@@ -200,7 +211,6 @@ class ZooModel(nn.Module):
             if probe_output_shape(self.net, (2, in_channels, h, w)) is None:
                 _require_size(name, (h, w), self.min_size)
                 raise ShapeError(f"{name} cannot take {h}x{w} inputs")
-            self._fits = min(h, w)
         self.apply(init_cnn)
 
     def num_params(self) -> int:
