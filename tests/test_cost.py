@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from cnnlab import memory
+from cnnlab import memory, models
 from cnnlab.cost import compare_models, conv2d_cost, summary
 from cnnlab.errors import ConfigError, ShapeError
 from cnnlab.opcount import one_value_per_channel_allowed
@@ -77,7 +77,6 @@ REFERENCE = {  # params, MACs (torchvision's published ~15.47 / 1.81 / 4.09 G), 
 
 
 def zoo(name: str, **kw: object) -> nn.Module:
-    models = pytest.importorskip("cnnlab.models")
     with torch.device("meta"):  # no weights initialised: counting needs only shapes
         return models.create_model(name, num_classes=1000, in_channels=3, **kw)
 
@@ -309,7 +308,6 @@ def test_counts_under_no_grad() -> None:
 
 @pytest.mark.parametrize("name", ["bn_lenet", "googlenet", "resnext50_32x4d"])
 def test_zoo_models_fully_counted(name: str) -> None:
-    models = pytest.importorskip("cnnlab.models")
     with torch.device("meta"):
         model = models.create_model(name)
     s = summary(model, models.default_input_size(name), measure_memory=False)
@@ -472,7 +470,6 @@ def test_conv2d_cost_rejects_a_kernel_that_does_not_fit() -> None:
 
 
 def test_alexnet_vs_vgg_comparison() -> None:
-    pytest.importorskip("cnnlab.models")
     c = compare_models("alexnet", "vgg11", (1, 224, 224))
     assert (c.a.model, c.b.model) == ("alexnet", "vgg11")
     # exercise 8.2.2: VGG is slower (many more MACs) and holds far more activations

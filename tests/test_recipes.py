@@ -71,8 +71,6 @@ def test_recipe_config_is_valid_and_model_exists(name: str) -> None:
 @pytest.mark.parametrize("name", list(RECIPES))
 def test_recipe_model_builds_for_its_input_and_outputs_ten_classes(name: str) -> None:
     r = RECIPES[name]
-    if r.model not in list_models():
-        pytest.skip(f"model {r.model} not in the zoo yet")
     cfg = r.config()
     with torch.device("meta"):  # shapes only: no memory, no compute
         model = create_model(r.model, input_size=cfg.resize, **r.model_kwargs)
