@@ -200,14 +200,33 @@ def load_toml(path: Path) -> dict[str, Any]:
             raw = tomllib.load(f)
     except FileNotFoundError:
         raise ConfigError(f"config file {path} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a folder; name a TOML file") from None
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {path}: {err.strerror or err}") from None
+    except UnicodeDecodeError as err:
+        line = err.object[:err.start].count(b"\n") + 1
+        raise ConfigError(f"config file {path} is not UTF-8 text (line {line} holds byte "
+                          f"0x{err.object[err.start]:02x}); save it as UTF-8") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"config file {path} is not valid TOML: {err}") from None
-    raw = raw.get("train", raw)  # a [train] table or top-level keys
-    out = {k.replace("-", "_"): v for k, v in raw.items()}
+    # Settings are top-level keys, or keys of a [train] table, or both (each key once).
+    table = raw.pop("train", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: 'train' must be a [train] table of settings, "
+                          f"not {type(table).__name__}")
     names = _config_names() + ["recipe"]
-    for key in out:
-        if key not in names:
-            raise ConfigError(f"{path}: unknown setting {key!r}{suggest(key, names)}")
+    out: dict[str, Any] = {}
+    for where, settings in (("", raw), (" in [train]", table)):
+        for key, value in settings.items():
+            name = key.replace("-", "_")
+            if name not in names:
+                kind = "table" if isinstance(value, dict) else "setting"
+                raise ConfigError(f"{path}: unknown {kind} {key!r}{where}{suggest(name, names)}")
+            if name in out:
+                raise ConfigError(f"{path}: {key!r} is set both at the top level and in "
+                                  "[train]; keep one")
+            out[name] = value
     if isinstance(out.get("resize"), list):
         out["resize"] = tuple(out["resize"])
     return out

@@ -89,6 +89,9 @@ def test_settings_precedence_recipe_then_file_then_flags(tmp_path: Path,
     (tmp_path / "t.toml").write_text("[train]\nepochs = 2\n")
     _, cfg, out, _ = plan_train(_args(["lenet", "--config", "t.toml", "--out", "x"]))
     assert (cfg.epochs, cfg.lr, out) == (2, 0.1, Path("x"))
+    (tmp_path / "m.toml").write_text('recipe = "lenet"\n[train]\nepochs = 2\n')
+    recipe, cfg, _, _ = plan_train(_args(["--config", "m.toml"]))  # top level and [train]
+    assert (recipe.name, cfg.epochs) == ("lenet", 2)
     _, cfg, _, kwargs = plan_train(_args(["resnet18_small"]))  # a model, not a recipe
     assert (cfg.model, cfg.resize, kwargs) == ("resnet18_small", (28, 28), {})
 
@@ -120,10 +123,20 @@ def test_module_train_is_the_cli_train_command() -> None:
     ("lr = [\n", "not valid TOML"),
     ("lr = -1.0\n", "lr=-1.0 must be positive"),
     ("epochs = 'ten'\n", "epochs='ten' has the wrong type"),
+    ("lr = 0.1\n# d\xe9j\xe0 vu\n".encode("latin-1"), "not UTF-8 text (line 2 holds byte 0xe9)"),
+    ("epoch = 3\n[train]\nlr = 0.1\n", "unknown setting 'epoch'; did you mean 'epochs'"),
+    ("lr = 0.1\n[train]\nlr = 0.2\n", "'lr' is set both at the top level and in [train]"),
+    ("[train]\nlr = 0.1\n[trian]\nepochs = 2\n", "unknown table 'trian'"),
+    ("train = 3\n", "'train' must be a [train] table"),
+    (None, "c.toml is a folder; name a TOML file"),
 ])
-def test_config_file_errors_are_one_line_exit_2(toml: str, message: str, tmp_path: Path,
+def test_config_file_errors_are_one_line_exit_2(toml: str | bytes | None, message: str,
+                                                tmp_path: Path,
                                                 capsys: pytest.CaptureFixture[str]) -> None:
-    (tmp_path / "c.toml").write_text(toml)
+    if toml is None:
+        (tmp_path / "c.toml").mkdir()
+    else:
+        (tmp_path / "c.toml").write_bytes(toml if isinstance(toml, bytes) else toml.encode())
     rc, out, err = run(["train", "lenet", "--config", str(tmp_path / "c.toml"),
                         "--out", str(tmp_path / "run")], capsys)
     assert rc == 2 and out == "" and len(_lines(err)) == 1
