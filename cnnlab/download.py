@@ -13,7 +13,7 @@ import http.client
 import json
 import logging
 import os
-import tempfile
+import secrets
 import urllib.error
 import urllib.request
 from collections.abc import Iterable, Sequence
@@ -55,9 +55,24 @@ def _remove(path: Path | str) -> None:
         pass
 
 
+def temp_sibling(path: Path) -> tuple[int, str]:
+    """(fd, name) of a new hidden `.NAME.*.part` file beside `path`, open for writing.
+
+    Created with mode 0666 less the umask, as `open()` would: tempfile.mkstemp makes 0600 files,
+    and a rename would carry that mode to the final file (a PNG or dataset only its owner reads).
+    """
+    while True:
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
+        try:
+            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
+                           0o666), str(tmp)
+        except FileExistsError:
+            continue
+
+
 def _fetch_one(url: str, dest: Path, md5: str, timeout: float) -> None:
     """Download one URL to `dest` through a temporary file; raise on any mismatch."""
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".part")
+    fd, tmp = temp_sibling(dest)
     try:
         h = hashlib.md5(usedforsecurity=False)
         got = 0
@@ -125,7 +140,7 @@ def download_files(folder: str | Path, md5s: dict[str, str], mirrors: Sequence[s
 
 def write_atomic(path: Path, data: bytes) -> None:
     """Write bytes to `path` via a temporary file and a rename."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    fd, tmp = temp_sibling(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)

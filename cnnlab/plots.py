@@ -9,7 +9,6 @@ during a run never sees half a picture.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -17,6 +16,8 @@ import numpy as np
 import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from cnnlab.download import temp_sibling
 
 __all__ = ["plot_curves", "save_image_grid", "plot_confusion", "save_figure"]
 
@@ -30,7 +31,7 @@ def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 110, tight: boo
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     FigureCanvasAgg(fig)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent)
+    fd, tmp = temp_sibling(path)
     try:
         with os.fdopen(fd, "wb") as f:
             fig.savefig(f, format="png", dpi=dpi, bbox_inches="tight" if tight else None)

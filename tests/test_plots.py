@@ -1,5 +1,8 @@
 """cnnlab.plots writes real PNG files that decode to the expected sizes."""
 
+import os
+import stat
+
 import matplotlib.image as mpimg
 import numpy as np
 import pytest
@@ -45,3 +48,23 @@ def test_confusion(tmp_path):
     _png(plots.plot_confusion(m, ["a", "b", "c"], tmp_path / "m.png"))
     with pytest.raises(ValueError, match="must be"):
         plots.plot_confusion(m, ["a", "b"], tmp_path / "m.png")
+
+
+@pytest.mark.parametrize("umask", [0o022, 0o027])
+def test_pictures_get_the_usual_file_mode(tmp_path, umask):
+    # An atomic write through tempfile.mkstemp made every PNG 0600, unlike the run's other files.
+    from matplotlib.figure import Figure
+
+    from cnnlab.download import write_atomic
+
+    old = os.umask(umask)
+    try:
+        fig = Figure(figsize=(1, 1))
+        fig.add_subplot().plot([0, 1])
+        plots.save_figure(fig, tmp_path / "a.png")
+        write_atomic(tmp_path / "b.txt", b"x")
+        (tmp_path / "c.txt").write_text("x")  # what open() gives
+    finally:
+        os.umask(old)
+    modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
+    assert modes == dict.fromkeys(("a.png", "b.txt", "c.txt"), 0o666 & ~umask)

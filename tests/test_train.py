@@ -5,6 +5,8 @@ from __future__ import annotations
 import io
 import json
 import math
+import os
+import stat
 import subprocess
 import sys
 
@@ -243,6 +245,13 @@ def test_run_folder_contents(run):
     assert rows == json.loads(json.dumps(result.history))
     assert (out / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert not list(out.rglob("*.tmp"))
+    # Every file the run wrote, pictures included, has the mode open() gives (0644 at umask 022).
+    umask = os.umask(0)
+    os.umask(umask)
+    modes = {p.relative_to(out).as_posix(): stat.S_IMODE(p.stat().st_mode)
+             for p in out.rglob("*") if p.is_file() and p.name != ".lock"}
+    assert "curves.png" in modes and "checkpoints/last.pt" in modes
+    assert modes == dict.fromkeys(modes, 0o666 & ~umask)
 
 
 def test_checkpoints_are_plain_data(run):
