@@ -46,7 +46,8 @@ with the book's settings (10 epochs, SGD, batch 128, lr 0.05) at its book input 
     "eval": """\
 examples:
   cnnlab eval runs/lenet-20260101-120000
-  cnnlab eval runs/lenet-20260101-120000 --checkpoint last""",
+  cnnlab eval runs/lenet-20260101-120000 --checkpoint best
+  cnnlab eval runs/lenet-20260101-120000 --split train     how well it fits what it saw""",
     "predict": """\
 examples:
   cnnlab predict runs/lenet-20260101-120000 shoe.png shirt.jpg
@@ -119,11 +120,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-report", action="store_true", help="skip writing report.html at the end")
     _add_config_flags(t)
 
-    e = _parser(sub, "eval", "Evaluate a run's checkpoint on the test split.")
+    e = _parser(sub, "eval", "Evaluate a run's checkpoint on its test (or train, val) split.")
     e.add_argument("run_dir", type=Path, metavar="RUN_DIR", help=RUN_HELP)
     e.add_argument("--checkpoint", choices=("best", "last"), default="last",
                    help="last: the final model, whose accuracy `train` printed (default); best: "
                         "the epoch with the best validation score")
+    e.add_argument("--split", choices=("train", "val", "test"), default="test",
+                   help="which images: test (default), train (what the run trained on) or val "
+                        "(what it validated on: the test split unless it set val_size)")
     e.add_argument("--format", choices=("text", "json"), default="text",
                    help="text for people, json for programs")
 
@@ -316,14 +320,23 @@ def _finish_train(result: Any, out: Path, args: argparse.Namespace) -> int:
         print(f"dry run OK: one training and one evaluation batch of {result.config.model} "
               f"at {_fmt_size(result.config.resize)}")
     elif result.test_acc is not None:
-        print(f"test accuracy: {result.test_acc:.4f}")
+        part = ""
+        if result.config.limit_batches and getattr(result, "test_images", None):
+            part = f" (on {result.test_images:,} test images: --limit-batches)"
+        print(f"test accuracy: {result.test_acc:.4f}{part}")
     print(f"time: {result.seconds:.1f} s")
     print(f"run folder: {run_dir}", flush=True)
     if not args.no_report and not result.config.dry_run:  # a dry run has nothing to report
-        from cnnlab.report import write_report
-
-        print(f"report: {write_report(run_dir)}")
+        print(f"report: {_write_report(run_dir)}")
     return 0
+
+
+def _write_report(run_dir: Path, **kw: Any) -> Path:
+    """write_report, saying first that it runs (it evaluates the model: seconds, not instant)."""
+    from cnnlab.report import write_report
+
+    print("writing report…", file=sys.stderr, flush=True)
+    return write_report(run_dir, **kw)
 
 
 def _fmt_size(size: Any) -> str:
@@ -337,16 +350,20 @@ def _is_rank0() -> bool:
 # --- eval / predict ---------------------------------------------------------------------------
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    """Evaluate a run's checkpoint on its dataset's test split."""
-    from cnnlab.run import evaluate_run
+    """Evaluate a run's checkpoint on its dataset's test split (or --split train/val)."""
+    from cnnlab.run import evaluate_run, load_run
 
-    ev = evaluate_run(args.run_dir, checkpoint=args.checkpoint)
-    metrics = {"checkpoint": args.checkpoint, "loss": ev.loss, "acc": ev.acc, "n": ev.n}
+    run = load_run(args.run_dir, checkpoint=args.checkpoint)
+    ev = evaluate_run(run, split=args.split)
+    metrics = {"checkpoint": args.checkpoint, "split": args.split, "loss": ev.loss,
+               "acc": ev.acc, "n": ev.n}
     if args.format == "json":
         print(json.dumps(metrics))
     else:
-        print(f"{args.run_dir} [{args.checkpoint}.pt] on the {ev.dataset} test split: "
-              f"accuracy {ev.acc:.4f}, loss {ev.loss:.4f}, {ev.n} images")
+        same = " (= test: the run validated on it)" if (
+            args.split == "val" and not run.config.get("val_size")) else ""
+        print(f"{args.run_dir} [{args.checkpoint}.pt] on the {ev.dataset} {args.split} split"
+              f"{same}: accuracy {ev.acc:.4f}, loss {ev.loss:.4f}, {ev.n:,} images")
     return 0
 
 
@@ -481,11 +498,9 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 def cmd_report(args: argparse.Namespace) -> int:
     """(Re)write a run folder's report.html, confusion.png and errors.png."""
-    from cnnlab.report import write_report
-
     if args.max_errors < 0:
         raise ConfigError(f"--max-errors {args.max_errors} must not be negative")
-    path = write_report(args.run_dir, checkpoint=args.checkpoint, max_errors=args.max_errors)
+    path = _write_report(args.run_dir, checkpoint=args.checkpoint, max_errors=args.max_errors)
     print(f"report: {path}")
     return 0
 

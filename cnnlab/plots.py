@@ -103,8 +103,16 @@ def save_image_grid(
     n = len(x)
     ncols = max(1, min(ncols, n))
     nrows = max(1, -(-n // ncols))
-    fig = Figure(figsize=(ncols * scale, nrows * scale * (1.25 if titles else 1.0)))
+    lines = max((str(t).count("\n") + 1 for t in titles), default=0) if titles else 0
+    title_h = 0.16 * lines + 0.06 if lines else 0.0  # inches for a caption of 8-pt lines
+    pad = 0.04  # inches around the grid
+    fig_w, fig_h = ncols * scale, nrows * (scale + title_h)
+    fig = Figure(figsize=(fig_w, fig_h))
     axes = np.atleast_1d(fig.subplots(nrows, ncols, squeeze=False)).ravel()
+    # Fixed margins sized for the captions: one draw per save instead of a tight bbox's two.
+    fig.subplots_adjust(left=pad / fig_w, right=1 - pad / fig_w, bottom=pad / fig_h,
+                        top=1 - title_h / fig_h, wspace=0.08,
+                        hspace=title_h / max(scale - 2 * pad, 0.1))
     for i, ax in enumerate(axes):
         ax.set_axis_off()
         if i >= n:
@@ -113,7 +121,7 @@ def save_image_grid(
         if titles is not None:
             color = title_colors[i] if title_colors is not None else "black"
             ax.set_title(str(titles[i]), fontsize=8, color=color)
-    return save_figure(fig, path)
+    return save_figure(fig, path, tight=False)
 
 
 def plot_confusion(

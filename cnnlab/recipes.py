@@ -46,7 +46,9 @@ class Recipe:
 
     def hyperparameters(self) -> str:
         """A compact human string of the overrides: 'epochs=10 lr=0.1 batch_size=128 resize=28'."""
-        return " ".join(f"{k}={_fmt(v)}" for k, v in self.overrides.items())
+        from cnnlab.train_config import format_setting
+
+        return " ".join(f"{k}={format_setting(v)}" for k, v in self.overrides.items())
 
 
 def make_config(config_cls: type, values: Mapping[str, Any]):
@@ -60,10 +62,7 @@ def make_config(config_cls: type, values: Mapping[str, Any]):
     return config_cls(**values)
 
 
-def _fmt(v: Any) -> str:
-    if isinstance(v, (tuple, list)):
-        return ",".join(str(x) for x in v)
-    return str(v)
+
 
 
 def _recipe(name: str, model: str, reproduces: str, *, dataset: str = "fashion-mnist",

@@ -18,6 +18,7 @@ import torch
 
 from cnnlab.progress import plural
 from cnnlab.run import Evaluation, Run, evaluate_run, load_run, read_history, read_json
+from cnnlab.schedule import format_lr
 
 # --- the report --------------------------------------------------------------------------------
 
@@ -40,6 +41,8 @@ def _table(rows: list[tuple[Any, ...]], head: tuple[str, ...] | None = None,
 
 
 def _fmt(v: Any) -> str:
+    if isinstance(v, bool):  # a fact ("stopped early: no"), in words, not Python's False
+        return "yes" if v else "no"
     if isinstance(v, float):
         return f"{v:.4g}"
     if isinstance(v, (list, tuple)):
@@ -197,13 +200,16 @@ def _render(run: Run, result: dict[str, Any], history: list[dict[str, Any]], ev:
     best = _best_epoch(history)
     seconds = result.get("seconds")
     ips = [h["images_per_second"] for h in history if h.get("images_per_second")]
-    cards = [("hero", _pct(ev.acc), f"test accuracy ({checkpoint}.pt)"),
+    n_test = len(run.dataset.test)
+    test_part = f", {_part(ev.n, n_test)}" if ev.n < n_test else ""
+    cards = [("hero", _pct(ev.acc), f"test accuracy ({checkpoint}.pt{test_part})"),
              ("", f"{ev.loss:.4f}", "test loss"),
-             ("", _pct(best.get("val_acc")) if best else "n/a",
-              f"best val acc (epoch {best.get('epoch')})" if best else "best val acc"),
+             ("", _pct(best.get("val_acc")),
+              f"best val acc (epoch {best.get('epoch')}{_val_part(run, best)})"),
              ("", str(len(history)), "epochs run"),
              ("", _duration(seconds), "training time"),
              ("", f"{sum(ips) / len(ips):,.0f}" if ips else "n/a", "train images / s")]
+    cards = [c for c in cards if c[1] != "n/a"]  # a card without a value says nothing
     stats = "".join(f'<div class="stat {c}"><b>{html.escape(v)}</b><span>{html.escape(t)}</span>'
                     "</div>" for c, v, t in cards)
 
@@ -220,7 +226,7 @@ def _render(run: Run, result: dict[str, Any], history: list[dict[str, Any]], ev:
     curves = run.run_dir / "curves.png"
     body = _img_tag(curves, "training curves") if curves.exists() else (
         "<p class=muted>no epochs recorded</p>")
-    parts.append(f"<section><h2>Learning curves</h2>{body}{_history_table(history)}</section>")
+    parts.append(f"<section><h2>Learning curves</h2>{body}{_history_table(run, history)}</section>")
 
     per_class = []
     rows = cm.sum(dim=1)
@@ -261,7 +267,7 @@ def _render(run: Run, result: dict[str, Any], history: list[dict[str, Any]], ev:
     env_rows.append(("report written by", f"torch {torch.__version__}, python "
                      f"{platform.python_version()} on {html.escape(platform.node())}"))
     parts.append('<div class="grid2"><section><h2>Configuration</h2>' + _config_html(cfg)
-                 + "</section><section><h2>Result and timings</h2>" + _result_html(result)
+                 + "</section><section><h2>Result and timings</h2>" + _result_html(result, n_test)
                  + "<h2 style='margin-top:18px'>Environment</h2>" + _table(env_rows, cls="kv")
                  + "</section></div>")
     now = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
@@ -271,6 +277,20 @@ def _render(run: Run, result: dict[str, Any], history: list[dict[str, Any]], ev:
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
             f"<title>{html.escape(title)} &middot; cnnlab report</title><style>{CSS}</style>"
             "</head><body>" + "".join(parts) + "</body></html>\n")
+
+
+def _part(n: int, total: int) -> str:
+    """'2,048 of 10,000 images': how much of a split a figure covers."""
+    return f"{n:,} of {total:,} images"
+
+
+def _val_part(run: Run, row: dict[str, Any]) -> str:
+    """', 2,048 of 10,000 images' when a validation covered part of its split, else ''."""
+    n = row.get("val_images")
+    if not isinstance(n, int):
+        return ""
+    total = len(run.split("val"))
+    return f", {_part(n, total)}" if n < total else ""
 
 
 def _scope(cfg: dict[str, Any]) -> str:
@@ -288,20 +308,20 @@ def _scope(cfg: dict[str, Any]) -> str:
 
 def _config_html(cfg: dict[str, Any]) -> str:
     """The settings that differ from TrainConfig's defaults up front; all of them folded."""
-    from cnnlab.train_config import TrainConfig
+    from cnnlab.train_config import TrainConfig, format_setting
 
     defaults = TrainConfig().to_dict()
     items = [(k, v) for k, v in cfg.items() if k != "environment"]
-    changed = [(html.escape(k), _esc(v)) for k, v in items
+    changed = [(html.escape(k), html.escape(format_setting(v))) for k, v in items
                if k in ("model", "dataset") or defaults.get(k, object()) != v]
-    every = [(html.escape(k), _esc(v)) for k, v in items]
+    every = [(html.escape(k), html.escape(format_setting(v))) for k, v in items]
     return (_table(changed, ("setting", "value"), cls="kv")
             + "<p class=muted>Settings that differ from TrainConfig's defaults.</p>"
             f"<details><summary>all {len(every)} settings</summary>"
             + _table(every, cls="kv") + "</details>")
 
 
-def _result_html(result: dict[str, Any]) -> str:
+def _result_html(result: dict[str, Any], n_test: int) -> str:
     """result.json: final and best epochs side by side, then test metrics and timings."""
     if not result:
         return "<p class=muted>no result.json (the run has not finished)</p>"
@@ -311,7 +331,9 @@ def _result_html(result: dict[str, Any]) -> str:
             if isinstance(row, dict) and row]
     head = ("", "epoch", "train loss", "train acc", "val loss", "val acc")
     epochs = f'<div class="scroll">{_table(rows, head)}</div>' if rows else ""
-    facts = [("test accuracy (final model)", _pct(result.get("test_acc"))),
+    covered = result.get("test_images")
+    part = f", {_part(covered, n_test)}" if isinstance(covered, int) and covered < n_test else ""
+    facts = [(f"test accuracy (final model{part})", _pct(result.get("test_acc"))),
              ("test loss", _esc(result.get("test_loss"))),
              ("training time", _duration(result.get("seconds"))),
              ("epochs completed", _esc(result.get("epochs_completed"))),
@@ -328,11 +350,18 @@ def _best_epoch(history: list[dict[str, Any]]) -> dict[str, Any]:
     return max(scored, key=lambda h: h["val_acc"]) if scored else {}
 
 
-def _history_table(history: list[dict[str, Any]]) -> str:
+def _history_table(run: Run, history: list[dict[str, Any]]) -> str:
     if not history:
         return ""
     keys = [k for k in ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr",
                         "seconds") if any(k in h for h in history)]
-    rows = [tuple(f'<span class="num">{_esc(h.get(k))}</span>' for k in keys) for h in history]
+    rows = [tuple(f'<span class="num">{_cell(k, h.get(k))}</span>' for k in keys)
+            for h in history]
+    note = _val_part(run, history[-1]).lstrip(", ")
+    note = f"<p class=muted>Validation on {note} each epoch.</p>" if note else ""
     return (f"<details><summary>per-epoch numbers ({_plural(len(history), 'epoch')})</summary>"
-            f'<div class="scroll">{_table(rows, tuple(keys))}</div></details>')
+            f'<div class="scroll">{_table(rows, tuple(keys))}</div>{note}</details>')
+
+
+def _cell(key: str, v: Any) -> str:
+    return html.escape(format_lr(v)) if key == "lr" and isinstance(v, float) else _esc(v)

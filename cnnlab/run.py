@@ -183,12 +183,18 @@ class Run:
         if name == "test":
             return self.dataset.test
         val_size = self.config.get("val_size") or 0
-        if not val_size:
-            return self.dataset.train if name == "train" else self.dataset.test
-        size = int(val_size) if val_size >= 1 else val_size
         seed = int(self.config.get("seed", 0))
-        train, val = split_train_val(self.dataset.train, size, seed=seed)
-        return train if name == "train" else val
+        if not val_size:
+            train, val = self.dataset.train, self.dataset.test
+        else:
+            size = int(val_size) if val_size >= 1 else val_size
+            train, val = split_train_val(self.dataset.train, size, seed=seed)
+        if name == "val":
+            return val
+        n = int(self.config.get("train_samples") or 0)
+        if n and n < len(train):  # the subset the engine trained on (same seeded draw)
+            train = split_train_val(train, n, seed=seed)[1]
+        return train
 
 
 def input_size_of(resize: Any, dataset: Any) -> tuple[int, int]:

@@ -73,6 +73,7 @@ class TrainResult:
     config: TrainConfig  # the resolved config the run used
     stopped_early: bool = False  # early stopping ended the run before config.epochs
     model: nn.Module | None = field(default=None, repr=False)  # the trained network
+    test_images: int | None = None  # images test_acc covers (fewer than the split: limit_batches)
 
     @property
     def run_dir(self) -> Path | None:
@@ -84,7 +85,7 @@ class TrainResult:
         ips = [r["images_per_second"] for r in self.history if r.get("images_per_second")]
         return {"model": self.config.model, "dataset": self.config.dataset,
                 "test_acc": self.test_acc, "test_loss": self.test_loss,
-                "seconds": round(self.seconds, 3),
+                "test_images": self.test_images, "seconds": round(self.seconds, 3),
                 "epochs_completed": len(self.history), "stopped_early": self.stopped_early,
                 "images_per_second": round(sum(ips) / len(ips), 1) if ips else None,
                 "final": self.final, "best": self.best, "dry_run": self.config.dry_run,
@@ -490,7 +491,7 @@ class Trainer:
             val = ddp.all_reduce_sum(evaluate_sums(self.raw_model, self.val_loader, self.device,
                                                 self.amp, limit), self.dist)
             v_loss, v_correct, v_n = val.tolist()
-            row.update(val_loss=v_loss / v_n, val_acc=v_correct / v_n)
+            row.update(val_loss=v_loss / v_n, val_acc=v_correct / v_n, val_images=int(v_n))
         seconds = self._epoch_elapsed()
         if self.device.type == "cpu":  # the CPU threads used, averaged over the epoch's time
             row["threads"] = round(self.thread_policy.mean_threads() if self.thread_policy
@@ -535,16 +536,18 @@ class Trainer:
         final = self.history[-1] if self.history else {}
         if self.val_is_test and final.get("val_acc") is not None:
             test_loss, test_acc = final["val_loss"], final["val_acc"]
+            test_images = final.get("val_images")
         else:
             limit = 1 if self.config.dry_run else self.config.limit_batches
             sums = ddp.all_reduce_sum(evaluate_sums(self.raw_model, self.test_loader, self.device,
                                                  self.amp, limit), self.dist)
             loss_sum, correct, n = sums.tolist()
-            test_loss, test_acc = loss_sum / n, correct / n
+            test_loss, test_acc, test_images = loss_sum / n, correct / n, int(n)
         result = TrainResult(history=self.history, final=final, best=self.best,
                              test_acc=test_acc, test_loss=test_loss, seconds=self._elapsed(),
                              out_dir=self.out_dir, config=self.config,
-                             stopped_early=stopped_early, model=self.raw_model)
+                             stopped_early=stopped_early, model=self.raw_model,
+                             test_images=test_images)
         if self.run is not None:
             self.run.write_result(result.to_dict())
         # Every rank leaves together: a rank that tears down its gloo group while another is

@@ -158,6 +158,15 @@ def make_optimizer(params: Any, optimizer: str, lr: float, momentum: float = 0.0
     raise ConfigError(f"optimizer={optimizer!r} is not one of {', '.join(OPTIMIZERS)}")
 
 
+def format_setting(value: Any) -> str:
+    """A setting as people write it: on/off for switches, 28,28 for a size, 0.1 for a number."""
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    if isinstance(value, (tuple, list)):
+        return ",".join(format_setting(v) for v in value)
+    return "none" if value is None else str(value)
+
+
 def field_help() -> dict[str, str]:
     """Field name -> the comment that documents it (for CLI --help)."""
     import inspect

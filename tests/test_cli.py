@@ -293,6 +293,14 @@ def test_eval_matches_the_trained_accuracy(trained: tuple[Path, str],
     assert got["acc"] == pytest.approx(result["test_acc"], abs=1e-6)
     rc, out, _ = run(["eval", str(run_dir), "--checkpoint", "best"], capsys)
     assert rc == 0 and "[best.pt] on the fashion-mnist test split: accuracy" in out
+    # --split: the 2,048 images the run trained on (its train_samples), or what it validated on
+    rc, out, _ = run(["eval", str(run_dir), "--split", "train", "--format", "json"], capsys)
+    got = json.loads(out)
+    assert rc == 0 and got["split"] == "train" and got["n"] == 2048
+    assert got["acc"] != pytest.approx(result["test_acc"], abs=1e-6)
+    rc, out, _ = run(["eval", str(run_dir), "--split", "val"], capsys)
+    assert rc == 0 and "val split (= test: the run validated on it)" in out
+    assert f"accuracy {result['test_acc']:.4f}" in out and "10,000 images" in out
 
 
 def test_predict_image_files(trained: tuple[Path, str], tmp_path: Path,
@@ -329,8 +337,9 @@ def test_report_command_rewrites_the_report(trained: tuple[Path, str],
                                             capsys: pytest.CaptureFixture[str]) -> None:
     run_dir, _ = trained
     (run_dir / "report.html").unlink()
-    rc, out, _ = run(["report", str(run_dir)], capsys)
+    rc, out, err = run(["report", str(run_dir)], capsys)
     assert rc == 0 and out.strip() == f"report: {run_dir / 'report.html'}"
+    assert err.strip() == "writing report…"  # said before the seconds it takes
     assert "<h2>Per-class accuracy</h2>" in (run_dir / "report.html").read_text()
 
 

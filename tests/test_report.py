@@ -214,3 +214,42 @@ def test_load_run_is_public_api(run_dir: Path) -> None:
         assert evaluate_run(run, split=split, limit=64).n == 64
     with pytest.raises(ConfigError, match="train, val or test"):
         evaluate_run(run, split="dev")
+
+
+def _cards(text: str) -> dict[str, str]:
+    import re
+
+    return {label: value for value, label in
+            re.findall(r'<div class="stat[^"]*"><b>(.*?)</b><span>(.*?)</span>', text)}
+
+
+def test_report_labels_partial_results_and_hides_empty_cards(data_root: Path,
+                                                              tmp_path: Path) -> None:
+    """Under limit_batches a figure covers part of a split: the report says how many images; a
+    card with no value (no validation) is left out instead of showing n/a."""
+    from cnnlab.train import TrainConfig, train
+
+    out = tmp_path / "part"
+    cfg = TrainConfig(model="lenet", dataset="fashion-mnist", data_root=str(data_root),
+                      epochs=1, batch_size=64, limit_batches=2, eval_batch_size=200,
+                      progress="none", tensorboard=False, plot=False, threads=1)
+    result = train("lenet", None, cfg, out_dir=out)
+    assert result.test_images == 400 and result.history[0]["val_images"] == 400
+    text = write_report(out, limit=500, max_errors=0).read_text()
+    cards = _cards(text)
+    assert "test accuracy (last.pt, 500 of 10,000 images)" in cards
+    assert "best val acc (epoch 1, 400 of 10,000 images)" in cards
+    assert "test accuracy (final model, 400 of 10,000 images)" in text
+    assert "Validation on 400 of 10,000 images each epoch." in text
+    assert "n/a" not in "".join(cards.values())
+    assert "<td>stopped early</td><td>no</td>" in text  # words, not Python's False
+    assert "<td>plot</td><td>off</td>" in text  # a setting that differs from the default
+
+    # The same run without its validation numbers: no "best val acc" card at all.
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    (out / "metrics.jsonl").write_text("".join(
+        json.dumps({k: v for k, v in r.items() if not k.startswith("val_")}) + "\n"
+        for r in rows))
+    cards = _cards(write_report(out, limit=100, max_errors=0).read_text())
+    assert not any(label.startswith("best val acc") for label in cards)
+    assert "test loss" in cards
