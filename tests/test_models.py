@@ -399,3 +399,15 @@ def test_building_models_runs_nothing_on_the_meta_device() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          timeout=120, check=True).stdout.split()
     assert out == [str(len(list_models())), "False"]
+
+
+def test_a_fresh_global_pool_model_runs_one_forward_per_call() -> None:
+    """Its minimum size is searched only to explain a failure, never inside a forward that works
+    (probes there would be counted by a FLOP count or a profiler)."""
+    model = meta_model("densenet")
+    calls = []
+    model.net[0].register_forward_pre_hook(lambda m, args: calls.append(args[0].shape[-1]))
+    model(torch.empty(2, 1, 96, 96, device=META))
+    assert calls == [96] and model._min_size is None
+    with pytest.raises(ShapeError, match=f"at least {model.min_size}x"):
+        model(torch.empty(2, 1, 2, 2, device=META))
