@@ -25,23 +25,12 @@ import torch
 import torch.nn.functional as F
 
 from cnnlab.errors import ConfigError
+from cnnlab.shapes import pair
 
 __all__ = ["Augment", "Loader", "Split", "phase_plan", "resize_weights"]
 
 
 # --- transforms on whole batches ---------------------------------------------------------------
-
-
-def _check_size(resize: int | Sequence[int] | None) -> tuple[int, int] | None:
-    if resize is None:
-        return None
-    vals = [resize, resize] if isinstance(resize, numbers.Integral) else resize
-    ok = isinstance(vals, (tuple, list)) and len(vals) == 2 and all(
-        isinstance(v, numbers.Integral) and not isinstance(v, bool) and v > 0 for v in vals)
-    if isinstance(resize, bool) or not ok:
-        raise ConfigError(f"resize={resize!r} must be a positive int or two positive ints "
-                          "(h, w), e.g. resize=224 or resize=(224, 224)")
-    return int(vals[0]), int(vals[1])
 
 
 @functools.lru_cache(maxsize=32)
@@ -232,7 +221,7 @@ class Loader:
         self.images = split.images.to(self.device)  # uint8 (N, H, W): the whole split, once
         self.labels = split.labels.to(self.device)
         in_hw = tuple(split.images.shape[1:])
-        self.size = _check_size(resize) or in_hw
+        self.size = in_hw if resize is None else pair(resize, "resize")
         self._weights = self._phases = None
         if self.size != in_hw:
             # x -> wh @ x @ ww: wh resizes rows, ww columns (with the /255 folded in).

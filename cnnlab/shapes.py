@@ -28,9 +28,12 @@ def pair(v: IntOrPair | Sequence[int], name: str, minimum: int = 1) -> tuple[int
     elif isinstance(v, Sequence) and len(v) == 2 and all(_is_int(x) for x in v):
         out = (int(v[0]), int(v[1]))
     else:
-        raise ConfigError(f"{name} must be an int or a pair of ints (h, w), got {v!r}")
+        out = (minimum - 1, 0)
     if min(out) < minimum:
-        raise ConfigError(f"{name} must be >= {minimum}, got {v!r}")
+        what = {0: "non-negative", 1: "positive"}.get(minimum, f">= {minimum}")
+        raise ConfigError(f"{name}={v!r} must be a {what} int or a pair of {what} ints (h, w), "
+                          f"e.g. {name}={max(minimum, 3)} or {name}=({max(minimum, 3)}, "
+                          f"{max(minimum, 3)})")
     return out
 
 

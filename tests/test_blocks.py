@@ -37,6 +37,22 @@ def test_all_lists_exactly_the_public_blocks() -> None:
     assert set(blocks.__all__) == public
 
 
+@pytest.mark.parametrize(("kind", "norm", "bias", "size", "types"), [
+    ("imagenet", True, False, 56, ["Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d"]),  # ResNet
+    ("imagenet", True, True, 56, ["Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d"]),  # DenseNet
+    ("imagenet", False, True, 56, ["Conv2d", "ReLU", "MaxPool2d"]),  # GoogLeNet
+    ("small", True, False, 224, ["Conv2d", "BatchNorm2d", "ReLU"]),
+])
+def test_stem_of_googlenet_resnet_and_densenet(kind: str, norm: bool, bias: bool, size: int,
+                                                types: list[str]) -> None:
+    s = blocks.stem(3, 64, kind, norm=norm, bias=bias)
+    assert [type(m).__name__ for m in s] == types
+    assert (s[0].bias is not None) == bias
+    assert s(torch.zeros(1, 3, 224, 224)).shape == (1, 64, size, size)
+    with pytest.raises(ConfigError, match="stem must be 'imagenet' or 'small'"):
+        blocks.stem(3, 64, "tiny")
+
+
 def test_vgg_block_halves_size_and_counts_convs() -> None:
     blk = vgg_block(3, 4, 8)
     assert sum(isinstance(m, nn.Conv2d) for m in blk) == 3

@@ -136,6 +136,21 @@ def test_lenet_shapes_at_28() -> None:
     ]
 
 
+def test_lenet_variants_are_one_class_differing_in_activation_pool_and_widths() -> None:
+    book, modern, wide = (meta_model(n) for n in ("lenet", "lenet_modern", "lenet_wide"))
+    assert type(book) is type(modern) is type(wide)
+    kinds = lambda m: [type(x).__name__ for x in m.net]  # noqa: E731
+    assert kinds(modern) == [k.replace("Sigmoid", "ReLU").replace("AvgPool2d", "MaxPool2d")
+                             for k in kinds(book)]
+    # the state-dict keys of runs saved before the merge still load
+    assert list(modern.state_dict()) == list(book.state_dict()) == [
+        f"net.{i}.{p}" for i in (0, 3, 7, 9, 11) for p in ("weight", "bias")]
+    assert [s for _, s in layer_shapes(wide, 28) if len(s) == 4][::3] == [
+        (1, 32, 28, 28), (1, 64, 14, 14), (1, 128, 7, 7)]
+    assert wide.num_params() == 422_026
+    assert meta_model("lenet_wide", hidden=(64,)).net[-1].in_features == 64  # kwargs still win
+
+
 def test_bn_lenet_shapes_at_28() -> None:
     shapes = [s for _, s in layer_shapes(meta_model("bn_lenet"), 28)]
     assert shapes[0] == (1, 6, 24, 24) and shapes[3] == (1, 6, 12, 12)

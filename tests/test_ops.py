@@ -231,7 +231,7 @@ def test_conv2d_shape_errors():
         ops.conv2d(torch.zeros(5, 5), torch.zeros(1, 1, 3, 3))
     with pytest.raises(ConfigError, match="padding='same' needs stride 1"):
         ops.conv2d(X, torch.zeros(4, 6, 3, 3), stride=2, padding="same")
-    with pytest.raises(ConfigError, match="stride must be >= 1"):
+    with pytest.raises(ConfigError, match="stride=.* must be a positive int"):
         ops.conv2d(X, torch.zeros(4, 6, 3, 3), stride=0)
 
 
@@ -369,7 +369,7 @@ def test_output_shapes_book_examples():
     assert ops.pool2d_output_shape((6, 7), 3, 2, ceil_mode=True) == (3, 3)
     with pytest.raises(ShapeError, match="kernel 5 .* larger than the padded input 3"):
         ops.conv2d_output_shape(3, 5)
-    with pytest.raises(ConfigError, match="kernel_size must be an int or a pair"):
+    with pytest.raises(ConfigError, match="kernel_size='3' must be a positive int or a pair"):
         ops.conv2d_output_shape(3, "3")
 
 
@@ -480,3 +480,25 @@ def test_receptive_field_understands_cnnlab_layers_and_rejects_branches():
         ops.receptive_field(nn.Sequential(nn.ConvTranspose2d(1, 1, 2, 2)), 16)
     with pytest.raises(ShapeError, match=r"receptive_field: 1 \(Conv2d\): kernel 5"):
         ops.receptive_field(nn.Sequential(nn.MaxPool2d(4), nn.Conv2d(1, 1, 5)), 16)
+
+
+@pytest.mark.parametrize("bad", [0, (28,), (28, 0), (2.5, 3), "28", True, (True, 3)])
+def test_one_hw_rule_for_every_size_argument(bad: object) -> None:
+    """Kernel sizes, input sizes and resize all go through cnnlab.shapes.pair."""
+    from cnnlab import d2l
+    from cnnlab.loader import Loader, Split
+    from cnnlab.models import create_model
+
+    split = Split(torch.zeros(4, 8, 8, dtype=torch.uint8), torch.zeros(4, dtype=torch.int64))
+    calls = {"resize": [lambda: Loader(split, 2, resize=bad),
+                        lambda: d2l.FashionMNIST(resize=bad)],
+             "input_size": [lambda: create_model("resnet18", input_size=bad)],
+             "kernel_size": [lambda: ops.conv2d_output_shape(28, bad)]}
+    for name, fns in calls.items():
+        for fn in fns:
+            with pytest.raises(ConfigError, match=rf"^{name}=.* must be a positive int or a pair "
+                                                  r"of positive ints \(h, w\)"):
+                fn()
+    assert Loader(split, 2, resize=[6, 4]).size == (6, 4)  # a list (JSON's) is a pair too
+    assert Loader(split, 2, resize=torch.tensor(5).item()).size == (5, 5)
+

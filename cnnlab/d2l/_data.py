@@ -15,7 +15,9 @@ from typing import Any
 import torch
 
 from cnnlab.d2l._base import HyperParameters, show_images
-from cnnlab.data import Loader, Split, load_dataset, resize_weights
+from cnnlab.data import load_dataset
+from cnnlab.loader import Loader, Split, resize_weights
+from cnnlab.shapes import pair
 
 __all__ = ["DataModule", "FashionMNIST", "MNIST"]
 
@@ -44,10 +46,6 @@ class DataModule(HyperParameters):
         tensors = tuple(a[indices] for a in tensors)
         dataset = torch.utils.data.TensorDataset(*tensors)
         return torch.utils.data.DataLoader(dataset, self.batch_size, shuffle=train)
-
-
-def _hw(resize: int | Sequence[int]) -> tuple[int, int]:
-    return (resize, resize) if isinstance(resize, int) else (int(resize[0]), int(resize[1]))
 
 
 class ImageSplit:
@@ -89,8 +87,8 @@ class _ImageData(DataModule):
                  root: str | os.PathLike | None = None):
         super().__init__(root=root, num_workers=0)
         self.save_hyperparameters()
+        hw = pair(resize, "resize")  # a bad size fails before the dataset is read
         self.dataset = load_dataset(self.dataset_name, root=root)
-        hw = _hw(resize)
         self.train = ImageSplit(self.dataset.train, hw)
         self.val = ImageSplit(self.dataset.test, hw)
 
@@ -101,7 +99,7 @@ class _ImageData(DataModule):
     def get_dataloader(self, train: bool, device: Any = None) -> Loader:
         """Batches (X float32 (B, 1, H, W) in [0, 1], y int64 (B,)), shuffled when training."""
         split = self.train if train else self.val
-        hw = _hw(self.resize)
+        hw = pair(self.resize, "resize")
         # The shuffle seed comes from torch's RNG, so torch.manual_seed makes runs repeatable
         # as it does with the book's DataLoader.
         seed = int(torch.randint(0, 2**31 - 1, ()).item())

@@ -25,9 +25,32 @@ __all__ = [
     "Residual",
     "dense_conv_block",
     "nin_block",
+    "stem",
     "transition_block",
     "vgg_block",
 ]
+
+
+def stem(in_channels: int, out_channels: int, kind: str = "imagenet", *, norm: bool = True,
+         bias: bool = True) -> nn.Sequential:
+    """The first layers of GoogLeNet, ResNet and DenseNet (the book's `b1`).
+
+    kind="imagenet": 7x7/2 conv, [BN], ReLU, 3x3/2 max-pool (224 -> 56); kind="small": 3x3/1
+    conv, [BN], ReLU, for 28x28 inputs (book ch. 13.6). ``norm`` adds the batch norm, ``bias``
+    the conv's bias (ResNet has none: the batch norm's shift makes it redundant).
+    """
+    if kind not in ("imagenet", "small"):
+        raise ConfigError(f"stem must be 'imagenet' or 'small', got {kind!r}")
+    big = kind == "imagenet"
+    layers: list[nn.Module] = [nn.Conv2d(in_channels, out_channels, kernel_size=7 if big else 3,
+                                         stride=2 if big else 1, padding=3 if big else 1,
+                                         bias=bias)]
+    if norm:
+        layers.append(nn.BatchNorm2d(out_channels))
+    layers.append(nn.ReLU())
+    if big:
+        layers.append(nn.MaxPool2d(kernel_size=3, stride=2, padding=1))
+    return nn.Sequential(*layers)
 
 
 def vgg_block(num_convs: int, in_channels: int, out_channels: int) -> nn.Sequential:

@@ -16,7 +16,7 @@ from torch import nn
 from torch.func import functional_call
 
 from cnnlab.errors import ShapeError
-from cnnlab.shapes import chain_output_shape
+from cnnlab.shapes import chain_output_shape, pair
 
 __all__ = [
     "ZooModel",
@@ -38,8 +38,8 @@ def init_cnn(module: nn.Module) -> None:
 
 
 def to_hw(size: int | tuple[int, int]) -> tuple[int, int]:
-    """(H, W) from an int (square) or an (H, W) pair."""
-    return (size, size) if isinstance(size, int) else (int(size[0]), int(size[1]))
+    """(H, W) from an int (square) or an (H, W) pair (cnnlab.shapes.pair, named input_size)."""
+    return pair(size, "input_size")
 
 
 def meta_output_shape(module: nn.Module, input_shape: tuple[int, ...]) -> torch.Size:

@@ -6,8 +6,8 @@ from typing import Literal
 
 from torch import nn
 
-from cnnlab.errors import ConfigError
 from cnnlab.layers.blocks import DenseBlock, transition_block
+from cnnlab.layers.blocks import stem as stem_layers
 from cnnlab.models._base import ZooModel
 from cnnlab.models._registry import register_model
 
@@ -34,7 +34,7 @@ class DenseNet(ZooModel):
         stem: Literal["imagenet", "small"] = "imagenet",
     ) -> None:
         super().__init__()
-        self.net = nn.Sequential(self.b1(in_channels, num_channels, stem))
+        self.net = nn.Sequential(stem_layers(in_channels, num_channels, stem))
         for i, num_convs in enumerate(arch):
             blk = DenseBlock(num_convs, num_channels, growth_rate)
             self.net.add_module(f"dense_blk{i + 1}", blk)
@@ -51,21 +51,6 @@ class DenseNet(ZooModel):
         ))
         self._finish(in_channels, input_size)
 
-    @staticmethod
-    def b1(in_channels: int, num_channels: int, stem: str) -> nn.Sequential:
-        """The stem: 7x7/2 conv, BN, ReLU, 3x3/2 max-pool (or 3x3/1 conv, BN, ReLU if small)."""
-        if stem == "imagenet":
-            return nn.Sequential(
-                nn.Conv2d(in_channels, num_channels, kernel_size=7, stride=2, padding=3),
-                nn.BatchNorm2d(num_channels), nn.ReLU(),
-                nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
-            )
-        if stem == "small":
-            return nn.Sequential(
-                nn.Conv2d(in_channels, num_channels, kernel_size=3, padding=1),
-                nn.BatchNorm2d(num_channels), nn.ReLU(),
-            )
-        raise ConfigError(f"stem must be 'imagenet' or 'small', got {stem!r}")
 
 
 @register_model(input_size=96)

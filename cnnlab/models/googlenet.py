@@ -6,8 +6,8 @@ from typing import Literal
 
 from torch import nn
 
-from cnnlab.errors import ConfigError
 from cnnlab.layers.blocks import Inception
+from cnnlab.layers.blocks import stem as stem_layers
 from cnnlab.models._base import ZooModel
 from cnnlab.models._registry import register_model
 
@@ -29,22 +29,10 @@ class GoogLeNet(ZooModel):
     ) -> None:
         super().__init__()
         self.net = nn.Sequential(
-            self.b1(in_channels, stem), self.b2(), self.b3(), self.b4(), self.b5(),
-            nn.Linear(1024, num_classes),
+            stem_layers(in_channels, 64, stem, norm=False),  # the book's b1
+            self.b2(), self.b3(), self.b4(), self.b5(), nn.Linear(1024, num_classes),
         )
         self._finish(in_channels, input_size)
-
-    @staticmethod
-    def b1(in_channels: int, stem: str) -> nn.Sequential:
-        """7x7/2 convolution and 3x3/2 max-pool (or a 3x3/1 convolution for small inputs)."""
-        if stem == "imagenet":
-            return nn.Sequential(
-                nn.Conv2d(in_channels, 64, kernel_size=7, stride=2, padding=3), nn.ReLU(),
-                nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
-            )
-        if stem == "small":
-            return nn.Sequential(nn.Conv2d(in_channels, 64, kernel_size=3, padding=1), nn.ReLU())
-        raise ConfigError(f"stem must be 'imagenet' or 'small', got {stem!r}")
 
     @staticmethod
     def b2() -> nn.Sequential:

@@ -17,6 +17,7 @@ from torch import nn
 
 from cnnlab.errors import ConfigError
 from cnnlab.layers.blocks import Bottleneck, Residual
+from cnnlab.layers.blocks import stem as stem_layers
 from cnnlab.models._base import ZooModel
 from cnnlab.models._registry import register_model
 
@@ -51,7 +52,7 @@ class ResNet(ZooModel):
         if block not in ("basic", "bottleneck"):
             raise ConfigError(f"block must be 'basic' or 'bottleneck', got {block!r}")
         self.block_type, self.bot_mul, self.groups = block, bot_mul, groups
-        self.net = nn.Sequential(self.b1(in_channels, stem_channels, stem))
+        self.net = nn.Sequential(stem_layers(in_channels, stem_channels, stem, bias=False))
         c_in = stem_channels
         for i, (num_residuals, num_channels) in enumerate(arch):
             self.net.add_module(
@@ -63,23 +64,6 @@ class ResNet(ZooModel):
         ))
         self._finish(in_channels, input_size)
 
-    @staticmethod
-    def b1(in_channels: int, num_channels: int, stem: str) -> nn.Sequential:
-        """The stem: the book's 7x7/2 conv + 3x3/2 max-pool, or a 3x3/1 conv for small inputs."""
-        if stem == "imagenet":
-            return nn.Sequential(
-                nn.Conv2d(in_channels, num_channels, kernel_size=7, stride=2, padding=3,
-                          bias=False),
-                nn.BatchNorm2d(num_channels), nn.ReLU(),
-                nn.MaxPool2d(kernel_size=3, stride=2, padding=1),
-            )
-        if stem == "small":
-            return nn.Sequential(
-                nn.Conv2d(in_channels, num_channels, kernel_size=3, stride=1, padding=1,
-                          bias=False),
-                nn.BatchNorm2d(num_channels), nn.ReLU(),
-            )
-        raise ConfigError(f"stem must be 'imagenet' or 'small', got {stem!r}")
 
     def block(
         self, num_residuals: int, in_channels: int, num_channels: int, first_block: bool = False
