@@ -560,7 +560,7 @@ def test_loader_caps_threads_only_while_preparing_a_batch(monkeypatch):
 
 @pytest.mark.parametrize("resize", [0, -3, (224,), (224, 0), (2.5, 3), "224", True, (True, 3)])
 def test_bad_resize(resize):
-    with pytest.raises(ConfigError, match=r"resize=.* must be a positive int or a pair of positive"):
+    with pytest.raises(ConfigError, match=r"resize=.* must be a positive int or a pair of"):
         Loader(_split(4), 2, resize=resize)
 
 
