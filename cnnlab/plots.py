@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 
 from cnnlab.download import temp_sibling
 
-__all__ = ["plot_curves", "save_image_grid", "plot_confusion", "save_figure"]
+__all__ = ["curves_figure", "plot_curves", "save_image_grid", "plot_confusion", "save_figure"]
 
 
 def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 110, tight: bool = True) -> Path:
@@ -42,34 +42,72 @@ def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 110, tight: boo
     return path
 
 
-def plot_curves(history: Sequence[dict], path: str | os.PathLike, title: str | None = None) -> Path:
-    """Loss and accuracy per epoch, train and validation side by side; missing keys are skipped."""
-    fig = Figure(figsize=(9, 3.4))
-    ax_loss, ax_acc = fig.subplots(1, 2)
+def plot_curves(history: Sequence[dict], path: str | os.PathLike, title: str | None = None,
+                steps: Sequence[dict] | None = None) -> Path:
+    """Loss, accuracy and learning rate against epochs as a PNG (see curves_figure)."""
+    return save_figure(curves_figure(history, title, steps), path, tight=False)
+
+
+def curves_figure(history: Sequence[dict], title: str | None = None,
+                  steps: Sequence[dict] | None = None) -> Figure:
+    """Loss, accuracy and learning rate against epochs; missing keys are skipped.
+
+    history has one row per epoch (train/val loss and accuracy, lr); steps, the points logged
+    within epochs ({"epoch": 2.25, "train_loss": ..., "lr": ...}), draw the training loss and the
+    learning rate between the epochs' points, so a 3-epoch run is not a 3-point line.
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    steps = [p for p in (steps or []) if p.get("epoch") is not None]
+    has_lr = any(p.get("lr") is not None for p in [*steps, *history])
+    fig = Figure(figsize=(11.5 if has_lr else 9, 3.4))
+    axes = fig.subplots(1, 3 if has_lr else 2)
+    ax_loss, ax_acc = axes[0], axes[1]
     epochs = [h.get("epoch", i + 1) for i, h in enumerate(history)]
+    pts = [(p["epoch"], p["train_loss"]) for p in steps if p.get("train_loss") is not None]
+    if pts:
+        xs, ys = zip(*pts)
+        ax_loss.plot(xs, ys, "-", color="C0", alpha=0.35, linewidth=1, label="train loss (steps)")
     for ax, metric in ((ax_loss, "loss"), (ax_acc, "acc")):
-        for split, style in (("train", "-"), ("val", "--")):
+        for split, style, color in (("train", "-", "C0"), ("val", "--", "C1")):
             key = f"{split}_{metric}"
             pts = [(e, h[key]) for e, h in zip(epochs, history) if h.get(key) is not None]
             if pts:
                 xs, ys = zip(*pts)
-                ax.plot(xs, ys, style, marker="o", markersize=3, label=f"{split} {metric}")
-        ax.set_xlabel("epoch")
+                ax.plot(xs, ys, style, color=color, marker="o", markersize=3,
+                        label=f"{split} {metric}")
         ax.set_ylabel("accuracy" if metric == "acc" else "loss")
+    if has_lr:
+        ax_lr = axes[2]
+        src = steps if any(p.get("lr") is not None for p in steps) else [
+            {"epoch": e, "lr": h.get("lr")} for e, h in zip(epochs, history)]
+        pts = [(p["epoch"], p["lr"]) for p in src if p.get("lr") is not None]
+        xs, ys = zip(*pts)
+        ax_lr.plot(xs, ys, "-", color="C2", marker="o" if len(pts) < 12 else None, markersize=3,
+                   label="learning rate")
+        if min(ys) > 0 and max(ys) / min(ys) > 100:  # a one-cycle tail spans decades
+            ax_lr.set_yscale("log")
+        else:
+            ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
+        ax_lr.set_ylabel("learning rate")
+    for ax in axes:
+        ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole numbers
         if ax.lines:
-            ax.legend(frameon=False)
-    if len(epochs) == 1:  # a single point: give the axis some room instead of a zero-width range
-        for ax in (ax_loss, ax_acc):
+            ax.legend(frameon=False, fontsize=8)
+        if steps:  # the first points lie inside epoch 1: start the axis at 0
+            ax.set_xlim(0, max(max(epochs, default=1), max(p["epoch"] for p in steps)))
+        elif len(epochs) == 1:  # one point: give the axis room instead of a zero-width range
             ax.set_xlim(epochs[0] - 0.5, epochs[0] + 0.5)
     if title:
         fig.suptitle(title)
-    # Fixed margins (room for each panel's tick labels and y label, so the right panel's label
-    # never overlaps the left panel): one draw per save. Redrawn every epoch, a tight bbox or a
+    # Fixed margins (room for each panel's tick labels and y label, so a panel's label never
+    # overlaps its neighbour): one draw per save. Redrawn every epoch, a tight bbox or a
     # constrained layout would triple the cost (0.3 s instead of 0.1 s for a LeNet epoch of 3 s).
-    fig.subplots_adjust(left=0.075, right=0.985, bottom=0.15, top=0.86 if title else 0.95,
-                        wspace=0.28)
-    return save_figure(fig, path, tight=False)
+    fig.subplots_adjust(left=0.06 if has_lr else 0.075, right=0.985, bottom=0.15,
+                        top=0.86 if title else 0.95, wspace=0.3)
+    return fig
 
 
 def _as_images(images: torch.Tensor | np.ndarray) -> np.ndarray:

@@ -17,7 +17,15 @@ from typing import Any
 import torch
 
 from cnnlab.progress import plural
-from cnnlab.run import Evaluation, Run, evaluate_run, load_run, read_history, read_json
+from cnnlab.run import (
+    Evaluation,
+    Run,
+    evaluate_run,
+    load_run,
+    read_history,
+    read_json,
+    read_steps,
+)
 from cnnlab.schedule import format_lr
 
 # --- the report --------------------------------------------------------------------------------
@@ -180,7 +188,7 @@ def write_report(run_dir: str | Path, checkpoint: str = "last", max_errors: int 
                         title_colors=["#b22222"] * len(wrong))
     curves = run_dir / "curves.png"
     if history and not curves.exists():
-        plot_curves(history, curves)
+        plot_curves(history, curves, steps=read_steps(run_dir))
 
     page = _render(run, result, history, ev, cm, len(wrong), checkpoint)
     out = run_dir / "report.html"

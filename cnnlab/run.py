@@ -27,7 +27,7 @@ from cnnlab.errors import ConfigError, DataError, ShapeError
 
 __all__ = ["Evaluation", "Run", "evaluate", "evaluate_run", "evaluate_sums", "input_size_of",
            "load_run", "model_device", "predict", "predict_files", "read_history", "read_image",
-           "read_json", "to_dataset_image"]
+           "read_json", "read_steps", "to_dataset_image"]
 
 
 # --- one forward path for every metric ---------------------------------------------------------
@@ -236,6 +236,14 @@ def read_json(path: Path) -> dict[str, Any]:
 def read_history(run_dir: str | Path) -> list[dict[str, Any]]:
     """metrics.jsonl as a list of per-epoch dicts ([] when the run has none yet)."""
     path = Path(run_dir) / "metrics.jsonl"
+    if not path.exists():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def read_steps(run_dir: str | Path) -> list[dict[str, Any]]:
+    """steps.jsonl: the training loss and lr logged within epochs ([] for older runs)."""
+    path = Path(run_dir) / "steps.jsonl"
     if not path.exists():
         return []
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

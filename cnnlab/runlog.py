@@ -76,10 +76,15 @@ class RunFolder:
         """config.json: the config's fields plus an 'environment' entry."""
         write_text_atomic(self.path / "config.json", to_json({**config, "environment": env}))
 
-    def write_history(self, history: list[dict[str, Any]]) -> None:
-        """metrics.jsonl and metrics.csv from the whole history, plus curves.png."""
+    def write_history(self, history: list[dict[str, Any]],
+                      steps: list[dict[str, Any]] | None = None) -> None:
+        """metrics.jsonl and metrics.csv from the whole history, steps.jsonl (the training loss
+        and lr within epochs), plus curves.png."""
         lines = "".join(json.dumps(_clean(row)) + "\n" for row in history)
         write_text_atomic(self.path / "metrics.jsonl", lines)
+        if steps is not None:
+            write_text_atomic(self.path / "steps.jsonl",
+                              "".join(json.dumps(_clean(p)) + "\n" for p in steps))
         keys = [k for k in CSV_FIRST if any(k in r for r in history)]
         keys += sorted({k for r in history for k in r} - set(keys))
         buf = io.StringIO()
@@ -89,15 +94,15 @@ class RunFolder:
             writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in keys})
         write_text_atomic(self.path / "metrics.csv", buf.getvalue())
         if self.plot and history:
-            self._plot(history)
+            self._plot(history, steps)
 
-    def _plot(self, history: list[dict[str, Any]]) -> None:
+    def _plot(self, history: list[dict[str, Any]], steps: list[dict[str, Any]] | None) -> None:
         try:
             from cnnlab.plots import plot_curves
         except ImportError:  # plots not available in this install: the numbers are still written
             return
         tmp = self.path / ".curves.tmp.png"
-        plot_curves(history, tmp)
+        plot_curves(history, tmp, steps=steps)
         os.replace(tmp, self.path / "curves.png")
 
     def tensorboard(self, purge_step: int | None = None) -> Any:

@@ -292,7 +292,9 @@ class Trainer:
                 "epoch_sums": self.sums.detach().cpu(), "epoch_count": self.count,
                 "epoch_seconds": self._epoch_elapsed(),
                 "config": self.config.to_dict(), "model_kwargs": self.model_kwargs,
-                "history": self.history, "best": self.best, "elapsed": self._elapsed(),
+                "history": self.history, "steps_log": self.steps_log,
+                "steps_window": list(self._window), "best": self.best,
+                "elapsed": self._elapsed(),
                 "world_size": self.dist.world_size}
 
     def _load_state(self, state: dict[str, Any]) -> tuple[int, int]:
@@ -302,6 +304,8 @@ class Trainer:
         set_rng_state(state["rng"])
         self.global_step = state["global_step"]
         self.history, self.best = list(state["history"]), state["best"]
+        self.steps_log = list(state.get("steps_log") or [])
+        self._window = tuple(state.get("steps_window") or (0.0, 0))
         self._elapsed_before = state["elapsed"]
         self.sums = state["epoch_sums"].to(self.device, _acc_dtype(self.device))
         self.count = state["epoch_count"]
@@ -346,6 +350,8 @@ class Trainer:
     def _fit(self, state: dict[str, Any] | None) -> TrainResult:
         cfg = self.config
         self.history: list[dict[str, Any]] = []
+        self.steps_log: list[dict[str, Any]] = []  # training loss and lr within epochs
+        self._window: tuple[float, int] = (0.0, 0)
         self.best: dict[str, Any] | None = None
         self.global_step, self._elapsed_before, self._epoch_before = 0, 0.0, 0.0
         self.sums = torch.zeros(2, dtype=_acc_dtype(self.device), device=self.device)
@@ -366,7 +372,7 @@ class Trainer:
             if self.device.type == "cpu":
                 env["cpu_threads"] = self._threads_text()
             self.run.write_config(cfg.to_dict(), env)
-            self.run.write_history(self.history)
+            self.run.write_history(self.history, self.steps_log)
             self.run.tensorboard(purge_step=self.global_step if state is not None else None)
         verb = "resuming" if state is not None else "training"
         where = f"device {self.device}" + (f" x{self.dist.world_size}" if self.dist.enabled
@@ -412,6 +418,8 @@ class Trainer:
         self._t_epoch = time.perf_counter()
         self._bad_step = torch.full((), -1, dtype=torch.long, device=self.device)
         self._session_samples = 0  # samples since this process started the epoch (for img/s)
+        if start == 0:  # (loss sum, count) at the last point: a point is the mean loss since
+            self._window = (0.0, 0)
         self.loader.set_epoch(epoch)
         progress.start_epoch(epoch + 1, self.steps_per_epoch, start)
         model.train()
@@ -464,10 +472,21 @@ class Trainer:
                  "images_per_second": self._session_samples * self.dist.world_size
                  / max(secs, 1e-9)}
         progress.update(done, stats)
+        point = self._step_point(epoch, done, loss_sum)
         if self.run is not None:
-            self.run.log_scalars({"step/train_loss": stats["train_loss"],
-                                  "step/lr": self.optimizer.param_groups[0]["lr"]},
-                                 self.global_step)
+            self.run.log_scalars({"step/train_loss": point["train_loss"],
+                                  "step/lr": point["lr"]}, self.global_step)
+
+    def _step_point(self, epoch: int, done: int, loss_sum: float) -> dict[str, Any]:
+        """Log the mean training loss of the steps since the last point, and the lr now."""
+        before_sum, before_n = self._window
+        n = self.count - before_n
+        point = {"epoch": round(epoch + done / self.steps_per_epoch, 4), "step": self.global_step,
+                 "train_loss": (loss_sum - before_sum) / n if n else loss_sum / max(self.count, 1),
+                 "lr": self.optimizer.param_groups[0]["lr"]}
+        self._window = (loss_sum, self.count)
+        self.steps_log.append(point)
+        return point
 
     def _check_finite(self, epoch: int) -> None:
         bad = int(self._bad_step)
@@ -480,6 +499,7 @@ class Trainer:
     def _end_epoch(self, epoch: int, epochs: int, progress: Progress) -> dict[str, Any]:
         cfg = self.config
         self._check_finite(epoch)
+        self._step_point(epoch, self.steps_per_epoch, float(self.sums[0]))
         sums = torch.cat([self.sums, self.sums.new_tensor([self.count])])
         loss_sum, correct, n = ddp.all_reduce_sum(sums, self.dist).tolist()
         train_seconds = self._epoch_elapsed()
@@ -511,7 +531,7 @@ class Trainer:
         if improved and self.run is not None:
             save_checkpoint(self._state(epoch + 1, 0), self.run.checkpoints / "best.pt")
         if self.run is not None:
-            self.run.write_history(self.history)
+            self.run.write_history(self.history, self.steps_log)
             self.run.log_scalars({f"epoch/{k}": row.get(k) for k in
                                   ("train_loss", "train_acc", "val_loss", "val_acc", "lr",
                                    "images_per_second")}, row["epoch"])

@@ -24,6 +24,25 @@ def test_curves_png(tmp_path):
     assert not list(tmp_path.glob(".c.png.*"))  # no temporary left behind
 
 
+def test_curves_show_steps_within_epochs_and_the_learning_rate():
+    """A 3-epoch run with 4 logged points per epoch: the loss panel draws all 12, a third panel
+    the learning rate, and every epoch axis has whole-number ticks only."""
+    hist = [{"epoch": e, "train_loss": 1 / e, "train_acc": 0.5 + e / 10, "val_loss": 1.1 / e,
+             "val_acc": 0.5 + e / 12, "lr": 0.1 / e} for e in (1, 2, 3)]
+    steps = [{"epoch": s / 4, "step": s * 10, "train_loss": 2 / (1 + s), "lr": 0.1 * 0.8 ** s}
+             for s in range(1, 13)]
+    fig = plots.curves_figure(hist, steps=steps)
+    loss, acc, lr = fig.axes
+    assert [len(line.get_xdata()) for line in loss.lines] == [12, 3, 3]
+    assert lr.get_ylabel() == "learning rate" and len(lr.lines[0].get_xdata()) == 12
+    fig.canvas.draw()
+    for ax in fig.axes:
+        ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
+        assert ticks and all(float(t).is_integer() for t in ticks), ticks
+    assert len(plots.curves_figure(hist[:1]).axes) == 3  # lr from the epochs' rows alone
+    assert len(plots.curves_figure([{"epoch": 1, "train_loss": 0.3}]).axes) == 2  # no lr known
+
+
 def test_curves_single_epoch_and_missing_keys(tmp_path):
     _png(plots.plot_curves([{"epoch": 1, "train_loss": 0.3}], tmp_path / "c.png"))
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -25,7 +26,7 @@ REPO = TESTS.parent
 # augmentation draws, dropout (TinyNet), mid-epoch checkpoints.
 EXACT = dict(epochs=3, batch_size=32, lr=0.1, momentum=0.9, schedule="cosine",
              augment_crop=2, augment_flip=True, deterministic=True, threads=1, device="cpu",
-             checkpoint_every=3, progress="none", plot=False, tensorboard=False)
+             checkpoint_every=3, log_every=2, progress="none", plot=False, tensorboard=False)
 
 
 def reference(tmp_path: Path) -> TrainResult:
@@ -87,6 +88,10 @@ def test_sigkill_mid_epoch_then_resume_is_bitwise_equal(tmp_path):
     resumed = resume(out, model=TinyNet(), data=make_dataset())
     assert_same_run(resumed, reference(tmp_path))
     assert (out / "result.json").exists()
+    # the training loss within epochs, too: the same points as the uninterrupted run
+    steps = [json.loads(line) for line in (out / "steps.jsonl").read_text().splitlines()]
+    ref = [json.loads(line) for line in (tmp_path / "ref" / "steps.jsonl").read_text().splitlines()]
+    assert steps == ref and len(steps) == 3 * 7  # 13 steps/epoch, a point every 2 and at the end
     assert len((out / "metrics.csv").read_text().splitlines()) == 1 + EXACT["epochs"]
 
 
