@@ -24,6 +24,7 @@ __all__ = [
     "ResNeXtBlock",
     "Residual",
     "dense_conv_block",
+    "dropout_mlp",
     "nin_block",
     "stem",
     "transition_block",
@@ -51,6 +52,15 @@ def stem(in_channels: int, out_channels: int, kind: str = "imagenet", *, norm: b
     if big:
         layers.append(nn.MaxPool2d(kernel_size=3, stride=2, padding=1))
     return nn.Sequential(*layers)
+
+
+def dropout_mlp(in_features: int, num_classes: int, hidden: int = 4096,
+                dropout: float = 0.5) -> list[nn.Module]:
+    """AlexNet's and VGG's classifier: two `hidden`-wide ReLU layers with dropout, then the
+    output layer; a list, so a network's Sequential keeps flat indices (and state-dict keys)."""
+    return [nn.Linear(in_features, hidden), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(hidden, hidden), nn.ReLU(), nn.Dropout(dropout),
+            nn.Linear(hidden, num_classes)]
 
 
 def vgg_block(num_convs: int, in_channels: int, out_channels: int) -> nn.Sequential:

@@ -56,11 +56,8 @@ class Conv2D(nn.Module):
                 f"bias={self.bias is not None}")
 
 
-class AvgPoolConv(nn.Module):
-    """Average pooling as a bias-free convolution with a fixed all-1/(kh*kw) kernel (ex. 7.5.1).
-
-    Equals torch's avg_pool2d with count_include_pad=True (zero padding counts in the average).
-    """
+class _Pool(nn.Module):
+    """A pooling window: kernel_size, stride (default: the kernel) and padding, as in torch."""
 
     def __init__(
         self, kernel_size: IntOrPair, stride: IntOrPair | None = None, padding: IntOrPair = 0
@@ -69,6 +66,16 @@ class AvgPoolConv(nn.Module):
         self.kernel_size = pair(kernel_size, "kernel_size")
         self.stride = self.kernel_size if stride is None else pair(stride, "stride")
         self.padding = pair(padding, "padding", minimum=0)
+
+    def extra_repr(self) -> str:
+        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
+
+
+class AvgPoolConv(_Pool):
+    """Average pooling as a bias-free convolution with a fixed all-1/(kh*kw) kernel (ex. 7.5.1).
+
+    Equals torch's avg_pool2d with count_include_pad=True (zero padding counts in the average).
+    """
 
     def forward(self, x: Tensor) -> Tensor:
         """Convolve every channel separately with the averaging kernel."""
@@ -79,11 +86,8 @@ class AvgPoolConv(nn.Module):
         y = ops.conv2d(planes, weight, stride=self.stride, padding=self.padding)
         return y.reshape(*lead, *y.shape[-2:])
 
-    def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
-
-class ReLUMaxPool2d(nn.Module):
+class ReLUMaxPool2d(_Pool):
     """Max pooling built only from convolutions and ReLU (ex. 7.5.3).
 
     A fixed conv with one one-hot kernel per window position copies each position of every
@@ -95,10 +99,7 @@ class ReLUMaxPool2d(nn.Module):
     def __init__(
         self, kernel_size: IntOrPair, stride: IntOrPair | None = None, padding: IntOrPair = 0
     ) -> None:
-        super().__init__()
-        self.kernel_size = pair(kernel_size, "kernel_size")
-        self.stride = self.kernel_size if stride is None else pair(stride, "stride")
-        self.padding = pair(padding, "padding", minimum=0)
+        super().__init__(kernel_size, stride, padding)
         kh, kw = self.kernel_size
         if self.padding[0] > kh // 2 or self.padding[1] > kw // 2:
             raise ShapeError(
@@ -124,21 +125,15 @@ class ReLUMaxPool2d(nn.Module):
         y = m[:, 0] + low  # (B, Ho, Wo)
         return y.reshape(*lead, *y.shape[-2:])
 
-    def extra_repr(self) -> str:
-        return f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}"
 
-
-class MinPool2d(nn.Module):
+class MinPool2d(_Pool):
     """Minimum pooling (ex. 7.5.6): the smallest value of each window, padding with +inf."""
 
     def __init__(
         self, kernel_size: IntOrPair, stride: IntOrPair | None = None, padding: IntOrPair = 0,
         dilation: IntOrPair = 1, ceil_mode: bool = False,
     ) -> None:
-        super().__init__()
-        self.kernel_size = pair(kernel_size, "kernel_size")
-        self.stride = self.kernel_size if stride is None else pair(stride, "stride")
-        self.padding = pair(padding, "padding", minimum=0)
+        super().__init__(kernel_size, stride, padding)
         self.dilation = pair(dilation, "dilation")
         self.ceil_mode = ceil_mode
 
@@ -148,5 +143,4 @@ class MinPool2d(nn.Module):
                           ceil_mode=self.ceil_mode, dilation=self.dilation)
 
     def extra_repr(self) -> str:
-        return (f"kernel_size={self.kernel_size}, stride={self.stride}, padding={self.padding}, "
-                f"dilation={self.dilation}, ceil_mode={self.ceil_mode}")
+        return f"{super().extra_repr()}, dilation={self.dilation}, ceil_mode={self.ceil_mode}"

@@ -9,6 +9,7 @@ error deep inside.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from itertools import chain
 
 import torch
@@ -185,6 +186,14 @@ class ZooModel(nn.Module):
                 f"{name} needs inputs of at least {self.min_size}x{self.min_size}, got {h}x{w}: "
                 f"resize the images (Loader(resize={self.min_size}) or larger)"
             )
+
+    def _build_flat(self, features: list[nn.Module], head: Callable[[int], list[nn.Module]],
+                    in_channels: int, input_size: int | tuple[int, int]) -> None:
+        """net = features, Flatten, head(n): a classifier sized for the n features at input_size."""
+        body = nn.Sequential(*features)
+        flat = flat_features(type(self).__name__, body, in_channels, input_size)
+        self.net = nn.Sequential(*features, nn.Flatten(), *head(flat))
+        self._finish(in_channels, input_size, body)
 
     def _finish(
         self,

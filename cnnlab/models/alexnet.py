@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from torch import nn
 
-from cnnlab.models._base import ZooModel, flat_features
+from cnnlab.layers.blocks import dropout_mlp
+from cnnlab.models._base import ZooModel
 from cnnlab.models._registry import register_model
 
 __all__ = ["AlexNet"]
@@ -34,14 +35,8 @@ class AlexNet(ZooModel):
             nn.Conv2d(384, 256, kernel_size=3, padding=1), nn.ReLU(),
             nn.MaxPool2d(kernel_size=3, stride=2),
         ]
-        flat = flat_features("AlexNet", nn.Sequential(*features), in_channels, input_size)
-        self.net = nn.Sequential(
-            *features, nn.Flatten(),
-            nn.Linear(flat, 4096), nn.ReLU(), nn.Dropout(p=dropout),
-            nn.Linear(4096, 4096), nn.ReLU(), nn.Dropout(p=dropout),
-            nn.Linear(4096, num_classes),
-        )
-        self._finish(in_channels, input_size, nn.Sequential(*features))
+        self._build_flat(features, lambda n: dropout_mlp(n, num_classes, dropout=dropout),
+                         in_channels, input_size)
 
 
 @register_model(input_size=224)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from cnnlab.models._base import ZooModel, flat_features
+from cnnlab.models._base import ZooModel
 from cnnlab.models._registry import register_model
 
 __all__ = ["BNLeNet", "LeNet"]
@@ -39,14 +39,14 @@ class LeNet(ZooModel):
         for c_in, c_out, pad in zip((in_channels, *channels[:-1]), channels, pads, strict=True):
             features += [nn.Conv2d(c_in, c_out, kernel_size=kernel_size, padding=pad), act(),
                          pool_cls(kernel_size=2, stride=2)]
-        flat = flat_features("LeNet", nn.Sequential(*features), in_channels, input_size)
-        head: list[nn.Module] = []
-        for h_in, h_out in zip((flat, *hidden[:-1]), hidden, strict=True):
-            head += [nn.Linear(h_in, h_out), act()]
-        self.net = nn.Sequential(
-            *features, nn.Flatten(), *head, nn.Linear(hidden[-1] if hidden else flat, num_classes)
-        )
-        self._finish(in_channels, input_size, nn.Sequential(*features))
+
+        def head(flat: int) -> list[nn.Module]:
+            layers: list[nn.Module] = []
+            for h_in, h_out in zip((flat, *hidden[:-1]), hidden, strict=True):
+                layers += [nn.Linear(h_in, h_out), act()]
+            return [*layers, nn.Linear(hidden[-1] if hidden else flat, num_classes)]
+
+        self._build_flat(features, head, in_channels, input_size)
 
 
 class BNLeNet(ZooModel):
@@ -62,14 +62,11 @@ class BNLeNet(ZooModel):
             nn.Conv2d(6, 16, kernel_size=5), nn.BatchNorm2d(16), nn.Sigmoid(),
             nn.AvgPool2d(kernel_size=2, stride=2),
         ]
-        flat = flat_features("BNLeNet", nn.Sequential(*features), in_channels, input_size)
-        self.net = nn.Sequential(
-            *features, nn.Flatten(),
+        self._build_flat(features, lambda flat: [
             nn.Linear(flat, 120), nn.BatchNorm1d(120), nn.Sigmoid(),
             nn.Linear(120, 84), nn.BatchNorm1d(84), nn.Sigmoid(),
             nn.Linear(84, num_classes),
-        )
-        self._finish(in_channels, input_size, nn.Sequential(*features))
+        ], in_channels, input_size)
 
 
 # Exercise 7.6.2: deeper and wider, 3x3 convs of 32-64-128 channels (28 -> 14 -> 7 -> 3), then

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-from torch import nn
-
-from cnnlab.layers.blocks import vgg_block
-from cnnlab.models._base import ZooModel, flat_features
+from cnnlab.layers.blocks import dropout_mlp, vgg_block
+from cnnlab.models._base import ZooModel
 from cnnlab.models._registry import register_model
 
 __all__ = ["VGG", "VGG_ARCHS"]
@@ -44,14 +42,8 @@ class VGG(ZooModel):
         for num_convs, out_channels in self.arch:
             conv_blks.append(vgg_block(num_convs, c_in, out_channels))
             c_in = out_channels
-        flat = flat_features("VGG", nn.Sequential(*conv_blks), in_channels, input_size)
-        self.net = nn.Sequential(
-            *conv_blks, nn.Flatten(),
-            nn.Linear(flat, 4096), nn.ReLU(), nn.Dropout(dropout),
-            nn.Linear(4096, 4096), nn.ReLU(), nn.Dropout(dropout),
-            nn.Linear(4096, num_classes),
-        )
-        self._finish(in_channels, input_size, nn.Sequential(*conv_blks))
+        self._build_flat(conv_blks, lambda n: dropout_mlp(n, num_classes, dropout=dropout),
+                         in_channels, input_size)
 
 
 @register_model(input_size=224)
