@@ -3,8 +3,14 @@
 Code written for *Dive into Deep Learning* runs unchanged except for the import line: the same
 classes (HyperParameters, Module, Classifier, DataModule, FashionMNIST, Trainer, ProgressBoard),
 helpers (add_to_class, init_cnn, corr2d, try_gpu, show_images ...) and the book's models (LeNet ...
-DenseNet, Lazy layers and all). Underneath is cnnlab's engine: in-memory data with batched
-resizing, losses kept on the device, sample-weighted metrics, pictures saved as PNG outside
+DenseNet, Lazy layers and all).
+
+It keeps the book's own training loop: `Trainer.fit` / `fit_epoch` call the model's
+`training_step`, `validation_step` and `configure_optimizers` as d2l does (cnnlab's engine,
+`cnnlab.train`, is not used). Underneath is cnnlab's data path: the datasets are read by
+`cnnlab.data` into one uint8 tensor per split and batched by `cnnlab.loader.Loader` (index slices,
+resizing per batch, no worker processes, no torchvision). The loop keeps losses on the device
+until a point is plotted and weights metrics by samples; pictures are saved as PNG outside
 Jupyter. Nothing in cnnlab imports this package.
 """
 

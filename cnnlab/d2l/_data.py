@@ -2,7 +2,7 @@
 
 The book builds `torchvision` datasets and a multi-worker `DataLoader` that decodes, resizes and
 collates one PIL image at a time. Here the whole split is one uint8 tensor, batches are index
-slices, and resizing happens per batch on the device the batches are made on (cnnlab.data.Loader),
+slices, and resizing happens per batch on the device the batches are made on (cnnlab.loader.Loader),
 so there are no worker processes and no torchvision.
 """
 

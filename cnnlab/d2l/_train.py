@@ -1,4 +1,4 @@
-"""The book's Module / Classifier / Trainer, with the same hooks, on a faster, exact engine.
+"""The book's Module / Classifier / Trainer: the book's training loop, with the same hooks.
 
 Differences from d2l 1.0.3 that a user can observe (all deliberate):
 - plotted points are sample-weighted: `val_acc` is the accuracy over the validation samples,
