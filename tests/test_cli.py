@@ -32,7 +32,7 @@ def run(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
 
 
 def _lines(text: str) -> list[str]:
-    return [line for line in text.splitlines() if line.strip() and not line.startswith("USDT")]
+    return [line for line in text.splitlines() if line.strip()]
 
 
 # --- parser, help, settings --------------------------------------------------------------------

@@ -28,9 +28,10 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "ops": ("cnnlab.ops", "cnnlab.shapes"),
     "layers": ("cnnlab.layers",),
     "models": ("cnnlab.models",),
+    "loader": ("cnnlab.loader",),  # Split and Loader: below the datasets that fill them
     # the foundations the engine and the pages stand on; they know no models
-    "base": ("cnnlab.data", "cnnlab.loader", "cnnlab.download", "cnnlab.device",
-             "cnnlab.plots", "cnnlab.train_config"),
+    "base": ("cnnlab.data", "cnnlab.download", "cnnlab.device", "cnnlab.plots",
+             "cnnlab.train_config"),
     "services": ("cnnlab.checkpoint", "cnnlab.runlog", "cnnlab.progress", "cnnlab.distributed",
                  "cnnlab.schedule"),
     "run": ("cnnlab.run",),
@@ -49,7 +50,8 @@ MAY_IMPORT: dict[str, set[str]] = {
     "ops": {"errors"},
     "layers": {"ops"},
     "models": {"layers"},
-    "base": {"ops"},  # (H, W) sizes come from cnnlab.shapes; never models
+    "loader": {"ops"},  # (H, W) sizes come from cnnlab.shapes
+    "base": {"loader"},  # never models
     "services": {"base"},
     "run": {"services", "models"},
     "engine": {"run"},

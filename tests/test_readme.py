@@ -238,8 +238,7 @@ def _run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, 
     except SystemExit as exit_:  # --help
         rc = int(exit_.code or 0)
     out, err = capsys.readouterr()
-    text = out + err
-    return rc, "\n".join(ln for ln in text.splitlines() if not ln.startswith("USDT"))
+    return rc, out + err
 
 
 def test_readme_commands_run(data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
