@@ -193,3 +193,15 @@ def test_the_checker_sees_what_a_substring_match_missed(tmp_path: Path) -> None:
     assert found == {("cnnlab.cli", True), ("cnnlab.report", False), ("cnnlab.d2l", True)}
     for target, _ in found:
         assert group_of(target) not in ALLOWED["engine"]
+
+
+def test_architecture_page_names_every_module() -> None:
+    """ARCHITECTURE.md (linked from the README) says who owns what: every module is on it."""
+    page = (PACKAGE.parent / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    for path in sorted(PACKAGE.iterdir()):
+        if path.suffix == ".py" and path.name != "__init__.py":
+            assert f"`{path.name}`" in page, f"ARCHITECTURE.md does not say what {path.name} owns"
+        elif path.is_dir() and (path / "__init__.py").exists():
+            assert f"`{path.name}/`" in page, f"ARCHITECTURE.md does not say what {path.name}/ owns"
+    assert "[ARCHITECTURE.md](ARCHITECTURE.md)" in (PACKAGE.parent / "README.md").read_text()
+
