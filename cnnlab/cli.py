@@ -36,6 +36,8 @@ examples:
   cnnlab train lenet                                   a recipe (see `cnnlab recipes`)
   cnnlab train lenet --epochs 2 --lr 0.05 --out runs/mine
   cnnlab train resnet18 --resize 64,64 --schedule cosine --momentum 0.9
+  cnnlab train resnet18_small --dataset cifar10         3-channel data: 3-channel models
+  cnnlab train fastnet --dataset folder:photos --image-size 64   photos/<class>/*.jpg
   cnnlab train lenet --config my.toml                  TOML keys are the flags' names
   cnnlab train lenet --dry-run                         one batch, to check the setup
   cnnlab train --resume runs/lenet-20260101-120000     continue an interrupted run
@@ -73,6 +75,8 @@ examples:
 examples:
   cnnlab data download fashion-mnist
   cnnlab data verify mnist
+  cnnlab data verify cifar10 --root ~/datasets      its tarball against the published md5
+  cnnlab data show folder:photos                    a folder of class folders of images
   cnnlab data show fashion-mnist --count 32 --out samples.png""",
     "report": """\
 examples:
@@ -163,7 +167,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     d = _parser(sub, "data", "Download, verify or look at a dataset.")
     d.add_argument("action", choices=("download", "verify", "show"))
-    d.add_argument("name", metavar="NAME", help="fashion-mnist or mnist")
+    d.add_argument("name", metavar="NAME", help="fashion-mnist, mnist, cifar10 or folder:PATH")
     d.add_argument("--root", "--data-root", dest="root", type=Path,
                    help="datasets folder, as `train --data-root` takes it (default: CNNLAB_DATA, "
                         "...)")
@@ -270,7 +274,12 @@ def plan_train(args: argparse.Namespace) -> tuple[Any, Any, Path, dict[str, Any]
     if model is not None and model != recipe.model:
         raise ConfigError(f"recipe {recipe.name!r} trains {recipe.model!r}, not --model {model!r}; "
                           "name one of them")
-    config = recipe.config(**{**settings, **flags}).validate()  # flags win over the file
+    given = {**settings, **flags}  # flags win over the file
+    config = recipe.config(**given).validate()
+    if "resize" not in given and config.dataset != recipe.dataset:
+        # A recipe's size is for its own data: other data (CIFAR-10, a folder) keep their size,
+        # and the book's 28x28 sets get the network's book size from the engine.
+        config = config.replace(resize=None)
     out = args.out or default_run_dir(recipe.name)
     return recipe, config, Path(out), dict(recipe.model_kwargs)
 

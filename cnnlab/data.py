@@ -2,29 +2,35 @@
 
     ds = load_dataset("fashion-mnist")     # root=, $CNNLAB_DATA, the user cache, else download
     ds.train.images, ds.train.labels       # uint8 (60000, 28, 28), int64 (60000,)
+    load_dataset("cifar10").train.images   # uint8 (50000, 3, 32, 32), from the python tarball
+    load_dataset("folder:photos")          # photos/<class>/*.jpg: see cnnlab.imagefolder
     loader = Loader(ds.train, 128, shuffle=True, resize=224)   # see cnnlab.loader
 
-A split is one uint8 tensor (N, H, W) and one int64 tensor (N,); the Loader (re-exported here
-from cnnlab.loader) batches it by index slicing with its transforms done on the device.
+A split is one uint8 tensor (N, H, W) (greyscale) or (N, C, H, W) and one int64 tensor (N,); the
+Loader (re-exported here from cnnlab.loader) batches it by index slicing, transforms on the device.
 """
 
 from __future__ import annotations
 
 import functools
+import io as _io
 import logging
 import math
 import numbers
 import os
+import pickle
 import struct
+import tarfile
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from cnnlab.download import download_files, file_digest, user_cache_dir, verify_folder
+from cnnlab.download import download_files, file_digest, user_cache_dir, verify_folder, verify_md5
 from cnnlab.errors import ConfigError, DataError
 from cnnlab.loader import Augment, Loader, Split, resize_weights
 
@@ -49,7 +55,8 @@ class DatasetInfo:
     classes: tuple[str, ...]
     mirrors: tuple[str, ...]  # tried in order; each holds the four FILES
     md5: dict[str, str] = field(hash=False)  # as published by the dataset's authors
-    torchvision_dir: str  # torchvision keeps the raw files in <root>/<this>/raw
+    torchvision_dir: str  # torchvision keeps the raw files in <root>/<this>/raw (IDX)
+    format: str = "idx"  # "idx": the four FILES; "cifar": the python tarball (CIFAR_TAR)
 
 
 DATASETS: dict[str, DatasetInfo] = {
@@ -76,16 +83,27 @@ DATASETS: dict[str, DatasetInfo] = {
              "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
              "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c"},
             "MNIST"),
+        DatasetInfo(
+            "cifar10",
+            ("airplane", "automobile", "bird", "cat", "deer",
+             "dog", "frog", "horse", "ship", "truck"),
+            ("https://www.cs.toronto.edu/~kriz/",),  # Krizhevsky's page, the only official copy
+            {"cifar-10-python.tar.gz": "c58f30108f718f92721af3b95e74349a"},
+            "cifar-10-batches-py", format="cifar"),
     )
 }
+FOLDER_PREFIX = "folder:"  # load_dataset("folder:PATH"): a class folder, see cnnlab.imagefolder
+FOLDER_TEST_FRACTION = 0.2  # a single class folder: this share of each class is the test split
 
 
 def dataset_info(name: str) -> DatasetInfo:
     """The registry entry for `name` (case and '_' / '-' do not matter)."""
     key = str(name).strip().lower().replace("_", "-")
-    key = {"fashionmnist": "fashion-mnist", "fmnist": "fashion-mnist"}.get(key, key)
+    key = {"fashionmnist": "fashion-mnist", "fmnist": "fashion-mnist",
+           "cifar-10": "cifar10"}.get(key, key)
     if key not in DATASETS:
-        raise ConfigError(f"unknown dataset {name!r}; choose one of {', '.join(sorted(DATASETS))}")
+        raise ConfigError(f"unknown dataset {name!r}; choose one of {', '.join(sorted(DATASETS))}"
+                          f", or {FOLDER_PREFIX}PATH for a folder of class folders of images")
     return DATASETS[key]
 
 
@@ -165,6 +183,11 @@ class Dataset:
     test: Split
     root: Path
 
+    @property
+    def channels(self) -> int:
+        """Colour channels of the images: 1 (greyscale) or 3."""
+        return self.train.channels
+
     def text_labels(self, labels: torch.Tensor | Iterable[int]) -> list[str]:
         """The class names of integer labels (what `d2l.FashionMNIST.text_labels` returns)."""
         return [self.classes[int(i)] for i in labels]
@@ -209,14 +232,17 @@ def _listing(folder: Path) -> set[str] | None:
                         "(e.g. chmod u+rx) or point cnnlab at another folder with root=...") from e
 
 
-def _dataset_files(folder: Path) -> dict[str, Path] | None:
+def _dataset_files(folder: Path, info: DatasetInfo | None = None) -> dict[str, Path] | None:
     """gz name -> path of the four files in `folder`; None if it holds none of them.
 
-    A folder holding some but not all of them raises, naming the missing ones.
+    A folder holding some but not all of them raises, naming the missing ones. For CIFAR-10:
+    the tarball, or the folder of its unpacked batches (in `folder`, or `folder` itself).
     """
     listing = _listing(folder)
     if listing is None:
         return None
+    if info is not None and info.format == "cifar":
+        return _cifar_files(folder, listing)
     found = {n: _file_in(folder, listing, n) for pair in FILES.values() for n in pair}
     missing = [n for n, p in found.items() if p is None]
     if len(missing) == len(found):
@@ -237,6 +263,8 @@ def _resumable(folder: Path, info: DatasetInfo) -> bool:
 
 
 def _candidates(root: Path, info: DatasetInfo) -> list[Path]:
+    if info.format == "cifar":  # torchvision's layout (root/cifar-10-batches-py) is seen in root
+        return [root, root / info.name]
     return [root, root / info.name, root / info.torchvision_dir / "raw"]
 
 
@@ -261,28 +289,32 @@ def find_dataset(name: str, root: str | Path | None = None,
             looked.append(folder)
             if download and folder == target and _resumable(folder, info):
                 continue  # an interrupted download into root/<name>: fetch the rest below
-            files = _dataset_files(folder)
+            files = _dataset_files(folder, info)
             if files is not None:
                 return folder, files
     partial_cache = False
     if root is None:
         looked.append(target)
         listing = _listing(target) or set()
-        if all(_file_in(target, listing, n) for pair in FILES.values() for n in pair):
-            return target, _dataset_files(target)  # type: ignore[return-value]
+        complete = (_cifar_files(target, listing) if info.format == "cifar" else
+                    all(_file_in(target, listing, n) for pair in FILES.values() for n in pair))
+        if complete:
+            return target, _dataset_files(target, info)  # type: ignore[return-value]
         partial_cache = bool(listing)  # an interrupted download: fetch the rest
     failure = ""
     if download:
         try:
             download_files(target, info.md5, info.mirrors)
-            return target, _dataset_files(target)  # type: ignore[return-value]
+            return target, _dataset_files(target, info)  # type: ignore[return-value]
         except DataError as e:
             failure = f" Download failed: {e}."
     elif partial_cache:
         failure = f" {target} holds only part of the files (download=False)."
     where = ", ".join(str(p) for p in looked)
+    what = ("cifar-10-python.tar.gz (or its cifar-10-batches-py folder)"
+            if info.format == "cifar" else "the four IDX files")
     raise DataError(f"{info.name} not found (looked in {where}).{failure} Point cnnlab at a "
-                    "folder holding the four IDX files with root=PATH (cnnlab train --data-root "
+                    f"folder holding {what} with root=PATH (cnnlab train --data-root "
                     f"PATH), or set CNNLAB_DATA to a folder holding {info.name}/.")
 
 
@@ -305,31 +337,200 @@ def _read_split(files: dict[str, Path], split: str, info: DatasetInfo) -> Split:
     return Split(torch.from_numpy(images), torch.from_numpy(labels.astype(np.int64)))
 
 
-def load_dataset(name: str, root: str | Path | None = None, download: bool = True) -> Dataset:
-    """Load a dataset ('fashion-mnist' or 'mnist') into memory, finding or downloading it.
+# --- CIFAR-10 ---------------------------------------------------------------------------------
 
-    Where it looks: `root` (the four IDX files, or a folder holding <name>/), $CNNLAB_DATA/<name>,
+CIFAR_TAR = "cifar-10-python.tar.gz"
+CIFAR_DIR = "cifar-10-batches-py"
+CIFAR_BATCHES = {"train": [f"data_batch_{i}" for i in range(1, 6)], "test": ["test_batch"]}
+# md5 of the unpacked batches, as torchvision lists them (torchvision/datasets/cifar.py).
+CIFAR_BATCH_MD5 = {
+    "data_batch_1": "c99cafc152244af753f735de768cd75f",
+    "data_batch_2": "d4bba439e000b95fd0a9bffe97cbabec",
+    "data_batch_3": "54ebc095f3ab1f0389bbae665268c751",
+    "data_batch_4": "634d18415352ddfa80567beed471001a",
+    "data_batch_5": "482c414d41f54cd18b22e5b47cb7c3cb",
+    "test_batch": "40351d587109b95175f43aff81a1287e",
+}
+
+
+def _cifar_files(folder: Path, listing: set[str]) -> dict[str, Path] | None:
+    """{tarball name: path} or {batch name: path} of CIFAR-10 in `folder`; None if absent."""
+    if CIFAR_TAR in listing:
+        return {CIFAR_TAR: folder / CIFAR_TAR}
+    for batches in (folder / CIFAR_DIR, folder):
+        names = _listing(batches) if batches != folder else listing
+        if names and "data_batch_1" in names:
+            missing = [n for n in CIFAR_BATCH_MD5 if n not in names]
+            if missing:
+                raise DataError(f"{batches} lacks {', '.join(missing)}; copy the complete "
+                                f"{CIFAR_DIR} folder (or {CIFAR_TAR}) there")
+            return {n: batches / n for n in CIFAR_BATCH_MD5}
+    return None
+
+
+class _BatchUnpickler(pickle.Unpickler):
+    """Unpickles a CIFAR batch (a dict of lists, strings and one numpy array) and nothing else.
+
+    A pickle can name any callable; only numpy's array reconstruction is let through, so a
+    tampered file fails to load instead of running code.
+    """
+
+    def find_class(self, module: str, name: str) -> object:
+        if module in ("numpy.core.multiarray", "numpy._core.multiarray") and name in (
+                "_reconstruct", "scalar"):
+            core = getattr(np, "_core", None) or np.core  # numpy 2 renamed numpy.core
+            return getattr(core.multiarray, name)
+        if module == "numpy" and name in ("ndarray", "dtype"):
+            return getattr(np, name)
+        if (module, name) == ("_codecs", "encode"):  # bytes in a protocol-2 pickle from Python 3
+            import _codecs
+
+            return _codecs.encode
+        raise pickle.UnpicklingError(f"unexpected object {module}.{name}")
+
+
+def _read_cifar_batch(raw: bytes, where: str) -> tuple[np.ndarray, np.ndarray]:
+    try:
+        batch = _BatchUnpickler(_io.BytesIO(raw), encoding="latin1").load()
+        batch = {k.decode() if isinstance(k, bytes) else k: v for k, v in batch.items()}
+        data = np.asarray(batch["data"], dtype=np.uint8)
+        labels = np.asarray(batch["labels"], dtype=np.int64)
+    except (pickle.UnpicklingError, EOFError, KeyError, AttributeError, TypeError,
+            ValueError) as e:
+        raise DataError(f"{where} is not a CIFAR-10 batch ({type(e).__name__}: {e}); "
+                        f"{_REDO}") from None
+    if data.ndim != 2 or data.shape[1] != 3 * 32 * 32 or len(labels) != len(data):
+        raise DataError(f"{where} holds data of shape {data.shape} and {len(labels)} labels, not "
+                        f"(N, 3072) images with N labels; {_REDO}")
+    if len(labels) and (labels.min() < 0 or labels.max() > 9):
+        raise DataError(f"{where} holds label {int(labels.max())}, outside CIFAR-10's 0-9; "
+                        f"{_REDO}")
+    return data.reshape(-1, 3, 32, 32), labels  # rows are R, G, B planes: (N, C, H, W) as is
+
+
+def _cifar_batches(files: dict[str, Path]) -> dict[str, tuple[bytes, str]]:
+    """batch name -> (its bytes, where it came from), read from the tarball or the folder."""
+    if CIFAR_TAR not in files:
+        out = {}
+        for n, p in files.items():
+            try:
+                out[n] = (p.read_bytes(), str(p))
+            except OSError as e:
+                raise DataError(f"cannot read {p}: {e.strerror or e}") from e
+        return out
+    tar_path = files[CIFAR_TAR]
+    out = {}
+    try:
+        with tarfile.open(tar_path, "r:gz") as tar:
+            for member in tar:
+                name = member.name.rsplit("/", 1)[-1]
+                if member.isfile() and name in CIFAR_BATCH_MD5:
+                    out[name] = (tar.extractfile(member).read(), f"{tar_path}:{member.name}")
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as e:
+        raise DataError(f"{tar_path} is not a readable .tar.gz ({e}; truncated or corrupt); "
+                        f"{_REDO}") from None
+    missing = [n for n in CIFAR_BATCH_MD5 if n not in out]
+    if missing:
+        raise DataError(f"{tar_path} lacks {', '.join(missing)} (not the CIFAR-10 python "
+                        f"tarball); {_REDO}")
+    return out
+
+
+def _read_cifar(files: dict[str, Path]) -> tuple[Split, Split]:
+    batches = _cifar_batches(files)
+    splits = []
+    for split in ("train", "test"):
+        parts = [_read_cifar_batch(*batches[n]) for n in CIFAR_BATCHES[split]]
+        images = np.concatenate([p[0] for p in parts])
+        labels = np.concatenate([p[1] for p in parts])
+        splits.append(Split(torch.from_numpy(images), torch.from_numpy(labels)))
+    return splits[0], splits[1]
+
+
+# --- class folders ---------------------------------------------------------------------------
+
+
+def _load_folder(spec: str, image_size: int | None, test_size: float, seed: int) -> Dataset:
+    from cnnlab.imagefolder import read_image_folder
+
+    path = spec[len(FOLDER_PREFIX):]
+    if not path:
+        raise ConfigError(f"{spec!r} names no folder; write {FOLDER_PREFIX}PATH")
+    got = read_image_folder(path, image_size)
+    images, labels = torch.from_numpy(got.images), torch.from_numpy(got.labels)
+    n = got.n_train
+    train, test = Split(images[:n], labels[:n]), Split(images[n:], labels[n:])
+    if not got.has_test:
+        if len(train) < 2:
+            raise DataError(f"{got.root} holds {len(train)} image; a train and a test split "
+                            "need at least two")
+        k = min(max(1, round(test_size * len(train))), len(train) - 1)
+        train, test = split_train_val(train, k, seed=seed)
+    return Dataset(FOLDER_PREFIX + str(got.root), got.classes, train, test, got.root)
+
+
+def is_folder_dataset(name: str) -> bool:
+    """True for 'folder:PATH' names."""
+    return str(name).startswith(FOLDER_PREFIX)
+
+
+def load_dataset(name: str, root: str | Path | None = None, download: bool = True, *,
+                 image_size: int | None = None, test_size: float = FOLDER_TEST_FRACTION,
+                 seed: int = 0) -> Dataset:
+    """Load 'fashion-mnist', 'mnist', 'cifar10' or 'folder:PATH' into memory.
+
+    Where it looks: `root` (the dataset's files, or a folder holding <name>/), $CNNLAB_DATA/<name>,
     the user cache ($XDG_CACHE_HOME or ~/.cache)/cnnlab/<name>, else the official mirrors
     (checked against their published checksums). A folder with SHA256SUMS is verified against it.
+    A 'folder:PATH' is read by cnnlab.imagefolder at `image_size` (None: its size rule); one
+    without train/ and test/ subfolders is split per class, `test_size` of it (seeded) to test.
     """
+    if is_folder_dataset(name):
+        return _load_folder(str(name), image_size, test_size, seed)
+    if image_size is not None:
+        raise ConfigError(f"image_size applies to {FOLDER_PREFIX}PATH datasets; {name} has one "
+                          "size: resize it with resize= (cnnlab train --resize)")
     info = dataset_info(name)
     folder, files = find_dataset(info.name, root, download)
-    verify_folder(folder, [p.name for p in files.values()])
-    return Dataset(info.name, list(info.classes), _read_split(files, "train", info),
-                   _read_split(files, "test", info), folder)
+    parent = next(iter(files.values())).parent  # folder, or its cifar-10-batches-py
+    checked = verify_folder(parent, [p.name for p in files.values()])
+    if info.format == "cifar":
+        # A batch is a pickle: only a file whose checksum is known is read (SHA256SUMS or md5).
+        official = {**info.md5, **CIFAR_BATCH_MD5}
+        for name, path in files.items():
+            if path.name not in checked:
+                verify_md5(path, official[name])
+        train, test = _read_cifar(files)
+    else:
+        train, test = _read_split(files, "train", info), _read_split(files, "test", info)
+    return Dataset(info.name, list(info.classes), train, test, folder)
 
 
 def verify_dataset(name: str, root: str | Path | None = None) -> dict[str, str]:
-    """Re-hash every file of a dataset (no cache); file name -> how it was verified."""
+    """Re-hash every file of a dataset (no cache); file name -> how it was verified.
+
+    A 'folder:PATH' is checked by decoding every image afresh (its cache is not read).
+    """
+    if is_folder_dataset(name):
+        from cnnlab.imagefolder import read_image_folder
+
+        got = read_image_folder(str(name)[len(FOLDER_PREFIX):], cache=False)
+        return {str(got.root): f"all {len(got.labels)} images decode"}
     info = dataset_info(name)
     folder, files = find_dataset(info.name, root, download=False)
-    checked = set(verify_folder(folder, [p.name for p in files.values()], use_cache=False))
+    parent = next(iter(files.values())).parent
+    checked = set(verify_folder(parent, [p.name for p in files.values()], use_cache=False))
     out = {}
+    official = {**info.md5, **(CIFAR_BATCH_MD5 if info.format == "cifar" else {})}
     for gz, path in files.items():
         if path.name in checked:
             out[path.name] = "sha256 matches SHA256SUMS"
-        elif path.name == gz and file_digest(path, "md5") == info.md5[gz]:
+        elif path.name == gz and file_digest(path, "md5") == official[gz]:
             out[path.name] = "md5 matches the official file"
+        elif info.format == "cifar":
+            raise DataError(f"{path} fails its checksum (md5 {file_digest(path, 'md5')}, "
+                            f"published {official[gz]}): the file is corrupt or not the official "
+                            "one; delete it and download or copy it again")
         else:
             out[path.name] = "not verified (no SHA256SUMS entry, not the official file)"
     return out
@@ -371,7 +572,14 @@ def split_train_val(split: Split, val_size: int | float, seed: int = 0) -> tuple
     return split.subset(keep.nonzero().squeeze(1)), split.subset(val_idx)
 
 
-def _pixel_stats(images: torch.Tensor) -> tuple[float, float]:
+def _pixel_stats(images: torch.Tensor) -> tuple[Any, Any]:
+    if images.dim() == 4:  # colour: one (mean, std) per channel
+        per = [_grey_stats(images[:, c]) for c in range(images.shape[1])]
+        return tuple(m for m, _ in per), tuple(s for _, s in per)
+    return _grey_stats(images)
+
+
+def _grey_stats(images: torch.Tensor) -> tuple[float, float]:
     counts = torch.bincount(images.reshape(-1).cpu(), minlength=256).double()  # exact, no copy
     v = torch.arange(256, dtype=torch.float64) / 255
     total = counts.sum()
@@ -381,16 +589,20 @@ def _pixel_stats(images: torch.Tensor) -> tuple[float, float]:
 
 
 @functools.lru_cache(maxsize=8)
-def _stats(name: str, root: str | None) -> tuple[float, float]:
+def _stats(name: str, root: str | None) -> tuple[Any, Any]:
     return _pixel_stats(load_dataset(name, root).train.images)
 
 
-def dataset_stats(name: str | Dataset, root: str | Path | None = None) -> tuple[float, float]:
-    """(mean, std) of the train split's pixels in [0, 1] at 28x28, for `normalize`.
+def dataset_stats(name: str | Dataset, root: str | Path | None = None) -> tuple[Any, Any]:
+    """(mean, std) of the train split's pixels in [0, 1] at native size, for `normalize`.
+
+    Greyscale: two floats; colour: two tuples, one value per channel (R, G, B).
 
     Give the Dataset itself (or the same `root` it was loaded from) so the figures are those of
     the copy in use; a name alone is looked up in cnnlab's usual search order.
     """
     if isinstance(name, Dataset):
         return _pixel_stats(name.train.images)
+    if is_folder_dataset(name):
+        return _pixel_stats(load_dataset(name).train.images)
     return _stats(dataset_info(name).name, None if root is None else str(root))

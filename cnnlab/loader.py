@@ -2,7 +2,9 @@
 
     loader = Loader(ds.train, 128, shuffle=True, resize=224, device="cuda")
     for epoch in range(10):
-        for X, y in loader.batches(epoch):   # X float32 (128, 1, 224, 224) in [0, 1]
+        for X, y in loader.batches(epoch):   # X float32 (128, C, 224, 224) in [0, 1]
+
+Grayscale splits hold images (N, H, W) and give C = 1; colour splits hold (N, C, H, W).
 
 Each batch is gathered by index from one uint8 tensor on the device, converted to float and
 resized as a whole: no DataLoader workers, no per-sample Python. Resizing applies PIL's bilinear
@@ -147,7 +149,7 @@ def _cpu_threads(n: int | None) -> Iterator[None]:
 
 @dataclass
 class Split:
-    """One split in memory: images uint8 (N, H, W), labels int64 (N,).
+    """One split in memory: images uint8 (N, H, W) greyscale or (N, C, H, W), labels int64 (N,).
 
     A Loader reads a Split and never changes it: batches are new tensors.
     """
@@ -157,10 +159,10 @@ class Split:
 
     def __post_init__(self) -> None:
         if not isinstance(self.images, torch.Tensor) or not isinstance(self.labels, torch.Tensor):
-            raise ConfigError("Split takes two tensors: images uint8 (N, H, W), labels (N,)")
-        if self.images.dim() != 3 or self.labels.shape != (len(self.images),):
-            raise ConfigError(f"Split needs images (N, H, W) and labels (N,), got "
-                              f"{tuple(self.images.shape)} and {tuple(self.labels.shape)}")
+            raise ConfigError("Split takes two tensors: images uint8 (N, [C,] H, W), labels (N,)")
+        if self.images.dim() not in (3, 4) or self.labels.shape != (len(self.images),):
+            raise ConfigError(f"Split needs images (N, H, W) or (N, C, H, W) and labels (N,), "
+                              f"got {tuple(self.images.shape)} and {tuple(self.labels.shape)}")
         if self.images.dtype != torch.uint8:
             raise ConfigError(f"Split images must be uint8 pixels 0-255, got {self.images.dtype}; "
                               "convert with (x * 255).round().to(torch.uint8)")
@@ -169,6 +171,11 @@ class Split:
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    @property
+    def channels(self) -> int:
+        """1 for greyscale images (N, H, W), else C of (N, C, H, W)."""
+        return 1 if self.images.dim() == 3 else int(self.images.shape[1])
 
     def subset(self, indices: torch.Tensor | Sequence[int] | np.ndarray) -> Split:
         """The samples at `indices`, in that order."""
@@ -182,7 +189,7 @@ class Split:
 
 
 class Loader:
-    """Batches of a split held on `device`: (X float32 (B, 1, H, W), y int64 (B,)).
+    """Batches of a split held on `device`: (X float32 (B, C, H, W), y int64 (B,)).
 
     The order of an epoch is a pure function of (seed, epoch) and the same on every rank; each
     rank takes its shard rank::world_size (equal lengths: padded by wrapping around, or cut with
@@ -217,10 +224,14 @@ class Loader:
         except (RuntimeError, TypeError) as e:
             raise ConfigError(f"device={device!r} is not a torch device ('cpu', 'cuda', "
                               "'cuda:1', 'mps')") from e
-        self.normalize = self._check_normalize(normalize)
-        self.images = split.images.to(self.device)  # uint8 (N, H, W): the whole split, once
+        self.images = split.images.to(self.device)  # uint8 (N, [C,] H, W): the split, once
         self.labels = split.labels.to(self.device)
-        in_hw = tuple(split.images.shape[1:])
+        self.channels = 1 if split.images.dim() == 3 else int(split.images.shape[1])
+        self.normalize = self._check_normalize(normalize, self.channels)
+        self._norm = None if self.normalize is None else tuple(
+            torch.tensor(v, dtype=torch.float32, device=self.device).view(-1, 1, 1)
+            for v in self.normalize)  # (C or 1, 1, 1): broadcasts over (B, C, h, w)
+        in_hw = tuple(split.images.shape[-2:])
         self.size = in_hw if resize is None else pair(resize, "resize")
         self._weights = self._phases = None
         if self.size != in_hw:
@@ -236,16 +247,21 @@ class Loader:
                      else -(-self.num_samples // batch_size_))
 
     @staticmethod
-    def _check_normalize(normalize: object) -> tuple[float, float] | None:
+    def _check_normalize(normalize: object, channels: int = 1
+                         ) -> tuple[tuple[float, ...], tuple[float, ...]] | None:
+        """(mean, std), each one number or one per channel -> two tuples of floats."""
         if normalize is None:
             return None
         try:
-            mean, std = (float(np.asarray(v, dtype=np.float64).reshape(-1)[0])
-                         if np.size(v) == 1 else math.nan for v in normalize)  # type: ignore
+            mean, std = (tuple(float(x) for x in np.asarray(v, dtype=np.float64).reshape(-1))
+                         for v in normalize)  # type: ignore[union-attr]
         except (TypeError, ValueError):
-            mean = std = math.nan
-        if not (math.isfinite(mean) and math.isfinite(std) and std > 0):
-            raise ConfigError(f"normalize={normalize!r} must be (mean, std) with std > 0, e.g. "
+            mean = std = ()
+        ok = (len(mean) in (1, channels) and len(std) in (1, channels)
+              and all(math.isfinite(v) for v in mean + std) and min(std, default=0) > 0)
+        if not ok:
+            raise ConfigError(f"normalize={normalize!r} must be (mean, std) with std > 0, each one "
+                              f"number or one per channel ({channels}), e.g. "
                               "dataset_stats('fashion-mnist')")
         return mean, std
 
@@ -301,8 +317,10 @@ class Loader:
             yield x, y
 
     def transform(self, x: torch.Tensor, epoch: int = 0, index: int = 0) -> torch.Tensor:
-        """uint8 (B, H, W) -> float32 (B, 1, h, w): scale, resize, augment, normalize."""
-        x = x.to(torch.float32, copy=True)  # a new tensor: the caller's split is never touched
+        """uint8 (B, [C,] H, W) -> float32 (B, C, h, w): scale, resize, augment, normalize."""
+        batch, c = x.shape[0], self.channels
+        # A new tensor (the caller's split is never touched); channels resize like images.
+        x = x.to(torch.float32, copy=True).reshape(batch * c, *x.shape[-2:])
         if self._weights is not None:
             wh, ww = self._weights
             b, h, w = x.shape
@@ -318,12 +336,12 @@ class Loader:
                 x = out.view(b, self.size[0], self.size[1])
         else:
             x = x.div_(255)
-        x = x.unsqueeze(1)  # (B, 1, h, w)
+        x = x.view(batch, c, *self.size)  # (B, C, h, w)
         if self.augment:
             g = torch.Generator().manual_seed(_seed(self.seed, epoch, index))
             x = self.augment(x, g)
-        if self.normalize is not None:
-            mean, std = self.normalize
+        if self._norm is not None:
+            mean, std = self._norm
             x = x.sub_(mean).div_(std)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)

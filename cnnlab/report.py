@@ -98,8 +98,9 @@ def _cost_section(run: Run, history: list[dict[str, Any]]) -> str:
         # the run's own optimizer: SGD with momentum keeps a buffer, AdamW two
         opt = {"optimizer": run.config.get("optimizer", "sgd"),
                "momentum": float(run.config.get("momentum") or 0.0)}
-        s = summary(model, (1, h, w), measure_memory=False, **opt)
-        step = summary(model, (1, h, w), batch_size=batch, measure_memory=False, **opt)
+        c = run.dataset.channels
+        s = summary(model, (c, h, w), measure_memory=False, **opt)
+        step = summary(model, (c, h, w), batch_size=batch, measure_memory=False, **opt)
     except Exception as err:  # one section must not cost the whole report; say what failed
         return (f"<p class=muted>The cost summary failed: {html.escape(type(err).__name__)}: "
                 f"{html.escape(str(err))}</p>")

@@ -26,8 +26,8 @@ from cnnlab.device import PRECISIONS, autocast, pick_device, precision_dtype, re
 from cnnlab.errors import ConfigError, DataError, ShapeError
 
 __all__ = ["Evaluation", "Run", "evaluate", "evaluate_run", "evaluate_sums", "input_size_of",
-           "load_run", "model_device", "predict", "predict_files", "read_history", "read_image",
-           "read_json", "read_steps", "to_dataset_image"]
+           "file_images", "is_book_data", "load_run", "model_device", "predict", "predict_files",
+           "read_history", "read_image", "read_json", "read_steps", "to_dataset_image"]
 
 
 # --- one forward path for every metric ---------------------------------------------------------
@@ -86,7 +86,7 @@ def evaluate(model: nn.Module, data: Any, *, batch_size: int = 1024,
 
 def predict(model: nn.Module, images: torch.Tensor, *, batch_size: int = 1024,
             resize: int | tuple[int, int] | None = None,
-            normalize: tuple[float, float] | None = None, amp: str = "off") -> torch.Tensor:
+            normalize: tuple[Any, Any] | None = None, amp: str = "off") -> torch.Tensor:
     """Class probabilities (N, K) on the CPU for images (N, H, W) or (N, C, H, W).
 
     uint8 images are scaled to [0, 1] first; resize and normalize should match the training run.
@@ -98,6 +98,10 @@ def predict(model: nn.Module, images: torch.Tensor, *, batch_size: int = 1024,
                          f"got {tuple(images.shape)}")
     device = model_device(model)
     size = (resize, resize) if isinstance(resize, int) else resize
+    # One (mean, std) or one per channel, broadcast over (N, C, H, W).
+    norm = None if normalize is None else tuple(
+        torch.tensor(v, dtype=torch.float32, device=device).reshape(1, -1, 1, 1)
+        for v in normalize)
 
     def batches() -> Iterator[tuple[torch.Tensor, None]]:
         for start in range(0, images.shape[0], batch_size):
@@ -106,8 +110,8 @@ def predict(model: nn.Module, images: torch.Tensor, *, batch_size: int = 1024,
             if size is not None and tuple(X.shape[-2:]) != tuple(size):
                 X = F.interpolate(X, size=size, mode="bilinear", align_corners=False,
                                   antialias=True)
-            if normalize is not None:
-                X = (X - normalize[0]) / normalize[1]
+            if norm is not None:
+                X = (X - norm[0]) / norm[1]
             yield X, None
 
     dtype = precision_dtype(resolve_precision(amp, device))
@@ -272,11 +276,11 @@ def load_run(run_dir: str | Path, checkpoint: str = "last", device: str | None =
     if checkpoint == "best" and not path.exists():
         path = run_dir / "checkpoints" / "last.pt"  # a run without validation keeps only last.pt
     dataset = load_dataset(config.get("dataset", "fashion-mnist"), root=config.get("data_root"),
-                           download=False)
+                           download=False, image_size=config.get("image_size") or None)
     dev = pick_device(device or config.get("device"), fallback=device is None)
     state = load_checkpoint(path)
-    model = create_model(config["model"], num_classes=len(dataset.classes), in_channels=1,
-                         **{**(state.get("model_kwargs") or {}),
+    model = create_model(config["model"], num_classes=len(dataset.classes),
+                         in_channels=dataset.channels, **{**(state.get("model_kwargs") or {}),
                             "input_size": input_size_of(config.get("resize"), dataset)})
     weights = state.get("model", state)
     # torch.compile wraps the module: its state-dict keys carry an "_orig_mod." prefix.
@@ -349,12 +353,36 @@ def to_dataset_image(gray: torch.Tensor, size: tuple[int, int] = (28, 28),
     return (x.clamp(0, 1) * 255).round().to(torch.uint8)
 
 
+def is_book_data(dataset_name: str) -> bool:
+    """True for the book's greyscale datasets (light objects on a dark ground)."""
+    return dataset_name in ("fashion-mnist", "mnist")
+
+
+def file_images(paths: list[Path], size: tuple[int, int], channels: int = 1,
+                light_on_dark: bool = True, invert: str = "auto") -> torch.Tensor:
+    """Image files as a dataset's uint8 images (N, H, W) or (N, C, H, W) at `size`.
+
+    light_on_dark: the book's datasets (greyscale, object light on dark, see to_dataset_image);
+    otherwise the class-folder rule: shorter side to the size, centre kept, grey or RGB.
+    """
+    if light_on_dark:
+        return torch.stack([to_dataset_image(read_image(p), size, invert) for p in paths])
+    from cnnlab.imagefolder import decode_image
+
+    for p in paths:
+        if not Path(p).is_file():
+            raise DataError(f"image {p} does not exist")
+    arrays = [torch.from_numpy(decode_image(str(p), size[0], channels)) for p in paths]
+    return torch.stack([a.permute(2, 0, 1) if a.dim() == 3 else a for a in arrays])
+
+
 def predict_files(run: Run, paths: list[Path], invert: str = "auto") -> torch.Tensor:
     """Class probabilities (len(paths), K) for image files, fed through the run's own pipeline."""
     from cnnlab.loader import Split
 
     native = tuple(run.dataset.train.images.shape[-2:])
-    images = torch.stack([to_dataset_image(read_image(p), native, invert) for p in paths])
+    images = file_images(paths, native, run.dataset.channels, is_book_data(run.dataset.name),
+                         invert)
     split = Split(images, torch.zeros(len(images), dtype=torch.int64))
     out = [logits.softmax(dim=1).cpu() for logits, _ in
            _logits(run.model, run.loader(split, 256), run.device, precision_dtype(run.precision))]

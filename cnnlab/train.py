@@ -207,16 +207,19 @@ class Trainer:
         cfg = self.config
         ds = self._data_arg if self._data_arg is not None else cfg.dataset
         if isinstance(ds, str):
-            ds = cdata.load_dataset(ds, root=cfg.data_root)
+            ds = cdata.load_dataset(ds, root=cfg.data_root, image_size=cfg.image_size or None)
         self.dataset = ds
         updates: dict[str, Any] = {"dataset": ds.name}
         if isinstance(self._model_arg, str):
             updates["model"] = self._model_arg
-        if cfg.resize is None and updates.get("model", cfg.model):
+        native = tuple(ds.train.images.shape[-2:])
+        if cfg.resize is None and updates.get("model", cfg.model) and native == (28, 28):
             from cnnlab.models import default_input_size
 
+            # On the book's 28x28 data a network trains at the size the book gives it; other
+            # data (CIFAR-10, class folders at their --image-size) keeps its own size.
             size = default_input_size(updates.get("model", cfg.model))[1:]
-            if tuple(size) != tuple(ds.train.images.shape[-2:]):
+            if tuple(size) != native:
                 updates["resize"] = tuple(size)  # the book's size for this network
         self.config = cfg = cfg.replace(**updates)
 
@@ -258,7 +261,8 @@ class Trainer:
             torch.manual_seed(cfg.seed)  # zoo models initialize from the run's seed
             # Built for the size the loader feeds it (a flatten-sized classifier needs it).
             size = input_size_of(cfg.resize, self.dataset)
-            model = create_model(model, num_classes=len(self.dataset.classes), in_channels=1,
+            model = create_model(model, num_classes=len(self.dataset.classes),
+                                 in_channels=self.dataset.channels,
                                  **{**self.model_kwargs, "input_size": size})
         if not isinstance(model, nn.Module):
             raise ConfigError(f"model must be an nn.Module or a zoo name, "

@@ -28,9 +28,10 @@ class TrainConfig:
 
     # --- what to train on -------------------------------------------------------------------
     model: str = ""  # zoo name (create_model); recorded so `resume` can rebuild the network
-    dataset: str = "fashion-mnist"  # cnnlab.data dataset name
+    dataset: str = "fashion-mnist"  # fashion-mnist, mnist, cifar10 or folder:PATH (class folders)
     data_root: str | None = None  # folder holding the datasets (None: cnnlab.data's search order)
-    resize: tuple[int, int] | None = None  # (H, W); None: the zoo model's book size, else native
+    image_size: int = 0  # folder:PATH only: side images are stored at (0: the smallest side rule)
+    resize: tuple[int, int] | None = None  # (H, W); None: on 28x28 data the model's book size
     normalize: bool = False  # standardize with the train split's mean/std (dataset_stats)
     augment_crop: int = 0  # random-crop padding in pixels (0: no crop augmentation)
     augment_flip: bool = False  # random horizontal flips
@@ -103,6 +104,10 @@ class TrainConfig:
                      "limit_batches", "augment_crop"):
             _non_negative(name, getattr(self, name))
         _positive("log_every", self.log_every)
+        _non_negative("image_size", self.image_size)
+        if self.image_size and not self.dataset.startswith("folder:"):
+            raise ConfigError(f"image_size={self.image_size} applies to folder:PATH datasets; "
+                              f"resize {self.dataset} with resize (--resize H,W) instead")
         for name in ("weight_decay", "grad_clip", "warmup_epochs", "val_size"):
             _non_negative(name, getattr(self, name))
         if not 0.0 <= self.momentum < 1.0:

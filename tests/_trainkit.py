@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import gzip
+import io
+import pickle
 import struct
+import tarfile
 from pathlib import Path
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -74,3 +78,49 @@ class NaNAfter(nn.Module):
             if self.calls >= self.k:
                 out = out * float("nan")
         return out
+
+
+def write_image_folder(root: Path, classes: dict[str, int], size: tuple[int, int] = (12, 12),
+                       mode: str = "L", seed: int = 0,
+                       ext: str = "png") -> dict[str, list[np.ndarray]]:
+    """root/<class>/<i>.<ext> random images; returns the arrays written, per class."""
+    from PIL import Image
+
+    rng = np.random.default_rng(seed)
+    out: dict[str, list[np.ndarray]] = {}
+    for name, n in classes.items():
+        (root / name).mkdir(parents=True, exist_ok=True)
+        out[name] = []
+        for i in range(n):
+            shape = (size[1], size[0]) + ((3,) if mode == "RGB" else ())
+            a = rng.integers(0, 256, shape, dtype=np.uint8)
+            Image.fromarray(a, mode).save(root / name / f"{i:03d}.{ext}")
+            out[name].append(a)
+    return out
+
+
+def make_cifar_tar(path: Path, per_batch: int = 6, seed: int = 0) -> dict[str, np.ndarray]:
+    """A CIFAR-10 python tarball in the official layout, with `per_batch` images a batch.
+
+    cifar-10-batches-py/{data_batch_1..5, test_batch, batches.meta, readme.html}, each batch a
+    protocol-2 pickle of {b"batch_label", b"labels", b"data" (N, 3072) uint8, b"filenames"},
+    as the published file holds (written by Python 2, hence bytes keys).
+    """
+    rng = np.random.default_rng(seed)
+    arrays = {}
+    with tarfile.open(path, "w:gz") as tar:
+        def add(name: str, body: bytes) -> None:
+            info = tarfile.TarInfo(f"cifar-10-batches-py/{name}")
+            info.size = len(body)
+            tar.addfile(info, io.BytesIO(body))
+
+        for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+            images = rng.integers(0, 256, (per_batch, 3072), dtype=np.uint8)
+            labels = [int(v) for v in rng.integers(0, 10, per_batch)]
+            arrays[name] = (images, labels)
+            add(name, pickle.dumps({b"batch_label": name.encode(), b"labels": labels,
+                                    b"data": images,
+                                    b"filenames": [b"x.png"] * per_batch}, protocol=2))
+        add("batches.meta", pickle.dumps({b"label_names": [b"airplane"] * 10}, protocol=2))
+        add("readme.html", b"<html></html>")
+    return arrays

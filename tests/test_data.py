@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from _trainkit import make_cifar_tar
 
 from cnnlab import data, download
 from cnnlab.data import Augment, Loader, Split, load_dataset, read_idx, split_train_val
@@ -264,7 +265,7 @@ def test_nothing_found_and_mirrors_unreachable(tmp_path, monkeypatch):
 
 def test_unknown_dataset():
     with pytest.raises(ConfigError, match=r"unknown dataset 'cifar'; choose one of "
-                                          r"fashion-mnist, mnist"):
+                                          r"cifar10, fashion-mnist, mnist, or folder:PATH"):
         load_dataset("cifar")
 
 
@@ -656,3 +657,100 @@ def test_split_checks_its_dtypes_and_a_loader_never_changes_it():
     assert torch.equal(split.images, before)
     assert torch.all(loader.transform(split.images[:2]) == 1.0)
     assert torch.equal(split.images, before)
+
+
+# --- CIFAR-10 -------------------------------------------------------------------------------------
+
+
+def _sums(folder: Path, *names: str) -> None:
+    lines = "".join(f"{hashlib.sha256((folder / n).read_bytes()).hexdigest()}  {n}\n"
+                    for n in names)
+    (folder / "SHA256SUMS").write_text(lines)
+
+
+def test_cifar_tarball_loads_in_the_official_layout(tmp_path):
+    folder = tmp_path / "cifar10"
+    folder.mkdir()
+    arrays = make_cifar_tar(folder / data.CIFAR_TAR)
+    _sums(folder, data.CIFAR_TAR)  # not the published md5: SHA256SUMS vouches for it
+    for root in (tmp_path, folder):  # root/cifar10/ or root itself
+        ds = load_dataset("cifar10", root=root)
+        assert ds.root == folder and ds.channels == 3 and ds.classes[0] == "airplane"
+        assert ds.train.images.shape == (30, 3, 32, 32) and ds.test.images.shape == (6, 3, 32, 32)
+    first, labels = arrays["data_batch_1"]
+    # A row is the R, G and B planes, each 32 rows of 32: (N, C, H, W) as stored.
+    assert np.array_equal(ds.train.images[0, 1].numpy(), first[0, 1024:2048].reshape(32, 32))
+    assert ds.train.labels[:6].tolist() == labels
+    assert ds.test.labels.tolist() == arrays["test_batch"][1]
+    # torchvision's layout: the unpacked folder under root.
+    import tarfile
+
+    tv = tmp_path / "tv"
+    with tarfile.open(folder / data.CIFAR_TAR) as tar:
+        tar.extractall(tv, filter="data")
+    batches = tv / data.CIFAR_DIR
+    _sums(batches, *data.CIFAR_BATCH_MD5)
+    again = load_dataset("cifar10", root=tv)
+    assert torch.equal(again.train.images, ds.train.images)
+    report = data.verify_dataset("cifar10", root=tv)
+    assert set(report.values()) == {"sha256 matches SHA256SUMS"} and len(report) == 6
+
+
+def test_cifar_wrong_checksum_and_tampered_pickle(tmp_path):
+    folder = tmp_path / "cifar10"
+    folder.mkdir()
+    tar = folder / data.CIFAR_TAR
+    make_cifar_tar(tar)  # no SHA256SUMS: it must be the published file, and it is not
+    with pytest.raises(DataError, match=rf"{tar} fails its checksum .*published "
+                                        r"c58f30108f718f92721af3b95e74349a"):
+        load_dataset("cifar10", root=tmp_path)
+    with pytest.raises(DataError, match=rf"{tar} fails its checksum"):
+        data.verify_dataset("cifar10", root=tmp_path)
+    # A pickle naming anything but numpy's array rebuild is refused, not run.
+    import pickle
+
+    evil = pickle.dumps({"data": os.system, "labels": []}, protocol=2)
+    with pytest.raises(DataError, match=r"batch_x is not a CIFAR-10 batch .*posix.system"):
+        data._read_cifar_batch(evil, "batch_x")
+    with pytest.raises(DataError, match="truncated or corrupt"):
+        tar.write_bytes(tar.read_bytes()[:2000])
+        _sums(folder, data.CIFAR_TAR)
+        load_dataset("cifar10", root=tmp_path)
+
+
+def test_cifar_download_is_verified_and_atomic(tmp_path, server, monkeypatch):
+    make_cifar_tar(tmp_path / "src.tar.gz")
+    body = (tmp_path / "src.tar.gz").read_bytes()
+    server.routes[f"/b/{data.CIFAR_TAR}"] = (body, None)
+    base = f"http://127.0.0.1:{server.server_address[1]}"
+    info = dataclasses.replace(data.DATASETS["cifar10"], mirrors=(f"{base}/b/",),
+                               md5={data.CIFAR_TAR: "0" * 32})
+    monkeypatch.setitem(data.DATASETS, "cifar10", info)
+    cache = tmp_path / "xdg-cache" / "cnnlab" / "cifar10"
+    with pytest.raises(DataError, match="checksum mismatch"):
+        load_dataset("cifar10")
+    assert not cache.exists()  # nothing half-written
+    info = dataclasses.replace(info, md5={data.CIFAR_TAR: hashlib.md5(body).hexdigest()})
+    monkeypatch.setitem(data.DATASETS, "cifar10", info)
+    ds = load_dataset("cifar10")
+    assert ds.root == cache and len(ds.train) == 30
+    assert sorted(os.listdir(cache)) == ["SHA256SUMS", data.CIFAR_TAR]  # no .part left
+
+
+def test_colour_batches_resize_and_normalize_per_channel():
+    from PIL import Image
+
+    g = torch.Generator().manual_seed(0)
+    s = Split(torch.randint(0, 256, (6, 3, 20, 16), dtype=torch.uint8, generator=g),
+              torch.arange(6))
+    X = next(iter(Loader(s, 6, resize=(12, 10))))[0]
+    assert X.shape == (6, 3, 12, 10)
+    ref = np.stack([np.asarray(Image.fromarray(a.permute(1, 2, 0).numpy()).resize(
+        (10, 12), Image.BILINEAR)) for a in s.images]).transpose(0, 3, 1, 2) / 255
+    assert np.abs(X.numpy() - ref).max() <= 1 / 255 + 1e-5  # every channel as PIL resizes it
+    mean, std = (0.1, 0.2, 0.3), (0.5, 0.25, 2.0)
+    Y = next(iter(Loader(s, 6, resize=(12, 10), normalize=(mean, std))))[0]
+    want = (X - torch.tensor(mean).view(3, 1, 1)) / torch.tensor(std).view(3, 1, 1)
+    torch.testing.assert_close(Y, want)
+    with pytest.raises(ConfigError, match="one per channel"):
+        Loader(s, 6, normalize=((0.1, 0.2), (1.0, 1.0)))

@@ -1,0 +1,310 @@
+"""Class folders of image files, decoded once into uint8 arrays and cached between runs.
+
+    ds = load_dataset("folder:photos")     # via cnnlab.data; photos/<class>/*.png|jpg|...
+
+The layout is torchvision's ImageFolder convention: ROOT/<class>/<image> (subfolders of a class
+folder count as that class), class names sorted, hidden files and folders (".name") skipped. Either
+ROOT/train/<class>/... and ROOT/test/<class>/... (the test classes a subset of the train classes),
+or one folder that cnnlab.data splits per class, seeded.
+
+The size rule: every image is resized (PIL bilinear, antialiased) so its shorter side is S and its
+centre S x S kept. S is `image_size` when given, else the shorter side of the smallest image, so a
+folder of equal squares keeps its size and nothing is upscaled. Channels: 1 when every image is
+greyscale (PIL modes 1, L, LA, I, I;16, F), else 3 (RGB; alpha dropped, palettes expanded).
+
+The arrays are cached in the user cache (cnnlab/folders/), keyed on every file's path, size and
+mtime plus S; a later load only lists the folder and reads one file. The cache is written through
+a temporary file and a rename, so an interrupted first load leaves nothing half-written.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import tempfile
+import zipfile
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from cnnlab.download import user_cache_dir
+from cnnlab.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+__all__ = ["FolderImages", "IMAGE_EXTENSIONS", "available_memory", "read_image_folder"]
+
+# torchvision's IMG_EXTENSIONS (lower case).
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
+GREY_MODES = frozenset({"1", "L", "LA", "I", "I;16", "I;16B", "I;16L", "F"})
+CACHE_VERSION = 1  # bump when the decoding or the file format changes
+MEMORY_FRACTION = 0.8  # refuse a dataset whose arrays would take more of the available memory
+
+
+@dataclass
+class FolderImages:
+    """A class folder read into memory: the train images first, then the test images."""
+
+    images: np.ndarray  # uint8 (N, S, S) greyscale or (N, 3, S, S) colour
+    labels: np.ndarray  # int64 (N,)
+    classes: list[str]
+    n_train: int  # images[:n_train] are the train split
+    has_test: bool  # True: ROOT/train + ROOT/test; False: one folder (split by the caller)
+    root: Path
+    from_cache: bool = False
+
+
+# --- listing the folder ---------------------------------------------------------------------------
+
+
+def _is_hidden(name: str) -> bool:
+    return name.startswith(".")
+
+
+def _subfolders(folder: Path) -> list[str]:
+    try:
+        with os.scandir(folder) as it:
+            return sorted(e.name for e in it if e.is_dir() and not _is_hidden(e.name))
+    except OSError as e:
+        raise DataError(f"cannot read folder {folder}: {e.strerror or e}; check the path and its "
+                        "permissions") from e
+
+
+def _class_files(folder: Path) -> list[tuple[str, int, int]]:
+    """(path, size, mtime_ns) of every file under `folder`, sorted, hidden names skipped."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(folder, onerror=_walk_error, followlinks=True):
+        dirnames[:] = sorted(d for d in dirnames if not _is_hidden(d))
+        for name in filenames:
+            if _is_hidden(name):
+                continue
+            path = os.path.join(dirpath, name)
+            if not name.lower().endswith(IMAGE_EXTENSIONS):
+                raise DataError(f"{path} is not an image file (cnnlab reads "
+                                f"{', '.join(IMAGE_EXTENSIONS)}); move it out of the class folder")
+            try:
+                st = os.stat(path)
+            except OSError as e:
+                raise DataError(f"cannot read {path}: {e.strerror or e}") from e
+            out.append((path, st.st_size, st.st_mtime_ns))
+    out.sort()
+    return out
+
+
+def _walk_error(e: OSError) -> None:
+    raise DataError(f"cannot read folder {e.filename}: {e.strerror or e}; check its permissions")
+
+
+def _scan_classes(folder: Path, classes: list[str] | None = None
+                  ) -> tuple[list[str], list[tuple[str, int, int]], list[int]]:
+    """(classes, files, labels) of one ImageFolder-style folder."""
+    found = _subfolders(folder)
+    if not found:
+        n = sum(1 for p in folder.iterdir() if p.is_file() and not _is_hidden(p.name))
+        raise DataError(f"{folder} has no class subfolders (it holds {n} file(s) directly); put "
+                        f"each class's images in its own folder, {folder}/<class>/<image>")
+    if classes is None:
+        classes = found
+    else:
+        extra = sorted(set(found) - set(classes))
+        if extra:
+            raise DataError(f"{folder} has class folder(s) {', '.join(extra)} that "
+                            f"{folder.parent / 'train'} lacks; the test classes must be train "
+                            "classes")
+    files: list[tuple[str, int, int]] = []
+    labels: list[int] = []
+    for name in found:
+        got = _class_files(folder / name)
+        if not got:
+            raise DataError(f"class folder {folder / name} holds no images; add some or remove "
+                            "the folder")
+        files += got
+        labels += [classes.index(name)] * len(got)
+    return classes, files, labels
+
+
+def _layout(root: Path) -> tuple[list[str], list[tuple[str, int, int]], list[int], int, bool]:
+    """(classes, files, labels, n_train, has_test): the train files first."""
+    if not root.is_dir():
+        raise DataError(f"image folder {root} does not exist (folder:PATH names a folder holding "
+                        "one subfolder of images per class)")
+    subs = _subfolders(root)
+    if "train" in subs and "test" in subs:
+        classes, train, train_labels = _scan_classes(root / "train")
+        _, test, test_labels = _scan_classes(root / "test", classes)
+        return classes, train + test, train_labels + test_labels, len(train), True
+    classes, files, labels = _scan_classes(root)
+    return classes, files, labels, len(files), False
+
+
+# --- decoding ---------------------------------------------------------------------------------
+
+
+def _open(path: str):  # -> PIL.Image.Image
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        return Image.open(path)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
+        raise DataError(f"{path} is not a readable image ({type(e).__name__}: {e}); replace or "
+                        "remove it") from None
+
+
+def _header(path: str) -> tuple[int, int, bool]:
+    """(width, height, grey) from the file's header, without decoding its pixels."""
+    with _open(path) as im:
+        return im.size[0], im.size[1], im.mode in GREY_MODES
+
+
+def _decode(path: str, side: int, channels: int) -> np.ndarray:
+    """`path` as uint8 (side, side) or (side, side, 3): shorter side -> side, centre kept."""
+    from PIL import Image
+
+    mode = "L" if channels == 1 else "RGB"
+    try:
+        with _open(path) as im:
+            w, h = im.size
+            if (w, h) != (side, side) and im.format == "JPEG":
+                im.draft(mode, (side, side))  # decode at 1/2, 1/4, 1/8 scale when that suffices
+            scale_w, scale_h = im.size[0] / w, im.size[1] / h
+            im = im.convert(mode)
+            if im.size != (side, side):
+                short = min(w, h)  # the centre square, in the (possibly drafted) pixels
+                left, top = (w - short) / 2 * scale_w, (h - short) / 2 * scale_h
+                box = (left, top, left + short * scale_w, top + short * scale_h)
+                im = im.resize((side, side), Image.BILINEAR, box=box)
+            return np.asarray(im, dtype=np.uint8)
+    except DataError:
+        raise
+    except (OSError, ValueError, SyntaxError) as e:  # truncated or corrupt pixel data
+        raise DataError(f"{path} is a corrupt or truncated image ({e}); replace or remove "
+                        "it") from None
+
+
+def available_memory() -> int:
+    """Bytes of memory available to a new allocation (Linux MemAvailable, else free pages)."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return 1 << 62  # unknown: do not refuse
+
+
+def _gb(n: float) -> str:
+    return f"{n / 1e9:.2f} GB" if n >= 1e8 else f"{n / 1e6:.1f} MB"
+
+
+def _check_memory(root: Path, n: int, channels: int, side: int) -> None:
+    need = n * channels * side * side
+    free = available_memory()
+    if need > MEMORY_FRACTION * free:
+        fit = int((MEMORY_FRACTION * free / max(n * channels, 1)) ** 0.5)
+        raise DataError(f"{root}: {n} images at {side}x{side}x{channels} need {_gb(need)} in "
+                        f"memory, more than {MEMORY_FRACTION:.0%} of the {_gb(free)} available; "
+                        f"choose a smaller --image-size (at most about {fit})")
+
+
+def _decode_all(root: Path, files: list[tuple[str, int, int]], image_size: int | None,
+                threads: int) -> tuple[np.ndarray, int]:
+    """All files decoded into one uint8 array; (array, side)."""
+    paths = [f[0] for f in files]
+    with ThreadPoolExecutor(threads) as pool:  # PIL releases the GIL while it decodes
+        headers = list(pool.map(_header, paths, chunksize=256))
+        grey = all(g for _, _, g in headers)
+        channels = 1 if grey else 3
+        side = image_size or min(min(w, h) for w, h, _ in headers)
+        _check_memory(root, len(paths), channels, side)
+        shape = (len(paths), side, side) if grey else (len(paths), side, side, 3)
+        out = np.empty(shape, dtype=np.uint8)
+
+        def put(i: int) -> None:
+            out[i] = _decode(paths[i], side, channels)
+
+        for _ in pool.map(put, range(len(paths)), chunksize=256):
+            pass
+    if not grey:
+        out = np.ascontiguousarray(out.transpose(0, 3, 1, 2))  # (N, 3, S, S), as the models take
+    return out, side
+
+
+# --- the cache ----------------------------------------------------------------------------------
+
+
+def _cache_path(root: Path, image_size: int | None) -> Path:
+    tag = hashlib.sha256(str(root).encode()).hexdigest()[:16]
+    return user_cache_dir() / "folders" / f"{root.name}-{tag}-{image_size or 'auto'}.npz"
+
+
+def _key(root: Path, files: list[tuple[str, int, int]], labels: list[int], n_train: int,
+         image_size: int | None) -> str:
+    h = hashlib.sha256(f"{CACHE_VERSION}|{image_size}|{n_train}|".encode())
+    for (path, size, mtime), label in zip(files, labels):
+        h.update(f"{os.path.relpath(path, root)}\0{size}\0{mtime}\0{label}\n".encode())
+    return h.hexdigest()
+
+
+def _load_cache(path: Path, key: str) -> tuple[np.ndarray, dict] | None:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            meta = json.loads(bytes(z["meta"]).decode())
+            if meta.get("key") != key:
+                return None
+            return z["images"], meta
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, zipfile.BadZipFile) as e:
+        log.info("ignoring unreadable cache %s: %s", path, e)
+        return None
+
+
+def _save_cache(path: Path, images: np.ndarray, meta: dict) -> None:
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+    except OSError as e:
+        log.info("cannot write the folder cache %s (%s); the next load decodes again", path, e)
+        return
+    try:
+        with os.fdopen(fd, "wb") as f:
+            meta_bytes = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+            np.savez(f, images=images, meta=meta_bytes)
+        os.replace(tmp, path)
+    except OSError as e:
+        log.info("cannot write the folder cache %s (%s); the next load decodes again", path, e)
+    finally:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+
+
+def read_image_folder(root: str | Path, image_size: int | None = None, *,
+                      cache: bool = True, threads: int | None = None) -> FolderImages:
+    """Read a class folder (see the module docstring) into uint8 arrays, from the cache if fresh."""
+    if image_size is not None and (isinstance(image_size, bool) or not isinstance(image_size, int)
+                                   or image_size < 1):
+        raise ConfigError(f"image_size={image_size!r} must be a positive number of pixels")
+    root = Path(root).expanduser().resolve()
+    classes, files, labels, n_train, has_test = _layout(root)
+    key = _key(root, files, labels, n_train, image_size)
+    path = _cache_path(root, image_size)
+    label_arr = np.asarray(labels, dtype=np.int64)
+    hit = _load_cache(path, key) if cache else None
+    if hit is not None:
+        return FolderImages(hit[0], label_arr, classes, n_train, has_test, root, from_cache=True)
+    threads = threads or min(8, os.cpu_count() or 1)
+    images, side = _decode_all(root, files, image_size, threads)
+    if cache:
+        _save_cache(path, images, {"key": key, "root": str(root), "side": side,
+                                   "classes": classes, "files": len(files)})
+    return FolderImages(images, label_arr, classes, n_train, has_test, root)
