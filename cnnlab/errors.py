@@ -30,6 +30,10 @@ class TrainingError(CnnlabError):
     """Training cannot go on (a NaN loss, a run folder already in use, ...)."""
 
 
+class ExportError(CnnlabError):
+    """A model cannot be exported, or its exported file does not reproduce PyTorch."""
+
+
 def suggest(name: str, choices: Iterable[str], n: int = 3) -> str:
     """"; did you mean 'a', 'b' or 'c'?" for the closest distinct `choices`, '' if none is close."""
     close = difflib.get_close_matches(name, list(dict.fromkeys(choices)), n=n, cutoff=0.5)

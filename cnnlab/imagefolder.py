@@ -36,7 +36,8 @@ from cnnlab.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FolderImages", "IMAGE_EXTENSIONS", "available_memory", "read_image_folder"]
+__all__ = ["FolderImages", "IMAGE_EXTENSIONS", "available_memory", "decode_image",
+           "read_image_folder"]
 
 # torchvision's IMG_EXTENSIONS (lower case).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -76,27 +77,32 @@ def _subfolders(folder: Path) -> list[str]:
 
 def _class_files(folder: Path) -> list[tuple[str, int, int]]:
     """(path, size, mtime_ns) of every file under `folder`, sorted, hidden names skipped."""
-    out = []
-    for dirpath, dirnames, filenames in os.walk(folder, onerror=_walk_error, followlinks=True):
-        dirnames[:] = sorted(d for d in dirnames if not _is_hidden(d))
-        for name in filenames:
-            if _is_hidden(name):
+    out: list[tuple[str, int, int]] = []
+    todo = [str(folder)]
+    while todo:  # os.scandir: one stat per file, no per-path string work beyond a join
+        where = todo.pop()
+        try:
+            with os.scandir(where) as it:
+                entries = list(it)
+        except OSError as e:
+            raise DataError(f"cannot read folder {where}: {e.strerror or e}; check its "
+                            "permissions") from e
+        for e in entries:
+            if _is_hidden(e.name):
                 continue
-            path = os.path.join(dirpath, name)
-            if not name.lower().endswith(IMAGE_EXTENSIONS):
-                raise DataError(f"{path} is not an image file (cnnlab reads "
+            if e.is_dir():
+                todo.append(e.path)
+                continue
+            if not e.name.lower().endswith(IMAGE_EXTENSIONS):
+                raise DataError(f"{e.path} is not an image file (cnnlab reads "
                                 f"{', '.join(IMAGE_EXTENSIONS)}); move it out of the class folder")
             try:
-                st = os.stat(path)
-            except OSError as e:
-                raise DataError(f"cannot read {path}: {e.strerror or e}") from e
-            out.append((path, st.st_size, st.st_mtime_ns))
+                st = e.stat()
+            except OSError as err:
+                raise DataError(f"cannot read {e.path}: {err.strerror or err}") from err
+            out.append((e.path, st.st_size, st.st_mtime_ns))
     out.sort()
     return out
-
-
-def _walk_error(e: OSError) -> None:
-    raise DataError(f"cannot read folder {e.filename}: {e.strerror or e}; check its permissions")
 
 
 def _scan_classes(folder: Path, classes: list[str] | None = None
@@ -160,7 +166,7 @@ def _header(path: str) -> tuple[int, int, bool]:
         return im.size[0], im.size[1], im.mode in GREY_MODES
 
 
-def _decode(path: str, side: int, channels: int) -> np.ndarray:
+def decode_image(path: str, side: int, channels: int) -> np.ndarray:
     """`path` as uint8 (side, side) or (side, side, 3): shorter side -> side, centre kept."""
     from PIL import Image
 
@@ -177,7 +183,7 @@ def _decode(path: str, side: int, channels: int) -> np.ndarray:
                 left, top = (w - short) / 2 * scale_w, (h - short) / 2 * scale_h
                 box = (left, top, left + short * scale_w, top + short * scale_h)
                 im = im.resize((side, side), Image.BILINEAR, box=box)
-            return np.asarray(im, dtype=np.uint8)
+            return np.array(im, dtype=np.uint8)  # a writable copy
     except DataError:
         raise
     except (OSError, ValueError, SyntaxError) as e:  # truncated or corrupt pixel data
@@ -228,7 +234,7 @@ def _decode_all(root: Path, files: list[tuple[str, int, int]], image_size: int |
         out = np.empty(shape, dtype=np.uint8)
 
         def put(i: int) -> None:
-            out[i] = _decode(paths[i], side, channels)
+            out[i] = decode_image(paths[i], side, channels)
 
         for _ in pool.map(put, range(len(paths)), chunksize=256):
             pass
@@ -248,8 +254,9 @@ def _cache_path(root: Path, image_size: int | None) -> Path:
 def _key(root: Path, files: list[tuple[str, int, int]], labels: list[int], n_train: int,
          image_size: int | None) -> str:
     h = hashlib.sha256(f"{CACHE_VERSION}|{image_size}|{n_train}|".encode())
-    for (path, size, mtime), label in zip(files, labels):
-        h.update(f"{os.path.relpath(path, root)}\0{size}\0{mtime}\0{label}\n".encode())
+    skip = len(str(root)) + 1  # every path starts with root + "/": keyed relative to root
+    h.update("".join(f"{path[skip:]}\0{size}\0{mtime}\0{label}\n"
+                     for (path, size, mtime), label in zip(files, labels)).encode())
     return h.hexdigest()
 
 
