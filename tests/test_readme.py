@@ -47,16 +47,25 @@ ELSEWHERE = {
     "make test": ".ci/run",  # CI runs exactly this; `make -n test` is checked below
     "torchrun --nproc_per_node 2 -m cnnlab train lenet_modern --out runs/ddp":
         "tests/test_cli.py::test_two_processes_with_torchrun",
+    # No CIFAR-10 here (no network): a tarball in the official layout, built by the test.
+    "cnnlab data verify cifar10 --root /path/to/cifar":
+        "tests/test_cli.py::test_cifar10_from_a_tarball_trains_three_channel_models",
+    "cnnlab train resnet18_small --dataset cifar10 --epochs 15 --lr 0.1 --momentum 0.9 "
+    "--schedule onecycle --normalize --augment-crop 4 --augment-flip --out runs/cifar":
+        "tests/test_cli.py::test_cifar10_from_a_tarball_trains_three_channel_models",
 }
 
 # What a successful command prints, by subcommand: each string must appear in its output.
 EXPECT = {"train": ("run folder:",), "report": ("report: ",), "eval": ("accuracy ",),
           "summary": ("Total params", "| Layer (type) |"), "models": ("lenet", "resnet18"),
-          "recipes": ("lenet",), "verify": ("OK, 60000 train + 10000 test",),
+          "recipes": ("lenet",), "verify": ("OK, 60000 train + 10000 test", "images decode"),
+          "export": ("predicted classes agree 100%",),
           "download": (" train + ",), "show": ("with their labels",)}
 
 # Image files README's `predict` line names: (test image index, make it a light-ground photo).
 PREDICT_INPUTS = {"shoe.png": (0, False), "shirt.jpg": (1, True)}
+# README's own image folder (`--dataset folder:photos`): class -> images, RGB JPEGs of two sizes.
+PHOTOS = {"bag": 8, "shirt": 8, "shoe": 8}
 
 
 # --- reading README ----------------------------------------------------------------------------
@@ -230,6 +239,21 @@ def _predict_inputs(folder: Path, data_root: Path) -> None:
             Image.fromarray(img, "L").save(folder / name)
 
 
+def _photo_folder(folder: Path) -> None:
+    """photos/<class>/*.jpg: small RGB pictures, a few not square (cut by the size rule)."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for k, (name, n) in enumerate(PHOTOS.items()):
+        (folder / "photos" / name).mkdir(parents=True)
+        for i in range(n):
+            size = (40, 48) if i % 2 else (36, 36)
+            a = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+            a[..., k] = 255  # one colour per class: learnable
+            Image.fromarray(a).save(folder / "photos" / name / f"{i:03d}.jpg", quality=90)
+
+
 def _run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
     from cnnlab.cli import main
 
@@ -251,6 +275,8 @@ def test_readme_commands_run(data_root: Path, tmp_path: Path, monkeypatch: pytes
         if first.startswith("# ") and first.endswith(".toml"):
             (tmp_path / first[2:]).write_text(block)
     _predict_inputs(tmp_path, data_root)
+    _photo_folder(tmp_path)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))  # the folder cache: here
     ran = 0
     for cmd, shown in shell_lines():
         if cmd in ELSEWHERE:
