@@ -27,7 +27,7 @@ class TrainConfig:
     """Hyperparameters, data pipeline and run mechanics of one training run."""
 
     # --- what to train on -------------------------------------------------------------------
-    model: str = ""  # zoo name (create_model); recorded so `resume` can rebuild the network
+    model: str = ""  # zoo name (`cnnlab models`), as the positional; recorded for `resume`
     dataset: str = "fashion-mnist"  # fashion-mnist, mnist, cifar10 or folder:PATH (class folders)
     data_root: str | None = None  # folder holding the datasets (None: cnnlab.data's search order)
     image_size: int = 0  # folder:PATH only: side images are stored at (0: the smallest side rule)
