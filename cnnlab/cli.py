@@ -183,7 +183,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="datasets folder, as `train --data-root` takes it (default: CNNLAB_DATA, "
                         "...)")
     d.add_argument("--split", choices=("train", "test"), default="train", help="show: which split")
-    d.add_argument("--count", type=int, default=32, help="show: how many samples")
+    d.add_argument("--count", type=int, default=32, help="show: how many samples (1-256)")
     d.add_argument("--seed", type=int, default=0, help="show: which samples (seeded)")
     d.add_argument("--out", type=Path, help="show: PNG path (default: <name>-samples.png)")
 
@@ -323,6 +323,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         return _finish_train(result, Path(args.resume), args)
 
     recipe, config, out, model_kwargs = plan_train(args)
+    from cnnlab.memory import check_run_fits
+
+    check_run_fits(recipe.model, config, model_kwargs)  # refuse at once what cannot fit
     if _is_rank0():
         print(f"cnnlab: {recipe.name}: {recipe.model} on {config.dataset} -> {out}",
               file=sys.stderr)
@@ -511,7 +514,11 @@ def cmd_recipes(args: argparse.Namespace) -> int:
 def cmd_data(args: argparse.Namespace) -> int:
     """Download, verify or show a dataset."""
     from cnnlab import data
+    from cnnlab.plots import MAX_GRID_IMAGES
 
+    if args.action == "show" and not 1 <= args.count <= MAX_GRID_IMAGES:
+        raise ConfigError(f"--count {args.count} must be from 1 to {MAX_GRID_IMAGES} (a grid of "
+                          "more images is not readable)")
     if args.action == "verify":
         files = data.verify_dataset(args.name, root=args.root)
         for name, how in sorted(files.items()):

@@ -195,14 +195,16 @@ class Dataset:
     def save_grid(self, path: str | os.PathLike, split: str = "train", n: int = 16, *,
                   indices: Sequence[int] | None = None, seed: int = 0, ncols: int = 8) -> Path:
         """Save a PNG grid of `n` random images of a split (or those at `indices`) with labels."""
-        from cnnlab.plots import save_image_grid  # matplotlib only when a picture is wanted
+        from cnnlab.plots import MAX_GRID_IMAGES, save_image_grid  # matplotlib only if needed
 
         if split not in ("train", "test"):
             raise ConfigError(f"split={split!r} must be 'train' or 'test'")
         s = self.train if split == "train" else self.test
         if indices is None:
-            if isinstance(n, bool) or not isinstance(n, numbers.Integral) or n < 1:
-                raise ConfigError(f"n={n!r} must be a positive number of images")
+            if isinstance(n, bool) or not isinstance(n, numbers.Integral) or not (
+                    1 <= n <= MAX_GRID_IMAGES):
+                raise ConfigError(f"n={n!r} must be a number of images from 1 to "
+                                  f"{MAX_GRID_IMAGES} (a grid of more is not readable)")
             g = torch.Generator().manual_seed(seed)
             indices = torch.randperm(len(s), generator=g)[: min(n, len(s))]
         part = s.subset(indices)

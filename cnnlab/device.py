@@ -27,6 +27,7 @@ import contextlib
 import functools
 import math
 import os
+import re
 import time
 
 import torch
@@ -34,8 +35,9 @@ import torch
 from cnnlab.errors import ConfigError
 from cnnlab.train_config import AMP_MODES
 
-__all__ = ["AMP_MODES", "PRECISIONS", "ThreadPolicy", "autocast", "cpu_has_native_bf16",
-           "pick_device", "precision_dtype", "resolve_precision", "threads_for_load"]
+__all__ = ["AMP_MODES", "PRECISIONS", "ThreadPolicy", "autocast", "available_memory",
+           "cpu_has_native_bf16", "pick_device", "precision_dtype", "resolve_precision",
+           "threads_for_load"]
 
 PRECISIONS = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # resolved word -> dtype
 PRECISION_NAMES = {"off": "float32", "bf16": "bfloat16 autocast", "fp16": "float16 autocast"}
@@ -192,3 +194,65 @@ class ThreadPolicy:
         mean = self._thread_seconds / self._seconds if self._seconds else float(self.threads)
         self._thread_seconds = self._seconds = 0.0
         return mean
+
+
+# --- memory a run can still take ----------------------------------------------------------------
+
+MEMORY_ENV = "CNNLAB_AVAILABLE_MEMORY"
+
+
+def _read_int(path: str) -> int | None:
+    try:
+        with open(path) as f:
+            text = f.read().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None  # "max" (no cgroup limit) -> None
+
+
+def _host_available() -> int | None:
+    """MemAvailable of /proc/meminfo, else free pages; less if a cgroup limit leaves less."""
+    found = None
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    found = int(line.split()[1]) * 1024
+                    break
+    except (OSError, ValueError, IndexError):
+        pass
+    if found is None:
+        try:
+            found = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        except (ValueError, OSError, AttributeError):  # not a POSIX system
+            return None
+    # A container's memory limit (cgroup v2, else v1) can be far below the host's free memory.
+    for limit, usage in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
+                         ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
+                          "/sys/fs/cgroup/memory/memory.usage_in_bytes")):
+        cap, used = _read_int(limit), _read_int(usage)
+        if cap is not None and used is not None and cap < 2**60:
+            found = min(found, max(cap - used, 0))
+            break
+    return found
+
+
+def available_memory(device: torch.device) -> int | None:
+    """Bytes a run can still allocate on `device` (None when it cannot be told).
+
+    CUDA: the device's free memory. CPU (and MPS, which shares it): MemAvailable, capped by a
+    cgroup's limit. $CNNLAB_AVAILABLE_MEMORY (e.g. 8G, 512M) overrides the figure: lower it to
+    test a small machine, raise it to go ahead where swap makes room.
+    """
+    forced = os.environ.get(MEMORY_ENV, "").strip()
+    if forced:
+        size = re.fullmatch(r"(\d+(?:\.\d*)?)\s*([kKmMgGtT]?)(i?)[bB]?", forced)
+        if size is None:
+            raise ConfigError(f"{MEMORY_ENV}={forced!r} is not a size such as 8G or 512M")
+        number, prefix, binary = size.groups()
+        power = "kmgt".find(prefix.lower()) + 1 if prefix else 0
+        return int(float(number) * (1024 if binary else 1000) ** power)
+    if device.type == "cuda":
+        free, _ = torch.cuda.mem_get_info(device)
+        return int(free)
+    return _host_available()

@@ -25,8 +25,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.nn.parameter import is_lazy
 
-from cnnlab.opcount import one_value_per_channel_allowed
+from cnnlab.errors import ConfigError
+from cnnlab.opcount import ModuleTracker, OpCounts, count_step, one_value_per_channel_allowed
 from cnnlab.train_config import make_optimizer
 
 
@@ -209,3 +211,104 @@ def estimate(model: nn.Module, dtype: torch.dtype, optimizer: str, input_bytes: 
         output=output_bytes,
         activations=activation_bytes,
     )
+
+
+# --- will a whole run fit? --------------------------------------------------------------------
+
+@dataclass
+class RunMemory:
+    """What a training run holds at its highest point, in bytes: the memory guard's figures."""
+
+    model: int  # parameters, buffers, gradients and optimizer state: alive the whole run
+    train_step: int  # the batch being prepared, its input, output and saved activations
+    eval_batch: int  # an evaluation batch: its input and the largest layer's input and output
+    data: int  # the dataset's own copy on the device (0 on the CPU: it is already in memory)
+    batch_size: int
+    eval_batch_size: int
+
+    @property
+    def total(self) -> int:
+        """The highest point: training and evaluation take turns, the rest stays."""
+        return self.model + max(self.train_step, self.eval_batch) + self.data
+
+
+def run_memory(model: nn.Module, input_size: tuple[int, ...], *, batch_size: int,
+               eval_batch_size: int, optimizer: str = "sgd", momentum: float = 0.0,
+               data_bytes: int = 0) -> RunMemory | None:
+    """Estimate a run's peak memory by counting one training step on the meta device.
+
+    Nothing is allocated (the model's tensors are swapped for meta ones), so this is instant at
+    any input size. None when the model cannot be counted there (Lazy layers that have not run,
+    an op without a meta kernel, a shape the model rejects: the run will say so itself).
+    """
+    if any(is_lazy(p) for p in model.parameters()):
+        return None
+    tracker = ModuleTracker(model, OpCounts())
+    x = torch.zeros((batch_size, *input_size), dtype=torch.float32, device="meta")
+    try:
+        out_bytes = count_step(model, x, tracker, torch.float32)
+    except (RuntimeError, ValueError, IndexError, NotImplementedError):
+        return None
+    sample = x[0].numel() * 4  # one float32 input
+    step = estimate(model, torch.float32, optimizer, batch_size * sample, out_bytes,
+                    sum(tracker.counts.saved_bytes.values()), momentum)
+    # An inference forward holds one layer's input and output at a time (plus the batch).
+    largest = max((rec.output_bytes / max(rec.calls, 1) for rec in tracker.calls.values()
+                   if not any(True for _ in rec.module.children())), default=0) / batch_size
+    return RunMemory(
+        model=step.params + step.buffers + step.grads + step.optimizer_state,
+        train_step=step.input + step.output + step.activations + batch_size * sample,
+        eval_batch=int(eval_batch_size * 2 * (sample + largest)),
+        data=data_bytes, batch_size=batch_size, eval_batch_size=eval_batch_size)
+
+
+def _size(n: float) -> str:
+    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
+
+
+def check_fits(need: RunMemory, available: int | None, what: str, where: str) -> None:
+    """ConfigError, before any work, when `need` exceeds the `available` bytes (None: unknown)."""
+    if available is None or need.total <= available:
+        return
+    parts = [f"model and optimizer {_size(need.model)}",
+             f"training batch of {need.batch_size} {_size(need.train_step)}",
+             f"evaluation batch of {need.eval_batch_size} {_size(need.eval_batch)}"]
+    if need.data:
+        parts.append(f"data {_size(need.data)}")
+    raise ConfigError(f"{what} needs about {_size(need.total)} of memory ({', '.join(parts)}) "
+                      f"but {_size(available)} is available on {where}; lower resize, batch_size "
+                      "or eval_batch_size (or set CNNLAB_AVAILABLE_MEMORY to go ahead anyway)")
+
+
+def check_run_fits(model: str, config: Any, model_kwargs: dict[str, Any] | None = None
+                   ) -> RunMemory | None:
+    """Refuse (ConfigError, one line with the estimate) a run of zoo `model` with TrainConfig
+    `config` whose model, batches and data will not fit in the device's available memory.
+
+    Runs before any work: the model is built on the meta device, so a run that would need 500 GB
+    is refused in a second instead of being killed by the kernel minutes later. Returns the
+    estimate (None when it cannot be made).
+    """
+    from cnnlab import data as cdata
+    from cnnlab.device import available_memory, pick_device
+    from cnnlab.models import create_model, default_input_size
+
+    ds = cdata.load_dataset(config.dataset, root=config.data_root)
+    h, w = config.resize or default_input_size(model)[1:]  # the engine's rule
+    device = pick_device(config.device)
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    with torch.device("meta"):
+        net = create_model(model, num_classes=len(ds.classes), in_channels=1,
+                           **{**(model_kwargs or {}), "input_size": (h, w)})
+    # The loader copies each split to the device once; on the CPU it is the copy just loaded.
+    data = 0 if device.type == "cpu" else sum(
+        s.images.nbytes + s.labels.nbytes for s in (ds.train, ds.test))
+    need = run_memory(net, (1, h, w), batch_size=max(config.batch_size // world, 1),
+                      eval_batch_size=config.eval_batch_size, optimizer=config.optimizer,
+                      momentum=config.momentum, data_bytes=data)
+    available = available_memory(device)
+    if need is not None and available is not None and device.type != "cuda":
+        available //= int(os.environ.get("LOCAL_WORLD_SIZE", world))  # processes share the host
+    if need is not None:
+        check_fits(need, available, f"{model} at {h}x{w}", str(device))
+    return need

@@ -18,8 +18,14 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from cnnlab.download import temp_sibling
+from cnnlab.errors import ConfigError
 
-__all__ = ["curves_figure", "plot_curves", "save_image_grid", "plot_confusion", "save_figure"]
+__all__ = ["MAX_GRID_IMAGES", "curves_figure", "plot_curves", "save_image_grid", "plot_confusion",
+           "save_figure"]
+
+# A grid larger than this is no longer a picture a person reads, and its figure grows without
+# bound (60,000 subplots take minutes and gigabytes): refuse it instead.
+MAX_GRID_IMAGES = 256
 
 
 def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 110, tight: bool = True) -> Path:
@@ -139,6 +145,9 @@ def save_image_grid(
     """A grid of images with an optional caption under each one (what `d2l.show_images` draws)."""
     x = _as_images(images)
     n = len(x)
+    if n > MAX_GRID_IMAGES:
+        raise ConfigError(f"{n} images are more than a grid shows ({MAX_GRID_IMAGES} at most); "
+                          "pick fewer")
     ncols = max(1, min(ncols, n))
     nrows = max(1, -(-n // ncols))
     lines = max((str(t).count("\n") + 1 for t in titles), default=0) if titles else 0

@@ -151,6 +151,8 @@ def test_config_file_errors_are_one_line_exit_2(toml: str | bytes | None, messag
     (["train", "--config", "missing.toml"], "config file missing.toml does not exist"),
     (["summary", "resnet81"], "unknown model 'resnet81'; did you mean 'resnet18'"),
     (["models", "zzz*"], "no model matches 'zzz*'"),
+    (["data", "show", "mnist", "--count", "100000"], "--count 100000 must be from 1 to 256"),
+    (["data", "show", "mnist", "--count", "0"], "--count 0 must be from 1 to 256"),
     (["train", "lenet", "--lr", "nan"], "lr=nan is not a finite number"),
     (["train", "lenet", "--lr", "inf"], "lr=inf is not a finite number"),
     (["train", "lenet", "--patience", "2", "--eval-every", "0"], "eval_every=0 never validates"),
@@ -446,3 +448,25 @@ def test_cifar10_from_a_tarball_trains_three_channel_models(tmp_path, monkeypatc
         rc, out, _ = run(["train", model, *common, "--dry-run", "--out", str(tmp_path / model)],
                          capsys)
         assert rc == 0 and "dry run OK" in out and "native size" in out
+
+
+def test_a_run_that_cannot_fit_in_memory_is_refused_at_once(data_root: Path,
+                                                            tmp_path: Path) -> None:
+    # Before the guard, this grew to 22.5 GB and was killed by the kernel after a minute.
+    import time
+
+    env = {**os.environ, "PYTHONPATH": str(REPO), "CNNLAB_DATA": str(data_root),
+           "CNNLAB_AVAILABLE_MEMORY": "64G"}
+    start = time.monotonic()
+    proc = subprocess.run(
+        [sys.executable, "-m", "cnnlab", "train", "lenet_modern", "--resize", "3000,3000",
+         "--dry-run", "--out", str(tmp_path / "run")],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=120)
+    seconds = time.monotonic() - start
+    assert proc.returncode == 2 and proc.stdout == "", proc.stderr[-2000:]
+    assert len(_lines(proc.stderr)) == 1
+    assert re.match(r"cnnlab: error: lenet_modern at 3000x3000 needs about \d+\.\d GB of memory "
+                    r"\(.*training batch of 128 .*\) but 64\.0 GB is available on cpu; lower "
+                    "resize", proc.stderr), proc.stderr
+    assert not (tmp_path / "run").exists()
+    assert seconds < 60  # the process start and the data load; the estimate itself is instant

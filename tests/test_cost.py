@@ -480,3 +480,35 @@ def test_alexnet_vs_vgg_comparison() -> None:
     conv_ratio = c.b.total_macs / small.b.total_macs
     assert 4.0 < conv_ratio < (224 / 96) ** 2 + 0.5
     assert "ratio" in str(c) and "vgg11" in str(c)
+
+
+# --- the memory guard: will a whole run fit? -------------------------------------------------
+
+def test_run_memory_counts_on_meta_and_scales_with_the_input() -> None:
+    with torch.device("meta"):
+        small = models.create_model("lenet_modern", input_size=(28, 28))
+        huge = models.create_model("lenet_modern", input_size=(3000, 3000))
+    a = memory.run_memory(small, (1, 28, 28), batch_size=128, eval_batch_size=1024)
+    # The same counting pass as summary(): the step's estimate is the same figure.
+    s = summary(small, (1, 28, 28), batch_size=128, measure_memory=False)
+    assert a.model + a.train_step == s.memory.total + 128 * 28 * 28 * 4  # + the batch prepared
+    assert a.eval_batch > 1024 * 28 * 28 * 4 * 2  # the evaluation batch and its largest layer
+    b = memory.run_memory(huge, (1, 3000, 3000), batch_size=128, eval_batch_size=1024)
+    assert b.total > 100e9 > 1e9 > a.total  # ~525 GB: nothing of it was allocated
+    with torch.device("meta"):
+        lazy = nn.Sequential(nn.LazyLinear(3))
+    assert memory.run_memory(lazy, (4,), batch_size=2, eval_batch_size=2) is None
+
+
+def test_check_fits_refuses_in_one_line_with_the_estimate() -> None:
+    need = memory.RunMemory(model=2 * 10**9, train_step=10**9, eval_batch=5 * 10**9,
+                            data=10**8, batch_size=128, eval_batch_size=1024)
+    assert need.total == 7.1e9
+    memory.check_fits(need, 8 * 10**9, "m", "cpu")  # fits: nothing happens
+    memory.check_fits(need, None, "m", "cpu")  # unknown: nothing happens
+    with pytest.raises(ConfigError) as err:
+        memory.check_fits(need, 4 * 10**9, "lenet at 96x96", "cuda:0")
+    assert str(err.value).startswith(
+        "lenet at 96x96 needs about 7.1 GB of memory (model and optimizer 2.0 GB, training batch "
+        "of 128 1.0 GB, evaluation batch of 1024 5.0 GB, data 100 MB) but 4.0 GB is available "
+        "on cuda:0; lower resize, batch_size or eval_batch_size")

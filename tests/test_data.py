@@ -632,6 +632,8 @@ def test_real_fashion_mnist(data_root, tmp_path):
     assert data.dataset_stats(ds) == (mean, std)
     png = ds.save_grid(tmp_path / "grid.png", n=8)
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    with pytest.raises(ConfigError, match="n=60000 must be a number of images from 1 to 256"):
+        ds.save_grid(tmp_path / "all.png", n=60000)  # used to draw 60,000 subplots
     report = data.verify_dataset("fashion-mnist", root=data_root)
     assert set(report.values()) == {"sha256 matches SHA256SUMS"}
 

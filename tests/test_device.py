@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -11,8 +12,10 @@ from _trainkit import TinyNet, make_dataset
 
 from cnnlab.device import (
     CPU_BF16_ENV,
+    MEMORY_ENV,
     ThreadPolicy,
     autocast,
+    available_memory,
     cpu_has_native_bf16,
     pick_device,
     precision_dtype,
@@ -138,3 +141,18 @@ def test_thread_policy_sees_a_real_neighbour() -> None:
         busy.kill()
         busy.wait()
         torch.set_num_threads(n)
+
+
+def test_available_memory_reads_the_host_and_takes_an_override(monkeypatch) -> None:
+    monkeypatch.delenv(MEMORY_ENV, raising=False)
+    free = available_memory(CPU)
+    if free is not None:  # MemAvailable (capped by a cgroup) is below the machine's total
+        total = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+        assert 0 < free <= total
+    for text, value in (("8G", 8 * 10**9), ("512M", 512 * 10**6), ("1.5GiB", 3 * 2**29),
+                        ("2 GB", 2 * 10**9), ("4096", 4096)):
+        monkeypatch.setenv(MEMORY_ENV, text)
+        assert available_memory(CPU) == value
+    monkeypatch.setenv(MEMORY_ENV, "lots")
+    with pytest.raises(ConfigError, match=f"{MEMORY_ENV}='lots' is not a size such as 8G"):
+        available_memory(CPU)

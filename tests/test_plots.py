@@ -87,3 +87,11 @@ def test_pictures_get_the_usual_file_mode(tmp_path, umask):
         os.umask(old)
     modes = {p.name: stat.S_IMODE(p.stat().st_mode) for p in tmp_path.iterdir()}
     assert modes == dict.fromkeys(("a.png", "b.txt", "c.txt"), 0o666 & ~umask)
+
+
+def test_a_grid_has_a_size_limit(tmp_path):
+    from cnnlab.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="257 images are more than a grid shows"):
+        plots.save_image_grid(torch.rand(plots.MAX_GRID_IMAGES + 1, 4, 4), None, tmp_path / "g.png")
+    assert not list(tmp_path.iterdir())
