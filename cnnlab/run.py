@@ -12,6 +12,8 @@ same way, in the precision the run recorded.
 from __future__ import annotations
 
 import json
+import re
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -327,8 +329,19 @@ def read_image(path: str | Path) -> torch.Tensor:
     if not path.is_file():
         raise DataError(f"image {path} does not exist")
     try:
-        with Image.open(path) as im:
-            arr = torch.from_numpy(np.asarray(im.convert("RGBA"), dtype=np.float32) / 255.0)
+        # A file whose header claims more pixels than Pillow's limit (Image.MAX_IMAGE_PIXELS,
+        # 89 million) would take gigabytes to decode: refuse it before decoding, not only past
+        # twice the limit where Pillow itself stops (its warning becomes the error here).
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                arr = torch.from_numpy(np.asarray(im.convert("RGBA"), dtype=np.float32) / 255.0)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
+        claimed = re.search(r"\((\d+) pixels\)", str(err))
+        size = f"{int(claimed.group(1)):,} pixels" if claimed else "too many pixels"
+        raise DataError(f"image {path} claims {size}, more than the {Image.MAX_IMAGE_PIXELS:,} "
+                        "cnnlab decodes (a decompression bomb?); give a smaller PNG or JPEG"
+                        ) from None
     except (OSError, ValueError, UnidentifiedImageError) as err:
         raise DataError(f"cannot read image {path} ({err}); give a PNG or JPEG file") from None
     rgb, alpha = arr[..., :3], arr[..., 3]  # (H, W, 3), (H, W)

@@ -7,6 +7,7 @@ import io
 import pickle
 import struct
 import tarfile
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -124,3 +125,15 @@ def make_cifar_tar(path: Path, per_batch: int = 6, seed: int = 0) -> dict[str, n
         add("batches.meta", pickle.dumps({b"label_names": [b"airplane"] * 10}, protocol=2))
         add("readme.html", b"<html></html>")
     return arrays
+
+
+def bomb_png(path: Path, width: int, height: int) -> Path:
+    """A PNG whose header claims width x height pixels (its data would inflate to gigabytes)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return (struct.pack(">I", len(data)) + kind + data
+                + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)  # 8-bit grayscale
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr)
+                     + chunk(b"IDAT", zlib.compress(b"\0" * 1000)) + chunk(b"IEND", b""))
+    return path

@@ -333,6 +333,11 @@ def test_predict_image_files(trained: tuple[Path, str], tmp_path: Path,
                         r"\d+\.\d%\n", out)
     rc, out, err = run(["predict", str(run_dir), str(tmp_path / "none.png")], capsys)
     assert rc == 2 and "does not exist" in err
+    from _trainkit import bomb_png
+
+    bomb = bomb_png(tmp_path / "bomb.png", 100_000, 100_000)
+    rc, out, err = run(["predict", str(run_dir), str(bomb)], capsys)
+    assert rc == 2 and out == "" and len(_lines(err)) == 1 and "decompression bomb" in err
 
 
 def test_report_command_rewrites_the_report(trained: tuple[Path, str],

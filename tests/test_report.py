@@ -12,6 +12,7 @@ import matplotlib.image
 import numpy as np
 import pytest
 import torch
+from _trainkit import bomb_png
 
 from cnnlab.errors import ConfigError, DataError
 from cnnlab.report import write_report
@@ -183,6 +184,18 @@ def test_read_image_color_alpha_jpeg_and_errors(tmp_path: Path) -> None:
         read_image(tmp_path / "c.png")
     with pytest.raises(DataError, match="does not exist"):
         read_image(tmp_path / "missing.png")
+
+
+@pytest.mark.parametrize("side", [10_000, 100_000])  # Pillow warns past 89 Mpx, stops past 179
+def test_read_image_refuses_a_decompression_bomb(tmp_path: Path, side: int) -> None:
+    import warnings
+
+    path = bomb_png(tmp_path / "bomb.png", side, side)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # and no warning escapes either
+        with pytest.raises(DataError, match=rf"bomb.png claims {side * side:,} pixels, more than "
+                                            r"the 89,478,485 cnnlab decodes"):
+            read_image(path)
 
 
 def test_report_of_a_resized_normalized_run(data_root: Path, tmp_path: Path) -> None:
