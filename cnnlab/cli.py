@@ -308,6 +308,7 @@ def plan_train(args: argparse.Namespace) -> tuple[Any, Any, Path, dict[str, Any]
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a recipe or a model (or resume a run) and print the test accuracy and run folder."""
     from cnnlab import train as engine
+    from cnnlab.memory import check_run_fits  # refuses at once a run that cannot fit
 
     if args.resume is not None:
         if args.target or args.config or args.out:
@@ -317,22 +318,19 @@ def cmd_train(args: argparse.Namespace) -> int:
             changes = _flags(args)
             if "model" in changes:
                 raise ConfigError("--resume DIR trains the model recorded in DIR; drop --model")
-            result = engine.resume(args.resume, **changes)
+            result = engine.resume(args.resume, preflight=check_run_fits, **changes)
         except KeyboardInterrupt:
             raise _Interrupted(args.resume) from None
         return _finish_train(result, Path(args.resume), args)
 
     recipe, config, out, model_kwargs = plan_train(args)
-    from cnnlab.memory import check_run_fits
-
-    check_run_fits(recipe.model, config, model_kwargs)  # refuse at once what cannot fit
     if _is_rank0():
         print(f"cnnlab: {recipe.name}: {recipe.model} on {config.dataset} -> {out}",
               file=sys.stderr)
     try:
         # The zoo name, not a built module: the run records it, seeds the init, can be resumed.
         result = engine.train(recipe.model, config.dataset, config, out_dir=out,
-                              model_kwargs=model_kwargs)
+                              model_kwargs=model_kwargs, preflight=check_run_fits)
     except KeyboardInterrupt:  # a second Ctrl-C: the engine stops without a checkpoint
         raise _Interrupted(out) from None
     return _finish_train(result, out, args)

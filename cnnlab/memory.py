@@ -280,35 +280,37 @@ def check_fits(need: RunMemory, available: int | None, what: str, where: str) ->
                       "or eval_batch_size (or set CNNLAB_AVAILABLE_MEMORY to go ahead anyway)")
 
 
-def check_run_fits(model: str, config: Any, model_kwargs: dict[str, Any] | None = None
-                   ) -> RunMemory | None:
-    """Refuse (ConfigError, one line with the estimate) a run of zoo `model` with TrainConfig
-    `config` whose model, batches and data will not fit in the device's available memory.
+def check_run_fits(config: Any, dataset: Any, device: torch.device,
+                   model_kwargs: dict[str, Any] | None = None) -> RunMemory | None:
+    """Refuse (ConfigError, one line with the estimate) a run of the zoo model `config.model`
+    on `dataset` whose model, batches and data will not fit in `device`'s available memory.
 
-    Runs before any work: the model is built on the meta device, so a run that would need 500 GB
-    is refused in a second instead of being killed by the kernel minutes later. Returns the
-    estimate (None when it cannot be made).
+    A `train(preflight=...)` check: it runs once the engine has resolved the config and before
+    any work, and builds the model on the meta device, so a run that would need 500 GB is
+    refused in a second instead of being killed by the kernel minutes later. Returns the
+    estimate (None when it cannot be made: a custom nn.Module, Lazy layers).
     """
-    from cnnlab import data as cdata
-    from cnnlab.device import available_memory, pick_device
-    from cnnlab.models import create_model, default_input_size
+    from cnnlab.device import available_memory
+    from cnnlab.models import create_model
 
-    ds = cdata.load_dataset(config.dataset, root=config.data_root)
-    h, w = config.resize or default_input_size(model)[1:]  # the engine's rule
-    device = pick_device(config.device)
+    if not config.model:
+        return None
+    h, w = config.resize or tuple(dataset.train.images.shape[-2:])
+    channels = dataset.channels
     world = int(os.environ.get("WORLD_SIZE", "1"))
     with torch.device("meta"):
-        net = create_model(model, num_classes=len(ds.classes), in_channels=1,
+        net = create_model(config.model, num_classes=len(dataset.classes), in_channels=channels,
                            **{**(model_kwargs or {}), "input_size": (h, w)})
     # The loader copies each split to the device once; on the CPU it is the copy just loaded.
     data = 0 if device.type == "cpu" else sum(
-        s.images.nbytes + s.labels.nbytes for s in (ds.train, ds.test))
-    need = run_memory(net, (1, h, w), batch_size=max(config.batch_size // world, 1),
+        s.images.nbytes + s.labels.nbytes for s in (dataset.train, dataset.test))
+    need = run_memory(net, (channels, h, w), batch_size=max(config.batch_size // world, 1),
                       eval_batch_size=config.eval_batch_size, optimizer=config.optimizer,
                       momentum=config.momentum, data_bytes=data)
+    if need is None:
+        return None
     available = available_memory(device)
-    if need is not None and available is not None and device.type != "cuda":
+    if available is not None and device.type != "cuda":
         available //= int(os.environ.get("LOCAL_WORLD_SIZE", world))  # processes share the host
-    if need is not None:
-        check_fits(need, available, f"{model} at {h}x{w}", str(device))
+    check_fits(need, available, f"{config.model} at {h}x{w}", str(device))
     return need

@@ -15,6 +15,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -49,6 +50,10 @@ from cnnlab.train_config import TrainConfig, make_optimizer
 
 __all__ = ["TrainConfig", "TrainResult", "TrainingInterrupted", "Trainer", "evaluate", "predict",
            "resume", "train"]
+
+# A check run once the config is resolved and before any work: (config, dataset, device,
+# model_kwargs) -> None, raising a CnnlabError to refuse the run (the CLI's memory guard).
+Preflight = Callable[[TrainConfig, Any, torch.device, dict[str, Any]], None]
 
 
 class TrainingInterrupted(TrainingError):
@@ -96,20 +101,24 @@ class TrainResult:
 
 def train(model: nn.Module | str, data: Any = None, config: TrainConfig | None = None,
           out_dir: str | Path | None = None, *, model_kwargs: dict[str, Any] | None = None,
-          stream: TextIO | None = None) -> TrainResult:
+          stream: TextIO | None = None, preflight: Preflight | None = None) -> TrainResult:
     """Train model (an nn.Module or a zoo name) on data (a Dataset or dataset name).
 
     With out_dir, the run folder gets config.json, metrics, curves.png, checkpoints, TensorBoard
     files and result.json, and can be resumed. model_kwargs (with a zoo name in config.model)
-    are recorded so `resume` can rebuild the network.
+    are recorded so `resume` can rebuild the network. preflight, if given, is called with the
+    resolved config, the dataset, the device and model_kwargs before any data is copied or any
+    model built, and may refuse the run by raising (the CLI's memory guard).
     """
     config = (config or TrainConfig()).validate()
-    trainer = Trainer(model, data, config, out_dir, model_kwargs=model_kwargs, stream=stream)
+    trainer = Trainer(model, data, config, out_dir, model_kwargs=model_kwargs, stream=stream,
+                      preflight=preflight)
     return trainer.fit()
 
 
 def resume(out_dir: str | Path, model: nn.Module | None = None, data: Any = None, *,
-           stream: TextIO | None = None, **changes: Any) -> TrainResult:
+           stream: TextIO | None = None, preflight: Preflight | None = None,
+           **changes: Any) -> TrainResult:
     """Continue the run in out_dir from checkpoints/last.pt, exactly where it stopped.
 
     The model is rebuilt from the recorded zoo name unless given; changes override config
@@ -126,7 +135,8 @@ def resume(out_dir: str | Path, model: nn.Module | None = None, data: Any = None
             raise TrainingError(f"{out_dir} was trained with a custom nn.Module; "
                                 "pass it: resume(out_dir, model=MyNet())")
         model = config.model
-    trainer = Trainer(model, data, config, out_dir, model_kwargs=kwargs, stream=stream)
+    trainer = Trainer(model, data, config, out_dir, model_kwargs=kwargs, stream=stream,
+                      preflight=preflight)
     return trainer.fit(state)
 
 
@@ -137,8 +147,9 @@ class Trainer:
 
     def __init__(self, model: nn.Module | str, data: Any, config: TrainConfig,
                  out_dir: str | Path | None = None, *, model_kwargs: dict[str, Any] | None = None,
-                 stream: TextIO | None = None):
+                 stream: TextIO | None = None, preflight: Preflight | None = None):
         self.config = config.validate()
+        self.preflight = preflight
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.model_kwargs = dict(model_kwargs or {})
         self.stream = stream
@@ -222,6 +233,8 @@ class Trainer:
             if tuple(size) != native:
                 updates["resize"] = tuple(size)  # the book's size for this network
         self.config = cfg = cfg.replace(**updates)
+        if self.preflight is not None:  # before any copy to the device or any model is built
+            self.preflight(cfg, ds, self.device, self.model_kwargs)
 
         train_split, val_split = ds.train, ds.test
         if cfg.val_size:

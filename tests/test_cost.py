@@ -512,3 +512,23 @@ def test_check_fits_refuses_in_one_line_with_the_estimate() -> None:
         "lenet at 96x96 needs about 7.1 GB of memory (model and optimizer 2.0 GB, training batch "
         "of 128 1.0 GB, evaluation batch of 1024 5.0 GB, data 100 MB) but 4.0 GB is available "
         "on cuda:0; lower resize, batch_size or eval_batch_size")
+
+
+def test_check_run_fits_is_the_engines_preflight(monkeypatch, tmp_path) -> None:
+    from _trainkit import make_dataset
+
+    from cnnlab.train import TrainConfig, train
+
+    ds = make_dataset(64, 32)
+    cfg = TrainConfig(model="lenet_modern", epochs=1, batch_size=32, progress="none",
+                      plot=False, tensorboard=False)
+    monkeypatch.setenv("CNNLAB_AVAILABLE_MEMORY", "10G")
+    need = memory.check_run_fits(cfg.replace(resize=(28, 28)), ds, torch.device("cpu"))
+    assert 1e6 < need.total < 1e9 and need.data == 0  # on the CPU the data is already loaded
+    cuda = memory.check_run_fits(cfg.replace(resize=(28, 28)), ds, torch.device("cuda"))
+    assert cuda.data == ds.train.images.nbytes + ds.test.images.nbytes + 96 * 8
+    monkeypatch.setenv("CNNLAB_AVAILABLE_MEMORY", "1M")
+    with pytest.raises(ConfigError, match=r"lenet_modern at 28x28 needs about \d+ MB .* but 1 MB "
+                                          "is available on cpu"):
+        train("lenet_modern", ds, cfg, out_dir=tmp_path / "run", preflight=memory.check_run_fits)
+    assert not (tmp_path / "run").exists()  # refused before the run folder was made
