@@ -26,6 +26,7 @@ from torch.nn import functional as F
 
 from cnnlab.device import PRECISIONS, autocast, pick_device, precision_dtype, resolve_precision
 from cnnlab.errors import ConfigError, DataError, ShapeError
+from cnnlab.shapes import pair
 
 __all__ = ["Evaluation", "Run", "evaluate", "evaluate_run", "evaluate_sums", "input_size_of",
            "file_images", "is_book_data", "load_run", "model_device", "predict", "predict_files",
@@ -99,7 +100,7 @@ def predict(model: nn.Module, images: torch.Tensor, *, batch_size: int = 1024,
         raise ShapeError(f"predict takes images (N, H, W) or (N, C, H, W), "
                          f"got {tuple(images.shape)}")
     device = model_device(model)
-    size = (resize, resize) if isinstance(resize, int) else resize
+    size = None if resize is None else pair(resize, "resize")
     # One (mean, std) or one per channel, broadcast over (N, C, H, W).
     norm = None if normalize is None else tuple(
         torch.tensor(v, dtype=torch.float32, device=device).reshape(1, -1, 1, 1)

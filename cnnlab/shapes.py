@@ -251,8 +251,7 @@ def receptive_field(model: nn.Module, input_size: int | Sequence[int]) -> Recept
     dilation d and padding p (effective kernel e = d(k-1)+1): jump' = jump*s,
     rf' = rf + (e-1)*jump, start' = start + ((e-1)/2 - p)*jump.
     """
-    size = (input_size, input_size) if isinstance(input_size, int) else tuple(input_size)[-2:]
-    n = pair(size, "input_size")
+    n = pair(input_size if _is_int(input_size) else tuple(input_size)[-2:], "input_size")
     rows = [RFLayer("", "input", n, (1, 1), (1, 1), (0.0, 0.0))]
     state = {"n": n, "j": (1, 1), "r": (1, 1), "start": (0.0, 0.0), "flat": False}
 

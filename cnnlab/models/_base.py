@@ -26,7 +26,6 @@ __all__ = [
     "meta_output_shape",
     "min_input_size",
     "probe_output_shape",
-    "to_hw",
 ]
 
 _MAX_PROBE = 4096  # an input this large fits every architecture; failing here is not about size
@@ -36,11 +35,6 @@ def init_cnn(module: nn.Module) -> None:
     """The book's `d2l.init_cnn`: Xavier-uniform Conv2d and Linear weights (biases untouched)."""
     if type(module) in (nn.Linear, nn.Conv2d):
         nn.init.xavier_uniform_(module.weight)
-
-
-def to_hw(size: int | tuple[int, int]) -> tuple[int, int]:
-    """(H, W) from an int (square) or an (H, W) pair (cnnlab.shapes.pair, named input_size)."""
-    return pair(size, "input_size")
 
 
 def meta_output_shape(module: nn.Module, input_shape: tuple[int, ...]) -> torch.Size:
@@ -102,7 +96,7 @@ def _search_min_size(module: nn.Module, in_channels: int) -> int:
 
 def _require_size(name: str, input_size: int | tuple[int, int], min_size: int) -> None:
     """ShapeError naming the minimum size when `input_size` is below it."""
-    h, w = to_hw(input_size)
+    h, w = pair(input_size, "input_size")
     if min(h, w) < min_size:
         raise ShapeError(
             f"{name} needs inputs of at least {min_size}x{min_size}, got {h}x{w}: resize the "
@@ -114,7 +108,7 @@ def _require_size(name: str, input_size: int | tuple[int, int], min_size: int) -
 def flat_features(name: str, features: nn.Module, in_channels: int,
                   input_size: int | tuple[int, int]) -> int:
     """Length of the flattened output of `features` at `input_size` (sizes the first Linear)."""
-    h, w = to_hw(input_size)
+    h, w = pair(input_size, "input_size")
     shape = probe_output_shape(features, (2, in_channels, h, w))
     if shape is None:
         _require_size(name, (h, w), min_input_size(features, in_channels))
@@ -212,11 +206,11 @@ class ZooModel(nn.Module):
             self.min_size = min_input_size(features, in_channels)
             if input_size is not None:
                 _require_size(name, input_size, self.min_size)
-                self.input_size = to_hw(input_size)
+                self.input_size = pair(input_size, "input_size")
         elif input_size is not None:
             # One probe at the size asked for; the minimum is searched only to explain a failure
             # (or on first use of min_size), which keeps building a model cheap.
-            h, w = to_hw(input_size)
+            h, w = pair(input_size, "input_size")
             if probe_output_shape(self.net, (2, in_channels, h, w)) is None:
                 _require_size(name, (h, w), self.min_size)
                 raise ShapeError(f"{name} cannot take {h}x{w} inputs")

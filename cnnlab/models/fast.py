@@ -19,8 +19,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from cnnlab.models._base import ZooModel, flat_features, min_input_size, to_hw
+from cnnlab.models._base import ZooModel, flat_features, min_input_size
 from cnnlab.models._registry import register_model
+from cnnlab.shapes import pair
 
 __all__ = ["FastNet"]
 
@@ -78,7 +79,7 @@ class FastNet(ZooModel):
         self.in_channels = in_channels
         self.min_size = min_input_size(body, in_channels)
         if head == "flatten":
-            self.input_size = to_hw(input_size)
+            self.input_size = pair(input_size, "input_size")
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
         """Class scores (N, num_classes); in eval mode with tta, averaged with the mirror image."""
