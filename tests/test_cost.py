@@ -14,7 +14,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from cnnlab import memory, models
 from cnnlab.cost import compare_models, conv2d_cost, summary
 from cnnlab.errors import ConfigError, ShapeError
-from cnnlab.opcount import one_value_per_channel_allowed
+from cnnlab.opcount import ModuleTracker, OpCounts, count_step, one_value_per_channel_allowed
 from cnnlab.train_config import make_optimizer
 
 # -- independent definitions of the reference networks (torchvision's layout) ------------------
@@ -278,6 +278,19 @@ def test_batch_norm_over_one_value_per_channel() -> None:
     assert F._verify_batch_size is verify
     with pytest.raises(ValueError, match="more than 1 value per channel"):
         model.train()(torch.zeros(1, 1, 3, 3))
+
+
+def test_count_step_is_the_public_counting_entry_point() -> None:
+    model = nn.Sequential(nn.Linear(3, 4), nn.BatchNorm1d(4)).eval()
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    tracker = ModuleTracker(model, OpCounts())
+    out_bytes = count_step(model, torch.zeros(5, 3, device="meta"), tracker)
+    assert out_bytes == 5 * 4 * 4
+    assert tracker.counts.macs_fwd["0"] == 5 * 3 * 4  # a training step, attributed per layer
+    assert tracker.counts.macs_bwd["0"] == 5 * 3 * 4  # dW only: the input needs no gradient
+    assert not model.training and not model[1].training  # its eval flag is put back
+    for k, v in model.state_dict().items():  # running statistics untouched
+        torch.testing.assert_close(v, before[k])
 
 
 def test_torch_check_is_restored_when_counting_fails() -> None:
