@@ -104,6 +104,11 @@ def test_model_flag_names_what_to_train_like_the_positional() -> None:
         plan_train(_args(["lenet", "--model", "alexnet"]))
 
 
+def test_resume_takes_no_model_flag(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    rc, _, err = run(["train", "--resume", str(tmp_path), "--model", "lenet"], capsys)
+    assert rc == 2 and "drop --model" in err
+
+
 def test_module_train_is_the_cli_train_command() -> None:
     """`python -m cnnlab.train` forwards to `cnnlab train`: one parser, one set of flags."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
