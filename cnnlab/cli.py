@@ -44,7 +44,9 @@ examples:
   torchrun --nproc_per_node 2 -m cnnlab train lenet    two processes (data parallel)
 
 precedence: recipe < --config file < flags.  A model name instead of a recipe trains it
-with the book's settings (10 epochs, SGD, batch 128, lr 0.05) at its book input size.""",
+with the book's settings (10 epochs, SGD, batch 128, lr 0.05) at its book input size; a name
+that is both (lenet, resnet18, ...) runs the recipe.  `cnnlab train NAME --help` shows the
+values NAME trains with.""",
     "eval": """\
 examples:
   cnnlab eval runs/lenet-20260101-120000
@@ -99,11 +101,35 @@ def _parser(sub: Any, name: str, help_: str, **kw: Any) -> argparse.ArgumentPars
                           formatter_class=argparse.RawDescriptionHelpFormatter, **kw)
 
 
-def _add_config_flags(p: argparse.ArgumentParser) -> None:
-    from cnnlab.train_config import add_arguments
+def _add_config_flags(p: argparse.ArgumentParser, target: str | None = None) -> None:
+    """The training flags; with a target (`cnnlab train NAME --help`) their defaults are the
+    values NAME trains with, so --help shows the learning rate the run will use."""
+    from cnnlab.recipes import MODEL_DEFAULTS, resolve
+    from cnnlab.train_config import TrainConfig, add_arguments, format_setting
 
-    add_arguments(p.add_argument_group(
-        "training settings (TrainConfig fields; defaults from the recipe)"))
+    recipe = None
+    if target:
+        try:
+            recipe = resolve(target)
+        except CnnlabError:
+            pass  # the parse reports the unknown name
+    base = TrainConfig()
+    if recipe is not None:
+        what = ("the recipe" if recipe.name in _recipe_names() else "the model, with the "
+                "book's defaults")
+        title = f"training settings of {recipe.name} ({what}; flags change them)"
+        shown = {k: f"{format_setting(v)} for {recipe.name}" for k, v in recipe.overrides.items()}
+    else:
+        title = "training settings (TrainConfig fields; defaults from the recipe)"
+        shown = {k: f"{getattr(base, k)!r}; {v!r} for a model name without a recipe"
+                 for k, v in MODEL_DEFAULTS.items() if getattr(base, k) != v}
+    add_arguments(p.add_argument_group(title), shown=shown)
+
+
+def _recipe_names() -> list[str]:
+    from cnnlab.recipes import list_recipes
+
+    return list_recipes()
 
 
 def _config_names() -> list[str]:
@@ -112,8 +138,11 @@ def _config_names() -> list[str]:
     return [f.name for f in dataclasses.fields(TrainConfig)]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The full `cnnlab` argument parser (every subcommand, with examples in --help)."""
+def build_parser(train_target: str | None = None) -> argparse.ArgumentParser:
+    """The full `cnnlab` argument parser (every subcommand, with examples in --help).
+
+    train_target: the recipe or model `cnnlab train NAME --help` asks about.
+    """
     p = argparse.ArgumentParser(
         prog="cnnlab", description="Convolutional networks of Dive into Deep Learning ch. 7-8.",
         epilog=EPILOGS["main"], formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -132,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--resume", type=Path, metavar="DIR",
                    help="continue the run in DIR from checkpoints/last.pt")
     t.add_argument("--no-report", action="store_true", help="skip writing report.html at the end")
-    _add_config_flags(t)
+    _add_config_flags(t, train_target)
 
     e = _parser(sub, "eval", "Evaluate a run's checkpoint on its test (or train, val) split.")
     e.add_argument("run_dir", type=Path, metavar="RUN_DIR", help=RUN_HELP)
@@ -566,7 +595,12 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of `cnnlab` and `python -m cnnlab`; returns the exit status."""
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    # `cnnlab train NAME --help`: the flags' defaults are NAME's (e.g. its learning rate).
+    asks_help = "-h" in argv or "--help" in argv
+    target = argv[1] if asks_help and argv[:1] == ["train"] and len(argv) > 1 and not argv[
+        1].startswith("-") else None
+    parser = build_parser(target)
     args = parser.parse_args(argv)
     try:
         return COMMANDS[args.command](args)

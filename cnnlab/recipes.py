@@ -82,6 +82,8 @@ _CPU = "2-vCPU AMD EPYC VM (shared host), torch 2.13.0+cpu"
 # The book's own trainings (D2L 1.0, ch. 7-8): 10 epochs, plain minibatch SGD, batch 128,
 # Fashion-MNIST resized to what each network was designed for, validated on the test split.
 BOOK = dict(epochs=10, optimizer="sgd", batch_size=128)
+# What a model trained by name (no recipe of that name) gets: the book's runs at lr 0.05.
+MODEL_DEFAULTS: Mapping[str, Any] = MappingProxyType(dict(BOOK, lr=0.05))
 
 # Our speed recipes (issue 7): short one-cycle SGD runs with label smoothing, flip augmentation
 # (and flip test-time augmentation inside FastNet), evaluated once at the end, no plots.
@@ -170,8 +172,8 @@ def resolve(name: str) -> Recipe:
             f"{name!r} is neither a recipe nor a model{suggest(name, list(RECIPES) + models)} "
             "(`cnnlab recipes` and `cnnlab models` list them)")
     _, h, w = default_input_size(name)
-    return _recipe(name, name, f"model {name} with the book's default settings", **BOOK,
-                   lr=0.05, resize=(h, w))
+    return _recipe(name, name, f"model {name} with the book's default settings",
+                   **MODEL_DEFAULTS, resize=(h, w))
 
 
 def recipe_table() -> str:

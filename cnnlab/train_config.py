@@ -189,12 +189,14 @@ CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "amp": AMP_MODES,
            "progress": PROGRESS_MODES, "monitor": MONITORS}
 
 
-def add_arguments(parser: Any, exclude: tuple[str, ...] = ()) -> None:
+def add_arguments(parser: Any, exclude: tuple[str, ...] = (),
+                  shown: dict[str, str] | None = None) -> None:
     """Add one --flag per TrainConfig field to an argparse parser or group (defaults None).
 
     The one generator of training flags: `cnnlab train` (and `python -m cnnlab.train`, which
     forwards to it) takes exactly these. A flag left out parses as None, so a recipe or a config
-    file keeps its value (see `config_from_args`).
+    file keeps its value (see `config_from_args`). `shown` replaces the default --help states
+    for some fields (a recipe's value, say).
     """
     import argparse
 
@@ -204,7 +206,8 @@ def add_arguments(parser: Any, exclude: tuple[str, ...] = ()) -> None:
             continue
         tp = _field_types()[f.name]
         help_ = helps.get(f.name, "")
-        text = (f"{help_} [default {f.default!r}]" if help_ else f"[default {f.default!r}]")
+        default = (shown or {}).get(f.name, repr(f.default))
+        text = f"{help_} [default {default}]" if help_ else f"[default {default}]"
         kw: dict[str, Any] = {"dest": f.name, "default": None,
                               "help": text.replace("%", "%%")}  # argparse formats help with %
         flag = "--" + f.name.replace("_", "-")

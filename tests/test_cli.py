@@ -61,6 +61,25 @@ def test_every_config_field_is_a_flag() -> None:
     assert "[default 'sgd']" in train.format_help()  # help text comes from the field comments
 
 
+@pytest.mark.parametrize("argv,says", [
+    (["train", "--help"], "[default 0.1; 0.05 for a model name without a recipe]"),
+    (["train", "resnet18", "--help"], "[default 0.01 for resnet18]"),  # the recipe of that name
+    (["train", "resnet34", "--help"], "[default 0.05 for resnet34]"),  # a model: book defaults
+    (["train", "lenet", "--help"], "[default 0.1 for lenet]"),
+])
+def test_train_help_shows_the_learning_rate_the_run_uses(argv: list[str], says: str,
+                                                         capsys: pytest.CaptureFixture[str]):
+    with pytest.raises(SystemExit):
+        main(argv)
+    out = " ".join(capsys.readouterr().out.split())  # argparse wraps the help text
+    lr = out[out.rindex("--lr LR"):]  # the option, not the usage line
+    assert lr[:lr.index("--momentum")].rstrip().endswith(says)
+    if argv[1] != "--help":
+        from cnnlab.recipes import resolve
+
+        assert resolve(argv[1]).config().lr == float(says.split()[1])  # what it really runs
+
+
 @pytest.mark.parametrize("argv", [["train", "lenet", "--resize", "big"],
                                   ["train", "lenet", "--optimizer", "adam"],
                                   ["summary", "lenet", "--input", "28,28"], ["frobnicate"]])

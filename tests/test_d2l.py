@@ -150,7 +150,7 @@ def test_7_3_to_7_5_print_what_the_book_prints(name: str):
     assert out == expected(name)
 
 
-def test_7_6_lenet_summary_and_tiny_fit(env: Path):
+def test_7_6_lenet_summary_and_tiny_fit(env: Path, capsys: pytest.CaptureFixture[str]):
     ns, out = run_cell("ch07_6_lenet")
     assert out == expected("ch07_6_lenet")
     assert "Linear output shape:\t torch.Size([1, 10])" in out
@@ -169,6 +169,14 @@ def test_7_6_lenet_summary_and_tiny_fit(env: Path):
     assert all(0 <= p.y <= 1 for p in board["val_acc"])
     w, h = png_ok(env / "LeNet_progress.png")
     assert w > 100 and h > 100
+    # Outside Jupyter: where the picture goes, once, then one plain line per epoch on stderr
+    # with the values the board plotted (stdout stays the book's).
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == f"LeNet: the progress board is drawn to {env / 'LeNet_progress.png'}"
+    epochs = [line for line in err if line.startswith("epoch ")]
+    assert [line.split()[1] for line in epochs] == [f"{e}/10" for e in range(1, 11)]
+    for line, point in zip(epochs, board["val_acc"]):
+        assert f"val_acc {point.y:.4f}" in line and "train_loss " in line
 
 
 def _default_bound(w: torch.Tensor) -> float:

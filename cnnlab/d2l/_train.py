@@ -10,6 +10,8 @@ Differences from d2l 1.0.3 that a user can observe (all deliberate):
 
 from __future__ import annotations
 
+import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -144,6 +146,17 @@ def _batch_len(batch: Sequence[Any]) -> int:
     return int(last.shape[0]) if hasattr(last, "shape") and len(last.shape) else 1
 
 
+def epoch_line(board: ProgressBoard, epoch: int, max_epochs: int, seconds: float) -> str:
+    """'epoch 3/10  train_loss 0.5123  val_loss 0.5500  val_acc 0.8012  (4.1 s)': the mean of
+    each curve's points the board plotted during epoch `epoch` (0-based)."""
+    parts = [f"epoch {epoch + 1:>{len(str(max_epochs))}}/{max_epochs}"]
+    for label, points in board.data.items():
+        ys = [p.y for p in points if epoch < p.x <= epoch + 1]
+        if ys:
+            parts.append(f"{label} {sum(ys) / len(ys):.4f}")
+    return "  ".join(parts) + f"  ({seconds:.1f} s)"
+
+
 class Trainer(HyperParameters):
     """Fits a Module to a DataModule: `Trainer(max_epochs, num_gpus).fit(model, data)`."""
 
@@ -181,12 +194,23 @@ class Trainer(HyperParameters):
         self.epoch = 0
         self.train_batch_idx = 0
         self.val_batch_idx = 0
+        # In a notebook the board draws inline, as in the book. In a script nothing would show
+        # until the end: say where the picture goes, then one line per epoch with its values.
+        board = model.board
+        lines = board.display and not _base.in_notebook()
+        if lines:
+            print(f"{type(model).__name__}: the progress board is drawn to {board.target()}",
+                  file=sys.stderr, flush=True)
         for epoch in range(self.max_epochs):
             self.epoch = epoch
+            start = time.perf_counter()
             for loader in (self.train_dataloader, self.val_dataloader):
                 if hasattr(loader, "set_epoch"):  # a fresh shuffle each epoch
                     loader.set_epoch(self.epoch)
             self.fit_epoch()
+            if lines:
+                print(epoch_line(board, epoch, self.max_epochs, time.perf_counter() - start),
+                      file=sys.stderr, flush=True)
         if model.board.display:
             model.board.flush()  # the last epoch's points, whatever the save throttle held back
 
