@@ -356,6 +356,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if _is_rank0():
         print(f"cnnlab: {recipe.name}: {recipe.model} on {config.dataset} -> {out}",
               file=sys.stderr)
+        if recipe.note and not config.dry_run:
+            print(f"cnnlab: note: {recipe.note}", file=sys.stderr)
     try:
         # The zoo name, not a built module: the run records it, seeds the init, can be resumed.
         result = engine.train(recipe.model, config.dataset, config, out_dir=out,

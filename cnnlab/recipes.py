@@ -36,6 +36,7 @@ class Recipe:
     reproduces: str  # what this run reproduces (book section, notebook cell, ...)
     model_kwargs: Mapping[str, Any] = field(default_factory=lambda: MappingProxyType({}))
     measured: Measured | None = None  # the result we saw; None until we ran it
+    note: str = ""  # what a newcomer should know before the first epoch (printed by train)
 
     def config(self, **changes: Any):
         """The TrainConfig this recipe trains with, `changes` applied last (e.g. epochs=1)."""
@@ -67,10 +68,11 @@ def make_config(config_cls: type, values: Mapping[str, Any]):
 
 def _recipe(name: str, model: str, reproduces: str, *, dataset: str = "fashion-mnist",
             model_kwargs: Mapping[str, Any] | None = None, measured: Measured | None = None,
-            **overrides: Any) -> Recipe:
+            note: str = "", **overrides: Any) -> Recipe:
     return Recipe(name=name, model=model, dataset=dataset,
                   overrides=MappingProxyType(dict(overrides)), reproduces=reproduces,
-                  model_kwargs=MappingProxyType(dict(model_kwargs or {})), measured=measured)
+                  model_kwargs=MappingProxyType(dict(model_kwargs or {})), measured=measured,
+                  note=note)
 
 
 # Where our figures were measured (bench/bench_speed.py, a fresh `cnnlab train` process each,
@@ -95,7 +97,9 @@ FAST = dict(optimizer="sgd", batch_size=128, lr=0.1, momentum=0.9, nesterov=True
 _RECIPES: tuple[Recipe, ...] = (
     _recipe("lenet", "lenet", "D2L 7.6 LeNet (sigmoid, average pooling)", **BOOK, lr=0.1,
             resize=(28, 28),
-            measured=Measured(0.7266, _CPU, 49.4, date="2026-12-01")),
+            measured=Measured(0.7266, _CPU, 49.4, date="2026-12-01"),
+            note="the book's sigmoid LeNet stays at about 10% accuracy for its first two epochs "
+                 "(so does the book's), then learns: about 73% after ten"),
     _recipe("alexnet", "alexnet", "D2L 8.1 AlexNet", **BOOK, lr=0.01, resize=(224, 224)),
     _recipe("vgg_small", "vgg11_small", "D2L 8.2 VGG-11 with channels divided by 4", **BOOK,
             lr=0.01, resize=(224, 224)),

@@ -500,3 +500,19 @@ def test_a_run_that_cannot_fit_in_memory_is_refused_at_once(data_root: Path,
                         r"cpu; lower resize, batch_size or eval_batch_size .*", error), error
     assert not (tmp_path / "run").exists()
     assert seconds < 60  # the process start and the data load; the estimate itself is instant
+
+
+def test_the_books_lenet_warns_about_its_plateau_and_labels_a_partial_test(
+        data_root: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """`cnnlab train lenet` (the quickstart) says up front that 10% for two epochs is expected;
+    under --limit-batches the printed test accuracy says how many images it covers."""
+    os.environ["CNNLAB_DATA"] = str(data_root)
+    rc, out, err = run(["train", "lenet", "--epochs", "1", "--limit-batches", "1",
+                        "--eval-batch-size", "64", "--no-report", "--progress", "plain",
+                        "--no-tensorboard", "--no-plot", "--threads", "1",
+                        "--out", str(tmp_path / "r")], capsys)
+    assert rc == 0
+    assert "cnnlab: note: the book's sigmoid LeNet stays at about 10% accuracy for its first " \
+           "two epochs" in err
+    assert "1 step/epoch, 1 epoch," in err  # counts in words a person writes
+    assert re.search(r"test accuracy: 0\.\d{4} \(on 64 test images: --limit-batches\)", out)

@@ -340,7 +340,7 @@ def test_readme_python_runs(small_data: Path) -> None:
     finally:
         torch.set_num_threads(threads)
     assert (small_data / "runs/api/result.json").is_file()  # the Python API's train()
-    assert (small_data / "LeNet_progress.png").is_file()  # the d2l board, saved outside Jupyter
+    assert (small_data / "BNLeNet_progress.png").is_file()  # the d2l board, saved outside Jupyter
 
 
 def test_model_table_is_the_zoo() -> None:
