@@ -93,6 +93,16 @@ agree). ONNX needs the export extra: pip install 'cnnlab[export]'.""",
     "report": """\
 examples:
   cnnlab report runs/lenet-20260101-120000      writes report.html, confusion.png, errors.png""",
+    "inspect": """\
+examples:
+  cnnlab inspect runs/lenet-20260101-120000                  test image 0, first conv's filters
+  cnnlab inspect runs/lenet-20260101-120000 --index 42 --out look
+  cnnlab inspect runs/lenet-20260101-120000 --image shoe.png --layer net.3
+  cnnlab inspect --edge-demo --out edges       chapter 7.2: a 1x2 kernel learns to find edges
+
+Writes filters.png, feature-maps.png, attribution.png, mistakes.png and inspect.html (one
+self-contained page). --layer takes a name as `cnnlab summary MODEL` prints it: a conv's filters
+are drawn, and Grad-CAM looks there instead of at the last conv stage.""",
 }
 
 
@@ -232,7 +242,34 @@ def build_parser(train_target: str | None = None) -> argparse.ArgumentParser:
                     help="the checkpoint to evaluate (default: last, the final model)")
     rp.add_argument("--max-errors", type=int, default=32, metavar="N",
                     help="misclassified images to show (most confident first)")
+    _add_inspect_parser(sub)
     return p
+
+
+def _add_inspect_parser(sub: Any) -> None:
+    ins = _parser(sub, "inspect", "Look inside a trained network: filters, feature maps, "
+                  "Grad-CAM and saliency (or chapter 7.2's edge detector).")
+    ins.add_argument("run_dir", type=Path, nargs="?", metavar="RUN_DIR", help=RUN_HELP)
+    which = ins.add_mutually_exclusive_group()
+    which.add_argument("--index", type=int, metavar="N",
+                       help="the test image to follow through the network (default: 0)")
+    which.add_argument("--image", type=Path, metavar="PATH",
+                       help="a PNG or JPEG of your own instead of a test image")
+    ins.add_argument("--layer", metavar="NAME",
+                     help="a layer as `cnnlab summary` names it: its filters (a conv) and "
+                          "Grad-CAM there (default: first conv's filters, Grad-CAM on the last "
+                          "conv stage)")
+    ins.add_argument("--checkpoint", choices=("best", "last"), default="last",
+                     help="the checkpoint to look into (default: last, the final model)")
+    ins.add_argument("--mistakes", type=int, default=8, metavar="N",
+                     help="most confident mistakes to explain (default: 8)")
+    ins.add_argument("--out", type=Path, metavar="DIR",
+                     help="folder for the PNGs and inspect.html (default: RUN_DIR/inspect, or "
+                          "edge-demo/ with --edge-demo)")
+    ins.add_argument("--edge-demo", action="store_true",
+                     help="chapter 7.2: train a 1x2 kernel to detect edges (needs no run)")
+    ins.add_argument("--steps", type=int, default=10, metavar="N",
+                     help="--edge-demo: gradient steps (the book: 10)")
 
 
 def _triple(text: str) -> tuple[int, int, int]:
@@ -588,11 +625,40 @@ def cmd_export(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_inspect(args: argparse.Namespace) -> int:
+    """Write a run's filters, feature maps, Grad-CAM and saliency (or the edge demo) as PNGs and
+    one inspect.html."""
+    from cnnlab import inspect
+
+    if args.edge_demo:
+        if args.run_dir or args.index is not None or args.image or args.layer:
+            raise ConfigError("--edge-demo needs no run, image or layer: `cnnlab inspect "
+                              "--edge-demo --out DIR`")
+        page, demo = inspect.edge_demo_page(args.out or Path("edge-demo"), steps=args.steps)
+        k = demo.kernel[0]
+        print(f"learned kernel [{k[0]:.4f}, {k[1]:.4f}] (the book's: [1, -1]); squared error "
+              f"{demo.losses[0]:.3f} -> {demo.losses[-1]:.4f} in {len(demo.losses)} steps")
+        print(f"page: {page}")
+        return 0
+    if args.run_dir is None:
+        raise ConfigError("name a run folder (`cnnlab inspect RUN_DIR`), or --edge-demo")
+    if args.mistakes < 0:
+        raise ConfigError(f"--mistakes {args.mistakes} must not be negative")
+    page = inspect.inspect_run(args.run_dir, args.out, index=args.index, image=args.image,
+                               layer=args.layer, checkpoint=args.checkpoint,
+                               n_mistakes=args.mistakes)
+    pngs = sorted(p.name for p in page.parent.glob("*.png"))
+    print(f"pictures: {', '.join(pngs)} in {page.parent}")
+    print(f"page: {page}")
+    return 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "summary": cmd_summary,
     "models": cmd_models, "recipes": cmd_recipes, "data": cmd_data, "report": cmd_report,
     "export": cmd_export,
 }
+COMMANDS["inspect"] = cmd_inspect
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,7 +7,6 @@ disk in any browser with no server and no network.
 
 from __future__ import annotations
 
-import base64
 import datetime
 import html
 import platform
@@ -16,6 +15,11 @@ from typing import Any
 
 import torch
 
+from cnnlab.errors import CnnlabError
+from cnnlab.pages import esc as _esc
+from cnnlab.pages import img_tag as _img_tag
+from cnnlab.pages import page as _page
+from cnnlab.pages import table as _table
 from cnnlab.progress import plural
 from cnnlab.run import (
     Evaluation,
@@ -29,40 +33,6 @@ from cnnlab.run import (
 from cnnlab.schedule import format_lr
 
 # --- the report --------------------------------------------------------------------------------
-
-def _img_tag(path: Path, alt: str) -> str:
-    data = base64.b64encode(path.read_bytes()).decode("ascii")
-    return f'<img src="data:image/png;base64,{data}" alt="{html.escape(alt)}">'
-
-
-def _table(rows: list[tuple[Any, ...]], head: tuple[str, ...] | None = None,
-           cls: str = "") -> str:
-    out = [f'<table class="{cls}">' if cls else "<table>"]
-    if head:
-        out.append("<thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head)
-                   + "</tr></thead>")
-    out.append("<tbody>")
-    for row in rows:
-        out.append("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>")
-    out.append("</tbody></table>")
-    return "".join(out)
-
-
-def _fmt(v: Any) -> str:
-    if isinstance(v, bool):  # a fact ("stopped early: no"), in words, not Python's False
-        return "yes" if v else "no"
-    if isinstance(v, float):
-        return f"{v:.4g}"
-    if isinstance(v, (list, tuple)):
-        return ", ".join(_fmt(x) for x in v)
-    if isinstance(v, dict):
-        return ", ".join(f"{k}={_fmt(x)}" for k, x in v.items())
-    return "" if v is None else str(v)
-
-
-def _esc(v: Any) -> str:
-    return html.escape(_fmt(v))
-
 
 def _plural(n: Any, word: str) -> str:
     """'1 epoch', '10 epochs' (escaped)."""
@@ -121,48 +91,6 @@ def _cost_section(run: Run, history: list[dict[str, Any]]) -> str:
             f"(input 1&times;{h}&times;{w})</summary><pre>{text}</pre></details>")
 
 
-CSS = """
-:root { --ink:#1d2430; --muted:#6b7480; --line:#e3e7ee; --accent:#2f6fde; --bad:#d64545;
-        --good:#2e9d5b; --card:#fff; --bg:#f4f6fa; }
-* { box-sizing: border-box; }
-body { margin:0; font:15px/1.5 -apple-system, "Segoe UI", Roboto, Helvetica, Arial, sans-serif;
-       color:var(--ink); background:var(--bg); }
-header { background:linear-gradient(120deg,#1f3b73,#2f6fde); color:#fff;
-         padding:28px max(32px, calc((100% - 1180px) / 2 + 32px)) 24px; }  /* aligned with main */
-header h1 { margin:0 0 4px; font-size:26px; font-weight:600; }
-header p { margin:0; opacity:.85; }
-main { max-width:1180px; margin:0 auto; padding:24px 32px 48px; }
-section { background:var(--card); border:1px solid var(--line); border-radius:10px;
-          padding:18px 22px; margin:0 0 20px; }
-h2 { font-size:17px; margin:0 0 12px; font-weight:600; }
-.stats { display:flex; flex-wrap:wrap; gap:12px; margin:-44px 0 20px; }
-.stats.small { margin:0 0 12px; }
-.stat { background:var(--card); border:1px solid var(--line); border-radius:10px;
-        padding:12px 18px; min-width:150px; box-shadow:0 1px 3px rgba(0,0,0,.05); }
-.stat b { display:block; font-size:22px; font-weight:600; }
-.stat span { color:var(--muted); font-size:12.5px; text-transform:uppercase; letter-spacing:.04em; }
-.stat.hero b { font-size:34px; color:var(--accent); }
-.grid2 { display:grid; grid-template-columns: minmax(0,1.15fr) minmax(0,1fr); gap:20px; }
-.grid2 > section { margin:0 0 20px; }
-img { max-width:100%; height:auto; display:block; margin:0 auto; }
-table { border-collapse:collapse; width:100%; font-size:13.5px; }
-th, td { text-align:left; padding:5px 8px; border-bottom:1px solid var(--line);
-         vertical-align:top; }
-th { color:var(--muted); font-weight:600; font-size:12.5px; text-transform:uppercase; }
-td.num { text-align:right; font-variant-numeric:tabular-nums; }
-.bar { background:#e9eef8; border-radius:4px; height:10px; width:100%; min-width:80px; }
-.bar i { display:block; height:10px; border-radius:4px; background:var(--good); }
-.bar i.low { background:var(--bad); }
-.muted { color:var(--muted); }
-.scroll { overflow-x:auto; }
-pre { font-size:12px; overflow-x:auto; background:#f7f8fb; padding:10px; border-radius:6px; }
-details summary { cursor:pointer; color:var(--accent); }
-footer { color:var(--muted); font-size:12.5px; text-align:center; margin-top:8px; }
-@media (max-width: 860px) { .grid2 { grid-template-columns: 1fr; } main { padding:16px; }
-                             header { padding:20px 16px 56px; } }
-"""
-
-
 def write_report(run_dir: str | Path, checkpoint: str = "last", max_errors: int = 32,
                  limit: int | None = None) -> Path:
     """Evaluate the run and write report.html (self-contained), confusion.png and errors.png."""
@@ -178,9 +106,10 @@ def write_report(run_dir: str | Path, checkpoint: str = "last", max_errors: int 
     cm = ev.confusion(k)
     plot_confusion(cm, classes, run_dir / "confusion.png")
 
-    wrong = (ev.preds != ev.labels).nonzero().flatten()
+    from cnnlab.inspect import top_mistakes
+
     # The most confident mistakes are the most telling ones (and often label noise).
-    wrong = wrong[ev.confidence[wrong].argsort(descending=True)][:max_errors]
+    wrong = top_mistakes(ev, max_errors)
     if len(wrong):
         imgs = run.dataset.test.images[wrong]
         titles = [f"{classes[int(ev.preds[i])]} {ev.confidence[i]:.0%}\ntrue: "
@@ -233,7 +162,7 @@ def _render(run: Run, result: dict[str, Any], history: list[dict[str, Any]], ev:
              f"{run.input_size[1]}</p></header><main>", f'<div class="stats">{stats}</div>']
 
     curves = run.run_dir / "curves.png"
-    body = _img_tag(curves, "training curves") if curves.exists() else (
+    body = _curves_html(curves, history, read_steps(run.run_dir)) if curves.exists() else (
         "<p class=muted>no epochs recorded</p>")
     parts.append(f"<section><h2>Learning curves</h2>{body}{_history_table(run, history)}</section>")
 
@@ -251,7 +180,8 @@ def _render(run: Run, result: dict[str, Any], history: list[dict[str, Any]], ev:
                           confused, f"{rows[i].item()}"))
     parts.append(
         '<div class="grid2"><section><h2>Confusion matrix</h2>'
-        f'{_img_tag(run.run_dir / "confusion.png", "confusion matrix")}</section>'
+        f'<div class="scroll">{_img_tag(run.run_dir / "confusion.png", "confusion matrix", "zoom")}'
+        "</div></section>"
         "<section><h2>Per-class accuracy</h2>"
         + _table(per_class, ("class", "acc", "", "most confused with", "n"))
         + "<p class=muted>Red bars: more than 5 points below the overall accuracy.</p>"
@@ -263,13 +193,14 @@ def _render(run: Run, result: dict[str, Any], history: list[dict[str, Any]], ev:
         parts.append(f"<section><h2>Most confident mistakes</h2><p class=muted>{n_errors} of "
                      f"{total} misclassified test images, most confident first; each shows the "
                      "predicted class with its probability, then the true class.</p>"
-                     f"{_img_tag(errors, 'misclassified test images')}</section>")
+                     f"{_mistake_cards(run, ev, n_errors)}</section>")
     elif total:
         parts.append(f"<section><h2>Mistakes</h2><p>{total} misclassified test images "
                      "(the picture of them is switched off).</p></section>")
     else:
         parts.append("<section><h2>Mistakes</h2><p>No test image is misclassified.</p></section>")
 
+    parts.append(_sees_section(run, ev))
     parts.append(f"<section><h2>Model cost</h2>{_cost_section(run, history)}</section>")
 
     env_rows = [(html.escape(k), _esc(v)) for k, v in env.items()]
@@ -282,10 +213,45 @@ def _render(run: Run, result: dict[str, Any], history: list[dict[str, Any]], ev:
     now = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
     parts.append(f"<footer>cnnlab report &middot; {html.escape(str(run.checkpoint))} &middot; "
                  f"{ev.n} test images &middot; written {now}</footer></main>")
-    return ("<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
-            '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{html.escape(title)} &middot; cnnlab report</title><style>{CSS}</style>"
-            "</head><body>" + "".join(parts) + "</body></html>\n")
+    return _page(f"{title} \u00b7 cnnlab report", "".join(parts))
+
+
+def _curves_html(curves: Path, history: list[dict[str, Any]],
+                 steps: list[dict[str, Any]]) -> str:
+    """curves.png, and on a phone the same curves stacked, so their labels stay legible."""
+    from cnnlab.pages import picture_tag
+    from cnnlab.plots import curves_figure, figure_png
+
+    if not history:
+        return _img_tag(curves, "training curves")
+    narrow = curves_figure(history, steps=steps, stacked=True)
+    return picture_tag(curves, figure_png(narrow, tight=False), "training curves")
+
+
+def _mistake_cards(run: Run, ev: Evaluation, n: int) -> str:
+    """The n most confident mistakes, each a picture with its caption in HTML (errors.png holds
+    the same grid as one picture; HTML captions stay legible on a phone)."""
+    from cnnlab.inspect import mistake_caption, top_mistakes
+    from cnnlab.pages import figure, png
+
+    cards = []
+    for i in top_mistakes(ev, n).tolist():
+        img = run.dataset.test.images[i].float().numpy() / 255.0
+        cap = mistake_caption(run.classes, int(ev.preds[i]), float(ev.confidence[i]),
+                              int(ev.labels[i]))
+        cards.append(figure(png(img, 96), f"test image {i}", cap))
+    return f'<div class="cards small">{"".join(cards)}</div>'
+
+
+def _sees_section(run: Run, ev: Evaluation) -> str:
+    """"What the network sees" (cnnlab.inspect); its failure costs the section, not the report."""
+    try:
+        from cnnlab.inspect import report_section
+
+        return report_section(run, ev)
+    except CnnlabError as err:  # e.g. a model with no convolution: say so in place
+        return (f"<section><h2>What the network sees</h2><p class=muted>"
+                f"{html.escape(str(err))}</p></section>")
 
 
 def _part(n: int, total: int) -> str:

@@ -78,16 +78,18 @@ def test_report_is_self_contained_and_every_image_decodes(run_dir: Path) -> None
     page.feed(path.read_text(encoding="utf-8"))
     assert page.external == []  # no network, no server: nothing outside the file
     alts = [img["alt"] for img in page.images]
-    assert alts == ["training curves", "confusion matrix", "misclassified test images"]
+    assert alts[:2] == ["training curves", "confusion matrix"]
+    assert sum(a.startswith("test image ") for a in alts) == 32  # the mistakes, one card each
+    assert "filters of net.0" in alts  # "What the network sees" (tests/test_inspect.py)
     for img in page.images:
         pixels = _decode(img["src"] or "")
-        assert pixels.ndim == 3 and pixels.shape[0] > 100 and pixels.shape[1] > 100
+        assert pixels.ndim in (2, 3) and pixels.shape[0] >= 40 and pixels.shape[1] >= 100
         assert pixels.std() > 0.01  # a drawing, not a blank canvas
     for name in ("confusion.png", "errors.png", "curves.png"):
         assert matplotlib.image.imread(run_dir / name).shape[0] > 100
     for heading in ("Learning curves", "Confusion matrix", "Per-class accuracy",
-                    "Most confident mistakes", "Model cost", "Configuration",
-                    "Result and timings", "Environment"):
+                    "Most confident mistakes", "What the network sees", "Model cost",
+                    "Configuration", "Result and timings", "Environment"):
         assert heading in page.headings
     assert set(FASHION) <= set(page.cells)  # per-class rows carry the class names
 
@@ -210,7 +212,10 @@ def test_report_of_a_resized_normalized_run(data_root: Path, tmp_path: Path) -> 
     path = write_report(tmp_path, limit=300, max_errors=0)
     page = Page()
     page.feed(path.read_text())
-    assert [img["alt"] for img in page.images] == ["training curves", "confusion matrix"]
+    alts = [img["alt"] for img in page.images]
+    assert alts[:2] == ["training curves", "confusion matrix"]
+    assert not any(a.startswith("test image ") for a in alts)  # --max-errors 0: no mistakes
+    assert "filters of net.0" in alts
     assert "input 32&times;32" in path.read_text() and "300 test images" in path.read_text()
 
 

@@ -1,0 +1,762 @@
+"""Look inside a network: its filters, what each conv stage makes of an image, and where it looks
+when it decides (Grad-CAM, saliency). Plus chapter 7.2: a 1x2 kernel learning to find edges.
+
+The functions take any `nn.Module` (a zoo model, a d2l drop-in model, your own) and return arrays
+or matplotlib Figures, so a notebook shows them inline; `inspect_run` writes a run's pictures and a
+self-contained inspect.html, and `report_section` is the "What the network sees" part of
+report.html. Layers are named as `cnnlab summary` names them: module paths such as "net.0" or
+"net.b2.0.conv1".
+
+Attribution comes from Captum (the PyTorch project's attribution library) rather than hand-written
+Grad-CAM: it is pure Python on top of torch (no compiled parts, ~2 MB, installs in a second),
+works on the CPU and on every device torch does, and its LayerGradCam and Saliency are tested
+against the papers' definitions by their maintainers. So it is a core dependency.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from torch import nn
+
+from cnnlab.errors import ConfigError, ShapeError
+from cnnlab.pages import figure, png
+
+__all__ = [
+    "EdgeDemo", "Stage", "conf_text", "conv_layers", "conv_stages", "edge_demo", "feature_maps",
+    "filters", "find_layer", "gradcam", "inspect_run", "mistake_caption", "plot_attributions",
+    "plot_edge_demo", "plot_feature_maps", "plot_filters", "report_section", "saliency",
+    "top_mistakes",
+]
+
+MAX_FILTERS_OUT = 64  # output channels drawn by plot_filters (the first ones)
+MAX_FILTERS_IN = 8  # input channels drawn per output channel
+MAX_MAPS = 32  # channels drawn per stage in the feature maps (the strongest ones)
+
+# --- layers, as `cnnlab summary` names them ----------------------------------------------------
+
+
+def _layers(model: nn.Module) -> dict[str, nn.Module]:
+    return {name: m for name, m in model.named_modules() if name}
+
+
+def _is_conv(m: nn.Module) -> bool:
+    return isinstance(m, (nn.Conv2d, nn.LazyConv2d))
+
+
+def conv_layers(model: nn.Module) -> list[str]:
+    """Names of the model's 2-D convolutions, (as `cnnlab summary` names them)."""
+    return [name for name, m in _layers(model).items() if _is_conv(m)]
+
+
+def find_layer(model: nn.Module, name: str, conv: bool = False) -> nn.Module:
+    """The module called `name`; ConfigError naming the closest names when there is none."""
+    from cnnlab.recipes import suggest
+
+    layers = _layers(model)
+    if name not in layers:
+        names = conv_layers(model) if conv else list(layers)
+        hint = suggest(name, names) or ("; its conv layers are " + ", ".join(conv_layers(model)[:8])
+                                        + ("..." if len(conv_layers(model)) > 8 else ""))
+        raise ConfigError(f"{type(model).__name__} has no layer {name!r}{hint} "
+                          "(`cnnlab summary MODEL` lists every layer name)")
+    m = layers[name]
+    if conv and not _is_conv(m):
+        inside = [n for n in conv_layers(model) if n.startswith(name + ".")]
+        hint = f"; the convs inside it are {', '.join(inside[:4])}" if inside else ""
+        raise ConfigError(f"layer {name!r} is a {type(m).__name__}, not a Conv2d: it has no "
+                          f"filters to draw{hint}")
+    return m
+
+
+# --- tracing one forward pass ------------------------------------------------------------------
+
+@dataclass
+class _Call:
+    name: str
+    module: nn.Module
+    output: Any  # the module's output on the traced input (a tensor for every layer that matters)
+
+
+def _trace(model: nn.Module, x: torch.Tensor) -> tuple[dict[int, _Call], torch.Tensor]:
+    """Every module's first output on `x` (by id(module)), and the model's output."""
+    calls: dict[int, _Call] = {}
+    names = {id(m): n for n, m in model.named_modules()}
+
+    def hook(m: nn.Module, _inp: Any, out: Any) -> None:
+        calls.setdefault(id(m), _Call(names.get(id(m), "?"), m, out))
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()]
+    try:
+        with torch.no_grad():
+            y = model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return calls, y
+
+
+def _spatial(t: Any) -> bool:
+    return isinstance(t, torch.Tensor) and t.dim() == 4
+
+
+@dataclass(frozen=True)
+class Stage:
+    """A convolutional stage: a block holding convolutions, and the layers that follow it up to the
+    next one (activation, normalization, pooling). Its output is what the next stage sees."""
+
+    names: tuple[str, ...]  # its modules, in order, as `cnnlab summary` names them
+    types: tuple[str, ...]  # their classes
+    shape: tuple[int, int, int]  # (C, H, W) of its output
+    cam_layer: str  # where Grad-CAM looks: its output, before a trailing pooling layer
+
+    @property
+    def name(self) -> str:
+        """The first module of the stage."""
+        return self.names[0]
+
+    @property
+    def output(self) -> str:
+        """The module whose output the stage shows."""
+        return self.names[-1]
+
+    @property
+    def label(self) -> str:
+        """'net.0 … net.2 (Conv2d, ReLU, MaxPool2d) → 6×14×14'."""
+        span = self.names[0] if len(self.names) == 1 else f"{self.names[0]} … {self.names[-1]}"
+        return f"{span} ({', '.join(self.types)}) → {_shape(self.shape)}"
+
+
+def _shape(s: Sequence[int]) -> str:
+    return "×".join(str(int(v)) for v in s)
+
+
+_POOLS = (nn.MaxPool2d, nn.AvgPool2d, nn.LPPool2d)
+
+
+def _stages_from(calls: dict[int, _Call], model: nn.Module) -> list[Stage]:
+    """The conv stages of a traced model (see Stage)."""
+    # Unwrap modules that only pass their input to one child (ZooModel and d2l's `self.net(X)`).
+    node = model
+    while not isinstance(node, nn.Sequential):
+        rec = calls.get(id(node))
+        inner = [c for c in node.children() if id(c) in calls and rec is not None
+                 and calls[id(c)].output is rec.output]
+        if len(inner) != 1:
+            break
+        node = inner[0]
+    groups: list[list[_Call]] = []
+    if isinstance(node, nn.Sequential):
+        _collect(node, calls, groups)
+    if not groups:  # not a chain of modules: every convolution is a stage of its own
+        order = list(calls.values())  # hooks fire in the order the modules finish
+        groups = [[c] for c in order if _is_conv(c.module) and _spatial(c.output)]
+    stages = []
+    for g in groups:
+        cam = list(g)
+        while len(cam) > 1 and isinstance(cam[-1].module, _POOLS):
+            cam.pop()  # Grad-CAM at the finer map the pooling reads, as on VGG's last ReLU
+        stages.append(Stage(tuple(c.name for c in g), tuple(type(c.module).__name__ for c in g),
+                            tuple(int(v) for v in g[-1].output.shape[1:]), cam[-1].name))
+    return stages
+
+
+def _collect(seq: nn.Sequential, calls: dict[int, _Call], groups: list[list[_Call]]) -> bool:
+    """Group a Sequential's children into stages; False once the head (no 4-D output) starts."""
+    for child in seq.children():
+        rec = calls.get(id(child))
+        if rec is None:
+            continue  # never ran
+        has_conv = any(_is_conv(m) for m in child.modules())
+        if _spatial(rec.output) and has_conv:
+            groups.append([rec])
+        elif _spatial(rec.output):
+            if groups and rec.output.shape[-2:].numel() > 1:
+                groups[-1].append(rec)  # activation, norm, pooling: the end of the stage
+        elif has_conv and isinstance(child, nn.Sequential):
+            return _collect(child, calls, groups)  # stages, then the head (GoogLeNet's last block)
+        else:
+            return False
+    return True
+
+
+def _as_batch(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    if x.dim() == 3:
+        x = x[None]
+    if x.dim() != 4:
+        raise ShapeError(f"give one image (C, H, W) or a batch (N, C, H, W), got {tuple(x.shape)}")
+    p = next(iter(model.parameters()), None)
+    if p is not None and not isinstance(p, nn.parameter.UninitializedParameter):
+        x = x.to(p.device)
+    return x
+
+
+def conv_stages(model: nn.Module, x: torch.Tensor) -> list[Stage]:
+    """The model's conv stages, found by running `x` (one image or a batch) through it."""
+    calls, _ = _trace(model, _as_batch(model, x))
+    return _stages_from(calls, model)
+
+
+def feature_maps(model: nn.Module, x: torch.Tensor) -> list[tuple[Stage, np.ndarray]]:
+    """Each conv stage and its output (C, H, W) for one image x (C, H, W) or (1, C, H, W)."""
+    x = _as_batch(model, x)[:1]
+    calls, _ = _trace(model, x)
+    by_name = {c.name: c for c in calls.values()}
+    return [(s, by_name[s.output].output[0].float().cpu().numpy())
+            for s in _stages_from(calls, model)]
+
+
+# --- filters -----------------------------------------------------------------------------------
+
+def filters(model: nn.Module, layer: str | None = None) -> tuple[str, np.ndarray]:
+    """(name, weights (out, in/groups, kh, kw)) of conv `layer`, by default the first conv."""
+    names = conv_layers(model)
+    if not names:
+        raise ConfigError(f"{type(model).__name__} has no Conv2d layer: no filters to draw")
+    name = layer or names[0]
+    m = find_layer(model, name, conv=True)
+    if isinstance(m.weight, nn.parameter.UninitializedParameter):
+        raise ConfigError(f"layer {name!r} is a Lazy conv that has not seen an input yet: run one "
+                          "batch through the model first")
+    return name, m.weight.detach().float().cpu().numpy()
+
+
+def _mosaic(tiles: np.ndarray, ncols: int, gap: int = 1) -> np.ndarray:
+    """(N, h, w) tiles -> one (rows*(h+gap)-gap, ncols*(w+gap)-gap) array, NaN between tiles."""
+    n, h, w = tiles.shape
+    ncols = max(1, min(ncols, n))
+    nrows = -(-n // ncols)
+    out = np.full((nrows * (h + gap) - gap, ncols * (w + gap) - gap), np.nan, dtype=np.float32)
+    for i in range(n):
+        r, c = divmod(i, ncols)
+        out[r * (h + gap):r * (h + gap) + h, c * (w + gap):c * (w + gap) + w] = tiles[i]
+    return out
+
+
+def _filter_mosaic(w: np.ndarray) -> tuple[np.ndarray, int, int]:
+    """Weights (out, in, kh, kw) -> (mosaic, outs shown, ins shown): one block per output channel
+    (its input channels side by side), blocks left to right then down."""
+    o, i = min(len(w), MAX_FILTERS_OUT), min(w.shape[1], MAX_FILTERS_IN)
+    w = w[:o, :i]
+    kh, kw = w.shape[2:]
+    blocks = np.stack([_mosaic(b, ncols=i) for b in w])  # (o, kh, i*(kw+1)-1)
+    bh, bw = blocks.shape[1:]
+    # One row up to 8 blocks, else about three times as wide as tall.
+    ncols = o if o <= 8 else max(1, min(o, round(math.sqrt(3.0 * o * bh / bw))))
+    gap = 1 if i == 1 else max(2, kw // 2)
+    return _mosaic(blocks, ncols, gap=gap), o, i
+
+
+def _filters_caption(name: str, m: nn.Module, w: np.ndarray, o: int, i: int) -> str:
+    k = f"{w.shape[2]}×{w.shape[3]}"
+    text = f"{name} ({type(m).__name__}): {w.shape[0]} filters of {w.shape[1]}×{k}"
+    if o < w.shape[0] or i < w.shape[1]:
+        text += f" (first {o} × {i} channels shown)"
+    return text
+
+
+def plot_filters(model: nn.Module, layer: str | None = None) -> Figure:
+    """The kernels of a conv (default: the first), one tile per output and input channel, on one
+    symmetric colour scale: red is positive, blue negative, white zero."""
+    name, w = filters(model, layer)
+    mos, o, i = _filter_mosaic(w)
+    vmax = float(np.abs(w[:o, :i]).max()) or 1.0
+    h, wd = mos.shape
+    fig = Figure(figsize=(min(9.0, max(4.0, 0.16 * wd + 1.6)), min(9.0, 0.16 * h + 1.1)))
+    ax = fig.subplots()
+    cmap = _cmap("RdBu_r")
+    im = ax.imshow(mos, cmap=cmap, vmin=-vmax, vmax=vmax, interpolation="nearest")
+    fig.colorbar(im, ax=ax, fraction=0.04, pad=0.02, label="weight")
+    ax.set_title(_filters_caption(name, find_layer(model, name), w, o, i), fontsize=10)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    how = ("one tile per output channel" if i == 1 else
+           "one block per output channel, one tile per input channel inside it")
+    ax.set_xlabel(how + "; shared colour scale", fontsize=8.5)
+    return fig
+
+
+def _cmap(name: str) -> Any:
+    import matplotlib
+
+    # The gaps between tiles (NaN) in a colour no value has.
+    return matplotlib.colormaps[name].with_extremes(bad="#f0f2f6" if name == "magma"
+                                                    else "#9ea4ae")
+
+
+# --- feature maps ------------------------------------------------------------------------------
+
+def _strongest(a: np.ndarray, k: int) -> tuple[np.ndarray, int]:
+    """The k channels of (C, H, W) with the largest mean |activation|, strongest first."""
+    if len(a) <= k:
+        return a, len(a)
+    order = np.argsort(-np.abs(a).mean(axis=(1, 2)), kind="stable")[:k]
+    return a[order], k
+
+
+def _scale(a: np.ndarray) -> tuple[str, float, float]:
+    """Colour map and range for one stage: diverging when it has negative values."""
+    lo, hi = float(np.nanmin(a)), float(np.nanmax(a))
+    if lo < 0:
+        m = max(-lo, hi) or 1.0
+        return "RdBu_r", -m, m
+    return "magma", 0.0, hi or 1.0
+
+
+def _image_rgb(img: np.ndarray) -> np.ndarray:
+    """(C, H, W) in [0, 1] -> (H, W) gray or (H, W, 3) RGB for imshow."""
+    img = np.clip(np.asarray(img, dtype=np.float32), 0.0, 1.0)
+    return img[0] if img.shape[0] == 1 else img[:3].transpose(1, 2, 0)
+
+
+def _maps_caption(stage: Stage, shown: int) -> str:
+    c = stage.shape[0]
+    return stage.label + ("" if shown == c else f", strongest {shown} of {c} channels")
+
+
+def plot_feature_maps(model: nn.Module, x: torch.Tensor, image: torch.Tensor | None = None,
+                      title: str | None = None) -> Figure:
+    """The input, then each conv stage's activations as a grid labelled with the stage's shape.
+
+    x is what the model takes (normalized, resized); `image` is what to show as the input
+    (default: x itself). Each stage has its own colour scale, shared by its channels.
+    """
+    maps = feature_maps(model, x)
+    show = _as_batch(model, image if image is not None else x)[0].float().cpu().numpy()
+    rows = [("input " + _shape(show.shape), _image_rgb(show), None)]
+    for stage, a in maps:
+        a, shown = _strongest(a, MAX_MAPS)
+        ncols = min(shown, 16)
+        rows.append((_maps_caption(stage, shown), _mosaic(a, ncols), _scale(a)))
+    heights = [min(3.0, max(1.0, 8.0 * r[1].shape[0] / r[1].shape[1])) for r in rows]
+    heights[0] = 1.6
+    fig = Figure(figsize=(8.0, sum(heights) + 0.45 * len(rows) + (0.4 if title else 0.1)))
+    axes = fig.subplots(len(rows), 1, gridspec_kw={"height_ratios": heights}, squeeze=False)[:, 0]
+    for ax, (label, arr, scale) in zip(axes, rows):
+        if scale is None:
+            ax.imshow(arr, cmap="gray" if arr.ndim == 2 else None, vmin=0, vmax=1)
+        else:
+            name, lo, hi = scale
+            ax.imshow(arr, cmap=_cmap(name), vmin=lo, vmax=hi, interpolation="nearest")
+        ax.set_title(label, fontsize=9.5, loc="left")
+        ax.set_axis_off()
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.set_layout_engine("constrained")
+    return fig
+
+
+# --- attribution (Captum) ----------------------------------------------------------------------
+
+def _targets(model: nn.Module, x: torch.Tensor, target: Any) -> torch.Tensor:
+    if target is None:
+        with torch.no_grad():
+            return model(x).argmax(dim=1)
+    t = torch.as_tensor(target, device=x.device).long().reshape(-1)
+    return t.expand(len(x)) if len(t) == 1 else t
+
+
+def _unit(a: torch.Tensor) -> np.ndarray:
+    """(N, H, W) -> each map scaled to [0, 1] by its own maximum (all zeros stay zero)."""
+    a = a.detach().float().cpu()
+    peak = a.flatten(1).amax(dim=1).clamp_min(1e-12)[:, None, None]
+    return (a / peak).clamp(0, 1).numpy()
+
+
+def default_cam_layer(model: nn.Module, x: torch.Tensor) -> str:
+    """Where Grad-CAM looks by default: the output of the last conv stage."""
+    stages = conv_stages(model, _as_batch(model, x)[:1])
+    if not stages:
+        raise ConfigError(f"{type(model).__name__} has no convolutional stage for Grad-CAM")
+    return stages[-1].cam_layer
+
+
+def gradcam(model: nn.Module, x: torch.Tensor, target: Any = None,
+            layer: str | None = None) -> np.ndarray:
+    """Grad-CAM maps (N, H, W) in [0, 1] at the input's size, for class `target` (default: the
+    predicted one), at `layer` (default: the last conv stage)."""
+    from captum.attr import LayerAttribution, LayerGradCam
+
+    x = _as_batch(model, x)
+    name = layer or default_cam_layer(model, x)
+    m = find_layer(model, name)
+    t = _targets(model, x, target)
+    with torch.enable_grad():
+        cam = LayerGradCam(model, m).attribute(x, target=t, relu_attributions=True)
+    if cam.dim() != 4:
+        raise ConfigError(f"layer {name!r} gives no image-shaped output (got {tuple(cam.shape)}); "
+                          "pick a conv layer or block for Grad-CAM")
+    cam = LayerAttribution.interpolate(cam.float(), tuple(x.shape[-2:]), "bilinear")  # (N,1,H,W)
+    return _unit(cam[:, 0])
+
+
+def saliency(model: nn.Module, x: torch.Tensor, target: Any = None) -> np.ndarray:
+    """Input-gradient saliency (N, H, W) in [0, 1]: |d score / d pixel|, max over channels."""
+    from captum.attr import Saliency
+
+    x = _as_batch(model, x).detach().clone().requires_grad_(True)
+    t = _targets(model, x, target)
+    with torch.enable_grad():
+        g = Saliency(model).attribute(x, target=t, abs=True)
+    return _unit(g.amax(dim=1))
+
+
+def overlay(image: np.ndarray, cam: np.ndarray, alpha: float = 0.5) -> np.ndarray:
+    """An (H, W, 3) RGB picture: the image (C, H, W) in gray, the map (H, W) over it in 'jet'."""
+    import matplotlib
+
+    img = _image_rgb(image)
+    gray = img if img.ndim == 2 else img @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    heat = matplotlib.colormaps["jet"](cam)[..., :3]
+    a = alpha * np.clip(cam, 0, 1)[..., None] ** 0.5  # faint where the map is weak
+    return np.clip((1 - a) * gray[..., None] + a * heat, 0, 1).astype(np.float32)
+
+
+def plot_attributions(images: np.ndarray, cams: np.ndarray, sals: np.ndarray,
+                      captions: Sequence[str], title: str | None = None) -> Figure:
+    """One column per image: the image, its Grad-CAM overlay, its saliency."""
+    n = len(images)
+    fig = Figure(figsize=(max(3.2, 1.45 * n + 0.9), 5.0 + (0.3 if title else 0)))
+    axes = fig.subplots(3, n, squeeze=False)
+    for j in range(n):
+        img = _image_rgb(images[j])
+        axes[0, j].imshow(img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1)
+        axes[0, j].set_title(captions[j], fontsize=8)
+        axes[1, j].imshow(overlay(images[j], cams[j]))
+        axes[2, j].imshow(sals[j], cmap="magma", vmin=0, vmax=1)
+        for ax in axes[:, j]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    for ax, label in zip(axes[:, 0], ("image", "Grad-CAM", "saliency")):
+        ax.set_ylabel(label, fontsize=9)
+    if title:
+        fig.suptitle(title, fontsize=11)
+    fig.set_layout_engine("constrained")
+    return fig
+
+
+# --- chapter 7.2: learning an edge detector ----------------------------------------------------
+
+@dataclass
+class EdgeDemo:
+    """Chapter 7.2's experiment: a 1x2 kernel learned from X and Y = corr2d(X, [[1, -1]])."""
+
+    X: np.ndarray  # (6, 8): ones, with zeros in columns 2-5 (two vertical edges)
+    Y: np.ndarray  # (6, 7): +1 at the light-to-dark edge, -1 at the dark-to-light one
+    kernels: np.ndarray  # (steps + 1, 2): the kernel before training and after each step
+    losses: np.ndarray  # (steps,): the summed squared error at each step, before its update
+    lr: float
+
+    @property
+    def kernel(self) -> np.ndarray:
+        """The learned kernel (1, 2)."""
+        return self.kernels[-1][None]
+
+
+def edge_demo(steps: int = 10, lr: float = 3e-2, seed: int = 0) -> EdgeDemo:
+    """Train the book's 1x2 kernel on its 6x8 edge image by plain gradient descent (section 7.2)."""
+    from cnnlab.ops import corr2d
+
+    if steps < 1:
+        raise ConfigError(f"steps={steps} must be at least 1")
+    X = torch.ones((6, 8))
+    X[:, 2:6] = 0
+    Y = corr2d(X, torch.tensor([[1.0, -1.0]]))
+    g = torch.Generator().manual_seed(seed)
+    # The book's LazyConv2d(1, kernel_size=(1, 2)) starts from U(-1/sqrt(2), 1/sqrt(2)).
+    K = ((torch.rand((1, 2), generator=g) * 2 - 1) / math.sqrt(2)).requires_grad_(True)
+    kernels, losses = [K.detach().clone()], []
+    for _ in range(steps):
+        loss = ((corr2d(X, K) - Y) ** 2).sum()
+        loss.backward()
+        with torch.no_grad():
+            K -= lr * K.grad
+        K.grad = None
+        losses.append(loss.item())
+        kernels.append(K.detach().clone())
+    return EdgeDemo(X.numpy(), Y.numpy(), torch.cat(kernels).numpy(), np.array(losses), lr)
+
+
+def plot_edge_demo(demo: EdgeDemo, narrow: bool = False) -> Figure:
+    """X, Y, the kernel approaching [1, -1], and the loss per step (2x2, or 4x1 for a phone)."""
+    fig = Figure(figsize=(4.2, 11.0) if narrow else (9.0, 6.4))
+    axes = fig.subplots(4, 1) if narrow else fig.subplots(2, 2)
+    ax_x, ax_y, ax_k, ax_l = np.ravel(axes)
+    for ax, a, t, cmap in ((ax_x, demo.X, "X: the 6×8 image (0 = black)", "gray"),
+                           (ax_y, demo.Y, "Y = corr2d(X, [[1, -1]]): its edges", "RdBu_r")):
+        lim = 1.0
+        ax.imshow(a, cmap=cmap, vmin=-lim if cmap != "gray" else 0, vmax=lim)
+        for (r, c), v in np.ndenumerate(a):
+            ax.text(c, r, f"{v:g}", ha="center", va="center", fontsize=8,
+                    color="white" if (cmap == "gray" and v < 0.5) or abs(v) > 0.5 and
+                    cmap != "gray" else "black")
+        ax.set_title(t, fontsize=10)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    steps = np.arange(len(demo.kernels))
+    for j, (target, color) in enumerate(((1.0, "#d64545"), (-1.0, "#2f6fde"))):
+        ax_k.plot(steps, demo.kernels[:, j], marker="o", markersize=3, color=color,
+                  label=f"K[0, {j}] → {demo.kernels[-1, j]:+.3f}")
+        ax_k.axhline(target, color=color, linestyle="--", linewidth=0.8)
+    ax_k.set_title("the learned kernel approaches [1, -1]", fontsize=10)
+    ax_k.set_xlabel("step")
+    ax_k.legend(frameon=False, fontsize=8.5)
+    ax_k.grid(alpha=0.3)
+    ax_l.semilogy(np.arange(1, len(demo.losses) + 1), demo.losses, marker="o", markersize=3)
+    ax_l.set_title(f"squared error per step (lr {demo.lr:g})", fontsize=10)
+    ax_l.set_xlabel("step")
+    ax_l.grid(alpha=0.3, which="both")
+    fig.set_layout_engine("constrained")
+    return fig
+
+
+# --- a run's images ----------------------------------------------------------------------------
+
+def top_mistakes(ev: Any, n: int) -> torch.Tensor:
+    """Indices of the n most confident misclassified test images, most confident first."""
+    wrong = (ev.preds != ev.labels).nonzero().flatten()
+    return wrong[ev.confidence[wrong].argsort(descending=True)][:n]
+
+
+def _run_inputs(run: Any, split: Any) -> tuple[torch.Tensor, np.ndarray]:
+    """(what the model takes, on its device; what to show, (N, C, H, W) in [0, 1]) for a split."""
+    from cnnlab.loader import Loader
+
+    x = next(iter(run.loader(split, len(split))))[0]  # as training fed the model
+    show = next(iter(Loader(split, len(split), resize=run.input_size)))[0]  # not normalized
+    return x, show.numpy()
+
+
+def _test_images(run: Any, indices: Sequence[int]) -> tuple[torch.Tensor, np.ndarray]:
+    n = len(run.dataset.test)
+    for i in indices:
+        if not 0 <= i < n:
+            raise ConfigError(f"--index {i} is out of range: the {run.dataset.name} test split "
+                              f"has {n} images (0 to {n - 1})")
+    return _run_inputs(run, run.dataset.test.subset(torch.as_tensor(list(indices))))
+
+
+def _file_image(run: Any, path: str | Path) -> tuple[torch.Tensor, np.ndarray]:
+    from cnnlab.loader import Split
+    from cnnlab.run import read_image, to_dataset_image
+
+    native = tuple(run.dataset.train.images.shape[-2:])
+    img = to_dataset_image(read_image(path), native)[None]  # (1, H, W) uint8
+    return _run_inputs(run, Split(img, torch.zeros(1, dtype=torch.int64)))
+
+
+# --- pictures for pages: numpy -> PNG, captions in HTML (legible at any width) -----------------
+
+def _colorize(a: np.ndarray, cmap: str, lo: float, hi: float) -> np.ndarray:
+    """A 2-D array through a colour map to (H, W, 3); NaN (the gaps) is light gray."""
+    rgb = _cmap(cmap)(np.ma.masked_invalid((a - lo) / ((hi - lo) or 1.0)))[..., :3]
+    return rgb.astype(np.float32)
+
+
+def filters_html(model: nn.Module, layer: str | None = None) -> str:
+    """The filters of a conv as an HTML figure with its caption and scale."""
+    name, w = filters(model, layer)
+    mos, o, i = _filter_mosaic(w)
+    vmax = float(np.abs(w[:o, :i]).max()) or 1.0
+    cap = html.escape(_filters_caption(name, find_layer(model, name), w, o, i))
+    cap += (f'<br><span class="muted">red positive, blue negative, one scale '
+            f"(±{vmax:.3g}) for all</span>")
+    return figure(png(_colorize(mos, "RdBu_r", -vmax, vmax), 320), f"filters of {name}", cap,
+                   "wide")
+
+
+def maps_html(model: nn.Module, x: torch.Tensor, show: np.ndarray) -> str:
+    """The input and each stage's feature maps, one figure each with its label and shape."""
+    parts = [figure(png(_image_rgb(show), 84, 4), "input image",
+                     f"input {_shape(show.shape)}", "thumb")]
+    for stage, a in feature_maps(model, x):
+        a, shown = _strongest(a, MAX_MAPS)
+        mos = _mosaic(a, min(shown, 8))
+        name, lo, hi = _scale(a)
+        parts.append(figure(png(_colorize(mos, name, lo, hi), 200), stage.label,
+                             html.escape(_maps_caption(stage, shown)), "maps"))
+    return f'<div class="fmaps">{"".join(parts)}</div>'
+
+
+def attribution_cards(images: np.ndarray, cams: np.ndarray, sals: np.ndarray,
+                      captions: Sequence[str]) -> str:
+    """One card per image: image | Grad-CAM overlay | saliency, captioned in HTML."""
+    cards = []
+    for img, cam, sal, cap in zip(images, cams, sals, captions):
+        g = _image_rgb(img)
+        g3 = np.repeat(g[..., None], 3, axis=2) if g.ndim == 2 else g
+        gap = np.ones((g3.shape[0], 2, 3), dtype=np.float32)
+        strip = np.concatenate([g3, gap, overlay(img, cam), gap,
+                                _colorize(sal, "magma", 0.0, 1.0)], axis=1)
+        cards.append(figure(png(strip, 240, 4), "image, Grad-CAM, saliency", cap, "card"))
+    return ('<div class="cards">' + "".join(cards) + "</div><p class=muted>Each: the image, "
+            "Grad-CAM of the predicted class on the last conv stage (red: where the evidence "
+            "is), and input-gradient saliency (bright: pixels the score is most sensitive to)."
+            "</p>")
+
+
+def conf_text(p: float) -> str:
+    """A probability as text that never rounds a mistake up to a certain 100%."""
+    return ">99.9%" if p >= 0.9995 else f"{p:.1%}" if p >= 0.99 else f"{p:.0%}"
+
+
+def mistake_caption(classes: Sequence[str], pred: int, conf: float, true: int) -> str:
+    """HTML caption of a misclassified image: the predicted class in red with its probability,
+    then the true class."""
+    return (f'<b class="bad">{html.escape(classes[pred])}</b> {conf_text(conf)}'
+            f'<br><span class="muted">true: {html.escape(classes[true])}</span>')
+
+
+# --- the report's section, and `cnnlab inspect` ------------------------------------------------
+
+def report_section(run: Any, ev: Any, n_mistakes: int = 8) -> str:
+    """report.html's "What the network sees": first filters, the feature maps of one correct and
+    one wrong test image, Grad-CAM and saliency of the most confident mistakes."""
+    model, classes = run.model, run.classes
+    parts = ["<section id=sees><h2>What the network sees</h2>",
+             "<h3>First-layer filters</h3>", filters_html(model)]
+    right = (ev.preds == ev.labels).nonzero().flatten()
+    mistakes = top_mistakes(ev, n_mistakes)
+    pair = []
+    for title, idx in (("a correctly classified test image", right[:1]),
+                       ("a misclassified test image", mistakes[:1])):
+        if not len(idx):
+            continue
+        i = int(idx[0])
+        x, show = _test_images(run, [i])
+        what = (f"test image {i}: {html.escape(classes[int(ev.labels[i])])}, predicted "
+                f"{html.escape(classes[int(ev.preds[i])])} ({conf_text(float(ev.confidence[i]))})")
+        pair.append(f"<div><h3>Feature maps of {title}</h3><p class=muted>{what}</p>"
+                    + maps_html(model, x, show[0]) + "</div>")
+    parts.append(f'<div class="pair">{"".join(pair)}</div>')
+    if len(mistakes):
+        x, show = _test_images(run, mistakes.tolist())
+        cams, sals = gradcam(model, x), saliency(model, x)
+        caps = [mistake_caption(classes, int(ev.preds[i]), float(ev.confidence[i]),
+                                 int(ev.labels[i])) for i in mistakes]
+        parts.append(f"<h3>Where it looked: the {len(mistakes)} most confident mistakes</h3>")
+        parts.append(attribution_cards(show, cams, sals, caps))
+    parts.append("<p class=muted>More: <code>cnnlab inspect "
+                 f"{html.escape(str(run.run_dir))}</code> (any image, any layer).</p></section>")
+    return "".join(parts)
+
+
+def inspect_run(run_dir: str | Path, out_dir: str | Path | None = None, *,
+                index: int | None = None, image: str | Path | None = None,
+                layer: str | None = None, checkpoint: str = "last",
+                n_mistakes: int = 8) -> Path:
+    """Write a run's pictures (PNG) and inspect.html into out_dir (default: RUN/inspect)."""
+    from cnnlab.pages import page
+    from cnnlab.plots import save_figure
+    from cnnlab.run import evaluate_run, load_run
+
+    if index is not None and image is not None:
+        raise ConfigError("give --index N or --image PATH, not both")
+    run = load_run(run_dir, checkpoint)
+    model, classes = run.model, run.classes
+    out = Path(out_dir) if out_dir is not None else run.run_dir / "inspect"
+    if layer is not None:  # fail on a wrong name before any work
+        find_layer(model, layer)
+    if image is not None:
+        x, show = _file_image(run, image)
+        what = f"image {Path(image).name}"
+    else:
+        index = 0 if index is None else index
+        x, show = _test_images(run, [index])
+        what = (f"test image {index} (true class: "
+                f"{classes[int(run.dataset.test.labels[index])]})")
+    with torch.no_grad():
+        probs = model(x).float().softmax(dim=1)[0].cpu()
+    pred = int(probs.argmax())
+    what_html = (f"{html.escape(what)}: predicted <b>{html.escape(classes[pred])}</b> "
+                 f"({conf_text(float(probs[pred]))})")
+    # --layer names a conv (its filters are drawn too) or any block with an image-shaped output.
+    conv_layer = layer if layer is not None and _is_conv(find_layer(model, layer)) else None
+
+    title = f"{run.config.get('model')} on {run.dataset.name}: inside"
+    sections = [f"<header><h1>{html.escape(title)}</h1><p>run <code>"
+                f"{html.escape(run.run_dir.resolve().name)}</code> &middot; {what_html}</p>"
+                "</header><main>"]
+    written = [save_figure(plot_filters(model), out / "filters.png")]
+    body = filters_html(model)
+    if conv_layer and conv_layer != conv_layers(model)[0]:
+        written.append(save_figure(plot_filters(model, conv_layer), out / "filters-layer.png"))
+        body += filters_html(model, conv_layer)
+    sections.append(f"<section><h2>Filters</h2>{body}</section>")
+
+    written.append(save_figure(plot_feature_maps(model, x, torch.from_numpy(show), what),
+                               out / "feature-maps.png"))
+    sections.append(f"<section><h2>Feature maps</h2><p class=muted>{what_html}; each stage's "
+                    "channels share one colour scale</p>" + maps_html(model, x, show[0])
+                    + "</section>")
+
+    cl = layer or default_cam_layer(model, x)
+    cams, sals = gradcam(model, x, layer=cl), saliency(model, x)
+    cap = (f"{html.escape(what)}<br>predicted {html.escape(classes[pred])} "
+           f"{conf_text(float(probs[pred]))}")
+    written.append(save_figure(plot_attributions(show, cams, sals, [f"{classes[pred]}"],
+                                                 f"Grad-CAM at {cl}"), out / "attribution.png"))
+    sections.append(f"<section><h2>Where it looks</h2><p class=muted>Grad-CAM at <code>"
+                    f"{html.escape(cl)}</code></p>" + attribution_cards(show, cams, sals, [cap])
+                    + "</section>")
+
+    ev = evaluate_run(run)
+    mistakes = top_mistakes(ev, n_mistakes)
+    if len(mistakes):
+        xm, showm = _test_images(run, mistakes.tolist())
+        camsm, salsm = gradcam(model, xm, layer=cl), saliency(model, xm)
+        caps = [f"{classes[int(ev.preds[i])]} {conf_text(float(ev.confidence[i]))}\ntrue: "
+                f"{classes[int(ev.labels[i])]}" for i in mistakes]
+        written.append(save_figure(plot_attributions(showm, camsm, salsm, caps,
+                                                     "the most confident mistakes"),
+                                   out / "mistakes.png"))
+        html_caps = [mistake_caption(classes, int(ev.preds[i]), float(ev.confidence[i]),
+                                      int(ev.labels[i])) for i in mistakes]
+        sections.append(f"<section><h2>The {len(mistakes)} most confident mistakes</h2>"
+                        f"<p class=muted>of {int((ev.preds != ev.labels).sum())} on the "
+                        f"{ev.n} test images (accuracy {ev.acc:.2%})</p>"
+                        + attribution_cards(showm, camsm, salsm, html_caps) + "</section>")
+    files = ", ".join(p.name for p in written)
+    sections.append(f"<footer>cnnlab inspect &middot; {html.escape(str(run.checkpoint))} "
+                    f"&middot; pictures also written as {html.escape(files)}</footer></main>")
+    path = out / "inspect.html"
+    _write_text(path, page(title, "".join(sections)))
+    return path
+
+
+def edge_demo_page(out_dir: str | Path, steps: int = 10,
+                   lr: float = 3e-2) -> tuple[Path, EdgeDemo]:
+    """Chapter 7.2 reproduced: edge-demo.png and an inspect.html showing it; (html, demo)."""
+    from cnnlab.pages import page, picture_tag
+    from cnnlab.plots import figure_png, save_figure
+
+    demo = edge_demo(steps, lr)
+    out = Path(out_dir)
+    wide = save_figure(plot_edge_demo(demo), out / "edge-demo.png")
+    narrow = figure_png(plot_edge_demo(demo, narrow=True))
+    k = demo.kernel[0]
+    body = ("<header><h1>Chapter 7.2: learning an edge detector</h1><p>a 1&times;2 kernel, "
+            f"{len(demo.losses)} steps of gradient descent, lr {demo.lr:g}</p></header><main>"
+            "<section><h2>The kernel approaches [1, -1]</h2>"
+            f"<p>learned kernel <b>[{k[0]:.4f}, {k[1]:.4f}]</b>, squared error "
+            f"{demo.losses[0]:.3f} &rarr; {demo.losses[-1]:.4f}</p>"
+            + picture_tag(wide.read_bytes(), narrow, "edge image, target, kernel and loss per step")
+            + "</section></main>")
+    path = out / "inspect.html"
+    _write_text(path, page("cnnlab: chapter 7.2 edge detector", body))
+    return path, demo
+
+
+def _write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
