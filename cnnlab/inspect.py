@@ -249,8 +249,10 @@ def _filter_mosaic(w: np.ndarray) -> tuple[np.ndarray, int, int]:
     kh, kw = w.shape[2:]
     blocks = np.stack([_mosaic(b, ncols=i) for b in w])  # (o, kh, i*(kw+1)-1)
     bh, bw = blocks.shape[1:]
-    # One row up to 8 blocks, else about three times as wide as tall.
-    ncols = o if o <= 8 else max(1, min(o, round(math.sqrt(3.0 * o * bh / bw))))
+    # One row up to 8 blocks, else about three times as wide as tall, in full rows if it can.
+    target = math.sqrt(3.0 * o * bh / bw)
+    fits = [d for d in range(1, o + 1) if o % d == 0 and target / 2 <= d <= target * 2]
+    ncols = o if o <= 8 else min(fits, key=lambda d: abs(d - target)) if fits else round(target)
     gap = 1 if i == 1 else max(2, kw // 2)
     return _mosaic(blocks, ncols, gap=gap), o, i
 
@@ -587,7 +589,7 @@ def maps_html(model: nn.Module, x: torch.Tensor, show: np.ndarray) -> str:
 
 
 def attribution_cards(images: np.ndarray, cams: np.ndarray, sals: np.ndarray,
-                      captions: Sequence[str]) -> str:
+                      captions: Sequence[str], where: str = "the last conv stage") -> str:
     """One card per image: image | Grad-CAM overlay | saliency, captioned in HTML."""
     cards = []
     for img, cam, sal, cap in zip(images, cams, sals, captions):
@@ -598,9 +600,8 @@ def attribution_cards(images: np.ndarray, cams: np.ndarray, sals: np.ndarray,
                                 _colorize(sal, "magma", 0.0, 1.0)], axis=1)
         cards.append(figure(png(strip, 240, 4), "image, Grad-CAM, saliency", cap, "card"))
     return ('<div class="cards">' + "".join(cards) + "</div><p class=muted>Each: the image, "
-            "Grad-CAM of the predicted class on the last conv stage (red: where the evidence "
-            "is), and input-gradient saliency (bright: pixels the score is most sensitive to)."
-            "</p>")
+            f"Grad-CAM of the predicted class at {where} (red: where the evidence is), and "
+            "input-gradient saliency (bright: pixels the score is most sensitive to).</p>")
 
 
 def conf_text(p: float) -> str:
@@ -699,14 +700,14 @@ def inspect_run(run_dir: str | Path, out_dir: str | Path | None = None, *,
                     + "</section>")
 
     cl = layer or default_cam_layer(model, x)
+    where_html = f"<code>{html.escape(cl)}</code>" + ("" if layer else " (the last conv stage)")
     cams, sals = gradcam(model, x, layer=cl), saliency(model, x)
     cap = (f"{html.escape(what)}<br>predicted {html.escape(classes[pred])} "
            f"{conf_text(float(probs[pred]))}")
     written.append(save_figure(plot_attributions(show, cams, sals, [f"{classes[pred]}"],
                                                  f"Grad-CAM at {cl}"), out / "attribution.png"))
-    sections.append(f"<section><h2>Where it looks</h2><p class=muted>Grad-CAM at <code>"
-                    f"{html.escape(cl)}</code></p>" + attribution_cards(show, cams, sals, [cap])
-                    + "</section>")
+    sections.append(f"<section><h2>Where it looks</h2><p class=muted>Grad-CAM at {where_html}"
+                    "</p>" + attribution_cards(show, cams, sals, [cap], where_html) + "</section>")
 
     ev = evaluate_run(run)
     mistakes = top_mistakes(ev, n_mistakes)
@@ -723,7 +724,8 @@ def inspect_run(run_dir: str | Path, out_dir: str | Path | None = None, *,
         sections.append(f"<section><h2>The {len(mistakes)} most confident mistakes</h2>"
                         f"<p class=muted>of {int((ev.preds != ev.labels).sum())} on the "
                         f"{ev.n} test images (accuracy {ev.acc:.2%})</p>"
-                        + attribution_cards(showm, camsm, salsm, html_caps) + "</section>")
+                        + attribution_cards(showm, camsm, salsm, html_caps, where_html)
+                        + "</section>")
     files = ", ".join(p.name for p in written)
     sections.append(f"<footer>cnnlab inspect &middot; {html.escape(str(run.checkpoint))} "
                     f"&middot; pictures also written as {html.escape(files)}</footer></main>")

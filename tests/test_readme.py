@@ -59,7 +59,7 @@ ELSEWHERE = {
 EXPECT = {"train": ("run folder:",), "report": ("report: ",), "eval": ("accuracy ",),
           "summary": ("Total params", "| Layer (type) |"), "models": ("lenet", "resnet18"),
           "recipes": ("lenet",), "verify": ("OK, 60000 train + 10000 test", "images decode"),
-          "export": ("predicted classes agree 100%",),
+          "export": ("predicted classes agree 100%",), "inspect": ("page: ",),
           "download": (" train + ",), "show": ("with their labels",)}
 
 # Image files README's `predict` line names: (test image index, make it a light-ground photo).
