@@ -102,7 +102,7 @@ examples:
 
 Writes filters.png, feature-maps.png, attribution.png, mistakes.png and inspect.html (one
 self-contained page). --layer takes a name as `cnnlab summary MODEL` prints it: a conv's filters
-are drawn, and Grad-CAM looks there instead of at the last conv stage.""",
+are drawn too (filters-NAME.png), and Grad-CAM looks there instead of at the last conv stage.""",
 }
 
 
@@ -644,11 +644,10 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         raise ConfigError("name a run folder (`cnnlab inspect RUN_DIR`), or --edge-demo")
     if args.mistakes < 0:
         raise ConfigError(f"--mistakes {args.mistakes} must not be negative")
-    page = inspect.inspect_run(args.run_dir, args.out, index=args.index, image=args.image,
-                               layer=args.layer, checkpoint=args.checkpoint,
-                               n_mistakes=args.mistakes)
-    pngs = sorted(p.name for p in page.parent.glob("*.png"))
-    print(f"pictures: {', '.join(pngs)} in {page.parent}")
+    *pngs, page = inspect.inspect_run(args.run_dir, args.out, index=args.index, image=args.image,
+                                      layer=args.layer, checkpoint=args.checkpoint,
+                                      n_mistakes=args.mistakes)
+    print(f"pictures: {', '.join(p.name for p in pngs)} in {page.parent}")
     print(f"page: {page}")
     return 0
 

@@ -547,12 +547,9 @@ def _test_images(run: Any, indices: Sequence[int]) -> tuple[torch.Tensor, np.nda
 
 
 def _file_image(run: Any, path: str | Path) -> tuple[torch.Tensor, np.ndarray]:
-    from cnnlab.loader import Split
-    from cnnlab.run import read_image, to_dataset_image
+    from cnnlab.run import files_split
 
-    native = tuple(run.dataset.train.images.shape[-2:])
-    img = to_dataset_image(read_image(path), native)[None]  # (1, H, W) uint8
-    return _run_inputs(run, Split(img, torch.zeros(1, dtype=torch.int64)))
+    return _run_inputs(run, files_split(run, [Path(path)]))
 
 
 # --- pictures for pages: numpy -> PNG, captions in HTML (legible at any width) -----------------
@@ -653,8 +650,9 @@ def report_section(run: Any, ev: Any, n_mistakes: int = 8) -> str:
 def inspect_run(run_dir: str | Path, out_dir: str | Path | None = None, *,
                 index: int | None = None, image: str | Path | None = None,
                 layer: str | None = None, checkpoint: str = "last",
-                n_mistakes: int = 8) -> Path:
-    """Write a run's pictures (PNG) and inspect.html into out_dir (default: RUN/inspect)."""
+                n_mistakes: int = 8) -> list[Path]:
+    """Write a run's pictures (PNG) and inspect.html into out_dir (default: RUN/inspect); the
+    files written, inspect.html last."""
     from cnnlab.pages import page
     from cnnlab.plots import save_figure
     from cnnlab.run import evaluate_run, load_run
@@ -689,7 +687,8 @@ def inspect_run(run_dir: str | Path, out_dir: str | Path | None = None, *,
     written = [save_figure(plot_filters(model), out / "filters.png")]
     body = filters_html(model)
     if conv_layer and conv_layer != conv_layers(model)[0]:
-        written.append(save_figure(plot_filters(model, conv_layer), out / "filters-layer.png"))
+        written.append(save_figure(plot_filters(model, conv_layer),
+                                   out / f"filters-{conv_layer}.png"))
         body += filters_html(model, conv_layer)
     sections.append(f"<section><h2>Filters</h2>{body}</section>")
 
@@ -731,7 +730,7 @@ def inspect_run(run_dir: str | Path, out_dir: str | Path | None = None, *,
                     f"&middot; pictures also written as {html.escape(files)}</footer></main>")
     path = out / "inspect.html"
     _write_text(path, page(title, "".join(sections)))
-    return path
+    return [*written, path]
 
 
 def edge_demo_page(out_dir: str | Path, steps: int = 10,

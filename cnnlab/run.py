@@ -390,14 +390,19 @@ def file_images(paths: list[Path], size: tuple[int, int], channels: int = 1,
     return torch.stack([a.permute(2, 0, 1) if a.dim() == 3 else a for a in arrays])
 
 
-def predict_files(run: Run, paths: list[Path], invert: str = "auto") -> torch.Tensor:
-    """Class probabilities (len(paths), K) for image files, fed through the run's own pipeline."""
+def files_split(run: Run, paths: list[Path], invert: str = "auto") -> Any:
+    """Image files made to look like the run's dataset, as a Split (labels 0) for run.loader."""
     from cnnlab.loader import Split
 
     native = tuple(run.dataset.train.images.shape[-2:])
     images = file_images(paths, native, run.dataset.channels, is_book_data(run.dataset.name),
                          invert)
-    split = Split(images, torch.zeros(len(images), dtype=torch.int64))
+    return Split(images, torch.zeros(len(images), dtype=torch.int64))
+
+
+def predict_files(run: Run, paths: list[Path], invert: str = "auto") -> torch.Tensor:
+    """Class probabilities (len(paths), K) for image files, fed through the run's own pipeline."""
+    split = files_split(run, paths, invert)
     out = [logits.softmax(dim=1).cpu() for logits, _ in
            _logits(run.model, run.loader(split, 256), run.device, precision_dtype(run.precision))]
     return torch.cat(out)

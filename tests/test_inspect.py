@@ -299,7 +299,9 @@ def test_inspect_command_writes_pictures_and_a_self_contained_page(
                      str(out)]) == 0
     printed = capsys.readouterr().out
     assert f"page: {out / 'inspect.html'}" in printed
-    for name in ("filters.png", "filters-layer.png", "feature-maps.png", "attribution.png",
+    assert "pictures: filters.png, filters-net.3.png, feature-maps.png, attribution.png, " \
+        "mistakes.png in" in printed
+    for name in ("filters.png", "filters-net.3.png", "feature-maps.png", "attribution.png",
                  "mistakes.png"):
         _nonblank((out / name).read_bytes())
     page = Page((out / "inspect.html").read_text())
@@ -322,7 +324,10 @@ def test_inspect_an_image_file(run_dir: Path, tmp_path: Path) -> None:
     img = np.full((40, 40), 255, np.uint8)
     img[8:32, 14:26] = 0  # a dark trouser-ish bar on white: inverted like the dataset
     Image.fromarray(img).save(tmp_path / "mine.png")
-    page = ins.inspect_run(run_dir, tmp_path / "o", image=tmp_path / "mine.png", n_mistakes=2)
+    *pngs, page = ins.inspect_run(run_dir, tmp_path / "o", image=tmp_path / "mine.png",
+                                  n_mistakes=2)
+    assert [p.name for p in pngs] == ["filters.png", "feature-maps.png", "attribution.png",
+                                      "mistakes.png"]
     text = page.read_text()
     assert "image mine.png: predicted <b>" in text
     assert len(Page(text).captions) >= 4
@@ -420,7 +425,7 @@ def test_pages_render_in_chromium(run_dir: Path, tmp_path: Path, width: int) -> 
     from cnnlab.report import write_report
 
     report = write_report(run_dir, max_errors=6)
-    look = ins.inspect_run(run_dir, tmp_path / "look", n_mistakes=3)
+    look = ins.inspect_run(run_dir, tmp_path / "look", n_mistakes=3)[-1]
     for page in (report, look):
         got = _probe(page, width)
         got["page"] = page.name
