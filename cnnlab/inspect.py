@@ -59,7 +59,7 @@ def conv_layers(model: nn.Module) -> list[str]:
 
 def find_layer(model: nn.Module, name: str, conv: bool = False) -> nn.Module:
     """The module called `name`; ConfigError naming the closest names when there is none."""
-    from cnnlab.recipes import suggest
+    from cnnlab.errors import suggest
 
     layers = _layers(model)
     if name not in layers:
