@@ -8,6 +8,7 @@ leaves a file that looks complete.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import http.client
 import json
@@ -16,8 +17,9 @@ import os
 import secrets
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
+from typing import IO, Any
 
 from cnnlab.errors import DataError
 
@@ -138,15 +140,26 @@ def download_files(folder: str | Path, md5s: dict[str, str], mirrors: Sequence[s
     return folder
 
 
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write bytes to `path` via a temporary file and a rename."""
+@contextlib.contextmanager
+def open_atomic(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
+    """A file to write `path` through: a temporary sibling, renamed onto `path` on success.
+
+    An error or interruption inside the block removes the temporary file: `path` is never
+    half-written, and an older `path` stays as it was.
+    """
     fd, tmp = temp_sibling(path)
     try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
+        with os.fdopen(fd, mode) as f:
+            yield f
         os.replace(tmp, path)
     finally:
         _remove(tmp)
+
+
+def write_atomic(path: Path, data: bytes) -> None:
+    """Write bytes to `path` via a temporary file and a rename."""
+    with open_atomic(path) as f:
+        f.write(data)
 
 
 def read_sums(folder: Path) -> dict[str, str]:

@@ -18,7 +18,6 @@ import contextlib
 import json
 import logging
 import os
-import tempfile
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from cnnlab.download import temp_sibling, write_atomic
 from cnnlab.errors import ConfigError, ExportError
 
 __all__ = ["FORMATS", "ExportResult", "export_run", "load_onnx", "predict_onnx", "read_sidecar",
@@ -190,17 +190,6 @@ def _sidecar(run: Any, fmt: str, path: Path, norm: tuple[list[float], list[float
     }
 
 
-def _write_json(path: Path, data: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-
-
 def export_run(run_dir: str | Path, format: str = "onnx", out: str | Path | None = None, *,
                checkpoint: str = "last", check_images: int = CHECK_IMAGES) -> ExportResult:
     """Export a run's model (eval form, normalization inside) and check it against PyTorch."""
@@ -220,7 +209,9 @@ def export_run(run_dir: str | Path, format: str = "onnx", out: str | Path | None
     path.parent.mkdir(parents=True, exist_ok=True)
     x = _check_images(run, check_images)
     # Written beside its destination and renamed into place only once it has passed its check.
-    tmp = path.with_name(f".{path.name}.part")
+    fd, name = temp_sibling(path)  # a unique name: the exporters write to a path, not a file
+    os.close(fd)
+    tmp = Path(name)
     try:
         (_write_onnx if format == "onnx" else _write_torchscript)(module, x[:2], tmp)
         with torch.no_grad():
@@ -236,7 +227,8 @@ def export_run(run_dir: str | Path, format: str = "onnx", out: str | Path | None
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
-    _write_json(result.sidecar, _sidecar(run, format, path, norm, result, channels))
+    meta = _sidecar(run, format, path, norm, result, channels)
+    write_atomic(result.sidecar, (json.dumps(meta, indent=2) + "\n").encode())
     return result
 
 

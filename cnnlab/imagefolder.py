@@ -23,7 +23,6 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -31,7 +30,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlab.download import user_cache_dir
+from cnnlab.download import open_atomic, user_cache_dir
 from cnnlab.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -136,8 +135,9 @@ def _scan_classes(folder: Path, classes: list[str] | None = None
 def _layout(root: Path) -> tuple[list[str], list[tuple[str, int, int]], list[int], int, bool]:
     """(classes, files, labels, n_train, has_test): the train files first."""
     if not root.is_dir():
-        raise DataError(f"image folder {root} does not exist (folder:PATH names a folder holding "
-                        "one subfolder of images per class)")
+        what = "is a file, not a folder" if root.exists() else "does not exist"
+        raise DataError(f"image folder {root} {what} (folder:PATH names a folder holding one "
+                        "subfolder of images per class)")
     subs = _subfolders(root)
     if "train" in subs and "test" in subs:
         classes, train, train_labels = _scan_classes(root / "train")
@@ -293,22 +293,10 @@ def _load_cache(path: Path, key: str) -> tuple[np.ndarray, dict] | None:
 def _save_cache(path: Path, images: np.ndarray, meta: dict) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".part")
+        with open_atomic(path) as f:  # never half-written: a temporary file, then a rename
+            np.savez(f, images=images, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
     except OSError as e:
         log.info("cannot write the folder cache %s (%s); the next load decodes again", path, e)
-        return
-    try:
-        with os.fdopen(fd, "wb") as f:
-            meta_bytes = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
-            np.savez(f, images=images, meta=meta_bytes)
-        os.replace(tmp, path)
-    except OSError as e:
-        log.info("cannot write the folder cache %s (%s); the next load decodes again", path, e)
-    finally:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
 
 
 def read_image_folder(root: str | Path, image_size: int | None = None, *,
