@@ -115,7 +115,7 @@ def _write_onnx(module: nn.Module, example: torch.Tensor, path: Path) -> None:
 
 def _write_torchscript(module: nn.Module, example: torch.Tensor, path: Path) -> None:
     with _quiet(), torch.no_grad():  # torch.jit warns that it is deprecated; it still works
-        traced = torch.jit.trace(module, example)
+        traced = torch.jit.trace(module, example, check_trace=False)  # we check it ourselves
         torch.jit.save(traced, str(path))
 
 
@@ -190,16 +190,21 @@ def _sidecar(run: Any, fmt: str, path: Path, norm: tuple[list[float], list[float
     }
 
 
-def export_run(run_dir: str | Path, format: str = "onnx", out: str | Path | None = None, *,
+def export_run(run: Any, format: str = "onnx", out: str | Path | None = None, *,
                checkpoint: str = "last", check_images: int = CHECK_IMAGES) -> ExportResult:
-    """Export a run's model (eval form, normalization inside) and check it against PyTorch."""
+    """Export a run's model (eval form, normalization inside) and check it against PyTorch.
+
+    `run` is a run folder or a Run from load_run (one on another device than the CPU is read
+    again from its folder onto the CPU: the file is float32 and CPU-made, for any machine).
+    """
     if format not in FORMATS:
         raise ConfigError(f"format={format!r} must be one of {', '.join(FORMATS)}")
     if format == "onnx":
         _require_onnx()  # before the run is loaded: say what to install at once
-    from cnnlab.run import load_run
+    from cnnlab.run import Run, load_run
 
-    run = load_run(run_dir, checkpoint, device="cpu")  # a file for any machine: float32, CPU
+    if not isinstance(run, Run) or run.device.type != "cpu":
+        run = load_run(run.run_dir if isinstance(run, Run) else run, checkpoint, device="cpu")
     model = run.model.float().eval()
     channels = run.dataset.channels
     norm = _normalization(run)
