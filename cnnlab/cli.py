@@ -17,7 +17,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cnnlab.errors import CnnlabError, ConfigError, suggest
+from cnnlab.errors import CnnlabError, ConfigError, DataError, suggest
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -103,6 +103,22 @@ examples:
 Writes filters.png, feature-maps.png, attribution.png, mistakes.png and inspect.html (one
 self-contained page). --layer takes a name as `cnnlab summary MODEL` prints it: a conv's filters
 are drawn too (filters-NAME.png), and Grad-CAM looks there instead of at the last conv stage.""",
+    "compare": """\
+examples:
+  cnnlab compare runs/chapter8                  every run folder inside, side by side
+  cnnlab compare runs/lenet-1 runs/fast-2 --out lenet-vs-fast.html
+  cnnlab compare runs/chapter8 --format markdown --no-page""",
+    "suite": """\
+examples:
+  cnnlab suite chapter8                        LeNet ... DenseNet at 28x28, 30 min in all
+  cnnlab suite chapter8 --models lenet,bn_lenet,resnet18_small --budget 10
+  cnnlab suite --models lenet,fastnet --epochs 2 --budget 3 --out runs/mine
+  cnnlab suite chapter8                        again: resumes, skipping finished members
+
+Every member gets the same share of --budget (minutes, the whole suite): a short timing probe
+sizes its training subset so its --epochs and learning-rate schedule finish inside it.
+Results land in --out (default runs/<suite>): one run folder per model, suite.json and
+compare.html.""",
 }
 
 
@@ -242,6 +258,28 @@ def build_parser(train_target: str | None = None) -> argparse.ArgumentParser:
                     help="the checkpoint to evaluate (default: last, the final model)")
     rp.add_argument("--max-errors", type=int, default=32, metavar="N",
                     help="misclassified images to show (most confident first)")
+
+    c = _parser(sub, "compare", "Compare runs side by side: table, curves, accuracy vs cost.")
+    c.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR",
+                   help="run folders, or folders holding run folders")
+    c.add_argument("--out", type=Path, default=Path("compare.html"),
+                   help="the page to write (default: compare.html)")
+    c.add_argument("--format", choices=("text", "markdown", "json"), default="text",
+                   help="how the table is printed")
+    c.add_argument("--no-page", action="store_true", help="print the table only")
+
+    su = _parser(sub, "suite", "Train several models under one recipe and budget, then compare.")
+    su.add_argument("name", nargs="?", metavar="SUITE",
+                    help="a named suite: chapter8 (every chapter 7-8 architecture at 28x28)")
+    su.add_argument("--models", type=_names, metavar="A,B,C",
+                    help="zoo models to train instead of the suite's (`cnnlab models`)")
+    su.add_argument("--epochs", type=int, help="epochs per model (default: the suite's, 3)")
+    su.add_argument("--budget", type=float, metavar="MINUTES",
+                    help="wall-clock minutes for the whole suite (default 30)")
+    su.add_argument("--out", type=Path, metavar="DIR", help="suite folder (default runs/SUITE)")
+    su.add_argument("--data-root", type=str, metavar="PATH", help="datasets folder")
+    su.add_argument("--test-samples", type=int, metavar="N",
+                    help="test images (stratified subset; 0: all 10,000; default 1,000)")
     _add_inspect_parser(sub)
     return p
 
@@ -270,6 +308,13 @@ def _add_inspect_parser(sub: Any) -> None:
                      help="chapter 7.2: train a 1x2 kernel to detect edges (needs no run)")
     ins.add_argument("--steps", type=int, default=10, metavar="N",
                      help="--edge-demo: gradient steps (the book: 10)")
+
+
+def _names(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError(f"{text!r} names no model; give a,b,c")
+    return names
 
 
 def _triple(text: str) -> tuple[int, int, int]:
@@ -652,10 +697,80 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    """Print the runs' table and write the comparison page."""
+    from cnnlab.compare import collect_runs, format_table, write_compare
+
+    runs, skipped = collect_runs(args.run_dirs)
+    for path, why in skipped:
+        print(f"cnnlab: warning: skipping {path}: {why}", file=sys.stderr)
+    if not runs:
+        raise DataError(f"no run folder to compare among {len(args.run_dirs)} path(s); give "
+                        "folders written by `cnnlab train` or `cnnlab suite`")
+    print(format_table(runs, args.format))
+    if not args.no_page:
+        print(f"page: {write_compare(runs, args.out)}", file=sys.stderr)
+    return 0
+
+
+def cmd_suite(args: argparse.Namespace) -> int:
+    """Train a suite of models under one recipe and budget; resumable; writes compare.html."""
+    from cnnlab.suite import SUITE_RECIPE, SUITES, run_suite
+    from cnnlab.train_config import TrainConfig
+
+    if args.name is None and not args.models:
+        raise ConfigError("name a suite (chapter8) or the models to train: --models a,b,c")
+    if args.name is not None and args.name not in SUITES:
+        raise ConfigError(f"no suite named {args.name!r}{suggest(args.name, list(SUITES))} "
+                          f"(suites: {', '.join(SUITES)})")
+    suite = SUITES.get(args.name or "")
+    name = args.name or "custom"
+    recipe = dict(suite.overrides if suite else SUITE_RECIPE)
+    for key, value in (("epochs", args.epochs), ("data_root", args.data_root),
+                       ("test_samples", args.test_samples)):
+        if value is not None:
+            recipe[key] = value
+    config = TrainConfig(**recipe).validate()
+    budget = args.budget if args.budget is not None else (suite.budget_minutes if suite else 30)
+    models = args.models or list(suite.models)
+    out = args.out or Path("runs") / name
+    again = " ".join(["cnnlab suite", *([args.name] if args.name else []),
+                      *([f"--models {','.join(args.models)}"] if args.models else []),
+                      *([f"--epochs {args.epochs}"] if args.epochs is not None else []),
+                      *([f"--test-samples {args.test_samples}"]
+                        if args.test_samples is not None else []),
+                      f"--budget {budget:g}", f"--out {out}"])
+    t0 = time.perf_counter()
+    try:
+        result = run_suite(models, out, budget_s=budget * 60, config=config, name=name,
+                           stream=sys.stderr)
+    except (KeyboardInterrupt, CnnlabError) as err:
+        if isinstance(err, CnnlabError) and not _is_interruption(err):
+            raise
+        print("cnnlab: suite interrupted; finished members are kept", file=sys.stderr)
+        print(f"resume with: {again}", file=sys.stderr)
+        return EXIT_INTERRUPTED
+    from cnnlab.compare import collect_runs, format_table, write_compare
+
+    runs, _ = collect_runs([m.run_dir for m in result.members if m.status != "failed"])
+    if runs:
+        page = write_compare(runs, out / "compare.html", title=f"suite {name}")
+        print(format_table(runs, "text"))
+        print(f"comparison: {page}", file=sys.stderr)
+    print(f"suite {name}: {time.perf_counter() - t0:.0f} s of wall clock in this command, "
+          f"{result.total_seconds:.0f} s of training sessions in all (budget {budget * 60:.0f} s)",
+          file=sys.stderr)
+    failed = [m.model for m in result.members if m.status == "failed"]
+    if failed:
+        print(f"cnnlab: {len(failed)} model(s) failed: {', '.join(failed)} "
+              f"(see {out / 'suite.json'})", file=sys.stderr)
+    return 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "summary": cmd_summary,
     "models": cmd_models, "recipes": cmd_recipes, "data": cmd_data, "report": cmd_report,
-    "export": cmd_export,
+    "export": cmd_export, "compare": cmd_compare, "suite": cmd_suite,
 }
 COMMANDS["inspect"] = cmd_inspect
 

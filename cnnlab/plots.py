@@ -9,6 +9,7 @@ during a run never sees half a picture.
 from __future__ import annotations
 
 import io
+import math
 import os
 from collections.abc import Sequence
 from pathlib import Path
@@ -21,8 +22,8 @@ from matplotlib.figure import Figure
 from cnnlab.download import temp_sibling
 from cnnlab.errors import ConfigError
 
-__all__ = ["MAX_GRID_IMAGES", "curves_figure", "figure_png", "plot_curves", "save_image_grid",
-           "plot_confusion", "save_figure"]
+__all__ = ["MAX_GRID_IMAGES", "curves_figure", "figure_png", "plot_compare_curves",
+           "plot_confusion", "plot_curves", "plot_tradeoffs", "save_figure", "save_image_grid"]
 
 # A grid larger than this is no longer a picture a person reads, and its figure grows without
 # bound (60,000 subplots take minutes and gigabytes): refuse it instead.
@@ -211,3 +212,166 @@ def plot_confusion(
                 ax.text(j, i, str(int(m[i, j])), ha="center", va="center", fontsize=8,
                         color="white" if frac[i, j] > 0.5 else "black")
     return save_figure(fig, path)
+
+
+def _colors(n: int) -> list:
+    """n distinct colors: tab10, or tab20 for more than ten series."""
+    from matplotlib import colormaps
+
+    cmap = colormaps["tab10" if n <= 10 else "tab20"]
+    return [cmap(i % cmap.N) for i in range(n)]
+
+
+def _plain_log_axis(ax, unit: str = "") -> None:
+    """Log-scaled x ticks as plain numbers (20, 50, 100 or 2M, 10M), not 2x10^1."""
+    from matplotlib.ticker import FuncFormatter, LogLocator
+
+    def fmt(v: float, _pos: int) -> str:
+        for scale, prefix in ((1e9, "G"), (1e6, "M"), (1e3, "k")):
+            if unit and v >= scale:
+                return f"{v / scale:g}{prefix}"
+        return f"{v:g}"
+
+    lo, hi = ax.get_xlim()
+    decades = math.log10(hi / lo) if lo > 0 else 0
+    # 1-2-5 ticks over a decade or two; beyond that, one tick per decade stays readable
+    ax.xaxis.set_major_locator(LogLocator(base=10, subs=(1.0, 2.0, 5.0) if decades <= 2.5
+                                          else (1.0,)))
+    ax.xaxis.set_major_formatter(FuncFormatter(fmt))
+    ax.xaxis.set_minor_formatter(FuncFormatter(lambda v, p: ""))
+
+
+def plot_compare_curves(series: Sequence[dict], path: str | os.PathLike,
+                        columns: int = 2) -> Path:
+    """Validation accuracy and loss of several runs, against epoch and against seconds.
+
+    series: one dict per run, {"label", "finished", "points": [{"epoch", "seconds", "val_acc",
+    "val_loss"}, ...]}; unfinished runs are dashed. columns=2 lays the four panels out 2x2
+    (accuracy above loss), columns=1 stacks them for narrow screens.
+    """
+    rows = 4 // columns
+    # The legend sits below the panels, in rows of `ncol` runs; the figure grows to hold it.
+    ncol = 4 if columns == 2 else 1
+    legend_rows = -(-len(series) // ncol)
+    legend_h = 0.62 + 0.2 * legend_rows  # inches: the last x label, then the legend
+    width, panels_h = (11, 7.6) if columns == 2 else (4.0, 12.0)
+    fig = Figure(figsize=(width, panels_h + legend_h))
+    axes = np.atleast_1d(fig.subplots(rows, columns, squeeze=False)).ravel()
+    panels = [("epoch", "val_acc"), ("seconds", "val_acc"), ("epoch", "val_loss"),
+              ("seconds", "val_loss")]
+    colors = _colors(len(series))
+    for ax, (x_key, y_key) in zip(axes, panels):
+        for s, color in zip(series, colors):
+            pts = [(p[x_key], p[y_key]) for p in s["points"] if p.get(y_key) is not None]
+            if not pts:
+                continue
+            xs, ys = zip(*pts)
+            ax.plot(xs, ys, "-" if s.get("finished", True) else "--", color=color, marker="o",
+                    markersize=3.5, linewidth=1.6, label=s["label"])
+        ax.set_xlabel("epoch" if x_key == "epoch" else "seconds (training + validation)")
+        ax.set_ylabel("validation accuracy" if y_key == "val_acc" else "validation loss")
+        if x_key == "seconds" and any(p["seconds"] > 0 for s in series for p in s["points"]):
+            ax.set_xscale("log")
+            _plain_log_axis(ax)
+        if x_key == "epoch":
+            ax.xaxis.get_major_locator().set_params(integer=True)
+        ax.grid(alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    for ax in axes[1:]:  # a run without validation rows on the first panel still gets listed
+        for h, lab in zip(*ax.get_legend_handles_labels()):
+            if lab not in labels:
+                handles.append(h)
+                labels.append(lab)
+    if handles:
+        fig.legend(handles, labels, loc="lower left" if columns == 1 else "lower center",
+                   bbox_to_anchor=(0.02, 0) if columns == 1 else (0.5, 0), ncol=ncol,
+                   frameon=False, fontsize=9)
+    fig.subplots_adjust(left=0.08 if columns == 2 else 0.2, right=0.98,
+                        top=1 - 0.15 / (panels_h + legend_h),
+                        bottom=legend_h / (panels_h + legend_h),
+                        hspace=0.3 if columns == 2 else 0.34, wspace=0.22)
+    return save_figure(fig, path, tight=False)
+
+
+def _place_labels(fig: Figure, ax, points: list[tuple[float, float, str]],
+                  fontsize: float = 8.5) -> None:
+    """Label each point where its text overlaps no other label, point or the axes' edge.
+
+    Greedy, highest point first: each label tries offsets around its point, nearest first, in
+    display coordinates (the axes' limits and scales must be set); when none is free it takes
+    the one that overlaps least.
+    """
+    FigureCanvasAgg(fig)
+    to_px = ax.transData.transform
+    box = ax.get_window_extent()
+    pt = fig.dpi / 72  # pixels per point
+    dots = [to_px((x, y)) for x, y, _ in points]
+    placed: list[tuple[float, float, float, float]] = [
+        (dx - 4 * pt, dy - 4 * pt, dx + 4 * pt, dy + 4 * pt) for dx, dy in dots]
+    offsets = [(6, 4), (6, -11), (-6, 4), (-6, -11), (6, 14), (6, -21), (-6, 14), (-6, -21),
+               (6, 24), (6, -31), (-6, 24), (-6, -31), (6, 34), (6, -41), (-6, 34), (-6, -41)]
+
+    def overlap(a: tuple, b: tuple) -> float:
+        w = min(a[2], b[2]) - max(a[0], b[0])
+        h = min(a[3], b[3]) - max(a[1], b[1])
+        return w * h if w > 0 and h > 0 else 0.0
+
+    order = sorted(range(len(points)), key=lambda i: -points[i][1])
+    for i in order:
+        x, y, label = points[i]
+        px, py = dots[i]
+        width, height = 0.56 * fontsize * pt * len(label), 1.1 * fontsize * pt
+        best, best_cost = None, None
+        for ox, oy in offsets:
+            x0 = px + ox * pt if ox > 0 else px + ox * pt - width
+            y0 = py + oy * pt
+            rect = (x0, y0, x0 + width, y0 + height)
+            outside = (max(0, box.x0 - rect[0]) + max(0, rect[2] - box.x1)
+                       + max(0, box.y0 - rect[1]) + max(0, rect[3] - box.y1)) * height * 4
+            cost = outside + sum(overlap(rect, r) for r in placed)
+            if best_cost is None or cost < best_cost:
+                best, best_cost = (ox, oy, rect), cost
+            if cost == 0:
+                break
+        ox, oy, rect = best
+        placed.append(rect)
+        far = abs(oy) > 11  # moved away from its point: a thin line says whose label it is
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(ox, oy),
+                    ha="left" if ox > 0 else "right", va="bottom", fontsize=fontsize,
+                    color="#1d2430", arrowprops=dict(arrowstyle="-", color="#9aa3ad", lw=0.6,
+                                                     shrinkA=0, shrinkB=3) if far else None)
+
+
+def plot_tradeoffs(points: Sequence[dict], path: str | os.PathLike, columns: int = 2) -> Path:
+    """Test accuracy against training seconds and against MACs per image, each point labelled.
+
+    points: {"label", "test_acc", "seconds", "macs"} per run; a missing x leaves the point out of
+    that panel. Log x axes: the runs span orders of magnitude.
+    """
+    rows = 2 // columns
+    fig = Figure(figsize=(11, 4.6) if columns == 2 else (4.0, 7.2))
+    axes = np.atleast_1d(fig.subplots(rows, columns, squeeze=False)).ravel()
+    # The layout first: labels are placed in display coordinates.
+    fig.subplots_adjust(left=0.08 if columns == 2 else 0.2, right=0.98, top=0.97,
+                        bottom=0.12 if columns == 2 else 0.07, wspace=0.2, hspace=0.28)
+    colors = _colors(len(points))
+    for ax, (key, xlabel) in zip(axes, (("seconds", "training seconds"),
+                                        ("macs", "MACs per image (forward)"))):
+        pts = [(p[key], p["test_acc"], p["label"], c) for p, c in zip(points, colors)
+               if p.get(key) and p.get("test_acc") is not None]
+        for x, y, _, c in pts:
+            ax.scatter([x], [y], s=42, color=c, zorder=3, edgecolors="white", linewidths=0.6)
+        if not pts:
+            ax.set_xlabel(xlabel)
+            continue
+        ax.set_xscale("log")
+        xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+        ax.set_xlim(min(xs) / 1.5, max(xs) * 1.5)
+        _plain_log_axis(ax, unit="macs" if key == "macs" else "")
+        pad = max(0.01, (max(ys) - min(ys)) * 0.12)
+        ax.set_ylim(min(ys) - pad, max(ys) + pad)
+        _place_labels(fig, ax, [(x, y, label) for x, y, label, _ in pts])
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel("test accuracy")
+        ax.grid(alpha=0.3)
+    return save_figure(fig, path, tight=False)

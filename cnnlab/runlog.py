@@ -57,7 +57,20 @@ def environment(device: torch.device) -> dict[str, Any]:
         name = device.type
     return {"cnnlab": cnnlab.__version__, "torch": torch.__version__,
             "python": platform.python_version(), "platform": platform.platform(),
-            "device": str(device), "device_name": name, "cpu_threads": torch.get_num_threads()}
+            "device": str(device), "device_name": name, "cpu_threads": torch.get_num_threads(),
+            "cpu_model": cpu_model(), "host": platform.node()}
+
+
+def cpu_model() -> str:
+    """The CPU's marketing name ('AMD EPYC 9R14 96-Core Processor'), or platform.machine()."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return " ".join(line.split(":", 1)[1].split())
+    except OSError:  # not Linux
+        pass
+    return platform.processor() or platform.machine()
 
 
 class RunFolder:

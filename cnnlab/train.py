@@ -236,7 +236,10 @@ class Trainer:
         if self.preflight is not None:  # before any copy to the device or any model is built
             self.preflight(cfg, ds, self.device, self.model_kwargs)
 
-        train_split, val_split = ds.train, ds.test
+        test_split = ds.test
+        if cfg.test_samples and cfg.test_samples < len(test_split):
+            test_split = cdata.split_train_val(test_split, cfg.test_samples, seed=cfg.seed)[1]
+        train_split, val_split = ds.train, test_split
         if cfg.val_size:
             size = int(cfg.val_size) if cfg.val_size >= 1 else cfg.val_size
             train_split, val_split = cdata.split_train_val(ds.train, size, seed=cfg.seed)
@@ -259,7 +262,7 @@ class Trainer:
         r, w = self.dist.rank, self.dist.world_size
         self.val_loader = cdata.Loader(_shard(val_split, r, w), cfg.eval_batch_size, **common)
         self.test_loader = self.val_loader if self.val_is_test else cdata.Loader(
-            _shard(ds.test, r, w), cfg.eval_batch_size, **common)
+            _shard(test_split, r, w), cfg.eval_batch_size, **common)
         self.n_train = len(train_split)
         if len(self.loader) == 0:
             raise ConfigError(f"batch_size={cfg.batch_size} leaves no batch from "

@@ -37,6 +37,7 @@ class TrainConfig:
     augment_flip: bool = False  # random horizontal flips
     val_size: float = 0  # 0: validate on the test split (as the book); <1: a fraction; else a count
     train_samples: int = 0  # train on a seeded stratified subset of this many samples (0: all)
+    test_samples: int = 0  # test on a seeded stratified subset of the test split (0: all of it)
 
     # --- optimization ----------------------------------------------------------------------
     epochs: int = 10  # passes over the training split
@@ -100,8 +101,8 @@ class TrainConfig:
         _positive("batch_size", self.batch_size)
         _positive("eval_batch_size", self.eval_batch_size)
         _positive("lr", self.lr)
-        for name in ("train_samples", "threads", "eval_every", "checkpoint_every", "patience",
-                     "limit_batches", "augment_crop"):
+        for name in ("train_samples", "test_samples", "threads", "eval_every",
+                     "checkpoint_every", "patience", "limit_batches", "augment_crop"):
             _non_negative(name, getattr(self, name))
         _positive("log_every", self.log_every)
         _non_negative("image_size", self.image_size)

@@ -36,7 +36,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
                  "cnnlab.schedule"),
     "run": ("cnnlab.run",),
     "engine": ("cnnlab.train",),
-    "recipes": ("cnnlab.recipes",),
+    "recipes": ("cnnlab.recipes", "cnnlab.suite"),  # named experiments and running several
     "cost": ("cnnlab.cost", "cnnlab.opcount", "cnnlab.memory"),
     "pages": ("cnnlab.report", "cnnlab.inspect", "cnnlab.compare", "cnnlab.export"),
     "face": ("cnnlab.cli", "cnnlab.__main__"),

@@ -118,6 +118,7 @@ def test_default_input_sizes_follow_the_book() -> None:
         "alexnet": 224, "vgg11": 224, "vgg16": 224, "vgg11_small": 224, "nin": 224,
         "googlenet": 96, "resnet18": 96, "resnet50": 96, "densenet": 96, "regnetx32": 96,
         "resnet18_small": 28, "googlenet_small": 28, "densenet_small": 28,
+        "alexnet_small": 28, "vgg11_small28": 28, "nin_small": 28, "resnext_small": 28,
     }
     for name, side in expected.items():
         assert default_input_size(name) == (1, side, side), name
@@ -241,6 +242,10 @@ def test_regnetx32_shapes_at_96() -> None:
     ("resnet18_small", (1, 64, 28, 28), (1, 512, 4, 4)),
     ("densenet_small", (1, 64, 28, 28), (1, 248, 3, 3)),
     ("googlenet_small", (1, 64, 28, 28), (1, 1024)),
+    ("alexnet_small", (1, 96, 28, 28), (1, 256, 2, 2)),  # the stem's max-pool stays: 28 -> 13
+    ("nin_small", (1, 96, 28, 28), (1, 10, 2, 2)),
+    ("vgg11_small28", (1, 16, 28, 28), (1, 128, 1, 1)),  # no max-pool in the first block
+    ("resnext_small", (1, 64, 28, 28), (1, 512, 4, 4)),
 ])
 def test_small_input_variants_keep_resolution_at_28(name: str, first: tuple, last: tuple) -> None:
     shapes = [s for _, s in layer_shapes(meta_model(name), 28)]
@@ -426,3 +431,12 @@ def test_a_fresh_global_pool_model_runs_one_forward_per_call() -> None:
     assert calls == [96] and model._min_size is None
     with pytest.raises(ShapeError, match=f"at least {model.min_size}x"):
         model(torch.empty(2, 1, 2, 2, device=META))
+
+
+@pytest.mark.parametrize("cls_name", ["AlexNet", "NiN", "VGG"])
+def test_unknown_stem_is_a_config_error(cls_name: str) -> None:
+    from cnnlab.models import alexnet, nin, vgg
+
+    cls = {"AlexNet": alexnet.AlexNet, "NiN": nin.NiN, "VGG": vgg.VGG}[cls_name]
+    with pytest.raises(ConfigError, match="stem must be 'imagenet' or 'small'"), META:
+        cls(stem="tiny")

@@ -23,6 +23,7 @@ __all__ = [
     "Inception",
     "ResNeXtBlock",
     "Residual",
+    "check_stem",
     "dense_conv_block",
     "dropout_mlp",
     "nin_block",
@@ -30,6 +31,13 @@ __all__ = [
     "transition_block",
     "vgg_block",
 ]
+
+
+def check_stem(kind: str) -> str:
+    """`kind` when it names a stem ("imagenet": the book's, for 96-224 px; "small": for 28x28)."""
+    if kind not in ("imagenet", "small"):
+        raise ConfigError(f"stem must be 'imagenet' or 'small', got {kind!r}")
+    return kind
 
 
 def stem(in_channels: int, out_channels: int, kind: str = "imagenet", *, norm: bool = True,
@@ -40,9 +48,7 @@ def stem(in_channels: int, out_channels: int, kind: str = "imagenet", *, norm: b
     conv, [BN], ReLU, for 28x28 inputs (book ch. 13.6). ``norm`` adds the batch norm, ``bias``
     the conv's bias (ResNet has none: the batch norm's shift makes it redundant).
     """
-    if kind not in ("imagenet", "small"):
-        raise ConfigError(f"stem must be 'imagenet' or 'small', got {kind!r}")
-    big = kind == "imagenet"
+    big = check_stem(kind) == "imagenet"
     layers: list[nn.Module] = [nn.Conv2d(in_channels, out_channels, kernel_size=7 if big else 3,
                                          stride=2 if big else 1, padding=3 if big else 1,
                                          bias=bias)]

@@ -1,10 +1,12 @@
-"""AlexNet (section 8.1), single-tower, for 224x224 inputs as the book trains it."""
+"""AlexNet (section 8.1), single-tower, for 224x224 inputs as the book trains it, and for 28x28."""
 
 from __future__ import annotations
 
+from typing import Literal
+
 from torch import nn
 
-from cnnlab.layers.blocks import dropout_mlp
+from cnnlab.layers.blocks import check_stem, dropout_mlp
 from cnnlab.models._base import ZooModel
 from cnnlab.models._registry import register_model
 
@@ -15,6 +17,8 @@ class AlexNet(ZooModel):
     """The book's AlexNet: 5 convs (11x11/4, 5x5, 3x3 x3), 3 max-pools, 4096-4096 dense + dropout.
 
     At 224x224 the features end at 256x5x5 = 6400; smaller inputs need `input_size` (at least 65).
+    stem="small" replaces the 11x11/4 convolution by a 3x3/1 one (same 96 channels, same 3x3/2
+    max-pool after it), so 28x28 inputs run as 28 -> 13 -> 6 -> 2 and the rest is the book's.
     """
 
     def __init__(
@@ -23,10 +27,14 @@ class AlexNet(ZooModel):
         in_channels: int = 1,
         input_size: int | tuple[int, int] = 224,
         dropout: float = 0.5,
+        stem: Literal["imagenet", "small"] = "imagenet",
     ) -> None:
         super().__init__()
+        conv1 = (nn.Conv2d(in_channels, 96, kernel_size=11, stride=4, padding=1)
+                 if check_stem(stem) == "imagenet"
+                 else nn.Conv2d(in_channels, 96, kernel_size=3, stride=1, padding=1))
         features = [
-            nn.Conv2d(in_channels, 96, kernel_size=11, stride=4, padding=1), nn.ReLU(),
+            conv1, nn.ReLU(),
             nn.MaxPool2d(kernel_size=3, stride=2),
             nn.Conv2d(96, 256, kernel_size=5, padding=2), nn.ReLU(),
             nn.MaxPool2d(kernel_size=3, stride=2),
@@ -43,3 +51,10 @@ class AlexNet(ZooModel):
 def alexnet(**kwargs: object) -> AlexNet:
     """AlexNet as in section 8.1, 224x224."""
     return AlexNet(**kwargs)
+
+
+@register_model(input_size=28)
+def alexnet_small(**kwargs: object) -> AlexNet:
+    """AlexNet with a 3x3 stride-1 first convolution, for 28x28 inputs."""
+    kwargs.setdefault("input_size", 28)
+    return AlexNet(stem="small", **kwargs)

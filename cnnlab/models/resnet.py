@@ -105,6 +105,13 @@ def resnet18_small(**kwargs: object) -> ResNet:
     return ResNet(arch=_BASIC18, block="basic", stem="small", **kwargs)
 
 
+@register_model(input_size=28)
+def resnext_small(**kwargs: object) -> ResNet:
+    """ResNeXt for 28x28: ResNet-18 layout, bottleneck blocks with 32-group 3x3 convs."""
+    return ResNet(arch=_BASIC18, block="bottleneck", bot_mul=1.0, groups=32, stem="small",
+                  **kwargs)
+
+
 @register_model(input_size=96)
 def resnet34(**kwargs: object) -> ResNet:
     """ResNet-34, 96x96."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from cnnlab.layers.blocks import dropout_mlp, vgg_block
+from typing import Literal
+
+from cnnlab.layers.blocks import check_stem, dropout_mlp, vgg_block
 from cnnlab.models._base import ZooModel
 from cnnlab.models._registry import register_model
 
@@ -24,7 +26,8 @@ class VGG(ZooModel):
 
     Each block halves H and W, so five blocks need inputs of at least 32x32; at 224 the features
     end at 7x7, as in the paper (VGG-16 then has 138,357,544 parameters with 3 channels and 1000
-    classes).
+    classes). stem="small" drops the first block's max-pool, so four halvings take 28x28 inputs
+    to 1x1 (28 -> 28 -> 14 -> 7 -> 3 -> 1); every convolution stays the book's.
     """
 
     def __init__(
@@ -34,13 +37,18 @@ class VGG(ZooModel):
         in_channels: int = 1,
         input_size: int | tuple[int, int] = 224,
         dropout: float = 0.5,
+        stem: Literal["imagenet", "small"] = "imagenet",
     ) -> None:
         super().__init__()
+        small = check_stem(stem) == "small"
         self.arch = tuple((int(n), int(c)) for n, c in arch)
         conv_blks = []
         c_in = in_channels
         for num_convs, out_channels in self.arch:
-            conv_blks.append(vgg_block(num_convs, c_in, out_channels))
+            blk = vgg_block(num_convs, c_in, out_channels)
+            if small and not conv_blks:
+                blk = blk[:-1]  # the first block keeps the resolution: no max-pool
+            conv_blks.append(blk)
             c_in = out_channels
         self._build_flat(conv_blks, lambda n: dropout_mlp(n, num_classes, dropout=dropout),
                          in_channels, input_size)
@@ -80,3 +88,10 @@ def vgg19(**kwargs: object) -> VGG:
 def vgg11_small(**kwargs: object) -> VGG:
     """The book's narrow VGG-11 (channels / 4) it trains on Fashion-MNIST, 224x224."""
     return VGG(arch=VGG_ARCHS["vgg11_small"], **kwargs)
+
+
+@register_model(input_size=28)
+def vgg11_small28(**kwargs: object) -> VGG:
+    """The book's narrow VGG-11 (channels / 4) for 28x28: no max-pool in the first block."""
+    kwargs.setdefault("input_size", 28)
+    return VGG(arch=VGG_ARCHS["vgg11_small"], stem="small", **kwargs)

@@ -1,0 +1,465 @@
+"""Runs side by side: one table, overlaid learning curves, accuracy against time and compute.
+
+    runs, skipped = collect_runs(["runs/chapter8"])     # a folder of runs, or run folders
+    print(format_table(runs, "markdown"))
+    write_compare(runs, "compare.html")                 # self-contained page, PNGs embedded
+
+A run folder is read as the engine wrote it (config.json with its environment block, metrics.jsonl,
+result.json), so runs from other machines and runs that have not finished compare as well:
+an unfinished run has no result.json, is marked as such, and shows what its epochs recorded.
+Parameters and MACs come from `cnnlab.cost.summary` of the recorded model (built afresh: no
+checkpoint is loaded, nothing is evaluated again).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import platform
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from cnnlab.errors import CnnlabError, DataError
+
+__all__ = ["RunSummary", "collect_runs", "format_table", "read_run", "write_compare"]
+
+# The table's columns: (key of RunSummary.row(), heading).
+COLUMNS = (("run", "run"), ("model", "model"), ("dataset", "dataset"), ("params", "params"),
+           ("macs", "MACs/image"), ("precision", "precision"), ("epochs", "epochs"),
+           ("test_acc", "test acc"), ("best_val_acc", "best val acc"),
+           ("train_seconds", "train s"), ("images_per_second", "images/s"),
+           ("machine", "machine"))
+
+# Runs record the precision they resolved to (off, bf16, fp16); older runs recorded the setting.
+_UNRESOLVED = {"auto": "auto (unresolved)", "fast": "fast (unresolved)"}
+
+
+@dataclass
+class RunSummary:
+    """What the comparison needs of one run folder."""
+
+    path: Path
+    label: str  # the name shown in the table and on the plots
+    config: dict[str, Any]
+    result: dict[str, Any] | None  # None: the run has not finished
+    history: list[dict[str, Any]] = field(default_factory=list)
+    params: int | None = None
+    macs: int | None = None
+
+    @property
+    def finished(self) -> bool:
+        """Whether the run wrote result.json (it ended, normally or by early stopping)."""
+        return self.result is not None
+
+    @property
+    def test_acc(self) -> float | None:
+        """Test accuracy of the final model (None while unfinished)."""
+        v = (self.result or {}).get("test_acc")
+        return float(v) if isinstance(v, (int, float)) else None
+
+    @property
+    def best_val_acc(self) -> float | None:
+        """The best validation accuracy of any epoch recorded."""
+        vals = [h["val_acc"] for h in self.history if isinstance(h.get("val_acc"), (int, float))]
+        return max(vals) if vals else None
+
+    @property
+    def train_seconds(self) -> float | None:
+        """Training wall time (all sessions of a resumed run; epochs so far when unfinished)."""
+        v = (self.result or {}).get("seconds")
+        if isinstance(v, (int, float)):
+            return float(v)
+        secs = [h["seconds"] for h in self.history if isinstance(h.get("seconds"), (int, float))]
+        return float(sum(secs)) if secs else None
+
+    @property
+    def images_per_second(self) -> float | None:
+        """Mean training throughput over the epochs."""
+        v = (self.result or {}).get("images_per_second")
+        if isinstance(v, (int, float)):
+            return float(v)
+        ips = [h["images_per_second"] for h in self.history if h.get("images_per_second")]
+        return sum(ips) / len(ips) if ips else None
+
+    @property
+    def precision(self) -> str:
+        """The arithmetic the run trained in, from its recorded `amp` setting."""
+        from cnnlab.device import PRECISION_NAMES
+
+        recorded = str(self.config.get("amp") or "n/a")
+        return PRECISION_NAMES.get(recorded) or _UNRESOLVED.get(recorded, recorded)
+
+    @property
+    def epochs(self) -> str:
+        """'3', or '1 of 3' while unfinished, or '2 of 10 (stopped early)'."""
+        planned = self.config.get("epochs")
+        done = len(self.history)
+        if self.finished and not (self.result or {}).get("stopped_early"):
+            return str(done or planned)
+        text = f"{done} of {planned}"
+        return text + (" (stopped early)" if self.finished else "")
+
+    @property
+    def machine(self) -> str:
+        """Where it ran, from config.json's environment: 'CPU model, N threads @ host' or
+        'GPU name (cuda:0) @ host'."""
+        env = self.config.get("environment") or {}
+        device = str(env.get("device") or "cpu")
+        if device.startswith("cpu"):
+            threads = self.config.get("threads") or env.get("cpu_threads")
+            name = env.get("cpu_model") or env.get("device_name") or "cpu"
+            text = f"{name}, {threads} thread{'s' if threads != 1 else ''}" if threads else name
+        else:
+            name = env.get("device_name")
+            text = f"{name} ({device})" if name and name != device else device
+        host = env.get("host")
+        return f"{text} @ {host}" if host else text
+
+    @property
+    def test_images(self) -> int | None:
+        """How many test images the test accuracy counts (None: the whole test split)."""
+        n = self.config.get("test_samples")
+        return int(n) if n else None
+
+    def row(self) -> dict[str, Any]:
+        """The table's values (None where unknown), JSON-ready."""
+        return {"run": self.label, "model": self.config.get("model") or "custom module",
+                "dataset": self.config.get("dataset"), "params": self.params, "macs": self.macs,
+                "precision": self.precision, "epochs": self.epochs, "test_acc": self.test_acc,
+                "best_val_acc": self.best_val_acc, "train_seconds": self.train_seconds,
+                "images_per_second": self.images_per_second, "machine": self.machine,
+                "finished": self.finished, "test_images": self.test_images,
+                "train_samples": self.config.get("train_samples") or None,
+                "path": str(self.path)}
+
+
+# --- reading -----------------------------------------------------------------------------------
+
+def _is_run(path: Path) -> bool:
+    return (path / "config.json").is_file()
+
+
+def read_run(path: str | Path) -> RunSummary:
+    """One run folder as a RunSummary; DataError when it is not a (readable) run folder."""
+    from cnnlab.run import read_history, read_json
+
+    path = Path(path)
+    if not path.is_dir():
+        raise DataError(f"{path} is not a folder")
+    if not _is_run(path):
+        raise DataError(f"{path} has no config.json, so it is not a run folder")
+    config = read_json(path / "config.json")
+    if not isinstance(config, dict) or not ("model" in config or "dataset" in config):
+        raise DataError(f"{path}/config.json is not a cnnlab run configuration")
+    result = read_json(path / "result.json") if (path / "result.json").exists() else None
+    try:
+        history = read_history(path)
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path}/metrics.jsonl is damaged ({err})") from None
+    run = RunSummary(path, path.name, config, result, history)
+    run.params, run.macs = _cost(config)
+    return run
+
+
+_COST_CACHE: dict[tuple[Any, ...], tuple[int | None, int | None]] = {}
+
+
+def _cost(config: dict[str, Any]) -> tuple[int | None, int | None]:
+    """(parameters, MACs per image) of the recorded zoo model, counted on the meta device."""
+    model = config.get("model")
+    if not model:
+        return None, None  # a custom nn.Module: nothing recorded to rebuild it from
+    try:
+        from cnnlab.cost import summary
+        from cnnlab.data import dataset_info
+        from cnnlab.models import create_model, default_input_size
+
+        _, h, w = default_input_size(model)
+        if config.get("resize"):
+            h, w = (int(v) for v in config["resize"])
+        try:
+            classes = len(dataset_info(config.get("dataset", "fashion-mnist")).classes)
+        except CnnlabError:
+            classes = 10
+        key = (model, h, w, classes)
+        if key not in _COST_CACHE:
+            # Built for real (a second at most): counting a meta-device DenseNet came out 57,000x
+            # too high with this torch (cost.summary, 2026-12-01), a real one is exact.
+            net = create_model(model, num_classes=classes, in_channels=1, input_size=(h, w))
+            s = summary(net, (1, h, w), measure_memory=False)
+            _COST_CACHE[key] = (int(s.total_params), int(s.total_macs))
+        return _COST_CACHE[key]
+    except (CnnlabError, RuntimeError, ValueError, TypeError):
+        return None, None  # a model this install does not know: the rest still compares
+
+
+def collect_runs(paths: list[str | Path]) -> tuple[list[RunSummary], list[tuple[Path, str]]]:
+    """Run folders from paths (a run folder, or a folder holding run folders), and the skipped
+    paths with the reason. A suite folder keeps its suite's order; other folders sort by name."""
+    runs: list[RunSummary] = []
+    skipped: list[tuple[Path, str]] = []
+    seen: set[Path] = set()
+
+    def add(p: Path) -> None:
+        key = p.resolve()
+        if key in seen:
+            return
+        seen.add(key)
+        try:
+            runs.append(read_run(p))
+        except CnnlabError as err:
+            skipped.append((p, " ".join(str(err).split())))
+
+    for raw in paths:
+        p = Path(raw)
+        if not p.exists():
+            skipped.append((p, "does not exist"))
+        elif not p.is_dir():
+            skipped.append((p, "is not a folder"))
+        elif _is_run(p):
+            add(p)
+        else:
+            children = _children(p)
+            if not any(_is_run(c) for c in children):
+                skipped.append((p, "is not a run folder and holds none"))
+                continue
+            for c in children:
+                if _is_run(c):
+                    add(c)
+                else:
+                    skipped.append((c, "is not a run folder"))
+    _unique_labels(runs)
+    return runs, skipped
+
+
+def _children(folder: Path) -> list[Path]:
+    """Sub-folders in the suite's order when suite.json lists it, else by name."""
+    subs = sorted(c for c in folder.iterdir() if c.is_dir() and not c.name.startswith("."))
+    try:
+        order = json.loads((folder / "suite.json").read_text()).get("models") or []
+    except (OSError, json.JSONDecodeError, AttributeError):
+        order = []
+    rank = {name: i for i, name in enumerate(order)}
+    return sorted(subs, key=lambda c: (rank.get(c.name, len(rank)), c.name))
+
+
+def _unique_labels(runs: list[RunSummary]) -> None:
+    """Label by folder name; where two share one, prefix the parent folder's name."""
+    names = [r.label for r in runs]
+    for r in runs:
+        if names.count(r.label) > 1:
+            r.label = f"{r.path.parent.name}/{r.path.name}"
+
+
+# --- the table ---------------------------------------------------------------------------------
+
+def _cell(key: str, v: Any) -> str:
+    if v is None:
+        return "n/a"
+    if key in ("test_acc", "best_val_acc"):
+        return f"{v:.2%}"
+    if key == "params":
+        return f"{v:,}"
+    if key == "macs":
+        from cnnlab.cost import format_si
+
+        return format_si(v, spec=".3g")
+    if key == "train_seconds":
+        return f"{v:,.1f}"
+    if key == "images_per_second":
+        return f"{v:,.0f}"
+    return str(v)
+
+
+def _cells(run: RunSummary) -> list[str]:
+    row = run.row()
+    out = [_cell(k, row[k]) for k, _ in COLUMNS]
+    if not run.finished:
+        out[0] += " (unfinished)"
+    return out
+
+
+def format_table(runs: list[RunSummary], fmt: str = "text") -> str:
+    """The comparison table as aligned text, a markdown table or JSON (a list of rows)."""
+    if fmt == "json":
+        return json.dumps([r.row() for r in runs], indent=2)
+    head = [h for _, h in COLUMNS]
+    rows = [_cells(r) for r in runs]
+    right = {i for i, (k, _) in enumerate(COLUMNS)
+             if k in ("params", "macs", "test_acc", "best_val_acc", "train_seconds",
+                      "images_per_second")}
+    notes = _notes(runs)
+    if fmt == "markdown":
+        lines = ["| " + " | ".join(head) + " |",
+                 "|" + "|".join("---:" if i in right else "---" for i in range(len(head))) + "|"]
+        lines += ["| " + " | ".join(c.replace("|", "\\|") for c in row) + " |" for row in rows]
+        return "\n".join(lines + ([""] + notes if notes else []))
+    widths = [max(len(h), *(len(row[i]) for row in rows)) for i, h in enumerate(head)]
+
+    def line(cells: list[str]) -> str:
+        return "  ".join(c.rjust(w) if i in right else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+
+    return "\n".join([line(head), line(["-" * w for w in widths])] + [line(r) for r in rows]
+                     + notes)
+
+
+def _notes(runs: list[RunSummary]) -> list[str]:
+    """Footnotes a reader needs to read the numbers right (subsets, unfinished runs)."""
+    notes = []
+    tests = {r.test_images for r in runs}
+    if tests != {None}:
+        sizes = ", ".join("all" if n is None else f"{n:,}" for n in sorted(
+            tests, key=lambda n: -1 if n is None else n))
+        notes.append(f"test acc counts a stratified subset of the test split: {sizes} images")
+    sub = [r.label for r in runs if r.config.get("train_samples")]
+    if sub:
+        notes.append("trained on a subset of the training split (budget): " + ", ".join(
+            f"{r.label} {r.config['train_samples']:,}" for r in runs
+            if r.config.get("train_samples")))
+    if any(not r.finished for r in runs):
+        notes.append("unfinished: no result.json yet; epochs, time and val acc so far")
+    return notes
+
+
+# --- the page ----------------------------------------------------------------------------------
+
+def write_compare(runs: list[RunSummary] | list[str | Path], out: str | Path = "compare.html",
+                  title: str | None = None) -> Path:
+    """Write the self-contained comparison page of runs (summaries or folders) to `out`."""
+    from cnnlab.plots import plot_compare_curves, plot_tradeoffs
+
+    if runs and not isinstance(runs[0], RunSummary):
+        runs, skipped = collect_runs(list(runs))  # type: ignore[arg-type]
+        if not runs:
+            raise DataError("no run folder to compare: " + "; ".join(f"{p} {why}"
+                                                                     for p, why in skipped))
+    runs = list(runs)  # type: ignore[arg-type]
+    if not runs:
+        raise DataError("no run folder to compare")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    series = [_series(r) for r in runs]
+    points = [{"label": r.label, "test_acc": r.test_acc, "seconds": r.train_seconds,
+               "macs": r.macs} for r in runs if r.test_acc is not None]
+    with tempfile.TemporaryDirectory(prefix="cnnlab-compare-") as tmp:
+        # Each picture twice: side-by-side panels for wide screens, stacked for phones.
+        curves = [plot_compare_curves(series, Path(tmp) / f"curves{c}.png", columns=c)
+                  .read_bytes() for c in (2, 1)]
+        trade = [plot_tradeoffs(points, Path(tmp) / f"trade{c}.png", columns=c).read_bytes()
+                 for c in (2, 1)] if points else None
+    page = _render(runs, curves, trade, title)
+    tmp_out = out.with_name(f".{out.name}.tmp")
+    tmp_out.write_text(page, encoding="utf-8")
+    tmp_out.replace(out)
+    return out
+
+
+def _series(run: RunSummary) -> dict[str, Any]:
+    """A run's validation curve by epoch and by cumulative wall-clock seconds."""
+    pts, t = [], 0.0
+    for i, h in enumerate(run.history):
+        t += float(h.get("seconds") or 0.0)
+        pts.append({"epoch": h.get("epoch", i + 1), "seconds": t, "val_acc": h.get("val_acc"),
+                    "val_loss": h.get("val_loss")})
+    return {"label": run.label + ("" if run.finished else " (unfinished)"), "points": pts,
+            "finished": run.finished}
+
+
+def _picture(wide: bytes, narrow: bytes, alt: str) -> str:
+    """The wide PNG, or the narrow one on screens up to 640 px; both embedded."""
+    w, n = (base64.b64encode(b).decode("ascii") for b in (wide, narrow))
+    return (f'<picture><source media="(max-width: 640px)" srcset="data:image/png;base64,{n}">'
+            f'<img src="data:image/png;base64,{w}" alt="{html.escape(alt)}"></picture>')
+
+
+def _render(runs: list[RunSummary], curves: list[bytes], trade: list[bytes] | None,
+            title: str | None) -> str:
+    from cnnlab.report import CSS, _duration, _table
+
+    esc = html.escape
+    title = title or f"{len(runs)} runs compared"
+    best = max((r for r in runs if r.test_acc is not None), key=lambda r: r.test_acc,
+               default=None)
+    fastest = min((r for r in runs if r.train_seconds), key=lambda r: r.train_seconds,
+                  default=None)
+    machines = sorted({r.machine for r in runs})
+    cards = [("hero", f"{best.test_acc:.2%}" if best else "n/a",
+              f"best test acc ({best.label})" if best else "best test acc"),
+             ("", str(len(runs)), "runs"),
+             ("", str(sum(not r.finished for r in runs)), "unfinished"),
+             ("", _duration(sum(r.train_seconds or 0 for r in runs)), "training time, all runs"),
+             ("", _duration(fastest.train_seconds) if fastest else "n/a",
+              f"shortest ({fastest.label})" if fastest else "shortest")]
+    stats = "".join(f'<div class="stat {c}"><b>{esc(v)}</b><span>{esc(t)}</span></div>'
+                    for c, v, t in cards)
+    datasets = sorted({str(r.config.get("dataset")) for r in runs})
+    parts = [f"<header><h1>{esc(title)}</h1><p>{len(runs)} runs on {esc(', '.join(datasets))}"
+             f" &middot; {esc(', '.join(machines))}</p></header><main>",
+             f'<div class="stats">{stats}</div>']
+
+    right = {"params", "macs", "test_acc", "best_val_acc", "train_seconds", "images_per_second"}
+    # One dataset for all (the usual case) is said in the header: the column would only repeat it.
+    columns = [(k, h) for k, h in COLUMNS if k != "dataset" or len(datasets) > 1]
+    rows = []
+    for r in sorted(runs, key=lambda r: -(r.test_acc if r.test_acc is not None else -1)):
+        cells = dict(zip((k for k, _ in COLUMNS), _cells(r)))
+        row = []
+        for k, _ in columns:
+            text = esc(cells[k])
+            if k == "run":
+                text = (f"<b>{esc(r.label)}</b>" if r.finished else
+                        f'{esc(r.label)}<br><span class="muted">unfinished</span>')
+            row.append(f'<span class="num">{text}</span>' if k in right else text)
+        rows.append(tuple(row))
+    notes = "".join(f"<p class=muted>{esc(n)}.</p>" for n in _notes(runs))
+    table = _table(rows, tuple(h for _, h in columns), cls="runs")
+    parts.append("<section><h2>Runs, best test accuracy first</h2>"
+                 f'<div class="scroll">{table}</div>{notes}</section>')
+    parts.append("<section><h2>Validation accuracy and loss</h2><p class=muted>Every run's "
+                 "validation curves, against the epoch (left) and against the wall-clock "
+                 "seconds of training and validation (right). Dashed: unfinished runs.</p>"
+                 f"{_picture(*curves, 'validation accuracy and loss of every run')}</section>")
+    if trade is not None:
+        missing = [r.label for r in runs if r.test_acc is None]
+        extra = (f" Not shown (no test accuracy yet): {esc(', '.join(missing))}."
+                 if missing else "")
+        parts.append("<section><h2>Accuracy against time and compute</h2><p class=muted>Test "
+                     "accuracy of each run against its training seconds and against the "
+                     f"multiply-accumulates of one image's forward pass (log scales).{extra}</p>"
+                     f"{_picture(*trade, 'test accuracy against seconds and MACs')}</section>")
+    rows_cfg = [(esc(r.label), esc(_recipe_text(r.config))) for r in runs]
+    parts.append("<section><h2>Settings</h2>" + _table(rows_cfg, ("run", "recipe"), cls="kv")
+                 + "</section>")
+    now = time.strftime("%Y-%m-%d %H:%M")
+    parts.append(f"<footer>cnnlab compare &middot; {len(runs)} runs &middot; written {now} on "
+                 f"{esc(platform.node())}</footer></main>")
+    return ("<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
+            '<meta name="viewport" content="width=device-width, initial-scale=1">'
+            f"<title>{esc(title)} &middot; cnnlab compare</title><style>{CSS}{_CSS}</style>"
+            "</head><body>" + "".join(parts) + "</body></html>\n")
+
+
+# The table holds twelve columns: keep each cell on one line (the table scrolls when narrow).
+_CSS = ("table.runs { font-size:12.5px; } table.runs td, table.runs th { white-space:nowrap; "
+        "padding:5px 6px; } "
+        "table.runs td:last-child { white-space:normal; min-width:150px; }")
+
+
+def _recipe_text(cfg: dict[str, Any]) -> str:
+    keys = ("epochs", "batch_size", "optimizer", "lr", "momentum", "weight_decay", "schedule",
+            "resize", "normalize", "augment_crop", "augment_flip", "label_smoothing",
+            "train_samples", "val_size", "test_samples", "seed")
+    parts = []
+    for k in keys:
+        v = cfg.get(k)
+        if v in (None, 0, 0.0, False, "") and k not in ("epochs", "lr"):
+            continue
+        if isinstance(v, list):
+            v = "x".join(map(str, v))
+        parts.append(f"{k}={v}")
+    return " ".join(parts)

@@ -1,0 +1,367 @@
+"""Suites: several zoo models trained under one shared recipe and one time budget, then compared.
+
+    cnnlab suite chapter8                 # LeNet ... DenseNet on Fashion-MNIST at 28x28, <= 30 min
+    cnnlab suite chapter8 --models lenet,resnet18_small --budget 5
+    run_suite(["lenet", "bn_lenet"], "runs/two", budget_s=120)
+
+How a budget becomes a schedule. The whole suite gets `budget_s` of wall time; after a margin for
+the comparison page, every member gets the same share B. A member first runs a timing probe: the
+engine itself trains the member for a few batches and evaluates a few hundred images, in a
+scratch folder so the probe also pays for a checkpoint. From the seconds per training image, per
+evaluated image, per checkpoint and for the setup, the planner picks how many training images
+(`train_samples`, a seeded stratified subset: the same images every epoch) fit in B together with
+`epochs` validations and the final test, so the learning-rate schedule runs to its end inside the
+budget instead of being cut off. A member that can train on the whole split in less than B stops
+there (the same epochs for everyone, never more). Should a member overrun (the machine got
+busier), later members get min(B, what is left / members left): the total holds, at their cost.
+
+Every member is an ordinary run folder under the suite folder, written by the engine; `suite.json`
+records the plan. Running the same command again resumes: finished members (result.json) are
+skipped, an interrupted one resumes from its last checkpoint, the rest are probed and trained.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any, TextIO
+
+from cnnlab.errors import CnnlabError, ConfigError, DataError
+from cnnlab.train_config import TrainConfig
+
+__all__ = ["SUITES", "SUITE_RECIPE", "Probe", "Suite", "SuiteResult", "plan_samples",
+           "run_suite"]
+
+SUITE_FILE = "suite.json"
+PAGE_SECONDS = 20.0  # kept back from the budget for the comparison page at the end
+SAFETY = 0.92  # plan for this share of a member's budget: timings taken now vary by +-10 %
+
+
+@dataclass(frozen=True)
+class Suite:
+    """A named list of zoo models and the one recipe they all train with."""
+
+    name: str
+    models: tuple[str, ...]  # in the order they run (and the book presents them)
+    overrides: Mapping[str, Any]  # TrainConfig fields shared by every member
+    describes: str
+    budget_minutes: float = 30.0  # the whole suite's wall-clock budget by default
+
+
+# The shared recipe of the chapter-8 comparison. One recipe has to train sigmoid LeNet, AlexNet
+# and VGG (no batch norm, 4096-wide dense layers) as well as ResNet and DenseNet within minutes,
+# so it is AdamW with a one-cycle schedule (no per-network learning rate to tune), no
+# augmentation, float32 (amp off: the precision policy on a CPU) and one thread: on a shared
+# 2-core machine two OpenMP threads ran the members 2-6x slower than one (measured).
+# Validation uses 500 images held out of the training split and the test accuracy 1,000 images
+# of the test split (stratified, the same for every member): on two loaded cores GoogLeNet
+# evaluated 13-40 images/s, so all 10,000 would take longer than its whole budget. Evaluation
+# batches of 256: big 28x28 activations of 1,024 images ran slower per image (measured).
+SUITE_RECIPE: Mapping[str, Any] = MappingProxyType(dict(
+    dataset="fashion-mnist", resize=(28, 28), epochs=3, batch_size=128, optimizer="adamw",
+    lr=1e-3, weight_decay=0.05, schedule="onecycle", normalize=True, val_size=500,
+    test_samples=1000, eval_batch_size=256, amp="off", threads=1, channels_last=True,
+    eval_every=1,
+    tensorboard=False, plot=True, progress="plain", seed=0,
+))
+
+SUITES: Mapping[str, Suite] = MappingProxyType({
+    "chapter8": Suite(
+        "chapter8",
+        ("lenet", "alexnet_small", "vgg11_small28", "nin_small", "googlenet_small", "bn_lenet",
+         "resnet18_small", "resnext_small", "densenet_small"),
+        SUITE_RECIPE,
+        "every architecture of D2L chapters 7-8 (LeNet to DenseNet) in its 28x28 form on "
+        "Fashion-MNIST, one recipe, the same time budget each"),
+})
+
+
+@dataclass
+class MemberResult:
+    """One member's outcome as the suite saw it."""
+
+    model: str
+    run_dir: Path
+    status: str  # "done" (finished now), "skipped" (finished before), "failed"
+    test_acc: float | None = None
+    wall_seconds: float = 0.0
+    budget_seconds: float = 0.0
+    train_samples: int = 0
+    error: str = ""
+
+
+@dataclass
+class SuiteResult:
+    """What run_suite did: one entry per member, the suite folder, the page, the wall time."""
+
+    out_dir: Path
+    members: list[MemberResult]
+    wall_seconds: float  # this session
+    total_seconds: float  # all sessions together (suite.json)
+
+
+# --- planning ----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Probe:
+    """Timings of one member measured by a short engine run."""
+
+    train_image: float  # seconds per training image (warm-up included: errs on the safe side)
+    eval_image: float  # seconds per evaluated image
+    checkpoint: float  # seconds per epoch beyond training and validation (checkpoint, curves)
+    setup: float  # seconds to build the model and the data pipeline
+    wall: float  # what the probe itself took
+
+
+def plan_samples(budget: float, probe: Probe, *, epochs: int, val_images: int,
+                 test_images: int, n_max: int, batch_size: int) -> int:
+    """Training images per epoch that fit `budget` seconds (after the probe), at least one batch.
+
+    time = setup + epochs * (n * train_image + val_images * eval_image + checkpoint)
+           + test_images * eval_image
+    """
+    fixed = (probe.setup + epochs * (val_images * probe.eval_image + probe.checkpoint)
+             + test_images * probe.eval_image)
+    left = SAFETY * (budget - probe.wall) - fixed
+    n = math.floor(left / (epochs * probe.train_image)) if left > 0 else 0
+    return max(batch_size, min(n, n_max))
+
+
+def _probe(model: str, config: TrainConfig, model_kwargs: dict[str, Any], data: Any) -> Probe:
+    """Time the engine on a few batches of this member (scratch folder, deleted after)."""
+    from cnnlab.train import train
+
+    n_train = 2 * config.batch_size
+    n_eval = 128
+    cfg = config.replace(epochs=1, train_samples=n_train, val_size=0, test_samples=n_eval,
+                         progress="none", plot=True, tensorboard=False)
+    scratch = Path(tempfile.mkdtemp(prefix="cnnlab-probe-"))
+    t0 = time.perf_counter()
+    try:
+        result = train(model, data, cfg, out_dir=scratch, model_kwargs=model_kwargs)
+    finally:
+        wall = time.perf_counter() - t0
+        shutil.rmtree(scratch, ignore_errors=True)
+    row = result.history[-1]
+    train_s = float(row["train_seconds"])
+    return Probe(train_image=train_s / n_train,
+                 eval_image=max(float(row["seconds"]) - train_s, 0.0) / n_eval,
+                 checkpoint=max(result.seconds - float(row["seconds"]), 0.0),
+                 setup=max(wall - result.seconds, 0.0), wall=wall)
+
+
+# --- the suite folder --------------------------------------------------------------------------
+
+def _read_state(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError:
+        return {}
+    except json.JSONDecodeError as err:
+        raise DataError(f"{path} is not valid JSON ({err}); delete it to start the suite "
+                        "again (finished members are kept)") from None
+
+
+def _write_state(path: Path, state: dict[str, Any]) -> None:
+    from cnnlab.runlog import to_json, write_text_atomic
+
+    write_text_atomic(path, to_json(state))
+
+
+def _check_models(models: Sequence[str], config: TrainConfig) -> dict[str, dict[str, Any]]:
+    """Model kwargs per member; ConfigError naming every model that cannot take the input."""
+    import torch
+
+    from cnnlab.models import create_model, default_input_size, list_models
+
+    known = set(list_models())
+    unknown = [m for m in models if m not in known]
+    if unknown:
+        from cnnlab.errors import suggest
+
+        hints = "".join(suggest(m, sorted(known)) for m in unknown[:1])
+        raise ConfigError(f"unknown model(s) {', '.join(unknown)}{hints} "
+                          "(`cnnlab models` lists them)")
+    if len(set(models)) != len(models):
+        raise ConfigError(f"--models names a model twice: {','.join(models)}")
+    kwargs: dict[str, dict[str, Any]] = {}
+    bad = []
+    for m in models:
+        kw = {"input_size": tuple(config.resize)} if config.resize else {}
+        kwargs[m] = kw
+        if not config.resize or default_input_size(m)[1:] == tuple(config.resize):
+            continue  # built for this size (tests/test_models.py checks every model at its own)
+        try:
+            with torch.device("meta"):  # shapes only: no memory, no init
+                create_model(m, **kw)
+        except CnnlabError as err:
+            bad.append(f"{m} ({' '.join(str(err).split())[:90]})")
+    if bad:
+        size = "x".join(map(str, config.resize)) if config.resize else "its size"
+        raise ConfigError(f"cannot train at {size}: {'; '.join(bad)}; pick the *_small "
+                          "variants (`cnnlab models '*small*'`) or another --resize")
+    return kwargs
+
+
+def _fmt_min(seconds: float) -> str:
+    return f"{seconds / 60:.1f} min" if seconds >= 90 else f"{seconds:.0f} s"
+
+
+class _Console:
+    """The suite's lines on the caller's stream (stderr for the CLI); silent with None."""
+
+    def __init__(self, stream: TextIO | None):
+        self.stream = stream
+
+    def say(self, text: str) -> None:
+        if self.stream is not None:
+            print(text, file=self.stream, flush=True)
+
+
+# --- running -----------------------------------------------------------------------------------
+
+def run_suite(models: Sequence[str], out_dir: str | Path, *, budget_s: float = 1800.0,
+              config: TrainConfig | None = None, name: str = "custom",
+              stream: TextIO | None = sys.stderr, data: Any = None) -> SuiteResult:
+    """Train `models` one after another under `config` and `budget_s` seconds in all; resumable.
+
+    config is the shared recipe (default: SUITE_RECIPE); data a Dataset to use instead of
+    config.dataset (tests pass a tiny one). Progress lines go to `stream`. The comparison page
+    is the caller's to write (`cnnlab.compare.write_compare`; `cnnlab suite` does).
+    """
+    from cnnlab import data as cdata
+    from cnnlab.train import resume, train
+
+    t_session = time.perf_counter()
+    config = (config or TrainConfig(**dict(SUITE_RECIPE))).validate()
+    models = list(models)
+    if not models:
+        raise ConfigError("a suite needs at least one model (--models a,b,c)")
+    if budget_s <= 0:
+        raise ConfigError(f"budget={budget_s / 60:g} min must be positive")
+    kwargs = _check_models(models, config)
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out} is a file; name a folder for the suite (--out DIR)")
+    out.mkdir(parents=True, exist_ok=True)
+    state_path = out / SUITE_FILE
+    state = _read_state(state_path)
+    recipe = config.to_dict()
+    recipe.pop("progress")  # how progress is shown is no part of the experiment
+    if state and state.get("recipe") != recipe:
+        diff = sorted(k for k in set(recipe) | set(state.get("recipe", {}))
+                      if recipe.get(k) != state.get("recipe", {}).get(k))
+        raise ConfigError(f"{out} holds a suite trained with other settings ({', '.join(diff)}"
+                          "); rerun with the same settings to resume it, or use --out NEW_DIR")
+    state.setdefault("name", name)
+    state["recipe"] = recipe
+    state["models"] = models
+    state["budget_seconds"] = budget_s
+    state.setdefault("members", {})
+    state.setdefault("sessions", [])
+    state["sessions"].append({"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": 0.0})
+    _write_state(state_path, state)
+    con = _Console(stream)
+
+    def spent_before() -> float:
+        return sum(s["seconds"] for s in state["sessions"][:-1])
+
+    def save_session() -> None:
+        state["sessions"][-1]["seconds"] = round(time.perf_counter() - t_session, 1)
+        _write_state(state_path, state)
+
+    usable = max(budget_s - PAGE_SECONDS, 0.0) if budget_s > 3 * PAGE_SECONDS else budget_s
+    share = usable / len(models)
+    ds = data if data is not None else cdata.load_dataset(config.dataset, root=config.data_root)
+    n_val = int(config.val_size) if config.val_size >= 1 else round(config.val_size
+                                                                    * len(ds.train))
+    n_max = len(ds.train) - n_val
+    n_test = min(config.test_samples or len(ds.test), len(ds.test))
+    results: list[MemberResult] = []
+    con.say(f"suite {state['name']}: {len(models)} models, {config.epochs} epochs each, "
+            f"budget {_fmt_min(budget_s)} ({_fmt_min(share)} per model) -> {out}")
+    try:
+        for i, model in enumerate(models):
+            run_dir = out / model
+            info = state["members"].setdefault(model, {})
+            if (run_dir / "result.json").exists():
+                res = json.loads((run_dir / "result.json").read_text())
+                results.append(MemberResult(model, run_dir, "skipped", res.get("test_acc"),
+                                            info.get("wall_seconds", 0.0),
+                                            info.get("budget_seconds", 0.0),
+                                            info.get("train_samples", 0)))
+                con.say(f"[{i + 1}/{len(models)}] {model}: finished before, skipped "
+                        f"(test acc {_pct(res.get('test_acc'))})")
+                continue
+            elapsed = spent_before() + time.perf_counter() - t_session
+            # Time this member already had (a resumed run) is its own, not the others'.
+            before = info.get("wall_seconds", 0.0) if info.get("status") == "running" else 0.0
+            left = len(models) - i
+            budget = min(share, max(usable - (elapsed - before), 0.0) / left)
+            eta = time.time() + max(budget - before, 0.0) + share * (left - 1)
+            con.say(f"[{i + 1}/{len(models)}] {model}: budget {_fmt_min(budget)}; suite "
+                    f"{_fmt_min(elapsed)} in, ETA {time.strftime('%H:%M', time.localtime(eta))}"
+                    f" ({_fmt_min(eta - time.time())} left)")
+            t0 = time.perf_counter()
+            try:
+                if (run_dir / "checkpoints" / "last.pt").exists() and info.get("train_samples"):
+                    con.say(f"  resuming {model} from its last checkpoint")
+                    result = resume(run_dir, data=ds, stream=stream,
+                                    progress=config.progress, epochs=config.epochs)
+                else:
+                    probe = _probe(model, config, kwargs[model], ds)
+                    n = plan_samples(budget, probe, epochs=config.epochs, val_images=n_val,
+                                     test_images=n_test, n_max=n_max,
+                                     batch_size=config.batch_size)
+                    member_cfg = config.replace(train_samples=0 if n >= n_max else n)
+                    info.update(status="running", budget_seconds=round(budget, 1),
+                                train_samples=n, probe={k: round(v, 6) for k, v in
+                                                        dataclasses.asdict(probe).items()},
+                                wall_seconds=round(before + probe.wall, 1))
+                    save_session()
+                    con.say(f"  probe: {1 / probe.train_image:,.0f} train img/s, "
+                            f"{1 / max(probe.eval_image, 1e-9):,.0f} eval img/s -> "
+                            f"{n:,} training images x {config.epochs} epochs")
+                    if run_dir.exists():  # a start killed before its first checkpoint
+                        shutil.rmtree(run_dir)
+                    result = train(model, ds, member_cfg, out_dir=run_dir,
+                                   model_kwargs=kwargs[model], stream=stream)
+            except CnnlabError as err:
+                if "interrupt" in type(err).__name__.lower():
+                    raise
+                wall = before + time.perf_counter() - t0
+                info.update(status="failed", error=" ".join(str(err).split()),
+                            wall_seconds=round(wall, 1))
+                save_session()
+                results.append(MemberResult(model, run_dir, "failed", None, wall, budget,
+                                            info.get("train_samples", 0), str(err)))
+                con.say(f"  {model} failed: {' '.join(str(err).split())}")
+                continue
+            wall = before + time.perf_counter() - t0
+            info.update(status="done", wall_seconds=round(wall, 1), test_acc=result.test_acc)
+            save_session()
+            results.append(MemberResult(model, run_dir, "done", result.test_acc, wall, budget,
+                                        info.get("train_samples", 0)))
+            con.say(f"  {model}: test acc {_pct(result.test_acc)} in {_fmt_min(wall)} "
+                    f"(budget {_fmt_min(budget)})")
+    finally:
+        save_session()
+    save_session()
+    wall = time.perf_counter() - t_session
+    total = spent_before() + wall
+    con.say(f"suite {state['name']}: {len(models)} models in {_fmt_min(wall)} this session, "
+            f"{_fmt_min(total)} in all (budget {_fmt_min(budget_s)})")
+    return SuiteResult(out, results, wall, total)
+
+
+def _pct(v: Any) -> str:
+    return f"{v:.2%}" if isinstance(v, (int, float)) else "n/a"
