@@ -53,6 +53,10 @@ ELSEWHERE = {
     "cnnlab train resnet18_small --dataset cifar10 --epochs 15 --lr 0.1 --momentum 0.9 "
     "--schedule onecycle --normalize --augment-crop 4 --augment-flip --out runs/cifar":
         "tests/test_cli.py::test_cifar10_from_a_tarball_trains_three_channel_models",
+    # a suite trains for 10-30 minutes; the same command on a tiny dataset and budget:
+    "cnnlab suite chapter8": "tests/test_suite.py::test_cli_suite_end_to_end_and_bad_input",
+    "cnnlab suite chapter8 --models lenet,bn_lenet,resnet18_small --budget 10 --out runs/three":
+        "tests/test_suite.py::test_cli_suite_end_to_end_and_bad_input",
 }
 
 # What a successful command prints, by subcommand: each string must appear in its output.
@@ -60,7 +64,8 @@ EXPECT = {"train": ("run folder:",), "report": ("report: ",), "eval": ("accuracy
           "summary": ("Total params", "| Layer (type) |"), "models": ("lenet", "resnet18"),
           "recipes": ("lenet",), "verify": ("OK, 60000 train + 10000 test", "images decode"),
           "export": ("predicted classes agree 100%",), "inspect": ("page: ",),
-          "download": (" train + ",), "show": ("with their labels",)}
+          "download": (" train + ",), "show": ("with their labels",),
+          "compare": ("best val acc",)}
 
 # Image files README's `predict` line names: (test image index, make it a light-ground photo).
 PREDICT_INPUTS = {"shoe.png": (0, False), "shirt.jpg": (1, True)}
