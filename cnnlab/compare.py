@@ -13,7 +13,6 @@ checkpoint is loaded, nothing is evaluated again).
 
 from __future__ import annotations
 
-import base64
 import html
 import json
 import platform
@@ -370,16 +369,10 @@ def _series(run: RunSummary) -> dict[str, Any]:
             "finished": run.finished}
 
 
-def _picture(wide: bytes, narrow: bytes, alt: str) -> str:
-    """The wide PNG, or the narrow one on screens up to 640 px; both embedded."""
-    w, n = (base64.b64encode(b).decode("ascii") for b in (wide, narrow))
-    return (f'<picture><source media="(max-width: 640px)" srcset="data:image/png;base64,{n}">'
-            f'<img src="data:image/png;base64,{w}" alt="{html.escape(alt)}"></picture>')
-
-
 def _render(runs: list[RunSummary], curves: list[bytes], trade: list[bytes] | None,
             title: str | None) -> str:
-    from cnnlab.report import CSS, _duration, _table
+    from cnnlab.pages import page, picture_tag, table
+    from cnnlab.report import _duration
 
     esc = html.escape
     title = title or f"{len(runs)} runs compared"
@@ -417,13 +410,13 @@ def _render(runs: list[RunSummary], curves: list[bytes], trade: list[bytes] | No
             row.append(f'<span class="num">{text}</span>' if k in right else text)
         rows.append(tuple(row))
     notes = "".join(f"<p class=muted>{esc(n)}.</p>" for n in _notes(runs))
-    table = _table(rows, tuple(h for _, h in columns), cls="runs")
+    runs_table = table(rows, tuple(h for _, h in columns), cls="runs nowrap")
     parts.append("<section><h2>Runs, best test accuracy first</h2>"
-                 f'<div class="scroll">{table}</div>{notes}</section>')
+                 f'<div class="scroll">{runs_table}</div>{notes}</section>')
     parts.append("<section><h2>Validation accuracy and loss</h2><p class=muted>Every run's "
                  "validation curves, against the epoch (left) and against the wall-clock "
                  "seconds of training and validation (right). Dashed: unfinished runs.</p>"
-                 f"{_picture(*curves, 'validation accuracy and loss of every run')}</section>")
+                 f"{picture_tag(*curves, 'validation accuracy and loss of every run')}</section>")
     if trade is not None:
         missing = [r.label for r in runs if r.test_acc is None]
         extra = (f" Not shown (no test accuracy yet): {esc(', '.join(missing))}."
@@ -431,23 +424,14 @@ def _render(runs: list[RunSummary], curves: list[bytes], trade: list[bytes] | No
         parts.append("<section><h2>Accuracy against time and compute</h2><p class=muted>Test "
                      "accuracy of each run against its training seconds and against the "
                      f"multiply-accumulates of one image's forward pass (log scales).{extra}</p>"
-                     f"{_picture(*trade, 'test accuracy against seconds and MACs')}</section>")
+                     f"{picture_tag(*trade, 'test accuracy against seconds and MACs')}</section>")
     rows_cfg = [(esc(r.label), esc(_recipe_text(r.config))) for r in runs]
-    parts.append("<section><h2>Settings</h2>" + _table(rows_cfg, ("run", "recipe"), cls="kv")
+    parts.append("<section><h2>Settings</h2>" + table(rows_cfg, ("run", "recipe"), cls="kv")
                  + "</section>")
     now = time.strftime("%Y-%m-%d %H:%M")
     parts.append(f"<footer>cnnlab compare &middot; {len(runs)} runs &middot; written {now} on "
                  f"{esc(platform.node())}</footer></main>")
-    return ("<!DOCTYPE html><html lang=en><head><meta charset=utf-8>"
-            '<meta name="viewport" content="width=device-width, initial-scale=1">'
-            f"<title>{esc(title)} &middot; cnnlab compare</title><style>{CSS}{_CSS}</style>"
-            "</head><body>" + "".join(parts) + "</body></html>\n")
-
-
-# The table holds twelve columns: keep each cell on one line (the table scrolls when narrow).
-_CSS = ("table.runs { font-size:12.5px; } table.runs td, table.runs th { white-space:nowrap; "
-        "padding:5px 6px; } "
-        "table.runs td:last-child { white-space:normal; min-width:150px; }")
+    return page(f"{title} · cnnlab compare", "".join(parts))
 
 
 def _recipe_text(cfg: dict[str, Any]) -> str:

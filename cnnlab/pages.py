@@ -47,6 +47,8 @@ th, td { text-align:left; padding:5px 8px; border-bottom:1px solid var(--line);
          vertical-align:top; }
 th { color:var(--muted); font-weight:600; font-size:12.5px; text-transform:uppercase; }
 td.num { text-align:right; font-variant-numeric:tabular-nums; }
+table.nowrap { font-size:12.5px; }  /* many columns: one line per cell, the table scrolls */
+table.nowrap td, table.nowrap th { white-space:nowrap; padding:5px 6px; }
 .bar { background:#e9eef8; border-radius:4px; height:10px; width:100%; min-width:80px; }
 .bar i { display:block; height:10px; border-radius:4px; background:var(--good); }
 .bar i.low { background:var(--bad); }
