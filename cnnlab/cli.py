@@ -465,8 +465,9 @@ def _finish_train(result: Any, out: Path, args: argparse.Namespace) -> int:
               f"at {_fmt_size(result.config.resize)}")
     elif result.test_acc is not None:
         part = ""
-        if result.config.limit_batches and getattr(result, "test_images", None):
-            part = f" (on {result.test_images:,} test images: --limit-batches)"
+        n, total = result.test_images, result.test_split_images
+        if n and total and n < total:
+            part = f" (on {n:,} of {total:,} test images: --limit-batches)"
         print(f"test accuracy: {result.test_acc:.4f}{part}")
     print(f"time: {result.seconds:.1f} s")
     print(f"run folder: {run_dir}", flush=True)
@@ -495,6 +496,7 @@ def _is_rank0() -> bool:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     """Evaluate a run's checkpoint on its dataset's test split (or --split train/val)."""
+    from cnnlab.progress import plural
     from cnnlab.run import evaluate_run, load_run
 
     run = load_run(args.run_dir, checkpoint=args.checkpoint)
@@ -507,7 +509,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         same = " (= test: the run validated on it)" if (
             args.split == "val" and not run.config.get("val_size")) else ""
         print(f"{args.run_dir} [{args.checkpoint}.pt] on the {ev.dataset} {args.split} split"
-              f"{same}: accuracy {ev.acc:.4f}, loss {ev.loss:.4f}, {ev.n:,} images")
+              f"{same}: accuracy {ev.acc:.4f}, loss {ev.loss:.4f}, {plural(ev.n, 'image')}")
     return 0
 
 

@@ -36,8 +36,10 @@ def format_epoch(row: dict[str, Any], epochs: int) -> str:
 
 
 def plural(n: int, word: str) -> str:
-    """'1 epoch', '10 epochs', '60,000 train samples' (thousands separated)."""
-    return f"{n:,} {word}{'' if n == 1 else 's'}"
+    """'1 epoch', '10 epochs', '2 batches', '60,000 train samples' (thousands separated)."""
+    if n == 1:
+        return f"1 {word}"
+    return f"{n:,} {word[:-5] + 'batches' if word.endswith('batch') else word + 's'}"
 
 
 def format_duration(seconds: float | None) -> str:

@@ -36,7 +36,9 @@ from cnnlab.schedule import format_lr
 
 def _plural(n: Any, word: str) -> str:
     """'1 epoch', '10 epochs' (escaped)."""
-    return html.escape(plural(n, word)) if isinstance(n, int) else f"{_esc(n)} {word}s"
+    if not isinstance(n, int):
+        return f"{_esc(n)} {word}s"
+    return html.escape(plural(n, word))
 
 
 def _count(v: Any) -> str:
@@ -275,7 +277,7 @@ def _scope(cfg: dict[str, Any]) -> str:
     epochs = cfg.get("epochs", "?")
     text = _plural(epochs, "epoch")
     if cfg.get("limit_batches"):
-        text += f" of {_esc(cfg['limit_batches'])} batches"
+        text += f" of {_plural(cfg['limit_batches'], 'batch')}"
     if cfg.get("train_samples"):
         text += f" on {_esc(cfg['train_samples'])} training images"
     return text

@@ -79,6 +79,7 @@ class TrainResult:
     stopped_early: bool = False  # early stopping ended the run before config.epochs
     model: nn.Module | None = field(default=None, repr=False)  # the trained network
     test_images: int | None = None  # images test_acc covers (fewer than the split: limit_batches)
+    test_split_images: int | None = None  # images in the whole test split
 
     @property
     def run_dir(self) -> Path | None:
@@ -587,7 +588,8 @@ class Trainer:
                              test_acc=test_acc, test_loss=test_loss, seconds=self._elapsed(),
                              out_dir=self.out_dir, config=self.config,
                              stopped_early=stopped_early, model=self.raw_model,
-                             test_images=test_images)
+                             test_images=test_images,
+                             test_split_images=len(self.dataset.test))
         if self.run is not None:
             self.run.write_result(result.to_dict())
         # Every rank leaves together: a rank that tears down its gloo group while another is

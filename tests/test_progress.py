@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from cnnlab.progress import Progress, bar_line, format_duration
+from cnnlab.progress import Progress, bar_line, format_duration, plural
 
 STATS = {"train_loss": 0.51234, "train_acc": 0.8123, "images_per_second": 12345.6,
          "val_loss": 0.55, "val_acc": 0.8012}
@@ -34,6 +34,12 @@ def test_bar_line_drops_the_least_important_fields_first():
     narrow = bar_line(3, 10, 211, 469, 5.2, 6.4, STATS, 80)
     assert "val_loss" not in narrow and "211/469" not in narrow  # dropped first
     assert "eta 00:06" in narrow and "loss 0.5123" in narrow and "|" in narrow  # kept
+
+
+def test_plural():
+    assert [plural(1, "epoch"), plural(3, "epoch"), plural(1, "batch"), plural(2, "batch"),
+            plural(60000, "train sample"), plural(0, "step")] == [
+        "1 epoch", "3 epochs", "1 batch", "2 batches", "60,000 train samples", "0 steps"]
 
 
 def test_format_duration():

@@ -260,6 +260,7 @@ def test_report_labels_partial_results_and_hides_empty_cards(data_root: Path,
     assert "test accuracy (final model, 400 of 10,000 images)" in text
     assert "Validation on 400 of 10,000 images each epoch." in text
     assert "n/a" not in "".join(cards.values())
+    assert "1 epoch of 2 batches" in text  # the header, in words
     assert "<td>stopped early</td><td>no</td>" in text  # words, not Python's False
     assert "<td>plot</td><td>off</td>" in text  # a setting that differs from the default
 
