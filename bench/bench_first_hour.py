@@ -8,12 +8,15 @@
 cnnlab models`, and `python -c write_report(RUN)` on the same run folder, copied per side), so a
 change of the host's load hits both alike. Reported: the median wall time and the median CPU
 time (user + sys of the child, the figure a loaded shared machine distorts least), and their
-ratios. Without `--run` a 2-epoch LeNet run is trained first (limit 50 batches, full test split).
+ratios. Then write_report alone inside its process, as at the end of `cnnlab train`: before,
+after, and after with the training's final evaluation passed in (what the CLI does). Without
+`--run` a 2-epoch LeNet run is trained first (limit 50 batches, full test split).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import resource
 import shutil
@@ -29,6 +32,19 @@ sys.path.insert(0, str(ROOT / "bench"))
 from bench_speed import machine  # noqa: E402
 
 REPORT = "import sys; from cnnlab.report import write_report; write_report(sys.argv[1])"
+# The report at the end of `cnnlab train`: the training's last validation (the final model on
+# the test split) is passed in, as cnnlab.cli does; only write_report itself is timed, in the
+# process, since the training process has already imported everything.
+AFTER_TRAINING = """
+import json, sys, time
+from cnnlab.report import write_report
+from cnnlab.run import evaluate_run, load_run
+run = sys.argv[1]
+ev = evaluate_run(load_run(run)) if sys.argv[2] == "reuse" else None
+w, c = time.perf_counter(), time.process_time()
+write_report(run, **({"evaluation": ev} if ev is not None else {}))
+print(json.dumps([time.perf_counter() - w, time.process_time() - c]))
+"""
 
 
 def timed(cmd: list[str], src: Path, cwd: Path) -> tuple[float, float]:
@@ -40,6 +56,15 @@ def timed(cmd: list[str], src: Path, cwd: Path) -> tuple[float, float]:
     wall = time.perf_counter() - t0
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     return wall, (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+
+
+def in_process(src: Path, run: Path, mode: str) -> tuple[float, float]:
+    """(wall, cpu) of write_report inside its process (see AFTER_TRAINING)."""
+    out = subprocess.run([sys.executable, "-c", AFTER_TRAINING, str(run), mode], check=True,
+                         env={**os.environ, "PYTHONPATH": str(src)}, capture_output=True,
+                         text=True).stdout
+    wall, cpu = json.loads(out.strip().splitlines()[-1])
+    return wall, cpu
 
 
 def main() -> None:
@@ -76,6 +101,10 @@ def main() -> None:
                     timed([sys.executable, "-m", "cnnlab", "models"], src, tmp))
                 times.setdefault(("report", side), []).append(
                     timed([sys.executable, "-c", REPORT, str(runs[side])], src, tmp))
+                times.setdefault(("in-process", side), []).append(
+                    in_process(src, runs[side], "fresh"))
+            times.setdefault(("in-process", "reuse"), []).append(
+                in_process(ROOT, runs["after"], "reuse"))
         print(f"{'command':<44} {'before':>16} {'after':>16} {'ratio':>12}")
         for what, label in (("models", "cnnlab models"),
                             ("report", f"write_report ({run.name})")):
@@ -84,6 +113,13 @@ def main() -> None:
             aw, ac = (statistics.median(x[k] for x in a) for k in (0, 1))
             print(f"{label:<44} {bw:6.2f} s wall    {aw:6.2f} s wall    {bw / aw:5.2f}x")
             print(f"{'':<44} {bc:6.2f} s CPU     {ac:6.2f} s CPU     {bc / ac:5.2f}x")
+        ip = {k: tuple(statistics.median(x[i] for x in times[("in-process", k)])
+                       for i in (0, 1)) for k in ("before", "after", "reuse")}
+        print("write_report inside its process (the end of `cnnlab train`):")
+        for k, label in (("before", "before"), ("after", "after, evaluating again"),
+                         ("reuse", "after, the training's evaluation reused")):
+            print(f"  {label:<42} {ip[k][0]:6.2f} s wall {ip[k][1]:6.2f} s CPU   "
+                  f"{ip['before'][0] / ip[k][0]:5.2f}x / {ip['before'][1] / ip[k][1]:5.2f}x")
         print(f"(median of {args.repeats} alternating repeats; {machine()})")
 
 

@@ -472,7 +472,9 @@ def _finish_train(result: Any, out: Path, args: argparse.Namespace) -> int:
     print(f"time: {result.seconds:.1f} s")
     print(f"run folder: {run_dir}", flush=True)
     if not args.no_report and not result.config.dry_run:  # a dry run has nothing to report
-        print(f"report: {_write_report(run_dir)}")
+        # The engine's last validation was the final model on the test split: reused.
+        path = _write_report(run_dir, evaluation=getattr(result, "evaluation", None))
+        print(f"report: {path}")
     return 0
 
 

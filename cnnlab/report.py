@@ -94,15 +94,21 @@ def _cost_section(run: Run, history: list[dict[str, Any]]) -> str:
 
 
 def write_report(run_dir: str | Path, checkpoint: str = "last", max_errors: int = 32,
-                 limit: int | None = None) -> Path:
-    """Evaluate the run and write report.html (self-contained), confusion.png and errors.png."""
+                 limit: int | None = None, evaluation: Evaluation | None = None) -> Path:
+    """Evaluate the run and write report.html (self-contained), confusion.png and errors.png.
+
+    evaluation: the last checkpoint's test-split predictions when the caller has them (the
+    training that just ended computed them): used instead of evaluating the model again.
+    """
     from cnnlab.plots import plot_confusion, plot_curves, save_image_grid
 
     run_dir = Path(run_dir)
     run = load_run(run_dir, checkpoint)
     result = read_json(run_dir / "result.json") if (run_dir / "result.json").exists() else {}
     history = read_history(run_dir)
-    ev = evaluate_run(run, limit=limit)
+    reuse = (evaluation is not None and checkpoint == "last" and limit is None
+             and evaluation.split == "test" and evaluation.n == len(run.dataset.test))
+    ev = evaluation if reuse else evaluate_run(run, limit=limit)
     classes = run.classes
     k = len(classes)
     cm = ev.confusion(k)

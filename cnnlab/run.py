@@ -28,7 +28,8 @@ from cnnlab.device import PRECISIONS, autocast, pick_device, precision_dtype, re
 from cnnlab.errors import ConfigError, DataError, ShapeError
 from cnnlab.shapes import pair
 
-__all__ = ["Evaluation", "Run", "evaluate", "evaluate_run", "evaluate_sums", "input_size_of",
+__all__ = ["Evaluation", "Run", "evaluate", "evaluate_run", "evaluate_sums", "evaluation",
+           "input_size_of",
            "file_images", "is_book_data", "load_run", "model_device", "predict", "predict_files",
            "read_history", "read_image", "read_json", "read_steps", "to_dataset_image"]
 
@@ -304,10 +305,19 @@ def evaluate_run(run: Run | str | Path, checkpoint: str = "last", limit: int | N
     data = run.split(split)
     if limit is not None and limit < len(data):
         data = data.subset(torch.arange(limit))
+    return evaluation(run.model, run.loader(data), run.device, precision_dtype(run.precision),
+                      run.dataset.name, split)
+
+
+def evaluation(model: nn.Module, batches: Iterable[Any], device: torch.device,
+               dtype: torch.dtype | None, dataset: str, split: str = "test") -> Evaluation:
+    """Every prediction of `model` on `batches`, with the loss and accuracy over them.
+
+    The loss is summed per batch as evaluate_sums sums it, so both give the same figures.
+    """
     labels, preds, conf = [], [], []
     loss_sum = 0.0
-    for logits, y in _logits(run.model, run.loader(data), run.device,
-                             precision_dtype(run.precision)):
+    for logits, y in _logits(model, batches, device, dtype):
         loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
         c, k = logits.softmax(dim=1).max(dim=1)
         labels.append(y.cpu())
@@ -315,8 +325,8 @@ def evaluate_run(run: Run | str | Path, checkpoint: str = "last", limit: int | N
         conf.append(c.cpu())
     y, k = torch.cat(labels), torch.cat(preds)
     n = len(y)
-    return Evaluation(run.dataset.name, loss_sum / max(n, 1), (y == k).float().mean().item(), n,
-                      y, k, torch.cat(conf), split)
+    return Evaluation(dataset, loss_sum / max(n, 1), int((y == k).sum()) / max(n, 1), n, y, k,
+                      torch.cat(conf), split)
 
 
 # --- images from files ------------------------------------------------------------------------

@@ -43,7 +43,7 @@ from cnnlab.device import (
 )
 from cnnlab.errors import ConfigError, TrainingError
 from cnnlab.progress import Progress, plural
-from cnnlab.run import _acc_dtype, evaluate, evaluate_sums, input_size_of, predict
+from cnnlab.run import _acc_dtype, evaluate, evaluate_sums, evaluation, input_size_of, predict
 from cnnlab.runlog import RunFolder, environment
 from cnnlab.schedule import lr_at
 from cnnlab.train_config import TrainConfig, make_optimizer
@@ -80,6 +80,8 @@ class TrainResult:
     model: nn.Module | None = field(default=None, repr=False)  # the trained network
     test_images: int | None = None  # images test_acc covers (fewer than the split: limit_batches)
     test_split_images: int | None = None  # images in the whole test split
+    # the final model's predictions on the test split, when training computed them anyway
+    evaluation: Any = field(default=None, repr=False)
 
     @property
     def run_dir(self) -> Path | None:
@@ -372,6 +374,7 @@ class Trainer:
         cfg = self.config
         self.history: list[dict[str, Any]] = []
         self.steps_log: list[dict[str, Any]] = []  # training loss and lr within epochs
+        self.final_evaluation: Any = None  # see _end_epoch
         self._window: tuple[float, int] = (0.0, 0)
         self.best: dict[str, Any] | None = None
         self.global_step, self._elapsed_before, self._epoch_before = 0, 0.0, 0.0
@@ -529,10 +532,18 @@ class Trainer:
         last = epoch + 1 == epochs
         if cfg.eval_every and (last or (epoch + 1) % cfg.eval_every == 0):
             limit = 1 if cfg.dry_run else cfg.limit_batches
-            val = ddp.all_reduce_sum(evaluate_sums(self.raw_model, self.val_loader, self.device,
-                                                self.amp, limit), self.dist)
-            v_loss, v_correct, v_n = val.tolist()
-            row.update(val_loss=v_loss / v_n, val_acc=v_correct / v_n, val_images=int(v_n))
+            if last and self.val_is_test and not limit and not self.dist.enabled:
+                # The final model on the whole test split: keep every prediction, so the report
+                # written next reuses them instead of evaluating the same model again.
+                ev = evaluation(self.raw_model, self.val_loader, self.device, self.amp,
+                                self.dataset.name)
+                self.final_evaluation = ev
+                row.update(val_loss=ev.loss, val_acc=ev.acc, val_images=ev.n)  # as below
+            else:
+                val = ddp.all_reduce_sum(evaluate_sums(self.raw_model, self.val_loader,
+                                                    self.device, self.amp, limit), self.dist)
+                v_loss, v_correct, v_n = val.tolist()
+                row.update(val_loss=v_loss / v_n, val_acc=v_correct / v_n, val_images=int(v_n))
         seconds = self._epoch_elapsed()
         if self.device.type == "cpu":  # the CPU threads used, averaged over the epoch's time
             row["threads"] = round(self.thread_policy.mean_threads() if self.thread_policy
@@ -589,7 +600,8 @@ class Trainer:
                              out_dir=self.out_dir, config=self.config,
                              stopped_early=stopped_early, model=self.raw_model,
                              test_images=test_images,
-                             test_split_images=len(self.dataset.test))
+                             test_split_images=len(self.dataset.test),
+                             evaluation=self.final_evaluation)
         if self.run is not None:
             self.run.write_result(result.to_dict())
         # Every rank leaves together: a rank that tears down its gloo group while another is

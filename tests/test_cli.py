@@ -515,4 +515,5 @@ def test_the_books_lenet_warns_about_its_plateau_and_labels_a_partial_test(
     assert "cnnlab: note: the book's sigmoid LeNet stays at about 10% accuracy for its first " \
            "two epochs" in err
     assert "1 step/epoch, 1 epoch," in err  # counts in words a person writes
-    assert re.search(r"test accuracy: 0\.\d{4} \(on 64 of 10,000 test images: --limit-batches\)", out)
+    assert re.search(r"test accuracy: 0\.\d{4} \(on 64 of 10,000 test images: "
+                     r"--limit-batches\)", out)

@@ -272,3 +272,30 @@ def test_report_labels_partial_results_and_hides_empty_cards(data_root: Path,
     cards = _cards(write_report(out, limit=100, max_errors=0).read_text())
     assert not any(label.startswith("best val acc") for label in cards)
     assert "test loss" in cards
+
+
+def test_the_report_after_training_reuses_the_final_evaluation(data_root: Path, tmp_path: Path,
+                                                               monkeypatch) -> None:
+    """The engine's last validation is the final model on the whole test split: it keeps the
+    predictions, they equal a fresh evaluation, and write_report uses them instead."""
+    import cnnlab.report
+    from cnnlab.train import TrainConfig, train
+
+    cfg = TrainConfig(model="lenet_modern", dataset="fashion-mnist", data_root=str(data_root),
+                      epochs=1, train_samples=256, batch_size=64, eval_batch_size=2500,
+                      progress="none", tensorboard=False, plot=False, threads=1)
+    result = train("lenet_modern", None, cfg, out_dir=tmp_path)
+    ev = result.evaluation
+    assert ev is not None and ev.n == 10_000 and ev.split == "test"
+    assert (ev.acc, ev.loss) == (result.test_acc, result.test_loss)
+    fresh = evaluate_run(tmp_path)
+    assert torch.equal(fresh.labels, ev.labels)
+    assert (fresh.preds != ev.preds).float().mean() < 1e-3  # channels_last may flip a near tie
+    assert fresh.acc == pytest.approx(ev.acc, abs=1e-3)
+
+    def no_second_evaluation(*args, **kwargs):
+        raise AssertionError("evaluated again")
+
+    monkeypatch.setattr(cnnlab.report, "evaluate_run", no_second_evaluation)
+    text = write_report(tmp_path, evaluation=ev, max_errors=4).read_text()
+    assert f"{ev.acc:.2%}" in text
