@@ -618,7 +618,8 @@ def cmd_recipes(args: argparse.Namespace) -> int:
     for r in RECIPES.values():
         m = r.measured
         got = "not yet measured" if m is None else (
-            f"measured {m.test_acc:.1%} in {m.seconds / 60:.1f} min on {m.machine}")
+            f"measured {m.test_acc:.1%} in {m.seconds / 60:.1f} min on {m.machine}"
+            + (f", {m.data}" if m.data else ""))
         print(f"{r.name:<20} {r.model} on {r.dataset}: {r.hyperparameters()}")
         print(wrap.fill(f"{r.reproduces}; {got}"))
     return 0
@@ -641,6 +642,8 @@ def cmd_data(args: argparse.Namespace) -> int:
         ds = data.load_dataset(args.name, root=args.root, download=False)
         print(f"{ds.name}: OK, {len(ds.train)} train + {len(ds.test)} test images, "
               f"{len(ds.classes)} classes, in {ds.root}")
+        if ds.note:  # intact, but not what published accuracies were measured on
+            print(f"{ds.name}: {ds.note}")
         return 0
     ds = data.load_dataset(args.name, root=args.root, download=True)
     if args.action == "download":

@@ -30,7 +30,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from cnnlab.download import download_files, file_digest, user_cache_dir, verify_folder, verify_md5
+from cnnlab.download import (
+    download_files,
+    file_digest,
+    md5_of,
+    user_cache_dir,
+    verify_folder,
+    verify_md5,
+)
 from cnnlab.errors import ConfigError, DataError
 from cnnlab.loader import Augment, Loader, Split, resize_weights
 
@@ -57,6 +64,7 @@ class DatasetInfo:
     md5: dict[str, str] = field(hash=False)  # as published by the dataset's authors
     torchvision_dir: str  # torchvision keeps the raw files in <root>/<this>/raw (IDX)
     format: str = "idx"  # "idx": the four FILES; "cifar": the python tarball (CIFAR_TAR)
+    counts: tuple[int, int] = (60000, 10000)  # images in the official train and test splits
 
 
 DATASETS: dict[str, DatasetInfo] = {
@@ -89,7 +97,7 @@ DATASETS: dict[str, DatasetInfo] = {
              "dog", "frog", "horse", "ship", "truck"),
             ("https://www.cs.toronto.edu/~kriz/",),  # Krizhevsky's page, the only official copy
             {"cifar-10-python.tar.gz": "c58f30108f718f92721af3b95e74349a"},
-            "cifar-10-batches-py", format="cifar"),
+            "cifar-10-batches-py", format="cifar", counts=(50000, 10000)),
     )
 }
 FOLDER_PREFIX = "folder:"  # load_dataset("folder:PATH"): a class folder, see cnnlab.imagefolder
@@ -182,6 +190,7 @@ class Dataset:
     train: Split
     test: Split
     root: Path
+    note: str = ""  # how the files differ from the official ones ("" when they are, or unknown)
 
     @property
     def channels(self) -> int:
@@ -505,7 +514,32 @@ def load_dataset(name: str, root: str | Path | None = None, download: bool = Tru
         train, test = _read_cifar(files)
     else:
         train, test = _read_split(files, "train", info), _read_split(files, "test", info)
-    return Dataset(info.name, list(info.classes), train, test, folder)
+    return Dataset(info.name, list(info.classes), train, test, folder,
+                   official_note(info, files, len(train), len(test)))
+
+
+def official_note(info: DatasetInfo, files: dict[str, Path], n_train: int, n_test: int,
+                  *, use_cache: bool = True) -> str:
+    """'' when `files` are the published ones (or cannot be compared); else how they differ.
+
+    A copy with other counts is a subset or a superset; one with the official counts but other
+    md5 sums may hold other images or another train/test split. Either way its accuracy does not
+    compare with published figures, and a user should know before comparing 95% with 99%.
+    """
+    want_train, want_test = info.counts
+    if (n_train, n_test) != (want_train, want_test):
+        return (f"not the official files: {n_train:,} of the official {want_train:,} training "
+                f"images and {n_test:,} of {want_test:,} test images, so accuracy does not "
+                "compare with published figures")
+    published = {**info.md5, **(CIFAR_BATCH_MD5 if info.format == "cifar" else {})}
+    differ = [p.name for key, p in files.items()  # unpacked IDX files have no published md5
+              if p.name == key and md5_of(p, use_cache=use_cache) != published[key]]
+    if differ:
+        which = ("no file has its published md5" if len(differ) == len(files) else
+                 "the md5 of " + ", ".join(sorted(differ)) + " differs from the published one")
+        return (f"not the official files ({which}): the images or the train/test split may "
+                "differ, so accuracy compares with published figures only roughly")
+    return ""
 
 
 def verify_dataset(name: str, root: str | Path | None = None) -> dict[str, str]:
@@ -525,14 +559,19 @@ def verify_dataset(name: str, root: str | Path | None = None) -> dict[str, str]:
     out = {}
     official = {**info.md5, **(CIFAR_BATCH_MD5 if info.format == "cifar" else {})}
     for gz, path in files.items():
+        md5 = md5_of(path, use_cache=False) if path.name == gz else None  # unpacked: none
+        is_official = md5 == official[gz]
         if path.name in checked:
-            out[path.name] = "sha256 matches SHA256SUMS"
-        elif path.name == gz and file_digest(path, "md5") == official[gz]:
+            out[path.name] = "sha256 matches SHA256SUMS; " + (
+                "md5 matches the official file" if is_official else
+                "not the official file (md5 differs from the published one)" if md5 else
+                "unpacked, so no published md5 to compare")
+        elif is_official:
             out[path.name] = "md5 matches the official file"
         elif info.format == "cifar":
-            raise DataError(f"{path} fails its checksum (md5 {file_digest(path, 'md5')}, "
-                            f"published {official[gz]}): the file is corrupt or not the official "
-                            "one; delete it and download or copy it again")
+            raise DataError(f"{path} fails its checksum (md5 {md5}, published {official[gz]}): "
+                            "the file is corrupt or not the official one; delete it and download "
+                            "or copy it again")
         else:
             out[path.name] = "not verified (no SHA256SUMS entry, not the official file)"
     return out

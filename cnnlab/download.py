@@ -202,29 +202,39 @@ def _save_verified(entries: dict[str, list]) -> None:
         log.debug("could not write %s; verification will repeat next time", _cache_file())
 
 
-def verify_md5(path: str | Path, md5: str) -> None:
-    """Check a file against its published md5; DataError naming it when it differs.
-
-    Remembered by (size, mtime) in this process and in the user cache, as verify_folder does.
-    """
+def md5_of(path: str | Path, *, use_cache: bool = True) -> str:
+    """The md5 of a file, remembered by (size, mtime) in this process and in the user cache."""
     path = Path(path).resolve()
     try:
         st = path.stat()
     except OSError as e:
         raise DataError(f"cannot read {path}: {e.strerror or e}; check that it exists and is "
                         "readable") from e
-    key, entry = (f"md5:{path}", st.st_size, st.st_mtime_ns), [st.st_size, st.st_mtime_ns, md5]
-    disk = _load_verified()
-    if _VERIFIED.get(key) == md5 or disk.get(key[0]) == entry:
-        return
+    key = (f"md5:{path}", st.st_size, st.st_mtime_ns)
+    disk = _load_verified() if use_cache else {}
+    if use_cache and key in _VERIFIED:
+        return _VERIFIED[key]
+    entry = disk.get(key[0])
+    if use_cache and entry and entry[:2] == [st.st_size, st.st_mtime_ns]:
+        return entry[2]
     digest = file_digest(path, "md5")
+    _VERIFIED[key] = digest
+    if use_cache:
+        disk[key[0]] = [st.st_size, st.st_mtime_ns, digest]
+        _save_verified(disk)
+    return digest
+
+
+def verify_md5(path: str | Path, md5: str) -> None:
+    """Check a file against its published md5; DataError naming it when it differs.
+
+    Remembered by (size, mtime) in this process and in the user cache, as verify_folder does.
+    """
+    digest = md5_of(path)
     if digest != md5.lower():
-        raise DataError(f"{path} fails its checksum (md5 {digest}, published {md5}): the file is "
-                        "corrupt, truncated or not the official one; delete it and download or "
-                        "copy it again")
-    _VERIFIED[key] = md5
-    disk[key[0]] = entry
-    _save_verified(disk)
+        raise DataError(f"{Path(path).resolve()} fails its checksum (md5 {digest}, published "
+                        f"{md5}): the file is corrupt, truncated or not the official one; "
+                        "delete it and download or copy it again")
 
 
 def verify_folder(folder: str | Path, names: Iterable[str], *, use_cache: bool = True) -> list[str]:

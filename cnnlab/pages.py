@@ -53,6 +53,7 @@ table.nowrap td, table.nowrap th { white-space:nowrap; padding:5px 6px; }
 .bar i { display:block; height:10px; border-radius:4px; background:var(--good); }
 .bar i.low { background:var(--bad); }
 .muted { color:var(--muted); }
+.note { background:#fff7e0; border-left:4px solid #e0a800; padding:8px 12px; border-radius:4px; }
 .scroll { overflow-x:auto; }
 pre { font-size:12px; overflow-x:auto; background:#f7f8fb; padding:10px; border-radius:6px; }
 details summary { cursor:pointer; color:var(--accent); }

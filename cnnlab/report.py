@@ -168,6 +168,9 @@ def _render(run: Run, result: dict[str, Any], history: list[dict[str, Any]], ev:
              f" &middot; {_scope(cfg)}, {optim}, "
              f"batch {_esc(cfg.get('batch_size'))}, input {run.input_size[0]}&times;"
              f"{run.input_size[1]}</p></header><main>", f'<div class="stats">{stats}</div>']
+    if getattr(run.dataset, "note", ""):  # before anyone compares the accuracy with a paper's
+        parts.append(f'<p class="note"><b>{html.escape(run.dataset.name)}:</b> '
+                     f"{html.escape(run.dataset.note)}</p>")
 
     curves = run.run_dir / "curves.png"
     body = _curves_html(curves, history, read_steps(run.run_dir)) if curves.exists() else (

@@ -223,6 +223,8 @@ class Trainer:
         if isinstance(ds, str):
             ds = cdata.load_dataset(ds, root=cfg.data_root, image_size=cfg.image_size or None)
         self.dataset = ds
+        if getattr(ds, "note", ""):  # e.g. a subset of MNIST: say so before comparing accuracies
+            self.notes.append(f"{ds.name}: {ds.note}")
         updates: dict[str, Any] = {"dataset": ds.name}
         if isinstance(self._model_arg, str):
             updates["model"] = self._model_arg

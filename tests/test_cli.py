@@ -276,6 +276,10 @@ def test_data_verify_and_show(data_root: Path, tmp_path: Path,
     rc, out, _ = run(["data", "verify", "fashion-mnist", "--root", str(data_root)], capsys)
     assert rc == 0 and "fashion-mnist: OK, 60000 train + 10000 test images, 10 classes" in out
     assert sum("sha256 matches" in line for line in _lines(out)) == 4
+    rc, out, _ = run(["data", "verify", "mnist", "--root", str(data_root)], capsys)
+    assert rc == 0 and _lines(out)[-1] == (  # told before comparing 95% with the usual 99%
+        "mnist: not the official files: 8,004 of the official 60,000 training images and 1,996 "
+        "of 10,000 test images, so accuracy does not compare with published figures")
     rc, out, _ = run(["data", "download", "mnist", "--data-root", str(data_root)], capsys)
     assert rc == 0 and out.startswith("mnist: 8004 train + 1996 test images in ")  # found: no fetch
     png = tmp_path / "grid.png"

@@ -635,12 +635,42 @@ def test_real_fashion_mnist(data_root, tmp_path):
     with pytest.raises(ConfigError, match="n=60000 must be a number of images from 1 to 256"):
         ds.save_grid(tmp_path / "all.png", n=60000)  # used to draw 60,000 subplots
     report = data.verify_dataset("fashion-mnist", root=data_root)
-    assert set(report.values()) == {"sha256 matches SHA256SUMS"}
+    # Intact (their SHA256SUMS), but not the files Zalando published: the shared copy is the npm
+    # package's images, split again by a seed, and a user comparing accuracies must be told.
+    assert set(report.values()) == {
+        "sha256 matches SHA256SUMS; not the official file (md5 differs from the published one)"}
+    assert ds.note.startswith("not the official files (no file has its published md5): the "
+                              "images or the train/test split may differ")
 
 
 def test_real_mnist(data_root):
     ds = load_dataset("mnist", root=data_root)
     assert (len(ds.train), len(ds.test)) == (8004, 1996) and ds.classes[3] == "3"
+    assert ds.note == ("not the official files: 8,004 of the official 60,000 training images "
+                       "and 1,996 of 10,000 test images, so accuracy does not compare with "
+                       "published figures")
+
+
+def test_official_note_compares_counts_then_published_md5(tmp_path):
+    import dataclasses
+
+    from cnnlab.download import file_digest
+
+    make_folder(tmp_path, n_train=30, n_test=10)
+    files = {n: tmp_path / n for pair in data.FILES.values() for n in pair}
+    sums = {n: file_digest(p, "md5") for n, p in files.items()}
+    info = dataclasses.replace(data.dataset_info("mnist"), md5=sums, counts=(30, 10))
+    assert data.official_note(info, files, 30, 10) == ""  # as published: nothing to say
+    assert data.official_note(info, files, 30, 9).startswith(
+        "not the official files: 30 of the official 30 training images and 9 of 10 test")
+    other = dataclasses.replace(info, md5={**sums, "t10k-labels-idx1-ubyte.gz": "0" * 32})
+    assert data.official_note(other, files, 30, 10).startswith(
+        "not the official files (the md5 of t10k-labels-idx1-ubyte.gz differs from the "
+        "published one): the images or the train/test split may differ")
+    unpacked = {n: p.with_name(n[:-3]) for n, p in files.items()}  # no published md5 to compare
+    assert data.official_note(other, unpacked, 30, 10) == ""
+    ds = load_dataset("mnist", root=tmp_path)  # the real registry: a 40-image subset
+    assert ds.note.startswith("not the official files: 30 of the official 60,000 training")
 
 
 def test_split_checks_its_dtypes_and_a_loader_never_changes_it():
@@ -695,7 +725,10 @@ def test_cifar_tarball_loads_in_the_official_layout(tmp_path):
     again = load_dataset("cifar10", root=tv)
     assert torch.equal(again.train.images, ds.train.images)
     report = data.verify_dataset("cifar10", root=tv)
-    assert set(report.values()) == {"sha256 matches SHA256SUMS"} and len(report) == 6
+    assert set(report.values()) == {  # intact, and (made here) not the published batches
+        "sha256 matches SHA256SUMS; not the official file (md5 differs from the published one)"}
+    assert len(report) == 6 and again.note.startswith("not the official files: 30 of the "
+                                                      "official 50,000 training images")
 
 
 def test_cifar_wrong_checksum_and_tampered_pickle(tmp_path):

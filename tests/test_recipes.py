@@ -127,6 +127,14 @@ def test_resolve_a_model_name_uses_book_defaults_at_its_size() -> None:
         resolve("alexnett")
 
 
+def test_a_figure_measured_on_a_subset_says_so() -> None:
+    # 95.5% on ../shared/data's 10,000-image MNIST must not read as the usual ~99% on MNIST.
+    m = RECIPES["lenet_modern_mnist"].measured
+    assert m is not None and "10,000-image subset of MNIST" in m.data
+    row = next(ln for ln in recipe_table().splitlines() if ln.startswith("| `lenet_modern_mnist`"))
+    assert row.endswith("; on a 10,000-image subset of MNIST, not the official files) |")
+
+
 def test_hyperparameters_text_and_measured_table_cell() -> None:
     r = Recipe(name="x", model="lenet", dataset="mnist", overrides={"lr": 0.1, "resize": (28, 28)},
                reproduces="test", measured=Measured(test_acc=0.9, machine="cpu", seconds=120.0))

@@ -217,6 +217,9 @@ def test_report_of_a_resized_normalized_run(data_root: Path, tmp_path: Path) -> 
     assert not any(a.startswith("test image ") for a in alts)  # --max-errors 0: no mistakes
     assert "filters of net.0" in alts
     assert "input 32&times;32" in path.read_text() and "300 test images" in path.read_text()
+    # The shared mnist folder is a 10,000-image subset: the page says so beside its accuracy.
+    assert ('<p class="note"><b>mnist:</b> not the official files: 8,004 of the official 60,000 '
+            "training images") in path.read_text()
 
 
 

@@ -345,6 +345,17 @@ def test_plain_progress_has_one_clean_line_per_epoch(data):
     assert "val_acc" in lines[-1] and "img/s" in lines[-1]
 
 
+def test_header_says_when_the_data_are_not_the_official_files(data):
+    import dataclasses
+
+    subset = dataclasses.replace(data, note="not the official files: 400 of the official 60,000")
+    buf = io.StringIO()
+    train(TinyNet(), subset, cfg(epochs=1, limit_batches=1, progress="plain"), stream=buf)
+    lines = buf.getvalue().splitlines()
+    assert lines[0].startswith("training TinyNet on fashion-mnist")
+    assert lines[1] == "fashion-mnist: not the official files: 400 of the official 60,000"
+
+
 def test_quiet_and_bar_progress(data):
     quiet = io.StringIO()
     train(TinyNet(), data, cfg(epochs=1, progress="none"), stream=quiet)
