@@ -86,18 +86,32 @@ class _Call:
     output: Any  # the module's output on the traced input (a tensor for every layer that matters)
 
 
+def _body(model: nn.Module) -> nn.Module:
+    """The module that does the work. Wrappers of one child are looked through (the zoo's input
+    check, a test-time average over the image and its mirror, d2l's `self.net(X)`), so every
+    picture shows one pass over the image as it is."""
+    node = model
+    while not isinstance(node, nn.Sequential):
+        kids = list(node.children())
+        if len(kids) != 1:
+            break
+        node = kids[0]
+    return node
+
+
 def _trace(model: nn.Module, x: torch.Tensor) -> tuple[dict[int, _Call], torch.Tensor]:
-    """Every module's first output on `x` (by id(module)), and the model's output."""
+    """Every module's first output on `x` (by id(module)), and the output of the model's body."""
     calls: dict[int, _Call] = {}
-    names = {id(m): n for n, m in model.named_modules()}
+    names = {id(m): n for n, m in model.named_modules()}  # named from the model, as summary does
+    body = _body(model)
 
     def hook(m: nn.Module, _inp: Any, out: Any) -> None:
         calls.setdefault(id(m), _Call(names.get(id(m), "?"), m, out))
 
-    handles = [m.register_forward_hook(hook) for m in model.modules()]
+    handles = [m.register_forward_hook(hook) for m in body.modules()]
     try:
         with torch.no_grad():
-            y = model(x)
+            y = body(x)
     finally:
         for h in handles:
             h.remove()
@@ -144,15 +158,7 @@ _POOLS = (nn.MaxPool2d, nn.AvgPool2d, nn.LPPool2d)
 
 def _stages_from(calls: dict[int, _Call], model: nn.Module) -> list[Stage]:
     """The conv stages of a traced model (see Stage)."""
-    # Unwrap modules that only pass their input to one child (ZooModel and d2l's `self.net(X)`).
-    node = model
-    while not isinstance(node, nn.Sequential):
-        rec = calls.get(id(node))
-        inner = [c for c in node.children() if id(c) in calls and rec is not None
-                 and calls[id(c)].output is rec.output]
-        if len(inner) != 1:
-            break
-        node = inner[0]
+    node = _body(model)
     groups: list[list[_Call]] = []
     if isinstance(node, nn.Sequential):
         _collect(node, calls, groups)
@@ -193,6 +199,9 @@ def _as_batch(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
         x = x[None]
     if x.dim() != 4:
         raise ShapeError(f"give one image (C, H, W) or a batch (N, C, H, W), got {tuple(x.shape)}")
+    check = getattr(model, "check_input", None)
+    if callable(check):  # the zoo's own check says what is wrong with a shape, and what to do
+        check(x)
     p = next(iter(model.parameters()), None)
     if p is not None and not isinstance(p, nn.parameter.UninitializedParameter):
         x = x.to(p.device)
@@ -332,7 +341,8 @@ def plot_feature_maps(model: nn.Module, x: torch.Tensor, image: torch.Tensor | N
     (default: x itself). Each stage has its own colour scale, shared by its channels.
     """
     maps = feature_maps(model, x)
-    show = _as_batch(model, image if image is not None else x)[0].float().cpu().numpy()
+    shown_image = image if image is not None else x
+    show = shown_image.reshape(-1, *shown_image.shape[-3:])[0].float().cpu().numpy()
     rows = [("input " + _shape(show.shape), _image_rgb(show), None)]
     for stage, a in maps:
         a, shown = _strongest(a, MAX_MAPS)
@@ -361,7 +371,7 @@ def plot_feature_maps(model: nn.Module, x: torch.Tensor, image: torch.Tensor | N
 def _targets(model: nn.Module, x: torch.Tensor, target: Any) -> torch.Tensor:
     if target is None:
         with torch.no_grad():
-            return model(x).argmax(dim=1)
+            return _body(model)(x).argmax(dim=1)
     t = torch.as_tensor(target, device=x.device).long().reshape(-1)
     return t.expand(len(x)) if len(t) == 1 else t
 
@@ -392,7 +402,7 @@ def gradcam(model: nn.Module, x: torch.Tensor, target: Any = None,
     m = find_layer(model, name)
     t = _targets(model, x, target)
     with torch.enable_grad():
-        cam = LayerGradCam(model, m).attribute(x, target=t, relu_attributions=True)
+        cam = LayerGradCam(_body(model), m).attribute(x, target=t, relu_attributions=True)
     if cam.dim() != 4:
         raise ConfigError(f"layer {name!r} gives no image-shaped output (got {tuple(cam.shape)}); "
                           "pick a conv layer or block for Grad-CAM")
@@ -407,7 +417,7 @@ def saliency(model: nn.Module, x: torch.Tensor, target: Any = None) -> np.ndarra
     x = _as_batch(model, x).detach().clone().requires_grad_(True)
     t = _targets(model, x, target)
     with torch.enable_grad():
-        g = Saliency(model).attribute(x, target=t, abs=True)
+        g = Saliency(_body(model)).attribute(x, target=t, abs=True)
     return _unit(g.amax(dim=1))
 
 
@@ -637,7 +647,8 @@ def report_section(run: Any, ev: Any, n_mistakes: int = 8) -> str:
     parts.append(f'<div class="pair">{"".join(pair)}</div>')
     if len(mistakes):
         x, show = _test_images(run, mistakes.tolist())
-        cams, sals = gradcam(model, x), saliency(model, x)
+        wrong = ev.preds[mistakes]  # explain the class the model chose, TTA and all
+        cams, sals = gradcam(model, x, target=wrong), saliency(model, x, target=wrong)
         caps = [mistake_caption(classes, int(ev.preds[i]), float(ev.confidence[i]),
                                  int(ev.labels[i])) for i in mistakes]
         parts.append(f"<h3>Where it looked: the {len(mistakes)} most confident mistakes</h3>")
@@ -700,7 +711,7 @@ def inspect_run(run_dir: str | Path, out_dir: str | Path | None = None, *,
 
     cl = layer or default_cam_layer(model, x)
     where_html = f"<code>{html.escape(cl)}</code>" + ("" if layer else " (the last conv stage)")
-    cams, sals = gradcam(model, x, layer=cl), saliency(model, x)
+    cams, sals = gradcam(model, x, pred, layer=cl), saliency(model, x, pred)
     cap = (f"{html.escape(what)}<br>predicted {html.escape(classes[pred])} "
            f"{conf_text(float(probs[pred]))}")
     written.append(save_figure(plot_attributions(show, cams, sals, [f"{classes[pred]}"],
@@ -712,7 +723,8 @@ def inspect_run(run_dir: str | Path, out_dir: str | Path | None = None, *,
     mistakes = top_mistakes(ev, n_mistakes)
     if len(mistakes):
         xm, showm = _test_images(run, mistakes.tolist())
-        camsm, salsm = gradcam(model, xm, layer=cl), saliency(model, xm)
+        wrong = ev.preds[mistakes]
+        camsm, salsm = gradcam(model, xm, wrong, layer=cl), saliency(model, xm, wrong)
         caps = [f"{classes[int(ev.preds[i])]} {conf_text(float(ev.confidence[i]))}\ntrue: "
                 f"{classes[int(ev.labels[i])]}" for i in mistakes]
         written.append(save_figure(plot_attributions(showm, camsm, salsm, caps,

@@ -130,6 +130,31 @@ def test_stages_are_named_and_grouped_like_the_book_draws_them() -> None:
     assert names[-2:] == ["net.4.0", "net.4.1"]  # inside the last block, before its global pool
 
 
+@pytest.mark.parametrize("name", list_models())
+def test_stages_at_the_books_input_size(name: str) -> None:
+    """Found on the meta device (no memory, no compute): every stage keeps a spatial map."""
+    from cnnlab.models import default_input_size
+
+    c, h, w = default_input_size(name)
+    with torch.device("meta"):
+        model = create_model(name, in_channels=c).eval()
+        stages = ins.conv_stages(model, torch.empty(1, c, h, w))
+    assert len(stages) >= 2 and all(s.shape[1] * s.shape[2] > 1 for s in stages)
+    assert stages[-1].shape[1:] >= (3, 3)  # Grad-CAM has a map to show
+
+
+def test_a_test_time_average_is_looked_through() -> None:
+    torch.manual_seed(0)
+    model = create_model("fastnet").eval()  # in eval mode: the mean over the image and its mirror
+    assert model.tta
+    stages = ins.conv_stages(model, torch.rand(1, 1, 28, 28))
+    assert [s.names for s in stages][0] == ("net.0", "net.1", "net.2", "net.3")
+    x = torch.rand(1, 1, 28, 28, generator=torch.Generator().manual_seed(0))
+    x[..., :, :14] = 0  # all on the right: a mirrored pass would put the evidence on the left
+    cam = ins.gradcam(model, x, target=0, layer="net.2")[0]
+    assert cam[:, 16:].max() == 1 and cam[:, :12].max() == 0  # one pass, not its mirror too
+
+
 def test_a_model_that_is_not_a_chain_gets_one_stage_per_conv() -> None:
     class Branchy(nn.Module):
         def __init__(self) -> None:
