@@ -167,12 +167,27 @@ def _stages_from(calls: dict[int, _Call], model: nn.Module) -> list[Stage]:
         groups = [[c] for c in order if _is_conv(c.module) and _spatial(c.output)]
     stages = []
     for g in groups:
-        cam = list(g)
-        while len(cam) > 1 and isinstance(cam[-1].module, _POOLS):
-            cam.pop()  # Grad-CAM at the finer map the pooling reads, as on VGG's last ReLU
         stages.append(Stage(tuple(c.name for c in g), tuple(type(c.module).__name__ for c in g),
-                            tuple(int(v) for v in g[-1].output.shape[1:]), cam[-1].name))
+                            tuple(int(v) for v in g[-1].output.shape[1:]),
+                            _cam_layer(g, calls)))
     return stages
+
+
+def _cam_layer(group: list[_Call], calls: dict[int, _Call]) -> str:
+    """Where Grad-CAM looks in a stage: its output before a trailing pooling layer, inside a
+    block too (VGG's last ReLU, not the pooled map, as in the Grad-CAM paper)."""
+    cam = list(group)
+    while True:
+        if len(cam) > 1 and isinstance(cam[-1].module, _POOLS):
+            cam.pop()
+            continue
+        last = cam[-1].module
+        kids = [calls[id(k)] for k in last.children() if id(k) in calls and _spatial(
+            calls[id(k)].output)] if isinstance(last, nn.Sequential) else []
+        if len(kids) > 1 and isinstance(kids[-1].module, _POOLS):
+            cam = kids[:-1]  # a block ending in its pooling: step inside
+            continue
+        return cam[-1].name
 
 
 def _collect(seq: nn.Sequential, calls: dict[int, _Call], groups: list[list[_Call]]) -> bool:
