@@ -28,6 +28,7 @@ import math
 import shutil
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -44,6 +45,7 @@ __all__ = ["SUITES", "SUITE_RECIPE", "Probe", "Suite", "SuiteResult", "plan_samp
 SUITE_FILE = "suite.json"
 PAGE_SECONDS = 20.0  # kept back from the budget for the comparison page at the end
 SAFETY = 0.92  # plan for this share of a member's budget: timings taken now vary by +-10 %
+HEARTBEAT = 10.0  # seconds between updates of the session's time in suite.json
 
 
 @dataclass(frozen=True)
@@ -275,9 +277,21 @@ def run_suite(models: Sequence[str], out_dir: str | Path, *, budget_s: float = 1
     def spent_before() -> float:
         return sum(s["seconds"] for s in state["sessions"][:-1])
 
+    lock = threading.Lock()
+
     def save_session() -> None:
-        state["sessions"][-1]["seconds"] = round(time.perf_counter() - t_session, 1)
-        _write_state(state_path, state)
+        with lock:
+            state["sessions"][-1]["seconds"] = round(time.perf_counter() - t_session, 1)
+            _write_state(state_path, json.loads(json.dumps(state)))
+
+    # A killed suite's time counts too: the session's seconds are rewritten every few seconds,
+    # so a restart knows how much of the budget is gone (at most HEARTBEAT lost).
+    stop = threading.Event()
+
+    def heartbeat() -> None:
+        while not stop.wait(HEARTBEAT):
+            save_session()
+
 
     usable = max(budget_s - PAGE_SECONDS, 0.0) if budget_s > 3 * PAGE_SECONDS else budget_s
     share = usable / len(models)
@@ -289,6 +303,7 @@ def run_suite(models: Sequence[str], out_dir: str | Path, *, budget_s: float = 1
     results: list[MemberResult] = []
     con.say(f"suite {state['name']}: {len(models)} models, {config.epochs} epochs each, "
             f"budget {_fmt_min(budget_s)} ({_fmt_min(share)} per model) -> {out}")
+    threading.Thread(target=heartbeat, name="cnnlab-suite-clock", daemon=True).start()
     try:
         for i, model in enumerate(models):
             run_dir = out / model
@@ -354,8 +369,8 @@ def run_suite(models: Sequence[str], out_dir: str | Path, *, budget_s: float = 1
             con.say(f"  {model}: test acc {_pct(result.test_acc)} in {_fmt_min(wall)} "
                     f"(budget {_fmt_min(budget)})")
     finally:
+        stop.set()
         save_session()
-    save_session()
     wall = time.perf_counter() - t_session
     total = spent_before() + wall
     con.say(f"suite {state['name']}: {len(models)} models in {_fmt_min(wall)} this session, "

@@ -171,3 +171,28 @@ def test_cli_suite_end_to_end_and_bad_input(tmp_path: Path, capsys) -> None:
     assert "--models" in capsys.readouterr().err
     assert main(["suite", "--models", "lenet,nope", "--out", str(tmp_path / "x")]) == 2
     assert "unknown model(s) nope" in capsys.readouterr().err
+
+
+def test_a_killed_session_still_counts_its_time(tmp_path: Path, monkeypatch) -> None:
+    import cnnlab.suite as suite
+
+    monkeypatch.setattr(suite, "HEARTBEAT", 0.05)
+    ds = make_dataset(400, 100)
+    original = engine.Trainer._interrupt_requested
+
+    def slow_then_ctrl_c(self, done: int) -> bool:  # a member that runs a while, then is stopped
+        if self.out_dir is not None and self.out_dir.name == "lenet":
+            import time
+
+            state = json.loads((tmp_path / "s" / "suite.json").read_text())
+            seen.append(state["sessions"][-1]["seconds"])  # as written while the member trains
+            time.sleep(0.3)
+            return len(seen) == 2  # Ctrl-C at its second step (its epochs may be one step)
+        return original(self, done)
+
+    seen: list[float] = []
+    monkeypatch.setattr(engine.Trainer, "_interrupt_requested", slow_then_ctrl_c)
+    with pytest.raises(TrainingInterrupted):
+        run_suite(["lenet"], tmp_path / "s", budget_s=20, config=tiny_recipe(), data=ds,
+                  stream=None)
+    assert len(seen) == 2 and seen[1] > seen[0]  # the clock ticked during the member's training
