@@ -435,15 +435,19 @@ def cmd_train(args: argparse.Namespace) -> int:
         return _finish_train(result, Path(args.resume), args)
 
     recipe, config, out, model_kwargs = plan_train(args)
-    if _is_rank0():
-        print(f"cnnlab: {recipe.name}: {recipe.model} on {config.dataset} -> {out}",
-              file=sys.stderr)
-        if recipe.note and not config.dry_run:
-            print(f"cnnlab: note: {recipe.note}", file=sys.stderr)
+
+    def preflight(cfg: Any, dataset: Any, device: Any, kwargs: dict[str, Any]) -> None:
+        check_run_fits(cfg, dataset, device, kwargs)  # a refusal is one line, nothing before it
+        if _is_rank0():
+            print(f"cnnlab: {recipe.name}: {recipe.model} on {config.dataset} -> {out}",
+                  file=sys.stderr)
+            if recipe.note and not config.dry_run:
+                print(f"cnnlab: note: {recipe.note}", file=sys.stderr)
+
     try:
         # The zoo name, not a built module: the run records it, seeds the init, can be resumed.
         result = engine.train(recipe.model, config.dataset, config, out_dir=out,
-                              model_kwargs=model_kwargs, preflight=check_run_fits)
+                              model_kwargs=model_kwargs, preflight=preflight)
     except KeyboardInterrupt:  # a second Ctrl-C: the engine stops without a checkpoint
         raise _Interrupted(out) from None
     return _finish_train(result, out, args)
