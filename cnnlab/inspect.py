@@ -748,8 +748,9 @@ def inspect_run(run_dir: str | Path, out_dir: str | Path | None = None, *,
         html_caps = [mistake_caption(classes, int(ev.preds[i]), float(ev.confidence[i]),
                                       int(ev.labels[i])) for i in mistakes]
         sections.append(f"<section><h2>The {len(mistakes)} most confident mistakes</h2>"
-                        f"<p class=muted>of {int((ev.preds != ev.labels).sum())} on the "
-                        f"{ev.n} test images (accuracy {ev.acc:.2%})</p>"
+                        f"<p class=muted>of {int((ev.preds != ev.labels).sum()):,} "
+                        f"misclassified among the {ev.n:,} test images (accuracy "
+                        f"{ev.acc:.2%})</p>"
                         + attribution_cards(showm, camsm, salsm, html_caps, where_html)
                         + "</section>")
     files = ", ".join(p.name for p in written)
