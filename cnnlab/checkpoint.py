@@ -1,4 +1,4 @@
-"""Checkpoints as plain data: atomic writes, RNG state capture, and the run-folder lock.
+"""Checkpoints as plain data: saving and loading, RNG state capture, and the run-folder lock.
 
 A checkpoint is a dict of tensors, numbers, strings, lists and dicts only, so it loads with
 torch.load(weights_only=True): a checkpoint file is data, never code.
@@ -18,28 +18,15 @@ from typing import Any
 import numpy as np
 import torch
 
+from cnnlab.atomic import is_storage_error, output_error, pid_alive, write_atomic
 from cnnlab.errors import TrainingError
 
 FORMAT_VERSION = 1
 
 
 def save_checkpoint(state: dict[str, Any], path: str | Path) -> None:
-    """Write state to path atomically: a temporary file, fsync, then rename over the old one.
-
-    A crash at any moment leaves either the previous checkpoint or the new one, never half a file.
-    """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        with open(tmp, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    _fsync_dir(path.parent)  # make the rename itself durable
+    """Write state to path atomically (cnnlab.atomic): a crash leaves the old or the new file."""
+    write_atomic(path, lambda f: torch.save(state, f))
 
 
 def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
@@ -77,19 +64,6 @@ def _load_failure(err: Exception) -> str:
         return "it is not a file torch.save wrote"
     first = text.strip().splitlines()[0].split(". ")[0] if text.strip() else ""
     return f"{type(err).__name__}: {first}" if first else type(err).__name__
-
-
-def _fsync_dir(folder: Path) -> None:
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:  # e.g. Windows cannot open folders
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
 
 
 def rng_state() -> dict[str, Any]:
@@ -132,8 +106,13 @@ class RunLock:
 
     def acquire(self) -> RunLock:
         """Take the lock or raise TrainingError naming the live holder."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:  # a read-only or full folder, a path under a file
+            if is_storage_error(err):
+                raise output_error(err, self.path.parent) from None
+            raise
         try:
             import fcntl
         except ImportError:  # no flock (Windows): fall back to a pid check
@@ -147,7 +126,7 @@ class RunLock:
                 raise TrainingError(self._busy_message(holder)) from None
         else:
             holder = _read_holder(fd)
-            if holder and _pid_alive(holder):
+            if holder and _holder_alive(holder):
                 os.close(fd)
                 raise TrainingError(self._busy_message(holder))
         os.ftruncate(fd, 0)
@@ -180,12 +159,8 @@ def _read_holder(fd: int) -> str:
     return os.read(fd, 200).decode(errors="replace").strip()
 
 
-def _pid_alive(holder: str) -> bool:
+def _holder_alive(holder: str) -> bool:
     try:
-        pid = int(holder.split()[0])
-        os.kill(pid, 0)
-    except (ValueError, IndexError, ProcessLookupError):
+        return pid_alive(int(holder.split()[0]))
+    except (ValueError, IndexError):
         return False
-    except PermissionError:  # alive, owned by someone else
-        return True
-    return True

@@ -1,15 +1,15 @@
 """`cnnlab` command line: subcommands are a dict of name -> function; TrainConfig fields are flags.
 
-Errors a user can cause (CnnlabError) print one line on stderr and exit 2; an interrupted
-training prints how to resume it and exits 130.
+Errors a user can cause (CnnlabError) print one line on stderr and exit 2; a training stopped by
+Ctrl-C or SIGTERM prints how to resume it and exits 130 or 143.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
-import os
 import sys
 import textwrap
 import time
@@ -17,7 +17,15 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from cnnlab.errors import CnnlabError, ConfigError, DataError, suggest
+from cnnlab.errors import (
+    CnnlabError,
+    ConfigError,
+    DataError,
+    HardInterrupt,
+    RunFinished,
+    TrainingInterrupted,
+    suggest,
+)
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
@@ -182,10 +190,16 @@ def build_parser(train_target: str | None = None) -> argparse.ArgumentParser:
                    help="a recipe (`cnnlab recipes`) or a model (`cnnlab models`)")
     t.add_argument("--config", type=Path, metavar="FILE.toml",
                    help="TOML file of settings (keys: the flags' names, with _ or -)")
-    t.add_argument("--out", type=Path, metavar="DIR",
-                   help="run folder (default: runs/<recipe>-<timestamp>)")
+    t.add_argument("--out", metavar="DIR",
+                   help="run folder (default: runs/<recipe>-<timestamp>, always a new one); "
+                        "one that holds a run is refused unless --overwrite")
+    t.add_argument("--overwrite", action="store_true",
+                   help="replace the run in --out DIR: first remove everything it wrote")
     t.add_argument("--resume", type=Path, metavar="DIR",
                    help="continue the run in DIR from checkpoints/last.pt")
+    t.add_argument("--from", dest="from_checkpoint", choices=("last", "best"), default=None,
+                   help="with --resume: continue from last.pt (default) or best.pt (the epochs "
+                        "after best are dropped and trained again)")
     t.add_argument("--no-report", action="store_true", help="skip writing report.html at the end")
     _add_config_flags(t, train_target)
 
@@ -373,14 +387,26 @@ def load_toml(path: Path) -> dict[str, Any]:
 
 
 def default_run_dir(name: str) -> Path:
-    """runs/<name>-<YYYYmmdd-HHMMSS> under the working folder, never an existing one."""
+    """A new runs/<name>-<YYYYmmdd-HHMMSS>[-N] under the working folder, created here.
+
+    The folder is claimed by creating it (an atomic mkdir), so two runs started in the same
+    second, even by two processes, never share one. Under torchrun only rank 0, the one that
+    writes, claims a folder.
+    """
+    from cnnlab.distributed import is_rank0
+
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    path = Path("runs") / f"{name}-{stamp}"
-    n = 1
-    while path.exists():
-        n += 1
-        path = Path("runs") / f"{name}-{stamp}-{n}"
-    return path
+    if not is_rank0():
+        return Path("runs") / f"{name}-{stamp}"
+    Path("runs").mkdir(exist_ok=True)
+    for n in range(1, 10_000):
+        path = Path("runs") / (f"{name}-{stamp}" + (f"-{n}" if n > 1 else ""))
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise ConfigError(f"runs/ holds 10000 folders named {name}-{stamp}*; choose --out")
 
 
 def _flags(args: argparse.Namespace) -> dict[str, Any]:
@@ -412,33 +438,41 @@ def plan_train(args: argparse.Namespace) -> tuple[Any, Any, Path, dict[str, Any]
         # A recipe's size is for its own data: other data (CIFAR-10, a folder) keep their size,
         # and the book's 28x28 sets get the network's book size from the engine.
         config = config.replace(resize=None)
-    out = args.out or default_run_dir(recipe.name)
-    return recipe, config, Path(out), dict(recipe.model_kwargs)
+    if args.out is not None and not args.out.strip():
+        raise ConfigError('--out "" names no folder; name one, or leave --out out for a new '
+                          "runs/<name>-<time>")
+    out = Path(args.out) if args.out is not None else default_run_dir(recipe.name)
+    return recipe, config, out, dict(recipe.model_kwargs)
 
 
 def cmd_train(args: argparse.Namespace) -> int:
     """Train a recipe or a model (or resume a run) and print the test accuracy and run folder."""
     from cnnlab import train as engine
+    from cnnlab.distributed import is_rank0
     from cnnlab.memory import check_run_fits  # refuses at once a run that cannot fit
 
     if args.resume is not None:
-        if args.target or args.config or args.out:
+        if args.target or args.config or args.out is not None or args.overwrite:
             raise ConfigError("--resume DIR takes its recipe and settings from DIR; drop the "
-                              "recipe name, --config and --out (flags still change settings)")
+                              "recipe name, --config, --out and --overwrite (flags still change "
+                              "settings)")
         try:
             changes = _flags(args)
             if "model" in changes:
                 raise ConfigError("--resume DIR trains the model recorded in DIR; drop --model")
-            result = engine.resume(args.resume, preflight=check_run_fits, **changes)
-        except KeyboardInterrupt:
-            raise _Interrupted(args.resume) from None
+            result = engine.resume(args.resume, checkpoint=args.from_checkpoint or "last",
+                                   preflight=check_run_fits, **changes)
+        except RunFinished as done:  # nothing to do is not a failure: say so, and how to go on
+            return _finished_run(done, Path(args.resume))
         return _finish_train(result, Path(args.resume), args)
+    if args.from_checkpoint is not None:
+        raise ConfigError("--from picks the checkpoint of --resume DIR; add --resume DIR")
 
     recipe, config, out, model_kwargs = plan_train(args)
 
     def preflight(cfg: Any, dataset: Any, device: Any, kwargs: dict[str, Any]) -> None:
         check_run_fits(cfg, dataset, device, kwargs)  # a refusal is one line, nothing before it
-        if _is_rank0():
+        if is_rank0():
             print(f"cnnlab: {recipe.name}: {recipe.model} on {config.dataset} -> {out}",
                   file=sys.stderr)
             if recipe.note and not config.dry_run:
@@ -447,21 +481,36 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         # The zoo name, not a built module: the run records it, seeds the init, can be resumed.
         result = engine.train(recipe.model, config.dataset, config, out_dir=out,
-                              model_kwargs=model_kwargs, preflight=preflight)
-    except KeyboardInterrupt:  # a second Ctrl-C: the engine stops without a checkpoint
-        raise _Interrupted(out) from None
+                              model_kwargs=model_kwargs, preflight=preflight,
+                              overwrite=args.overwrite)
+    except BaseException:
+        if args.out is None:  # the fresh runs/<name>-<time> this command made, if still empty
+            with contextlib.suppress(OSError):
+                out.rmdir()
+        raise
     return _finish_train(result, out, args)
 
 
-class _Interrupted(Exception):
-    def __init__(self, run_dir: Path | None) -> None:
-        super().__init__(str(run_dir))
-        self.run_dir = run_dir
+def _finished_run(done: RunFinished, run_dir: Path) -> int:
+    """`--resume` of a finished run: its message, then the result it recorded."""
+    from cnnlab.distributed import is_rank0
+    from cnnlab.run import read_json
+
+    if not is_rank0():
+        return 0
+    print(f"cnnlab: {_one_line(done)}", file=sys.stderr)
+    result = read_json(run_dir / "result.json")
+    if result.get("test_acc") is not None:
+        print(f"test accuracy: {result['test_acc']:.4f}")
+    print(f"run folder: {run_dir}", flush=True)
+    return 0
 
 
 def _finish_train(result: Any, out: Path, args: argparse.Namespace) -> int:
     """Print what the run reached and where it lives, then write its report (rank 0 only)."""
-    if not _is_rank0():
+    from cnnlab.distributed import is_rank0
+
+    if not is_rank0():
         return 0
     run_dir = Path(getattr(result, "run_dir", None) or out)
     if result.config.dry_run:  # one batch says the setup works, nothing about accuracy
@@ -492,10 +541,6 @@ def _write_report(run_dir: Path, **kw: Any) -> Path:
 
 def _fmt_size(size: Any) -> str:
     return "native size" if not size else f"{size[0]}x{size[1]}"
-
-
-def _is_rank0() -> bool:
-    return os.environ.get("RANK", "0") == "0"
 
 
 # --- eval / predict ---------------------------------------------------------------------------
@@ -664,6 +709,10 @@ def cmd_report(args: argparse.Namespace) -> int:
     """(Re)write a run folder's report.html, confusion.png and errors.png."""
     if args.max_errors < 0:
         raise ConfigError(f"--max-errors {args.max_errors} must not be negative")
+    if Path(args.run_dir).is_dir():  # a read-only folder fails now, not after the evaluation
+        from cnnlab.atomic import check_writable
+
+        check_writable(args.run_dir)
     path = _write_report(args.run_dir, checkpoint=args.checkpoint, max_errors=args.max_errors)
     print(f"report: {path}")
     return 0
@@ -755,12 +804,10 @@ def cmd_suite(args: argparse.Namespace) -> int:
     try:
         result = run_suite(models, out, budget_s=budget * 60, config=config, name=name,
                            stream=sys.stderr)
-    except (KeyboardInterrupt, CnnlabError) as err:
-        if isinstance(err, CnnlabError) and not _is_interruption(err):
-            raise
+    except (KeyboardInterrupt, TrainingInterrupted) as err:
         print("cnnlab: suite interrupted; finished members are kept", file=sys.stderr)
         print(f"resume with: {again}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+        return getattr(err, "exit_code", EXIT_INTERRUPTED)
     from cnnlab.compare import collect_runs, format_table, write_compare
 
     runs, _ = collect_runs([m.run_dir for m in result.members if m.status != "failed"])
@@ -787,7 +834,12 @@ COMMANDS["inspect"] = cmd_inspect
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of `cnnlab` and `python -m cnnlab`; returns the exit status."""
+    """Entry point of `cnnlab` and `python -m cnnlab`; returns the exit status.
+
+    0: done (also `--resume` of a finished run); 2: a CnnlabError, one line; 128 + the signal's
+    number when Ctrl-C (130) or SIGTERM (143) stopped a training, with the command that resumes
+    it when a checkpoint exists.
+    """
     argv = sys.argv[1:] if argv is None else list(argv)
     # `cnnlab train NAME --help`: the flags' defaults are NAME's (e.g. its learning rate).
     asks_help = "-h" in argv or "--help" in argv
@@ -797,25 +849,19 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         return COMMANDS[args.command](args)
+    except TrainingInterrupted as err:  # the engine checkpointed (if it could): say how to go on
+        print(f"cnnlab: {_one_line(err)}", file=sys.stderr)
+        return err.exit_code
     except CnnlabError as err:
-        if _is_interruption(err):  # the engine checkpointed: say how to go on
-            print(f"cnnlab: {_one_line(err)}", file=sys.stderr)
-            run_dir = getattr(err, "run_dir", None)
-            if run_dir is not None and "--resume" not in str(err):
-                print(f"resume with: cnnlab train --resume {run_dir}", file=sys.stderr)
-            return EXIT_INTERRUPTED
         print(f"cnnlab: error: {_one_line(err)}", file=sys.stderr)
         return EXIT_USER_ERROR
-    except (_Interrupted, KeyboardInterrupt) as err:
-        run_dir = getattr(err, "run_dir", None)
-        print("cnnlab: interrupted", file=sys.stderr)
-        if run_dir is not None and (Path(run_dir) / "config.json").exists():
-            print(f"resume with: cnnlab train --resume {run_dir}", file=sys.stderr)
-        return EXIT_INTERRUPTED
+    except KeyboardInterrupt as err:  # a second signal, or one outside a training loop
+        from cnnlab.train import resume_hint
 
-
-def _is_interruption(err: Exception) -> bool:
-    return "interrupt" in type(err).__name__.lower()
+        hint = resume_hint(err.run_dir) if isinstance(err, HardInterrupt) else ""
+        print("cnnlab: interrupted" + (f"; resume with: {hint}" if hint else ""),
+              file=sys.stderr)
+        return err.exit_code if isinstance(err, HardInterrupt) else EXIT_INTERRUPTED
 
 
 def _one_line(err: Exception) -> str:

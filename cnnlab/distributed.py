@@ -34,6 +34,16 @@ class DistInfo:
         return self.world_size > 1
 
 
+def is_rank0() -> bool:
+    """True in the process that speaks for the job: rank 0 under torchrun, or a lone process.
+
+    Works before the process group exists (torchrun's RANK), so the CLI can ask it first thing.
+    """
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank() == 0
+    return os.environ.get("RANK", "0") == "0"
+
+
 def launched_by_torchrun() -> bool:
     """True when the environment describes a multi-process job."""
     return int(os.environ.get("WORLD_SIZE", "1")) > 1

@@ -1,27 +1,26 @@
 """Getting data files safely: mirror fallback, checksums, atomic writes, SHA256SUMS verification.
 
 Nothing here knows about datasets; cnnlab.data says which files, mirrors and checksums to use.
-A download goes to a hidden `.NAME.*.part` file beside its destination and is renamed into place
-only after its length and published checksum check out, so an interrupted or corrupt download never
-leaves a file that looks complete.
+A download goes to a hidden `.NAME.<pid>.tmp` file beside its destination (cnnlab.atomic) and is
+renamed into place only after its length and published checksum check out, so an interrupted or
+corrupt download never leaves a file that looks complete.
 """
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import http.client
 import json
 import logging
 import os
-import secrets
 import urllib.error
 import urllib.request
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import BinaryIO
 
-from cnnlab.errors import DataError
+from cnnlab.atomic import write_atomic
+from cnnlab.errors import DataError, OutputError
 
 log = logging.getLogger(__name__)
 
@@ -50,49 +49,25 @@ def file_digest(path: Path, algorithm: str = "sha256") -> str:
     return h.hexdigest()
 
 
-def _remove(path: Path | str) -> None:
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        pass
-
-
-def temp_sibling(path: Path) -> tuple[int, str]:
-    """(fd, name) of a new hidden `.NAME.*.part` file beside `path`, open for writing.
-
-    Created with mode 0666 less the umask, as `open()` would: tempfile.mkstemp makes 0600 files,
-    and a rename would carry that mode to the final file (a PNG or dataset only its owner reads).
-    """
-    while True:
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.part")
-        try:
-            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0),
-                           0o666), str(tmp)
-        except FileExistsError:
-            continue
-
-
 def _fetch_one(url: str, dest: Path, md5: str, timeout: float) -> None:
     """Download one URL to `dest` through a temporary file; raise on any mismatch."""
-    fd, tmp = temp_sibling(dest)
-    try:
+
+    def download(out: BinaryIO) -> None:
         h = hashlib.md5(usedforsecurity=False)
         got = 0
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+        with urllib.request.urlopen(url, timeout=timeout) as resp:
             length = resp.headers.get("Content-Length")
             while chunk := resp.read(_CHUNK):
                 out.write(chunk)
                 h.update(chunk)
                 got += len(chunk)
-            if length is not None and got != int(length):
-                raise DataError(f"download stopped after {got} of {length} bytes")
-            out.flush()
-            os.fsync(out.fileno())
+        if length is not None and got != int(length):
+            raise DataError(f"download stopped after {got} of {length} bytes")
         if h.hexdigest() != md5.lower():
             raise DataError(f"checksum mismatch: md5 {h.hexdigest()}, published {md5}")
-        os.replace(tmp, dest)
-    finally:
-        _remove(tmp)  # no-op after the rename; otherwise nothing half-written stays behind
+
+    # Renamed into place only when the length and checksum agree; otherwise removed.
+    write_atomic(dest, download)
 
 
 def fetch(urls: Sequence[str], dest: str | Path, md5: str, *, timeout: float = 30.0) -> Path:
@@ -140,28 +115,6 @@ def download_files(folder: str | Path, md5s: dict[str, str], mirrors: Sequence[s
     return folder
 
 
-@contextlib.contextmanager
-def open_atomic(path: Path, mode: str = "wb") -> Iterator[IO[Any]]:
-    """A file to write `path` through: a temporary sibling, renamed onto `path` on success.
-
-    An error or interruption inside the block removes the temporary file: `path` is never
-    half-written, and an older `path` stays as it was.
-    """
-    fd, tmp = temp_sibling(path)
-    try:
-        with os.fdopen(fd, mode) as f:
-            yield f
-        os.replace(tmp, path)
-    finally:
-        _remove(tmp)
-
-
-def write_atomic(path: Path, data: bytes) -> None:
-    """Write bytes to `path` via a temporary file and a rename."""
-    with open_atomic(path) as f:
-        f.write(data)
-
-
 def read_sums(folder: Path) -> dict[str, str]:
     """The `name -> sha256` entries of folder/SHA256SUMS ({} when there is none)."""
     path = folder / SUMS_FILE
@@ -197,8 +150,8 @@ def _load_verified() -> dict[str, list]:
 def _save_verified(entries: dict[str, list]) -> None:
     try:
         _cache_file().parent.mkdir(parents=True, exist_ok=True)
-        write_atomic(_cache_file(), json.dumps(entries, indent=0).encode())
-    except OSError:
+        write_atomic(_cache_file(), json.dumps(entries, indent=0))
+    except (OSError, OutputError):
         log.debug("could not write %s; verification will repeat next time", _cache_file())
 
 

@@ -1,4 +1,8 @@
-"""The one exception family for errors a user can cause (bad path, corrupt file, bad name)."""
+"""The one exception family for errors a user can cause (bad path, corrupt file, bad name).
+
+The CLI prints a CnnlabError as one line and exits 2; a TrainingInterrupted or HardInterrupt
+exits 128 + the signal's number (130 for Ctrl-C, 143 for SIGTERM), as a shell reports it.
+"""
 
 from __future__ import annotations
 
@@ -42,3 +46,55 @@ def suggest(name: str, choices: Iterable[str], n: int = 3) -> str:
     names = [repr(c) for c in close]
     listed = names[0] if len(names) == 1 else ", ".join(names[:-1]) + " or " + names[-1]
     return f"; did you mean {listed}?"
+
+
+class OutputError(CnnlabError):
+    """A file cannot be written: a full disk, a read-only folder, a path that runs under a file.
+
+    `path` is what could not be written; `run_dir` is set when a training run stopped because of
+    it, so the caller can say how to resume.
+    """
+
+    def __init__(self, message: str, path: object = None, run_dir: object = None):
+        super().__init__(message)
+        self.path = path
+        self.run_dir = run_dir
+
+
+class TrainingInterrupted(TrainingError):
+    """Ctrl-C (SIGINT) or SIGTERM stopped a run after a step; a checkpoint was written when the
+    run has a folder. `exit_code` is the shell's convention for the signal: 128 + its number."""
+
+    def __init__(self, message: str, run_dir: object = None, signum: int = 2):
+        super().__init__(message)
+        self.run_dir = run_dir
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        """130 for SIGINT, 143 for SIGTERM."""
+        return 128 + self.signum
+
+
+class HardInterrupt(KeyboardInterrupt):
+    """A second Ctrl-C or SIGTERM (or the first, before training started): stop at once, without
+    saving. A KeyboardInterrupt, so no `except Exception` on the way swallows it."""
+
+    def __init__(self, signum: int = 2, run_dir: object = None):
+        super().__init__(signum)
+        self.signum = signum
+        self.run_dir = run_dir
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the signal's number, as a shell reports a process a signal stopped."""
+        return 128 + self.signum
+
+
+class RunFinished(TrainingError):
+    """`resume` of a run that has already trained all its epochs: nothing to do."""
+
+    def __init__(self, message: str, run_dir: object = None, epochs: int = 0):
+        super().__init__(message)
+        self.run_dir = run_dir
+        self.epochs = epochs

@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import os
 import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -27,7 +26,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnlab.download import temp_sibling, write_atomic
+from cnnlab.atomic import atomic_target, write_atomic
 from cnnlab.errors import ConfigError, ExportError
 
 __all__ = ["FORMATS", "ExportResult", "export_run", "load_onnx", "predict_onnx", "read_sidecar",
@@ -214,10 +213,7 @@ def export_run(run: Any, format: str = "onnx", out: str | Path | None = None, *,
     path.parent.mkdir(parents=True, exist_ok=True)
     x = _check_images(run, check_images)
     # Written beside its destination and renamed into place only once it has passed its check.
-    fd, name = temp_sibling(path)  # a unique name: the exporters write to a path, not a file
-    os.close(fd)
-    tmp = Path(name)
-    try:
+    with atomic_target(path) as tmp:
         (_write_onnx if format == "onnx" else _write_torchscript)(module, x[:2], tmp)
         with torch.no_grad():
             want = module(x)
@@ -229,11 +225,8 @@ def export_run(run: Any, format: str = "onnx", out: str | Path | None = None, *,
             raise ExportError(f"the exported {format} model predicts a different class than "
                               f"PyTorch for {round((1 - agree) * len(x))} of {len(x)} test "
                               f"images (largest logit difference {diff:.3g}); not written")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    meta = _sidecar(run, format, path, norm, result, channels)
-    write_atomic(result.sidecar, (json.dumps(meta, indent=2) + "\n").encode())
+    sidecar = _sidecar(run, format, path, norm, result, channels)
+    write_atomic(result.sidecar, json.dumps(sidecar, indent=2) + "\n")
     return result
 
 

@@ -30,8 +30,9 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlab.download import open_atomic, user_cache_dir
-from cnnlab.errors import ConfigError, DataError
+from cnnlab.atomic import write_atomic
+from cnnlab.download import user_cache_dir
+from cnnlab.errors import ConfigError, DataError, OutputError
 
 log = logging.getLogger(__name__)
 
@@ -291,11 +292,10 @@ def _load_cache(path: Path, key: str) -> tuple[np.ndarray, dict] | None:
 
 
 def _save_cache(path: Path, images: np.ndarray, meta: dict) -> None:
+    meta_bytes = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with open_atomic(path) as f:  # never half-written: a temporary file, then a rename
-            np.savez(f, images=images, meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
-    except OSError as e:
+        write_atomic(path, lambda f: np.savez(f, images=images, meta=meta_bytes))
+    except (OSError, OutputError) as e:  # a cache: the data itself is fine without it
         log.info("cannot write the folder cache %s (%s); the next load decodes again", path, e)
 
 

@@ -19,7 +19,7 @@ import torch
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
-from cnnlab.download import temp_sibling
+from cnnlab.atomic import write_atomic
 from cnnlab.errors import ConfigError
 
 __all__ = ["MAX_GRID_IMAGES", "curves_figure", "figure_png", "plot_compare_curves",
@@ -44,17 +44,7 @@ def save_figure(fig: Figure, path: str | os.PathLike, dpi: int = 110, tight: boo
     tight=True crops to the drawn content (one extra draw); a figure laid out with fixed margins
     (`subplots_adjust`) already fits its canvas and saves faster with tight=False.
     """
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    data = figure_png(fig, dpi, tight)
-    fd, tmp = temp_sibling(path)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    path = write_atomic(path, figure_png(fig, dpi, tight))
     return path
 
 

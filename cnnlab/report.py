@@ -15,6 +15,7 @@ from typing import Any
 
 import torch
 
+from cnnlab.atomic import write_atomic
 from cnnlab.errors import CnnlabError
 from cnnlab.pages import esc as _esc
 from cnnlab.pages import img_tag as _img_tag
@@ -130,9 +131,7 @@ def write_report(run_dir: str | Path, checkpoint: str = "last", max_errors: int 
 
     page = _render(run, result, history, ev, cm, len(wrong), checkpoint)
     out = run_dir / "report.html"
-    tmp = out.with_name(".report.html.tmp")
-    tmp.write_text(page, encoding="utf-8")
-    tmp.replace(out)
+    write_atomic(out, page)
     return out
 
 

@@ -10,22 +10,50 @@ import csv
 import io
 import json
 import math
-import os
 import platform
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from cnnlab.atomic import write_atomic
+
+# Everything a run (and its report) writes into its folder: `--overwrite` removes exactly these,
+# so files of the user's own beside them survive.
+RUN_OUTPUTS = ("config.json", "metrics.jsonl", "metrics.csv", "curves.png", "result.json",
+               "report.html", "confusion.png", "errors.png", "checkpoints", "tensorboard")
+
 CSV_FIRST = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds",
              "images_per_second")
 
 
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write text to a temporary sibling, then rename it over path."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+def run_state(folder: str | Path) -> str | None:
+    """What `folder` holds: "checkpoint" (a resumable run), "started" (a run that saved no
+    checkpoint), "dry" (a dry run's files: scratch) or None (nothing of a run)."""
+    folder = Path(folder)
+    ckpt = folder / "checkpoints"
+    if (ckpt / "last.pt").is_file() or (ckpt / "best.pt").is_file():
+        return "checkpoint"
+    for name in ("result.json", "config.json"):
+        try:
+            dry = json.loads((folder / name).read_text()).get("dry_run")
+        except (OSError, ValueError, AttributeError):
+            continue
+        return "dry" if dry is True else "started"
+    return "started" if (folder / "metrics.jsonl").is_file() else None
+
+
+def clear_run(folder: str | Path) -> None:
+    """Remove what a run wrote into folder (RUN_OUTPUTS), nothing else."""
+    import shutil
+
+    folder = Path(folder)
+    for name in RUN_OUTPUTS:
+        path = folder / name
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        elif path.exists() or path.is_symlink():
+            path.unlink()
 
 
 def to_json(obj: Any) -> str:
@@ -87,17 +115,17 @@ class RunFolder:
 
     def write_config(self, config: dict[str, Any], env: dict[str, Any]) -> None:
         """config.json: the config's fields plus an 'environment' entry."""
-        write_text_atomic(self.path / "config.json", to_json({**config, "environment": env}))
+        write_atomic(self.path / "config.json", to_json({**config, "environment": env}))
 
     def write_history(self, history: list[dict[str, Any]],
                       steps: list[dict[str, Any]] | None = None) -> None:
         """metrics.jsonl and metrics.csv from the whole history, steps.jsonl (the training loss
         and lr within epochs), plus curves.png."""
         lines = "".join(json.dumps(_clean(row)) + "\n" for row in history)
-        write_text_atomic(self.path / "metrics.jsonl", lines)
+        write_atomic(self.path / "metrics.jsonl", lines)
         if steps is not None:
-            write_text_atomic(self.path / "steps.jsonl",
-                              "".join(json.dumps(_clean(p)) + "\n" for p in steps))
+            write_atomic(self.path / "steps.jsonl",
+                         "".join(json.dumps(_clean(p)) + "\n" for p in steps))
         keys = [k for k in CSV_FIRST if any(k in r for r in history)]
         keys += sorted({k for r in history for k in r} - set(keys))
         buf = io.StringIO()
@@ -105,7 +133,7 @@ class RunFolder:
         writer.writeheader()
         for row in history:
             writer.writerow({k: ("" if row.get(k) is None else row[k]) for k in keys})
-        write_text_atomic(self.path / "metrics.csv", buf.getvalue())
+        write_atomic(self.path / "metrics.csv", buf.getvalue())
         if self.plot and history:
             self._plot(history, steps)
 
@@ -114,9 +142,7 @@ class RunFolder:
             from cnnlab.plots import plot_curves
         except ImportError:  # plots not available in this install: the numbers are still written
             return
-        tmp = self.path / ".curves.tmp.png"
-        plot_curves(history, tmp, steps=steps)
-        os.replace(tmp, self.path / "curves.png")
+        plot_curves(history, self.path / "curves.png", steps=steps)  # written atomically
 
     def tensorboard(self, purge_step: int | None = None) -> Any:
         """The SummaryWriter (None when tensorboard is not installed or switched off)."""
@@ -141,7 +167,7 @@ class RunFolder:
 
     def write_result(self, result: dict[str, Any]) -> None:
         """result.json: final and best metrics, test accuracy, timings."""
-        write_text_atomic(self.path / "result.json", to_json(result))
+        write_atomic(self.path / "result.json", to_json(result))
 
     def close(self) -> None:
         """Flush TensorBoard."""

@@ -36,7 +36,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TextIO
 
-from cnnlab.errors import CnnlabError, ConfigError, DataError
+from cnnlab.errors import CnnlabError, ConfigError, DataError, TrainingInterrupted
 from cnnlab.train_config import TrainConfig
 
 __all__ = ["SUITES", "SUITE_RECIPE", "Probe", "Suite", "SuiteResult", "plan_samples",
@@ -351,7 +351,7 @@ def run_suite(models: Sequence[str], out_dir: str | Path, *, budget_s: float = 1
                     result = train(model, ds, member_cfg, out_dir=run_dir,
                                    model_kwargs=kwargs[model], stream=stream)
             except CnnlabError as err:
-                if "interrupt" in type(err).__name__.lower():
+                if isinstance(err, TrainingInterrupted):
                     raise
                 wall = before + time.perf_counter() - t0
                 info.update(status="failed", error=" ".join(str(err).split()),

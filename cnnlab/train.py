@@ -1,7 +1,7 @@
 """The training engine: train any cnnlab model on any cnnlab dataset, fast, observable, resumable.
 
     result = train("lenet", "fashion-mnist", TrainConfig(epochs=10), out_dir="runs/lenet")
-    result = resume("runs/lenet")                       # after a crash, SIGKILL or Ctrl-C
+    result = resume("runs/lenet")                       # after a crash, SIGKILL, Ctrl-C or SIGTERM
     torchrun --nproc_per_node 2 -m cnnlab train lenet --out runs/ddp          # data parallel
 
 Data lives on the device and batches are index slices (cnnlab.data.Loader); metrics accumulate
@@ -10,6 +10,7 @@ on the device, so the only per-step host syncs are the progress refreshes every 
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import sys
@@ -25,6 +26,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab import distributed as ddp
+from cnnlab.atomic import is_storage_error, output_error, remove_orphans
 from cnnlab.checkpoint import (
     FORMAT_VERSION,
     RunLock,
@@ -41,10 +43,18 @@ from cnnlab.device import (
     precision_dtype,
     resolve_precision,
 )
-from cnnlab.errors import ConfigError, TrainingError
+from cnnlab.errors import (
+    CnnlabError,
+    ConfigError,
+    HardInterrupt,
+    OutputError,
+    RunFinished,
+    TrainingError,
+    TrainingInterrupted,
+)
 from cnnlab.progress import Progress, plural
 from cnnlab.run import _acc_dtype, evaluate, evaluate_sums, evaluation, input_size_of, predict
-from cnnlab.runlog import RunFolder, environment
+from cnnlab.runlog import RunFolder, clear_run, environment, run_state
 from cnnlab.schedule import lr_at
 from cnnlab.train_config import TrainConfig, make_optimizer
 
@@ -54,14 +64,6 @@ __all__ = ["TrainConfig", "TrainResult", "TrainingInterrupted", "Trainer", "eval
 # A check run once the config is resolved and before any work: (config, dataset, device,
 # model_kwargs) -> None, raising a CnnlabError to refuse the run (the CLI's memory guard).
 Preflight = Callable[[TrainConfig, Any, torch.device, dict[str, Any]], None]
-
-
-class TrainingInterrupted(TrainingError):
-    """Ctrl-C (SIGINT) stopped the run after a step; a checkpoint was written when a folder was."""
-
-    def __init__(self, message: str, run_dir: Path | None):
-        super().__init__(message)
-        self.run_dir = run_dir
 
 
 @dataclass
@@ -104,34 +106,63 @@ class TrainResult:
 
 def train(model: nn.Module | str, data: Any = None, config: TrainConfig | None = None,
           out_dir: str | Path | None = None, *, model_kwargs: dict[str, Any] | None = None,
-          stream: TextIO | None = None, preflight: Preflight | None = None) -> TrainResult:
+          stream: TextIO | None = None, preflight: Preflight | None = None,
+          overwrite: bool = False) -> TrainResult:
     """Train model (an nn.Module or a zoo name) on data (a Dataset or dataset name).
 
     With out_dir, the run folder gets config.json, metrics, curves.png, checkpoints, TensorBoard
-    files and result.json, and can be resumed. model_kwargs (with a zoo name in config.model)
-    are recorded so `resume` can rebuild the network. preflight, if given, is called with the
-    resolved config, the dataset, the device and model_kwargs before any data is copied or any
-    model built, and may refuse the run by raising (the CLI's memory guard).
+    files and result.json, and can be resumed. A folder that already holds a run is refused
+    unless overwrite=True, which first removes everything that run wrote. model_kwargs (with a
+    zoo name in config.model) are recorded so `resume` can rebuild the network. preflight, if
+    given, is called with the resolved config, the dataset, the device and model_kwargs before
+    any data is copied or any model built, and may refuse the run by raising (the CLI's memory
+    guard).
     """
     config = (config or TrainConfig()).validate()
     trainer = Trainer(model, data, config, out_dir, model_kwargs=model_kwargs, stream=stream,
-                      preflight=preflight)
+                      preflight=preflight, overwrite=overwrite)
     return trainer.fit()
 
 
+# Settings a resumed run cannot change: each would mix two different runs in one history.
+FIXED_ON_RESUME = ("dataset", "optimizer", "resize", "normalize", "val_size", "train_samples",
+                   "seed")
+# What a checkpoint must hold to continue a run (load_checkpoint checks only the format).
+STATE_KEYS = ("epoch", "step", "global_step", "model", "optimizer", "scaler", "rng", "epoch_sums",
+              "epoch_count", "epoch_seconds", "config", "history", "best", "elapsed")
+
+
 def resume(out_dir: str | Path, model: nn.Module | None = None, data: Any = None, *,
-           stream: TextIO | None = None, preflight: Preflight | None = None,
+           checkpoint: str = "last", stream: TextIO | None = None,
+           preflight: Preflight | None = None,
            **changes: Any) -> TrainResult:
     """Continue the run in out_dir from checkpoints/last.pt, exactly where it stopped.
 
-    The model is rebuilt from the recorded zoo name unless given; changes override config
-    fields (e.g. epochs=20 to train longer, progress='none').
+    checkpoint="best" continues from best.pt instead: the epochs after it are dropped from the
+    history and trained again. The model is rebuilt from the recorded zoo name unless given;
+    changes override config fields (e.g. epochs=20 to train longer, lr=0.01), except those in
+    FIXED_ON_RESUME; the batch size changes only at the end of an epoch. A run that has trained
+    all its epochs raises RunFinished (pass a larger `epochs` to train further).
     """
+    if checkpoint not in ("last", "best"):
+        raise ConfigError(f"checkpoint={checkpoint!r} is not 'last' or 'best'")
     out_dir = Path(out_dir)
-    state = load_checkpoint(out_dir / "checkpoints" / "last.pt")
-    config = TrainConfig.from_dict(state["config"])
-    if changes:
-        config = config.replace(**{k: v for k, v in changes.items() if k != "model"})
+    path = out_dir / "checkpoints" / f"{checkpoint}.pt"
+    state = load_checkpoint(path)
+    missing = [k for k in STATE_KEYS if k not in state]
+    if missing:
+        raise TrainingError(f"checkpoint {path} lacks {', '.join(map(repr, missing))}; it is "
+                            "damaged or was not written by cnnlab's trainer")
+    saved = TrainConfig.from_dict(state["config"])
+    changes = {k: v for k, v in changes.items() if k != "model"}
+    config = saved.replace(**changes) if changes else saved
+    _check_changes(saved, config, state, out_dir)
+    if checkpoint == "last" and _finished(out_dir, state, config, changes):
+        done = len(state["history"])
+        raise RunFinished(f"{out_dir} has finished: it trained {done} of {saved.epochs} epochs, "
+                          "so there is nothing to resume; to train further, ask for more: "
+                          f"cnnlab train --resume {out_dir} --epochs N (N above {done})",
+                          out_dir, done)
     kwargs = dict(state.get("model_kwargs") or {})
     if model is None:
         if not config.model:
@@ -140,7 +171,60 @@ def resume(out_dir: str | Path, model: nn.Module | None = None, data: Any = None
         model = config.model
     trainer = Trainer(model, data, config, out_dir, model_kwargs=kwargs, stream=stream,
                       preflight=preflight)
+    trainer.source = path
     return trainer.fit(state)
+
+
+def _finished(out_dir: Path, state: dict[str, Any], config: TrainConfig,
+              changes: dict[str, Any]) -> bool:
+    """True when last.pt ends a completed run and the changes ask for no further epochs."""
+    from cnnlab.run import read_json
+
+    if state["step"] or not (out_dir / "result.json").is_file():
+        return False  # mid-epoch, or killed before it wrote its result: there is work left
+    if state["epoch"] >= config.epochs:
+        return True
+    try:
+        stopped_early = bool(read_json(out_dir / "result.json").get("stopped_early"))
+    except CnnlabError:
+        return False
+    return stopped_early and not ({"epochs", "patience"} & set(changes))
+
+
+def _check_changes(saved: TrainConfig, new: TrainConfig, state: dict[str, Any],
+                   out_dir: Path) -> None:
+    """ConfigError when the settings of a resume cannot continue the saved run."""
+    for name in FIXED_ON_RESUME:
+        old, now = getattr(saved, name), getattr(new, name)
+        if name == "dataset":
+            old, now = _dataset_key(old), _dataset_key(now)
+        if old != now:
+            raise ConfigError(f"{out_dir} was trained with {name}={getattr(saved, name)!r}; "
+                              f"a resumed run cannot change it to {getattr(new, name)!r} (it "
+                              "would mix two runs in one history); start a new run with --out")
+    if state["step"] and new.batch_size != saved.batch_size:
+        epoch = state["epoch"] + 1
+        raise ConfigError(
+            f"{out_dir} stopped in the middle of epoch {epoch} (step {state['step']}, batch size "
+            f"{saved.batch_size}); another batch size would skip or repeat samples of that epoch; "
+            f"finish it first (cnnlab train --resume {out_dir} --epochs {epoch}), then resume "
+            f"with --batch-size {new.batch_size}")
+
+
+def _dataset_key(name: str) -> str:
+    from cnnlab.data import dataset_info
+
+    try:
+        return dataset_info(name).name
+    except CnnlabError:  # a folder dataset: compare the names as given
+        return name
+
+
+def resume_hint(run_dir: str | Path | None) -> str:
+    """'cnnlab train --resume DIR' when run_dir holds a checkpoint to resume from, else ''."""
+    if run_dir is None or not (Path(run_dir) / "checkpoints" / "last.pt").is_file():
+        return ""
+    return f"cnnlab train --resume {run_dir}"
 
 
 # --- the engine --------------------------------------------------------------------------------
@@ -150,15 +234,28 @@ class Trainer:
 
     def __init__(self, model: nn.Module | str, data: Any, config: TrainConfig,
                  out_dir: str | Path | None = None, *, model_kwargs: dict[str, Any] | None = None,
-                 stream: TextIO | None = None, preflight: Preflight | None = None):
+                 stream: TextIO | None = None, preflight: Preflight | None = None,
+                 overwrite: bool = False):
         self.config = config.validate()
         self.preflight = preflight
+        if out_dir is not None and not str(out_dir).strip():
+            raise ConfigError("the output folder is empty (--out \"\"); name a folder, or leave "
+                              "--out out for a fresh runs/<name>-<time>")
         self.out_dir = Path(out_dir) if out_dir is not None else None
         self.model_kwargs = dict(model_kwargs or {})
         self.stream = stream
+        self.overwrite = overwrite
+        self.source: Path | None = None  # the checkpoint file fit(state) continues from
         self._model_arg = model
         self._data_arg = data
-        self._interrupted = False
+        self._interrupted = 0  # the number of the first stop signal (SIGINT/SIGTERM), 0: none
+        self._in_loop = False  # a first signal before the first step stops at once
+        self._started = False  # training began: a failure from now on can be resumed
+        self._saving = False  # a second signal during a checkpoint write waits for it to finish
+        self._saved: tuple[int, int] | None = None  # (epoch, step) of the last last.pt written
+        self._saved_globals: tuple[Any, ...] | None = None
+        self._made: list[Path] = []  # what claiming the folder created (folder, lock, checkpoints/)
+        self.dist = ddp.DistInfo()
 
     # -- setup ------------------------------------------------------------------------------
 
@@ -323,25 +420,44 @@ class Trainer:
                 "world_size": self.dist.world_size}
 
     def _load_state(self, state: dict[str, Any]) -> tuple[int, int]:
-        self.raw_model.load_state_dict(state["model"])
-        self.optimizer.load_state_dict(state["optimizer"])
-        self.scaler.load_state_dict(state["scaler"])
-        set_rng_state(state["rng"])
+        try:
+            self.raw_model.load_state_dict(state["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            self.scaler.load_state_dict(state["scaler"])
+            set_rng_state(state["rng"])
+            self.sums = state["epoch_sums"].to(self.device, _acc_dtype(self.device))
+        except (KeyError, RuntimeError, ValueError, TypeError, AttributeError) as err:
+            raise TrainingError(f"checkpoint {self.source or 'state'} does not fit this model "
+                                f"and optimizer: {_first_problem(err)}; it is damaged or from "
+                                "another run") from None
         self.global_step = state["global_step"]
         self.history, self.best = list(state["history"]), state["best"]
         self.steps_log = list(state.get("steps_log") or [])
         self._window = tuple(state.get("steps_window") or (0.0, 0))
         self._elapsed_before = state["elapsed"]
-        self.sums = state["epoch_sums"].to(self.device, _acc_dtype(self.device))
         self.count = state["epoch_count"]
         self._epoch_before = state["epoch_seconds"] if state["step"] else 0.0
+        if self.source is None or self.source.name == "last.pt":
+            self._saved = (state["epoch"], state["step"])  # what last.pt holds now
         return state["epoch"], state["step"]
 
     def _save(self, name: str, epoch: int, step: int) -> None:
-        """Write checkpoints/{name}.pt (rank 0) after checking no loss so far was NaN."""
+        """Write checkpoints/{name}.pt (rank 0), only from a run whose losses and weights are all
+        finite so far; a dry run writes none."""
         self._check_finite(epoch)
-        if self.run is not None:
+        if self.run is None or self.config.dry_run:
+            return
+        if not all(bool(torch.isfinite(t).all()) for t in self.raw_model.state_dict().values()
+                   if t.is_floating_point()):
+            raise TrainingError(self._diverged(f"the weights became NaN or infinite by epoch "
+                                               f"{epoch + 1 if step else epoch}"))
+        self._saving = True  # a second Ctrl-C now waits for the file to be complete
+        try:
             save_checkpoint(self._state(epoch, step), self.run.checkpoints / f"{name}.pt")
+        finally:
+            self._saving = False
+        if name == "last":
+            self._saved = (epoch, step)
 
     def _elapsed(self) -> float:
         return self._elapsed_before + (time.perf_counter() - self._t_start)
@@ -353,24 +469,82 @@ class Trainer:
 
     def fit(self, state: dict[str, Any] | None = None) -> TrainResult:
         """Train from scratch, or from a checkpoint's state; returns the result."""
-        self._setup()
         self.run: RunFolder | None = None
         lock = None
-        old_handler = self._install_sigint()
+        old_handlers = self._install_signals()
         try:
-            if self.out_dir is not None and self.dist.is_main:
-                lock = RunLock(self.out_dir).acquire()
+            if self.out_dir is not None and ddp.is_rank0():
+                # Claimed before the data loads: a second run on the folder fails in a moment.
+                lock = self._claim_folder(resuming=state is not None)
                 self.run = RunFolder(self.out_dir, tensorboard=self.config.tensorboard,
                                      plot=self.config.plot)
+            self._setup()
+            if state is not None:
+                self._check_resumed_data(state)
             return self._fit(state)
+        except OutputError as err:  # a write failed: say where, and how to go on
+            raise self._output_error(str(err), err.path) from None
+        except OSError as err:  # a write the atomic writer did not make (folders, TensorBoard)
+            inside = err.filename and self.out_dir is not None and Path(
+                os.path.abspath(err.filename)).is_relative_to(self.out_dir.absolute())
+            if not (is_storage_error(err) and inside):
+                raise
+            where = err.filename
+            raise self._output_error(str(output_error(err, where)), where) from None
         finally:
-            self._restore_sigint(old_handler)
+            self._restore_signals(old_handlers)
             if self.run is not None:
                 self.run.close()
             if lock is not None:
                 lock.release()
-            self._restore_globals()
+            if not self._started:  # refused or stopped before training: leave no empty folder
+                _remove_empty(self._made)
+            if self._saved_globals is not None:
+                self._restore_globals()
             ddp.teardown(self.dist)
+
+    def _claim_folder(self, resuming: bool) -> RunLock:
+        """Lock the run folder; refuse one holding another run unless overwriting; tidy it."""
+        out = self.out_dir
+        assert out is not None
+        for parent in (out, *out.parents):
+            if parent.exists() and not parent.is_dir():
+                where = "is a file" if parent == out else f"is under the file {parent}"
+                raise ConfigError(f"output folder {out} {where}; choose a folder (--out DIR)")
+        # What this claim creates, removed again if the run fails before it starts.
+        self._made = [p for p in (out, out / ".lock", out / "checkpoints") if not p.exists()]
+        lock = RunLock(out).acquire()
+        try:
+            held = run_state(out)
+            if not resuming and held in ("checkpoint", "started"):
+                if not self.overwrite:
+                    what = ("a run" if held == "checkpoint"
+                            else "the start of a run that saved no checkpoint")
+                    raise TrainingError(
+                        f"{out} already holds {what}; continue it with --resume {out}, replace "
+                        "it with --overwrite, or choose another folder (--out)")
+                clear_run(out)
+            elif not resuming and held == "dry":
+                clear_run(out)  # a dry run's files are scratch
+            for folder in (out, out / "checkpoints"):
+                remove_orphans(folder)  # temporary files of writers that were killed
+        except BaseException:
+            lock.release()
+            raise
+        return lock
+
+    def _output_error(self, message: str, path: Any) -> OutputError:
+        hint = resume_hint(self.out_dir)
+        if hint and self._started:
+            message += f"; once that is fixed, resume with: {hint}"
+        return OutputError(message, path=path, run_dir=self.out_dir)
+
+    def _check_resumed_data(self, state: dict[str, Any]) -> None:
+        """The dataset actually loaded (a Dataset object may be passed) is the recorded one."""
+        saved = state["config"].get("dataset")
+        if saved and _dataset_key(saved) != _dataset_key(self.config.dataset):
+            raise ConfigError(f"{self.out_dir} was trained on {saved!r}, not on "
+                              f"{self.config.dataset!r}; resume it with its own data")
 
     def _fit(self, state: dict[str, Any] | None) -> TrainResult:
         cfg = self.config
@@ -400,6 +574,7 @@ class Trainer:
             self.run.write_config(cfg.to_dict(), env)
             self.run.write_history(self.history, self.steps_log)
             self.run.tensorboard(purge_step=self.global_step if state is not None else None)
+        self._in_loop = self._started = True  # from here a first Ctrl-C finishes the step and saves
         verb = "resuming" if state is not None else "training"
         where = f"device {self.device}" + (f" x{self.dist.world_size}" if self.dist.enabled
                                              else "")
@@ -410,7 +585,9 @@ class Trainer:
                          f"{plural(epochs, 'epoch')}, {where}, {PRECISION_NAMES[cfg.amp]}"
                          + (", validating on the test split" if self.val_is_test
                             and cfg.eval_every else "")
-                         + (f", from epoch {start_epoch + 1} step {start_step}"
+                         + (f", from {_where(start_epoch, start_step)}"
+                            + (f" ({self.source.name})" if self.source
+                               and self.source.name != "last.pt" else "")
                             if state is not None else ""))
         for note in self.notes:
             progress.message(note)
@@ -425,6 +602,7 @@ class Trainer:
                     stopped_early = True
                     break
         finally:
+            self._in_loop = False
             progress.close()
         return self._finish(stopped_early)
 
@@ -517,10 +695,20 @@ class Trainer:
     def _check_finite(self, epoch: int) -> None:
         bad = int(self._bad_step)
         if bad >= 0:
-            raise TrainingError(
-                f"the loss became NaN or infinite at epoch {epoch + 1}, step {bad + 1}; "
-                f"lower the learning rate (lr={self.config.lr}) or clip gradients "
-                "(grad_clip=1.0); the last good checkpoint is kept")
+            raise TrainingError(self._diverged(
+                f"the loss became NaN or infinite at epoch {epoch + 1}, step {bad + 1}"))
+
+    def _diverged(self, what: str) -> str:
+        """The message of a run that diverged: what happened, what to do, what is kept."""
+        if self.run is None:
+            kept = "no output folder, so nothing was saved"
+        elif self._saved is None:
+            kept = "no checkpoint was written before it"
+        else:
+            kept = (f"checkpoints/last.pt, from {_where(*self._saved)}, is the last one with "
+                    "finite weights")
+        return (f"{what}; lower the learning rate (lr={self.config.lr}) or clip gradients "
+                f"(grad_clip=1.0); {kept}")
 
     def _end_epoch(self, epoch: int, epochs: int, progress: Progress) -> dict[str, Any]:
         cfg = self.config
@@ -546,6 +734,9 @@ class Trainer:
                                                     self.device, self.amp, limit), self.dist)
                 v_loss, v_correct, v_n = val.tolist()
                 row.update(val_loss=v_loss / v_n, val_acc=v_correct / v_n, val_images=int(v_n))
+            if not math.isfinite(row["val_loss"]):  # weights finite but useless (e.g. 1e25)
+                raise TrainingError(self._diverged(
+                    f"the validation loss became NaN or infinite after epoch {epoch + 1}"))
         seconds = self._epoch_elapsed()
         if self.device.type == "cpu":  # the CPU threads used, averaged over the epoch's time
             row["threads"] = round(self.thread_policy.mean_threads() if self.thread_policy
@@ -562,8 +753,8 @@ class Trainer:
         self._epoch_before = 0.0
         self._t_epoch = time.perf_counter()
         self._save("last", epoch + 1, 0)
-        if improved and self.run is not None:
-            save_checkpoint(self._state(epoch + 1, 0), self.run.checkpoints / "best.pt")
+        if improved:
+            self._save("best", epoch + 1, 0)
         if self.run is not None:
             self.run.write_history(self.history, self.steps_log)
             self.run.log_scalars({f"epoch/{k}": row.get(k) for k in
@@ -611,41 +802,82 @@ class Trainer:
         ddp.barrier(self.dist)
         return result
 
-    # -- Ctrl-C -------------------------------------------------------------------------------
+    # -- Ctrl-C and SIGTERM --------------------------------------------------------------------
 
-    def _install_sigint(self) -> Any:
-        """First Ctrl-C: finish the step, checkpoint, stop. A second one stops at once."""
+    def _install_signals(self) -> dict[int, Any]:
+        """SIGINT (Ctrl-C) and SIGTERM: the first finishes the step, checkpoints and stops; a
+        second stops at once (but never in the middle of writing a checkpoint)."""
         if threading.current_thread() is not threading.main_thread():
-            return None
+            return {}
 
         def handler(signum: int, frame: Any) -> None:
-            if self._interrupted:
-                raise KeyboardInterrupt
-            self._interrupted = True
+            if not self._in_loop:  # setting up or finishing: nothing to save, stop now
+                raise HardInterrupt(signum, self.out_dir)
+            if not self._interrupted:
+                self._interrupted = signum
+            elif self._saving:  # the checkpoint being written completes first
+                self._interrupted = signum
+            else:
+                raise HardInterrupt(signum, self.out_dir)
 
-        return signal.signal(signal.SIGINT, handler)
+        return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
 
-    def _restore_sigint(self, old: Any) -> None:
-        if old is not None:
-            signal.signal(signal.SIGINT, old)
+    def _restore_signals(self, old: dict[int, Any]) -> None:
+        for sig, h in old.items():
+            signal.signal(sig, h)
 
     def _interrupt_requested(self, done: int) -> bool:
         if not self.dist.enabled:
-            return self._interrupted
+            return bool(self._interrupted)
         # Ranks must stop at the same step: agree at the log_every syncs.
         if done % self.config.log_every:
             return False
         flag = torch.tensor([float(self._interrupted)], device=self.device)
-        self._interrupted = bool(ddp.all_reduce_sum(flag, self.dist).item() > 0)
-        return self._interrupted
+        if ddp.all_reduce_sum(flag, self.dist).item() > 0:
+            self._interrupted = self._interrupted or int(signal.SIGINT)
+        return bool(self._interrupted)
 
     def _raise_interrupted(self, epoch: int, step: int) -> None:
-        where = f"epoch {epoch + 1}, step {step}" if step else f"the end of epoch {epoch}"
+        signum = int(self._interrupted) or int(signal.SIGINT)
+        name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        where = f"training stopped by {name} at {_where(epoch, step)}"
+        hint = resume_hint(self.out_dir)
         if self.out_dir is None:
-            raise TrainingInterrupted(f"training interrupted at {where}; no output folder, so "
-                                      "nothing was saved", None)
-        raise TrainingInterrupted(f"training interrupted at {where}; checkpoint saved; resume "
-                                  f"with: cnnlab train --resume {self.out_dir}", self.out_dir)
+            raise TrainingInterrupted(f"{where}; no output folder, so nothing was saved", None,
+                                      signum)
+        if not hint:
+            raise TrainingInterrupted(f"{where}; no checkpoint was saved", self.out_dir, signum)
+        raise TrainingInterrupted(f"{where}; checkpoint saved; resume with: {hint}",
+                                  self.out_dir, signum)
+
+
+def _remove_empty(paths: list[Path]) -> None:
+    """Remove these files and empty folders, last first; anything that holds more stays."""
+    for path in reversed(paths):
+        try:
+            path.rmdir() if path.is_dir() else path.unlink()
+        except OSError:
+            pass
+
+
+def _where(epoch: int, step: int) -> str:
+    """A checkpoint's position in words: (1, 7) -> 'epoch 2, step 7'; (3, 0) -> 'the end of
+    epoch 3'."""
+    if step:
+        return f"epoch {epoch + 1}, step {step}"
+    return f"the end of epoch {epoch}" if epoch else "the start"
+
+
+def _first_problem(err: BaseException) -> str:
+    """The telling part of a load_state_dict error: the first missing key or mis-shaped tensor."""
+    if isinstance(err, KeyError):
+        return f"missing entry {err.args[0]!r}"
+    text = " ".join(str(err).split())
+    for marker in ("Missing key(s)", "Unexpected key(s)", "size mismatch"):
+        at = text.find(marker)
+        if at >= 0:
+            return text[at:at + 200].split(". ", 1)[0].rstrip(".")
+    return text[:200]
 
 
 def _cxx_compiler() -> str | None:

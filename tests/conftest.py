@@ -26,3 +26,53 @@ def data_root() -> Path:
     if root is None:
         pytest.skip(f"real data not found (set CNNLAB_DATA or place it at {SHARED_DATA})")
     return root
+
+
+@pytest.fixture
+def tmpfs(tmp_path: Path):
+    """tmpfs(size, name) -> a freshly mounted tmpfs of `size` ("400k", "1m") under tmp_path: a
+    real small disk. Skipped where mounting is not allowed (not root, no CAP_SYS_ADMIN)."""
+    import subprocess
+
+    mounted: list[Path] = []
+
+    def mount(size: str, name: str = "disk") -> Path:
+        mnt = tmp_path / name
+        mnt.mkdir()
+        if os.geteuid() != 0 or subprocess.run(
+                ["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(mnt)],
+                capture_output=True).returncode != 0:
+            pytest.skip("mounting a small tmpfs needs root")
+        mounted.append(mnt)
+        return mnt
+
+    yield mount
+    for mnt in reversed(mounted):
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+@pytest.fixture
+def read_only(tmp_path: Path, tmpfs):
+    """read_only(fill) -> a folder holding what fill(folder) put there, then made unwritable:
+    a tmpfs remounted read-only as root (root ignores permissions), chmod 0555 otherwise."""
+    import subprocess
+
+    dirs: list[Path] = []
+
+    def make(fill=None) -> Path:
+        root = os.geteuid() == 0
+        folder = tmpfs("16m", "ro") if root else tmp_path / "ro"
+        folder.mkdir(exist_ok=True)
+        if fill is not None:
+            fill(folder)
+        if root:
+            subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
+        else:
+            dirs.extend(p for p in [folder, *folder.rglob("*")] if p.is_dir())
+            for d in dirs:
+                d.chmod(0o555)
+        return folder
+
+    yield make
+    for d in dirs:  # let pytest clean up
+        d.chmod(0o755)

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,7 @@ import matplotlib.image
 import pytest
 
 from cnnlab.cli import COMMANDS, build_parser, default_run_dir, main, plan_train
-from cnnlab.errors import ConfigError
+from cnnlab.errors import ConfigError, HardInterrupt
 from cnnlab.recipes import RECIPES, recipe_table
 from cnnlab.train_config import TrainConfig
 
@@ -197,8 +198,10 @@ def test_default_run_dir_is_fresh_and_under_cwd(tmp_path: Path,
     monkeypatch.chdir(tmp_path)
     first = default_run_dir("lenet")
     assert re.fullmatch(r"runs/lenet-\d{8}-\d{6}", first.as_posix())
-    first.mkdir(parents=True)
-    assert default_run_dir("lenet") != first
+    assert first.is_dir()  # claimed by creating it: no other run can take the name
+    # Many in the same second (as two processes would) still get one folder each.
+    names = {default_run_dir("lenet") for _ in range(20)} | {first}
+    assert len(names) == 21 and all(p.is_dir() for p in names)
 
 
 def test_interrupted_training_exits_130_with_a_resume_hint(
@@ -216,12 +219,16 @@ def test_interrupted_training_exits_130_with_a_resume_hint(
     assert rc == 130 and err.count(f"cnnlab train --resume {tmp_path}") == 1
 
     def ctrl_c_twice(*args, **kwargs):
-        (tmp_path / "config.json").write_text("{}")
-        raise KeyboardInterrupt
+        raise HardInterrupt(signal.SIGTERM, tmp_path)
 
     monkeypatch.setattr(engine, "train", ctrl_c_twice)
     rc, out, err = run(["train", "lenet", "--out", str(tmp_path)], capsys)
-    assert rc == 130 and f"resume with: cnnlab train --resume {tmp_path}" in err
+    assert rc == 143 and err.endswith("\ncnnlab: interrupted\n")  # no checkpoint: no hint
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.pt").write_bytes(b"")
+    rc, out, err = run(["train", "lenet", "--out", str(tmp_path)], capsys)
+    assert rc == 143
+    assert err.endswith(f"\ncnnlab: interrupted; resume with: cnnlab train --resume {tmp_path}\n")
 
 
 # --- listing commands ------------------------------------------------------------------------
@@ -520,3 +527,91 @@ def test_the_books_lenet_warns_about_its_plateau_and_labels_a_partial_test(
     assert "1 step/epoch, 1 epoch," in err  # counts in words a person writes
     assert re.search(r"test accuracy: 0\.\d{4} \(on 64 of 10,000 test images: "
                      r"--limit-batches\)", out)
+
+
+# --- run folders: never lost or mixed; output faults are one line ------------------------------
+
+@pytest.fixture(scope="module")
+def idx_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A synthetic fashion-mnist (400 + 100 images): a run on it takes a second."""
+    from _trainkit import write_idx_dataset
+
+    return write_idx_dataset(tmp_path_factory.mktemp("idx") / "fashion-mnist").parent
+
+
+def _error(stderr: str) -> str:
+    """The one error line of a failed command: its last line, no traceback before it."""
+    lines = _lines(stderr)
+    errors = [ln for ln in lines if ln.startswith("cnnlab: error: ")]
+    assert errors == lines[-1:] and "Traceback" not in stderr, stderr
+    return errors[0]
+
+
+def quick(root: Path, *more: str) -> list[str]:
+    return ["--data-root", str(root), "--epochs", "1", "--batch-size", "32", "--threads", "1",
+            "--progress", "none", "--no-tensorboard", "--no-plot", "--no-report", *more]
+
+
+def test_run_folder_rules(idx_root: Path, tmp_path: Path,
+                          capsys: pytest.CaptureFixture[str]) -> None:
+    out = str(tmp_path / "r")
+    assert run(["train", "lenet", *quick(idx_root, "--out", out)], capsys)[0] == 0
+    rc, _, err = run(["train", "lenet", *quick(idx_root, "--out", out)], capsys)
+    assert rc == 2 and _error(err) == (
+        f"cnnlab: error: {out} already holds a run; continue it with --resume {out}, replace it "
+        "with --overwrite, or choose another folder (--out)")
+    rc, stdout, err = run(["train", "--resume", out], capsys)  # finished: say so, and how to go on
+    assert rc == 0 and "test accuracy: " in stdout and f"run folder: {out}" in stdout
+    assert "has finished: it trained 1 of 1 epochs" in err
+    assert f"cnnlab train --resume {out} --epochs N (N above 1)" in err
+    rc, _, err = run(["train", "--resume", out, "--epochs", "2", "--optimizer", "adamw"], capsys)
+    assert rc == 2 and "optimizer='sgd'" in _error(err)
+    rc, stdout, err = run(["train", "--resume", out, "--from", "best", "--epochs", "2",
+                           "--progress", "plain"], capsys)
+    assert rc == 0 and "(best.pt)" in err
+    assert len((Path(out) / "metrics.jsonl").read_text().splitlines()) == 2
+    rc, _, _ = run(["train", "lenet", *quick(idx_root, "--out", out, "--overwrite")], capsys)
+    assert rc == 0 and len((Path(out) / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--out", ""], '--out "" names no folder'),
+    (["--out", "file"], "output folder file is a file; choose a folder"),
+    (["--out", "file/run"], "output folder file/run is under the file file"),
+    (["--from", "best"], "--from picks the checkpoint of --resume DIR"),
+])
+def test_bad_output_folders_are_one_line(argv: list[str], message: str, idx_root: Path,
+                                         tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                         capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.chdir(tmp_path)
+    Path("file").write_text("x")
+    rc, out, err = run(["train", "lenet", *quick(idx_root, *argv)], capsys)
+    assert (rc, out) == (2, "") and message in _error(err)
+
+
+def test_read_only_folders_are_one_line(idx_root: Path, tmp_path: Path, read_only,
+                                        capsys: pytest.CaptureFixture[str]) -> None:
+    done = tmp_path / "done"
+    assert run(["train", "lenet", *quick(idx_root, "--out", str(done))], capsys)[0] == 0
+    ro = read_only(lambda folder: shutil.copytree(done, folder / "done"))
+    rc, out, err = run(["train", "lenet", *quick(idx_root, "--out", str(ro / "new"))], capsys)
+    assert rc == 2 and _error(err).startswith(f"cnnlab: error: cannot write {ro / 'new'}: ")
+    rc, out, err = run(["report", str(ro / "done")], capsys)
+    assert rc == 2 and _error(err).startswith(f"cnnlab: error: cannot write {ro / 'done'}: ")
+    assert err.count("\n") == 1  # refused before any evaluation ("writing report...")
+    assert not list(ro.rglob("*.tmp"))
+
+
+def test_a_full_disk_mid_run_in_a_real_process(idx_root: Path, tmpfs) -> None:
+    """last.pt (267 kB) fits on a 400 kB disk; best.pt beside it does not."""
+    disk = tmpfs("400k")
+    out = disk / "run"
+    proc = subprocess.run([sys.executable, "-m", "cnnlab", "train", "lenet",
+                           *quick(idx_root, "--out", str(out))], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert _error(proc.stderr) == (
+        f"cnnlab: error: cannot write {out}/checkpoints/best.pt: No space left on device; free "
+        f"some space or choose another folder; once that is fixed, resume with: cnnlab train "
+        f"--resume {out}")
+    assert not list(out.rglob("*.tmp")) and (out / "checkpoints" / "last.pt").is_file()

@@ -58,7 +58,7 @@ def test_torchrun_two_cpu_processes_match_one_process_and_resume(tmp_path):
     assert "device cpu x2" in first.stderr
     assert first.stdout.count("test accuracy:") == 1  # only rank 0 reports
     second = torchrun("--resume", str(out), "--epochs", "2", "--progress", "plain")
-    assert "resuming lenet" in second.stderr and "from epoch 2 step 0" in second.stderr
+    assert "resuming lenet" in second.stderr and "from the end of epoch 1" in second.stderr
 
     config = TrainConfig(**{**ARGS, "epochs": 2, "data_root": str(root), "progress": "none"})
     single = train("lenet", None, config, out_dir=tmp_path / "single")

@@ -90,7 +90,7 @@ def test_round_trip_matches_pytorch(runs: dict[str, Path], loaded: dict[str, obj
     assert r.path == out and out.is_file() and r.agreement == 1.0
     assert r.n_checked == (6 if model == "fastnet" else n)  # fastnet: 20% of 30 images
     assert r.max_abs_diff < 1e-3
-    assert not list(tmp_path.glob(".*.part"))
+    assert not list(tmp_path.glob(".*.tmp"))
     meta = read_sidecar(out)
     c = 3 if model == "fastnet" else 1
     h, w = run.input_size

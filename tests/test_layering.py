@@ -25,6 +25,7 @@ PACKAGE = Path(__file__).resolve().parents[1] / "cnnlab"
 # Group of each module (the first matching prefix, longest first), lowest to highest.
 GROUPS: dict[str, tuple[str, ...]] = {
     "errors": ("cnnlab.errors",),
+    "files": ("cnnlab.atomic",),  # the one atomic writer, under everything that writes a file
     "ops": ("cnnlab.ops", "cnnlab.shapes"),
     "layers": ("cnnlab.layers",),
     "models": ("cnnlab.models",),
@@ -47,11 +48,12 @@ GROUPS: dict[str, tuple[str, ...]] = {
 # What each group may import directly (besides itself); the closure is taken below.
 MAY_IMPORT: dict[str, set[str]] = {
     "errors": set(),
+    "files": {"errors"},
     "ops": {"errors"},
     "layers": {"ops"},
     "models": {"layers"},
     "loader": {"ops"},  # (H, W) sizes come from cnnlab.shapes
-    "base": {"loader"},  # never models
+    "base": {"loader", "files"},  # never models
     "services": {"base"},
     "run": {"services", "models"},
     "engine": {"run"},

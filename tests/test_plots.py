@@ -74,7 +74,7 @@ def test_pictures_get_the_usual_file_mode(tmp_path, umask):
     # An atomic write through tempfile.mkstemp made every PNG 0600, unlike the run's other files.
     from matplotlib.figure import Figure
 
-    from cnnlab.download import write_atomic
+    from cnnlab.atomic import write_atomic
 
     old = os.umask(umask)
     try:

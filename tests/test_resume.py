@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,7 +18,7 @@ import torch
 from _trainkit import TinyNet, make_dataset, write_idx_dataset
 
 from cnnlab.checkpoint import load_checkpoint
-from cnnlab.errors import TrainingError
+from cnnlab.errors import ConfigError, RunFinished, TrainingError
 from cnnlab.train import TrainConfig, TrainingInterrupted, TrainResult, resume, train
 
 TESTS = Path(__file__).resolve().parent
@@ -128,9 +130,11 @@ def test_resume_needs_the_model_for_custom_modules(tmp_path):
     out = tmp_path / "r"
     train(TinyNet(), make_dataset(), TrainConfig(**{**EXACT, "epochs": 1}), out_dir=out)
     with pytest.raises(TrainingError, match="custom nn.Module; pass it"):
-        resume(out)
+        resume(out, epochs=2)
     with pytest.raises(TrainingError, match="no checkpoint"):
         resume(tmp_path / "nothing-here")
+    with pytest.raises(RunFinished, match=r"has finished: it trained 1 of 1 epochs.*--epochs N"):
+        resume(out, model=TinyNet(), data=make_dataset())  # nothing left to do: it says so
     more = resume(out, model=TinyNet(), data=make_dataset(), epochs=2)  # train longer
     assert [r["epoch"] for r in more.history] == [1, 2]
 
@@ -186,3 +190,164 @@ def test_unreadable_checkpoint_is_one_line_without_torchs_unsafe_advice(tmp_path
         load_checkpoint(path)
     message = str(err.value)
     assert "weights_only" not in message and "\n" not in message and len(message) < 300
+
+
+# --- resuming with other settings --------------------------------------------------------------
+
+@pytest.fixture
+def stopped(tmp_path):
+    """A run stopped by Ctrl-C in the middle of epoch 1 (step 5): (folder, its last.pt)."""
+    out = tmp_path / "stopped"
+    with pytest.raises(TrainingInterrupted):
+        train(InterruptAt(k=5), make_dataset(), TrainConfig(**{**EXACT, "epochs": 2}),
+              out_dir=out)
+    return out, out / "checkpoints" / "last.pt"
+
+
+@pytest.mark.parametrize(("change", "message"), [
+    ({"optimizer": "adamw"}, "trained with optimizer='sgd'; a resumed run cannot change it to "
+                             "'adamw'"),
+    ({"dataset": "mnist"}, "trained with dataset='fashion-mnist'; a resumed run cannot change it"),
+    ({"batch_size": 16}, r"stopped in the middle of epoch 1 \(step 5, batch size 32\); another "
+                         r"batch size would skip or repeat samples of that epoch; finish it "
+                         r"first \(cnnlab train --resume .* --epochs 1\)"),
+])
+def test_resume_refuses_settings_that_would_mix_two_runs(stopped, change, message):
+    out, _ = stopped
+    with pytest.raises(ConfigError, match=message):
+        resume(out, model=TinyNet(), data=make_dataset(), **change)
+
+
+def test_resume_refuses_other_data_passed_as_a_dataset(stopped):
+    from cnnlab.data import Dataset
+
+    ds = make_dataset()
+    other = Dataset("mnist", ds.classes, ds.train, ds.test, ds.root)
+    with pytest.raises(ConfigError, match="trained on 'fashion-mnist', not on 'mnist'"):
+        resume(stopped[0], model=TinyNet(), data=other)
+
+
+def test_batch_size_changes_at_the_end_of_an_epoch(stopped):
+    out, _ = stopped
+    resume(out, model=TinyNet(), data=make_dataset(), epochs=1)  # finish epoch 1 as it began
+    more = resume(out, model=TinyNet(), data=make_dataset(), epochs=2, batch_size=16)
+    assert [r["step"] for r in more.history] == [13, 13 + 25]  # 400 samples: 13, then 25 steps
+
+
+@pytest.mark.parametrize(("damage", "message"), [
+    (lambda s: s["model"].pop("conv.weight"), r"does not fit this model and optimizer: Missing "
+                                              r"key\(s\) in state_dict: \"conv.weight\""),
+    (lambda s: s["model"].update({"fc.weight": torch.zeros(3, 3)}),
+     r"size mismatch for fc.weight: copying a param with shape torch.Size\(\[3, 3\]\)"),
+    (lambda s: s.pop("optimizer"), r"lacks 'optimizer'; it is damaged"),
+])
+def test_a_damaged_checkpoint_is_one_line(stopped, damage, message):
+    out, last = stopped
+    state = torch.load(last, weights_only=True)
+    damage(state)
+    torch.save(state, last)
+    with pytest.raises(TrainingError, match=message) as err:
+        resume(out, model=TinyNet(), data=make_dataset())
+    assert "\n" not in str(err.value) and len(str(err.value)) < 400
+
+
+def test_resume_from_best_drops_the_later_epochs(tmp_path):
+    out = tmp_path / "r"
+    torch.manual_seed(0)
+    train(TinyNet(), make_dataset(), TrainConfig(**{**EXACT, "epochs": 2}), out_dir=out)
+    best = load_checkpoint(out / "checkpoints" / "best.pt")
+    buf = io.StringIO()
+    more = resume(out, model=TinyNet(), data=make_dataset(), checkpoint="best", epochs=3,
+                  progress="plain", stream=buf)
+    assert f"from the end of epoch {best['epoch']} (best.pt)" in buf.getvalue()
+    assert [r["epoch"] for r in more.history] == [1, 2, 3]
+    assert more.history[:best["epoch"]] == best["history"]  # up to best: as it was
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 3
+
+
+# --- signals, in real processes ----------------------------------------------------------------
+
+CLI_CHILD = textwrap.dedent("""
+    import sys, time, torch
+    {patch}
+    from cnnlab.cli import main
+    sys.exit(main({argv!r}))
+""")
+SLOW_SAVE = """
+real_save = torch.save
+def slow_save(obj, f, *a, **k):  # a checkpoint write that takes a while: Ctrl-C lands in it
+    real_save(obj, f, *a, **k)
+    print("SAVING", file=sys.stderr, flush=True)
+    time.sleep(1.0)
+torch.save = slow_save
+"""
+
+
+def _cli_child(tmp_path: Path, out: Path, patch: str = "") -> subprocess.Popen:
+    root = write_idx_dataset(tmp_path / "fashion-mnist")
+    argv = ["train", "lenet", "--data-root", str(root), "--epochs", "1000", "--batch-size", "32",
+            "--threads", "1", "--device", "cpu", "--no-plot", "--no-tensorboard",
+            "--progress", "plain", "--out", str(out)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    return subprocess.Popen([sys.executable, "-c", CLI_CHILD.format(patch=patch, argv=argv)],
+                            env=env, stderr=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+
+
+def _signal_on(child: subprocess.Popen, marks: list[tuple[str, int]]) -> str:
+    """Send each signal when its stderr mark appears, in order; return the rest of stderr."""
+    seen = []
+    assert child.stderr is not None
+    for line in child.stderr:
+        seen.append(line)
+        if marks and marks[0][0] in line:
+            child.send_signal(marks.pop(0)[1])
+            if not marks:
+                break
+    rest = child.stderr.read()
+    child.wait(timeout=120)
+    return "".join(seen) + rest
+
+
+def test_sigterm_is_ctrl_c_checkpoint_hint_and_exit_143(tmp_path):
+    out = tmp_path / "run"
+    child = _cli_child(tmp_path, out)
+    err = _signal_on(child, [("training lenet", signal.SIGTERM)])
+    assert child.returncode == 143, err
+    line = err.strip().splitlines()[-1]
+    assert re.fullmatch(rf"cnnlab: training stopped by SIGTERM at epoch 1, step \d+; checkpoint "
+                        rf"saved; resume with: cnnlab train --resume {re.escape(str(out))}", line)
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["step"] > 0
+    assert not list(out.rglob("*.tmp")) and "Traceback" not in err
+
+
+def test_second_ctrl_c_during_the_save_neither_corrupts_nor_tracebacks(tmp_path):
+    out = tmp_path / "run"
+    child = _cli_child(tmp_path, out, SLOW_SAVE)
+    err = _signal_on(child, [("training lenet", signal.SIGINT), ("SAVING", signal.SIGINT)])
+    assert child.returncode == 130, err
+    assert "Traceback" not in err and "checkpoint saved; resume with" in err
+    state = load_checkpoint(out / "checkpoints" / "last.pt")  # whole and readable
+    assert f"epoch {state['epoch'] + 1}, step {state['step']}" in err or state["step"] == 0
+    assert not list(out.rglob("*.tmp"))
+
+
+def test_ctrl_c_before_training_stops_at_once_without_a_resume_hint(tmp_path, monkeypatch,
+                                                                    capsys):
+    import cnnlab.data
+    from cnnlab.cli import main
+
+    root = write_idx_dataset(tmp_path / "fashion-mnist")
+    real_load = cnnlab.data.load_dataset
+
+    def ctrl_c_while_loading(*a, **k):  # the data takes a while, the user presses Ctrl-C
+        os.kill(os.getpid(), signal.SIGINT)
+        return real_load(*a, **k)
+
+    monkeypatch.setattr(cnnlab.data, "load_dataset", ctrl_c_while_loading)
+    out = tmp_path / "run"
+    rc = main(["train", "lenet", "--data-root", str(root), "--epochs", "1", "--threads", "1",
+               "--progress", "none", "--no-tensorboard", "--out", str(out)])
+    err = capsys.readouterr().err
+    assert rc == 130 and err.strip().splitlines()[-1] == "cnnlab: interrupted"
+    assert not (out / "checkpoints" / "last.pt").exists()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import io
 import json
 import math
@@ -9,6 +10,7 @@ import os
 import stat
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -407,3 +409,114 @@ def test_compile_without_a_cxx_compiler_trains_eagerly_and_says_so(data, monkeyp
     result = train(TinyNet(), data, cfg(epochs=1, compile=True, progress="plain"), stream=buf)
     assert not compiled and "no" in buf.getvalue() and "C++ compiler" in buf.getvalue()
     assert result.final["val_acc"] > 0
+
+
+# --- a run folder is never lost or mixed ------------------------------------------------------
+
+def test_a_folder_holding_a_run_is_refused_and_overwrite_replaces_it_all(tmp_path, data):
+    out = tmp_path / "r"
+    train(TinyNet(), data, cfg(epochs=1, tensorboard=True), out_dir=out)
+    (out / "notes.txt").write_text("mine")  # not the run's: survives --overwrite
+    before = {p.relative_to(out) for p in out.rglob("*")}
+    with pytest.raises(TrainingError, match=rf"{out} already holds a run; continue it with "
+                                            rf"--resume {out}, replace it with --overwrite"):
+        train(TinyNet(), data, cfg(epochs=1), out_dir=out)
+    assert {p.relative_to(out) for p in out.rglob("*")} == before  # untouched
+    old_events = set((out / "tensorboard").iterdir())
+    result = train(TinyNet(), data, cfg(epochs=2, tensorboard=False), out_dir=out,
+                   overwrite=True)
+    assert not (out / "tensorboard").exists() and old_events  # no old events mixed in
+    assert (out / "notes.txt").read_text() == "mine"
+    assert len(load_checkpoint(out / "checkpoints" / "last.pt")["history"]) == 2
+    assert json.loads((out / "result.json").read_text())["epochs_completed"] == 2
+    assert len(result.history) == 2
+
+
+def test_dry_run_leaves_no_checkpoint_and_does_not_block_the_real_run(tmp_path, data):
+    train(TinyNet(), data, cfg(dry_run=True), out_dir=tmp_path)
+    assert not list((tmp_path / "checkpoints").iterdir())
+    train(TinyNet(), data, cfg(epochs=1), out_dir=tmp_path)  # a dry run's files are scratch
+    assert json.loads((tmp_path / "result.json").read_text())["dry_run"] is False
+
+
+@pytest.mark.parametrize("bad", ["", "file", "file/run"])
+def test_output_folder_that_is_empty_a_file_or_under_a_file(tmp_path, data, bad):
+    (tmp_path / "file").write_text("x")
+    out = str(tmp_path / bad) if bad else ""
+    with pytest.raises(ConfigError, match="empty|is a file|is under the file"):
+        train(TinyNet(), data, cfg(epochs=1), out_dir=out)
+    assert (tmp_path / "file").read_text() == "x"
+
+
+def test_the_lock_is_taken_before_the_data_loads(tmp_path):
+    with RunLock(tmp_path):  # had the data loaded first, this would be "unknown dataset"
+        with pytest.raises(TrainingError, match="in use by process"):
+            train("lenet", "no-such-dataset", cfg(epochs=1), out_dir=tmp_path)
+
+
+def test_orphaned_temporary_files_are_removed_when_the_folder_is_used(tmp_path, data):
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    (tmp_path / "checkpoints").mkdir()
+    orphans = [tmp_path / "checkpoints" / f".last.pt.{dead}.tmp",
+               tmp_path / f".metrics.csv.{dead}.tmp"]
+    for p in orphans:
+        p.write_bytes(b"x" * 1000)
+    train(TinyNet(), data, cfg(epochs=1), out_dir=tmp_path)
+    assert not any(p.exists() for p in orphans) and not list(tmp_path.rglob("*.tmp"))
+
+
+class InfAfter(TinyNet):
+    """A spare weight, unused by forward, turns infinite at the k-th training forward: the loss
+    stays finite, so only a look at the weights can tell the checkpoint would be useless."""
+
+    def __init__(self, k: int):
+        super().__init__()
+        self.spare = torch.nn.Parameter(torch.zeros(1))
+        self.k, self.calls = k, 0
+
+    def forward(self, x):
+        if self.training:
+            self.calls += 1
+            if self.calls == self.k:
+                with torch.no_grad():
+                    self.spare.fill_(float("inf"))
+        return super().forward(x)
+
+
+def test_a_checkpoint_is_written_only_from_finite_weights(tmp_path, data):
+    torch.manual_seed(0)
+    with pytest.raises(TrainingError, match=r"weights became NaN or infinite by epoch 1; .*"
+                       r"checkpoints/last\.pt, from epoch 1, step 4, is the last one with "
+                       r"finite weights"):
+        train(InfAfter(k=5), data, cfg(epochs=1, checkpoint_every=2), out_dir=tmp_path)
+    last = load_checkpoint(tmp_path / "checkpoints" / "last.pt")
+    assert (last["epoch"], last["step"]) == (0, 4)
+    assert all(torch.isfinite(v).all() for v in last["model"].values())
+
+
+def test_nan_before_any_checkpoint_says_none_was_kept(tmp_path, data):
+    with pytest.raises(TrainingError, match="epoch 1, step 2.*no checkpoint was written before"):
+        train(NaNAfter(TinyNet(), k=2), data, cfg(epochs=1, log_every=1), out_dir=tmp_path)
+    assert not (tmp_path / "checkpoints" / "last.pt").exists()
+
+
+def test_a_full_disk_mid_run_is_one_line_with_the_resume_command(tmp_path, data, monkeypatch):
+    from cnnlab import atomic
+    from cnnlab.errors import OutputError
+
+    real_replace = os.replace
+
+    def disk_full_for_best(src, dst):  # last.pt of epoch 1 fits; best.pt after it does not
+        if Path(dst).name == "best.pt":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real_replace(src, dst)
+
+    monkeypatch.setattr(atomic.os, "replace", disk_full_for_best)
+    with pytest.raises(OutputError) as err:
+        train(TinyNet(), data, cfg(epochs=2), out_dir=tmp_path)
+    msg = str(err.value)
+    assert msg.startswith(f"cannot write {tmp_path / 'checkpoints' / 'best.pt'}: No space left")
+    assert msg.endswith(f"once that is fixed, resume with: cnnlab train --resume {tmp_path}")
+    assert err.value.run_dir == tmp_path and not list(tmp_path.rglob("*.tmp"))
+    assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["epoch"] == 1
