@@ -174,9 +174,10 @@ def _read_state(path: Path) -> dict[str, Any]:
 
 
 def _write_state(path: Path, state: dict[str, Any]) -> None:
-    from cnnlab.runlog import to_json, write_text_atomic
+    from cnnlab.atomic import write_atomic
+    from cnnlab.runlog import to_json
 
-    write_text_atomic(path, to_json(state))
+    write_atomic(path, to_json(state))
 
 
 def _check_models(models: Sequence[str], config: TrainConfig) -> dict[str, dict[str, Any]]:
