@@ -223,12 +223,12 @@ def test_interrupted_training_exits_130_with_a_resume_hint(
 
     monkeypatch.setattr(engine, "train", ctrl_c_twice)
     rc, out, err = run(["train", "lenet", "--out", str(tmp_path)], capsys)
-    assert rc == 143 and err.endswith("\ncnnlab: interrupted\n")  # no checkpoint: no hint
+    assert rc == 143 and _lines(err)[-1] == "cnnlab: interrupted"  # no checkpoint: no hint
     (tmp_path / "checkpoints").mkdir()
     (tmp_path / "checkpoints" / "last.pt").write_bytes(b"")
     rc, out, err = run(["train", "lenet", "--out", str(tmp_path)], capsys)
     assert rc == 143
-    assert err.endswith(f"\ncnnlab: interrupted; resume with: cnnlab train --resume {tmp_path}\n")
+    assert _lines(err)[-1] == f"cnnlab: interrupted; resume with: cnnlab train --resume {tmp_path}"
 
 
 # --- listing commands ------------------------------------------------------------------------
