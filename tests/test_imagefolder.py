@@ -136,8 +136,8 @@ def test_bad_input_names_the_file(tmp_path: Path, case: str, _own_cache: Path,
     rc = main(["train", "lenet", "--dataset", f"folder:{root}", "--dry-run", "--progress",
                "none", "--out", str(tmp_path / "run")])
     err = capsys.readouterr().err.strip().splitlines()
-    assert rc == 2 and len(err) == 2 and err[1].startswith("cnnlab: error: ")
-    assert str(bad) in err[1]
+    assert rc == 2 and len(err) <= 2 and err[-1].startswith("cnnlab: error: ")  # (a header)
+    assert str(bad) in err[-1]
 
 
 def test_image_size_is_for_folders_only(tmp_path: Path) -> None:
