@@ -186,8 +186,8 @@ def _cost(config: dict[str, Any]) -> tuple[int | None, int | None]:
             classes = 10
         key = (model, h, w, classes)
         if key not in _COST_CACHE:
-            # Built for real (a second at most): counting a meta-device DenseNet came out 57,000x
-            # too high with this torch (cost.summary, 2026-12-01), a real one is exact.
+            # Built for real, not on the meta device: about a second, and the counts never depend
+            # on what the meta device supports (a meta DenseNet once counted 57,000x too high).
             net = create_model(model, num_classes=classes, in_channels=1, input_size=(h, w))
             s = summary(net, (1, h, w), measure_memory=False)
             _COST_CACHE[key] = (int(s.total_params), int(s.total_macs))

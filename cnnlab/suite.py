@@ -291,8 +291,10 @@ def run_suite(models: Sequence[str], out_dir: str | Path, *, budget_s: float = 1
 
     def heartbeat() -> None:
         while not stop.wait(HEARTBEAT):
-            save_session()
-
+            try:
+                save_session()
+            except RuntimeError:  # the main thread was changing `state` mid-copy: next tick
+                pass
 
     usable = max(budget_s - PAGE_SECONDS, 0.0) if budget_s > 3 * PAGE_SECONDS else budget_s
     share = usable / len(models)
