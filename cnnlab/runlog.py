@@ -18,10 +18,12 @@ import torch
 
 from cnnlab.atomic import write_atomic
 
-# Everything a run (and its report) writes into its folder: `--overwrite` removes exactly these,
-# so files of the user's own beside them survive.
-RUN_OUTPUTS = ("config.json", "metrics.jsonl", "metrics.csv", "curves.png", "result.json",
-               "report.html", "confusion.png", "errors.png", "checkpoints", "tensorboard")
+# Everything a run (and its report, inspection and exports) writes into its folder:
+# `--overwrite` removes exactly these, so files of the user's own beside them survive.
+RUN_OUTPUTS = ("config.json", "metrics.jsonl", "metrics.csv", "steps.jsonl", "curves.png",
+               "result.json", "report.html", "confusion.png", "errors.png", "checkpoints",
+               "tensorboard", "inspect")
+EXPORT_SUFFIXES = (".onnx", ".onnx.json", ".torchscript.pt", ".torchscript.pt.json")
 
 CSV_FIRST = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds",
              "images_per_second")
@@ -44,11 +46,16 @@ def run_state(folder: str | Path) -> str | None:
 
 
 def clear_run(folder: str | Path) -> None:
-    """Remove what a run wrote into folder (RUN_OUTPUTS), nothing else."""
+    """Remove what a run wrote into folder (RUN_OUTPUTS, its default exports), nothing else."""
     import shutil
 
     folder = Path(folder)
-    for name in RUN_OUTPUTS:
+    try:  # `cnnlab export` names its files after the run's model
+        model = json.loads((folder / "config.json").read_text()).get("model")
+    except (OSError, ValueError, AttributeError):
+        model = None
+    exports = [f"{model}{suffix}" for suffix in EXPORT_SUFFIXES] if model else []
+    for name in (*RUN_OUTPUTS, *exports):
         path = folder / name
         if path.is_dir() and not path.is_symlink():
             shutil.rmtree(path)

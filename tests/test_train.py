@@ -417,6 +417,8 @@ def test_a_folder_holding_a_run_is_refused_and_overwrite_replaces_it_all(tmp_pat
     out = tmp_path / "r"
     train(TinyNet(), data, cfg(epochs=1, tensorboard=True), out_dir=out)
     (out / "notes.txt").write_text("mine")  # not the run's: survives --overwrite
+    (out / "inspect").mkdir()  # what `cnnlab inspect` wrote about the old run goes with it
+    (out / "inspect" / "inspect.html").write_text("old")
     before = {p.relative_to(out) for p in out.rglob("*")}
     with pytest.raises(TrainingError, match=rf"{out} already holds a run; continue it with "
                                             rf"--resume {out}, replace it with --overwrite"):
@@ -426,6 +428,7 @@ def test_a_folder_holding_a_run_is_refused_and_overwrite_replaces_it_all(tmp_pat
     result = train(TinyNet(), data, cfg(epochs=2, tensorboard=False), out_dir=out,
                    overwrite=True)
     assert not (out / "tensorboard").exists() and old_events  # no old events mixed in
+    assert not (out / "inspect").exists()
     assert (out / "notes.txt").read_text() == "mine"
     assert len(load_checkpoint(out / "checkpoints" / "last.pt")["history"]) == 2
     assert json.loads((out / "result.json").read_text())["epochs_completed"] == 2
