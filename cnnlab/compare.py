@@ -16,6 +16,7 @@ from __future__ import annotations
 import html
 import json
 import platform
+import re
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -111,6 +112,8 @@ class RunSummary:
         if device.startswith("cpu"):
             threads = self.config.get("threads") or env.get("cpu_threads")
             name = env.get("cpu_model") or env.get("device_name") or "cpu"
+            # 'Intel(R) Xeon(R) Processor' -> 'Intel Xeon': the table's widest column, shorter
+            name = " ".join(re.sub(r"\((R|TM|tm)\)|\bCPU\b|\bProcessor\b", " ", name).split())
             text = f"{name}, {threads} thread{'s' if threads != 1 else ''}" if threads else name
         else:
             name = env.get("device_name")
