@@ -2,12 +2,21 @@
 
 from typing import Any
 
-from cnnlab.errors import CnnlabError, ConfigError, DataError, ShapeError, TrainingError
+from cnnlab.errors import (
+    CnnlabError,
+    ConfigError,
+    DataError,
+    OutputError,
+    RunFinished,
+    ShapeError,
+    TrainingError,
+    TrainingInterrupted,
+)
 
 __version__ = "0.1.0"
 
-__all__ = ["CnnlabError", "ConfigError", "DataError", "ShapeError", "TrainingError", "__version__",
-           "load_run"]
+__all__ = ["CnnlabError", "ConfigError", "DataError", "OutputError", "RunFinished", "ShapeError",
+           "TrainingError", "TrainingInterrupted", "__version__", "load_run"]
 
 
 def __getattr__(name: str) -> Any:
