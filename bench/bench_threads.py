@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from bench_speed import machine  # noqa: E402
 
 # recipe -> steps per measurement (about 2-10 s of training each on a 2-core CPU)
-STEPS = {"lenet": 150, "lenet_modern": 150, "fast": 60, "resnet18": 8}
+STEPS = {"lenet": 400, "lenet_modern": 400, "fast": 150, "resnet18": 8}
 TARGETS = {"quiet": 1.10, "neighbour": 1.25}
 
 

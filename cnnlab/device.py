@@ -149,17 +149,25 @@ class ThreadPolicy:
     the policy looks at the load itself instead of guessing from the model.
     """
 
-    def __init__(self, max_threads: int, interval: float = 2.0) -> None:
+    def __init__(self, max_threads: int, interval: float = 1.0, sample: float = 0.1) -> None:
         self.max_threads = max(1, int(max_threads))
         self.interval = interval
-        self._last = _cpu_times()
-        self._next = time.monotonic() + 0.5  # the first look comes soon: start-up load is stale
         self._thread_seconds = 0.0
         self._seconds = 0.0
-        self._mark = time.monotonic()
         self.threads = self.max_threads
+        self._mark = time.monotonic()
+        self._last = _cpu_times()
         if self._last is None:  # no /proc/stat: keep torch's setting
             self.interval = math.inf
+        elif self.max_threads > 1 and sample > 0:
+            # A first look before the first step: a small network's run is over in seconds, and
+            # its first steps on too many threads would be the slowest of all.
+            time.sleep(sample)
+            self._next = 0.0
+            self.step()
+        self._mark = time.monotonic()
+        self._next = self._mark + self.interval
+        self._thread_seconds = self._seconds = 0.0
         torch.set_num_threads(self.threads)
 
     def step(self) -> int:

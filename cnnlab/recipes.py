@@ -95,7 +95,7 @@ MODEL_DEFAULTS: Mapping[str, Any] = MappingProxyType(dict(BOOK, lr=0.05))
 # (and flip test-time augmentation inside FastNet), evaluated once at the end, no plots.
 FAST = dict(optimizer="sgd", batch_size=128, lr=0.1, momentum=0.9, nesterov=True,
             weight_decay=5e-4, schedule="onecycle", label_smoothing=0.1, normalize=True,
-            augment_flip=True, threads=1, eval_every=0, amp="fast",
+            augment_flip=True, eval_every=0, amp="fast",
             plot=False, tensorboard=False, resize=(28, 28))
 
 _RECIPES: tuple[Recipe, ...] = (
@@ -132,8 +132,10 @@ _RECIPES: tuple[Recipe, ...] = (
             **BOOK, lr=0.01, resize=(56, 56),
             measured=Measured(0.8188, _CPU, 928.3, date="2026-12-01")),
     # Our speed records (bench/bench_speed.py). Tuned on a 10k validation split carved from the
-    # training set, then run on the test split (val_size 0). One thread: on a shared 2-core
-    # machine two OpenMP threads run 3x slower as soon as another process holds a core. amp
+    # training set, then run on the test split (val_size 0). Threads: the load-aware default
+    # (cnnlab.device.ThreadPolicy: both cores when they are free, one when another program holds
+    # one; bench/bench_threads.py: 1.8x the images/s of one thread on a quiet 2-core machine);
+    # the Measured figures below were taken with one thread, before that policy existed. amp
     # "fast": bf16 autocast where the CPU has native bf16 (avx512_bf16/AMX), where it pays
     # together with channels_last; float32 elsewhere, and the run says so.
     _recipe("fast", "fastnet_mid",

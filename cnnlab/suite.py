@@ -62,8 +62,9 @@ class Suite:
 # The shared recipe of the chapter-8 comparison. One recipe has to train sigmoid LeNet, AlexNet
 # and VGG (no batch norm, 4096-wide dense layers) as well as ResNet and DenseNet within minutes,
 # so it is AdamW with a one-cycle schedule (no per-network learning rate to tune), no
-# augmentation, float32 (amp off: the precision policy on a CPU) and one thread: on a shared
-# 2-core machine two OpenMP threads ran the members 2-6x slower than one (measured).
+# augmentation, float32 (amp off: the precision policy on a CPU) and the load-aware default
+# threads (cnnlab.device.ThreadPolicy): on a shared 2-core machine two OpenMP threads ran the
+# members 2-6x slower than one, on a quiet one faster; the policy picks by the load it sees.
 # Validation uses 500 images held out of the training split and the test accuracy 1,000 images
 # of the test split (stratified, the same for every member): on two loaded cores GoogLeNet
 # evaluated 13-40 images/s, so all 10,000 would take longer than its whole budget. Evaluation
@@ -71,7 +72,7 @@ class Suite:
 SUITE_RECIPE: Mapping[str, Any] = MappingProxyType(dict(
     dataset="fashion-mnist", resize=(28, 28), epochs=3, batch_size=128, optimizer="adamw",
     lr=1e-3, weight_decay=0.05, schedule="onecycle", normalize=True, val_size=500,
-    test_samples=1000, eval_batch_size=256, amp="off", threads=1, channels_last=True,
+    test_samples=1000, eval_batch_size=256, amp="off", threads=0, channels_last=True,
     eval_every=1,
     tensorboard=False, plot=True, progress="plain", seed=0,
 ))

@@ -159,7 +159,7 @@ def test_cli_suite_end_to_end_and_bad_input(tmp_path: Path, capsys) -> None:
         skip = ("model", "environment", "train_samples", "progress", "device")
         assert {k: v for k, v in cfg.items() if k not in skip} \
             == {k: v for k, v in state["recipe"].items() if k not in skip}
-        assert cfg["test_samples"] == 100 and cfg["epochs"] == 1 and cfg["threads"] == 1
+        assert cfg["test_samples"] == 100 and cfg["epochs"] == 1 and cfg["threads"] == 0
         member = state["members"][model]
         assert 0 < member["budget_seconds"] <= 12.0  # half of 24 s, less what came before
         assert member["probe"]["train_image"] > 0 and member["status"] == "done"
