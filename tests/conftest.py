@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
@@ -76,3 +77,13 @@ def read_only(tmp_path: Path, tmpfs):
     yield make
     for d in dirs:  # let pytest clean up
         d.chmod(0o755)
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """One intra-op thread for a module (restored after): its models are small, and on a shared,
+    loaded 2-core machine two spinning threads run small convolutions up to 10x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -20,14 +20,7 @@ from cnnlab.layers import (
     vgg_block,
 )
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: two spinning threads crawl on the shared, loaded 2-core machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def test_all_lists_exactly_the_public_blocks() -> None:

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import matplotlib.image
 import pytest
-import torch
 
 from cnnlab.cli import main
 from cnnlab.compare import collect_runs, format_table, read_run, write_compare
@@ -19,13 +18,7 @@ from cnnlab.train import TrainConfig, train
 from tests._trainkit import make_dataset
 from tests.test_report import Page
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -24,14 +24,7 @@ from cnnlab.errors import ConfigError
 from cnnlab.models import create_model, list_models
 from cnnlab.plots import figure_png
 
-
-@pytest.fixture(autouse=True)
-def one_thread() -> object:
-    """One thread: the machine running the suite is shared, and these models are small."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def _random(name: str, c: int) -> tuple[nn.Module, int]:

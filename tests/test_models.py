@@ -20,14 +20,7 @@ from cnnlab.models import (
 META = torch.device("meta")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread: on a shared, loaded 2-core machine two spinning threads run the
-    small convolutions here up to 10x slower (measured); restored afterwards."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def meta_model(name: str, **kwargs: object) -> nn.Module:

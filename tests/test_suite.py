@@ -6,7 +6,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 
 from cnnlab import train as engine
 from cnnlab.cli import main
@@ -16,13 +15,7 @@ from cnnlab.train import TrainingInterrupted
 from cnnlab.train_config import TrainConfig
 from tests._trainkit import make_dataset, write_idx_dataset
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
 
 
 def tiny_recipe(**changes: object) -> TrainConfig:
