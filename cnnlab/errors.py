@@ -61,7 +61,18 @@ class OutputError(CnnlabError):
         self.run_dir = run_dir
 
 
-class TrainingInterrupted(TrainingError):
+class _Signalled:
+    """An interruption by a signal: `signum`, and the exit status a shell reports for it."""
+
+    signum: int
+
+    @property
+    def exit_code(self) -> int:
+        """128 + the signal's number: 130 for SIGINT, 143 for SIGTERM."""
+        return 128 + self.signum
+
+
+class TrainingInterrupted(_Signalled, TrainingError):
     """Ctrl-C (SIGINT) or SIGTERM stopped a run after a step; a checkpoint was written when the
     run has a folder. `exit_code` is the shell's convention for the signal: 128 + its number."""
 
@@ -70,13 +81,8 @@ class TrainingInterrupted(TrainingError):
         self.run_dir = run_dir
         self.signum = signum
 
-    @property
-    def exit_code(self) -> int:
-        """130 for SIGINT, 143 for SIGTERM."""
-        return 128 + self.signum
 
-
-class HardInterrupt(KeyboardInterrupt):
+class HardInterrupt(_Signalled, KeyboardInterrupt):
     """A second Ctrl-C or SIGTERM (or the first, before training started): stop at once, without
     saving. A KeyboardInterrupt, so no `except Exception` on the way swallows it."""
 
@@ -84,11 +90,6 @@ class HardInterrupt(KeyboardInterrupt):
         super().__init__(signum)
         self.signum = signum
         self.run_dir = run_dir
-
-    @property
-    def exit_code(self) -> int:
-        """128 + the signal's number, as a shell reports a process a signal stopped."""
-        return 128 + self.signum
 
 
 class RunFinished(TrainingError):
