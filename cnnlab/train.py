@@ -221,10 +221,19 @@ def _dataset_key(name: str) -> str:
 
 
 def resume_hint(run_dir: str | Path | None) -> str:
-    """'cnnlab train --resume DIR' when run_dir holds a checkpoint to resume from, else ''."""
+    """The command that resumes run_dir when it holds a checkpoint, else ''.
+
+    'cnnlab train --resume DIR'; under torchrun the same torchrun line around it, since a run
+    resumes with the number of processes it was started with.
+    """
     if run_dir is None or not (Path(run_dir) / "checkpoints" / "last.pt").is_file():
         return ""
-    return f"cnnlab train --resume {run_dir}"
+    if not ddp.launched_by_torchrun():
+        return f"cnnlab train --resume {run_dir}"
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    local = int(os.environ.get("LOCAL_WORLD_SIZE", world))
+    nodes = f"--nnodes {world // local} " if local != world else ""
+    return f"torchrun {nodes}--nproc_per_node {local} -m cnnlab train --resume {run_dir}"
 
 
 # --- the engine --------------------------------------------------------------------------------

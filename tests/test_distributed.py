@@ -76,3 +76,21 @@ def test_torchrun_two_cpu_processes_match_one_process_and_resume(tmp_path):
     # Only rank 0 writes: one TensorBoard file per launch, no stray temporaries.
     assert len(list((out / "tensorboard").glob("events.out.tfevents.*"))) == 2
     assert not list(out.rglob("*.tmp"))
+
+
+def test_resume_hint_under_torchrun_repeats_the_torchrun_line(tmp_path, monkeypatch):
+    from cnnlab.train import resume_hint
+
+    (tmp_path / "checkpoints").mkdir()
+    (tmp_path / "checkpoints" / "last.pt").write_bytes(b"x")
+    for var in ("WORLD_SIZE", "LOCAL_WORLD_SIZE"):
+        monkeypatch.delenv(var, raising=False)
+    assert resume_hint(tmp_path) == f"cnnlab train --resume {tmp_path}"
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "2")
+    assert resume_hint(tmp_path) == (
+        f"torchrun --nproc_per_node 2 -m cnnlab train --resume {tmp_path}")
+    monkeypatch.setenv("WORLD_SIZE", "8")  # two machines of four
+    monkeypatch.setenv("LOCAL_WORLD_SIZE", "4")
+    assert resume_hint(tmp_path).startswith("torchrun --nnodes 2 --nproc_per_node 4 -m cnnlab")
+    assert resume_hint(tmp_path / "nothing") == ""  # no checkpoint, no hint
