@@ -111,10 +111,16 @@ class RunSummary:
         device = str(env.get("device") or "cpu")
         if device.startswith("cpu"):
             threads = self.config.get("threads") or env.get("cpu_threads")
+            load_aware = False
+            if isinstance(threads, str):  # the engine's words: '2 threads (fewer while ...)'
+                load_aware = "fewer" in threads
+                m = re.match(r"\s*(\d+)", threads)
+                threads = int(m.group(1)) if m else None
             name = env.get("cpu_model") or env.get("device_name") or "cpu"
             # 'Intel(R) Xeon(R) Processor' -> 'Intel Xeon': the table's widest column, shorter
             name = " ".join(re.sub(r"\((R|TM|tm)\)|\bCPU\b|\bProcessor\b", " ", name).split())
-            text = f"{name}, {threads} thread{'s' if threads != 1 else ''}" if threads else name
+            count = f"{'up to ' if load_aware else ''}{threads} thread{'s' if threads != 1 else ''}"
+            text = f"{name}, {count}" if threads else name
         else:
             name = env.get("device_name")
             text = f"{name} ({device})" if name and name != device else device

@@ -86,6 +86,16 @@ def test_machine_column_tells_machines_apart(runs: Path) -> None:
     assert "H100" not in cpu.machine and "thread" in cpu.machine
 
 
+def test_machine_column_reads_the_load_aware_thread_text(runs: Path) -> None:
+    # threads=0 runs record the engine's words in config.json's environment
+    run = read_run(runs / "bn_lenet")
+    run.config = {**run.config, "threads": 0, "environment": {
+        **run.config["environment"], "cpu_model": "Intel(R) Xeon(R) Processor",
+        "cpu_threads": "2 threads (fewer while other programs load the CPU)"}}
+    assert run.machine.startswith("Intel Xeon, up to 2 threads")
+    assert "threads threads" not in run.machine and "fewer" not in run.machine
+
+
 def test_table_formats(runs: Path) -> None:
     found, _ = collect_runs([runs])
     rows = json.loads(format_table(found, "json"))
