@@ -51,6 +51,12 @@ def format_duration(seconds: float | None) -> str:
     return f"{h}:{m:02d}:{s % 60:02d}" if h else f"{m:02d}:{s % 60:02d}"
 
 
+def _hours_minutes(seconds: float) -> str:
+    """'7 min', '2 h 05 min': a forecast's precision."""
+    m = max(1, round(seconds / 60))
+    return f"{m // 60} h {m % 60:02d} min" if m >= 60 else f"{m} min"
+
+
 # Optional fields of the bar, most important first: the narrower the terminal, the more of them
 # are dropped from the end. The epoch, the percentage, the ETA and the validation accuracy (once
 # known) are never dropped.
@@ -117,16 +123,46 @@ def terminal_width(stream: TextIO) -> int:
         return shutil.get_terminal_size((80, 24)).columns
 
 
+# Plain mode (a log file, a notebook, CI) prints a line per epoch; inside a long epoch it also
+# prints where the epoch is, first after PLAIN_FIRST seconds, then every PLAIN_EVERY seconds.
+PLAIN_FIRST, PLAIN_EVERY = 30.0, 300.0
+# Once FORECAST_AFTER seconds of steps have been timed, a run with more than FORECAST_MIN
+# seconds of training left says, once, how long that will take at the pace so far.
+FORECAST_AFTER, FORECAST_MIN = 10.0, 300.0
+
+
+def plain_progress(epoch: int, epochs: int, done: int, total: int, eta: float | None,
+                   stats: dict[str, float]) -> str:
+    """One plain line from inside an epoch: where it is, the running metrics, its ETA."""
+    width = len(str(epochs))
+    parts = [f"epoch {epoch:>{width}}/{epochs}", f"step {done:,}/{total:,}",
+             f"{100 * done // max(total, 1)}%"]
+    for key in ("train_loss", "train_acc"):
+        if stats.get(key) is not None:
+            parts.append(f"{key} {stats[key]:.4f}")
+    if stats.get("images_per_second") is not None:
+        parts.append(f"{stats['images_per_second']:,.0f} img/s")
+    parts.append(f"epoch eta {format_duration(eta)}")
+    return "  ".join(parts)
+
+
 class Progress:
-    """Progress display in one of three modes: 'bar' (a live line), 'plain' (a line per epoch),
-    'none'."""
+    """Progress display in one of three modes: 'bar' (a live line), 'plain' (a line per epoch,
+    and a line every few minutes inside a long one), 'none'.
+
+    In 'bar' and 'plain' mode a long run also gets one forecast line: how long its remaining
+    epochs take at the pace of the steps timed so far. `long_run_hint`, when set, is added to
+    a forecast of over an hour (the engine sets it on a CPU).
+    """
 
     def __init__(self, mode: str = "auto", epochs: int = 1, stream: TextIO | None = None):
         self.stream = stream if stream is not None else sys.stderr
         self.mode = resolve_mode(mode, self.stream)
         self.epochs = epochs
+        self.long_run_hint = ""
         self._open = False  # a bar line is on screen, without its newline yet
         self._val: dict[str, float] = {}  # the last validation, shown until the next one
+        self._forecast_done = False
 
     def message(self, text: str) -> None:
         """A one-off line (run start, resume notice); silent in 'none' mode."""
@@ -140,20 +176,53 @@ class Progress:
 
     def start_epoch(self, epoch: int, steps: int, start: int = 0) -> None:
         """Open the bar for an epoch of `steps` steps, `start` of them already done (resume)."""
-        if self.mode != "bar":
+        if self.mode == "none":
             return
         self._epoch, self._total, self._start, self._done = epoch, steps, start, start
         self._t0 = time.perf_counter()
         self._stats: dict[str, float] = {}
-        self._open = True
-        self._draw()
+        self._next_plain = PLAIN_FIRST
+        if self.mode == "bar":
+            self._open = True
+            self._draw()
 
     def update(self, steps_done: int, stats: dict[str, float]) -> None:
-        """Move the bar to steps_done and show loss, accuracy and throughput."""
-        if not self._open:
+        """Move the bar to steps_done and show loss, accuracy and throughput (plain mode: a
+        line when the last one is a few minutes old)."""
+        if self.mode == "none" or not hasattr(self, "_t0"):
             return
         self._done, self._stats = steps_done, dict(stats)
-        self._draw()
+        elapsed = time.perf_counter() - self._t0
+        self._forecast(elapsed)
+        if self._open:
+            self._draw()
+        elif self.mode == "plain" and elapsed >= self._next_plain:
+            print(plain_progress(self._epoch, self.epochs, self._done, self._total,
+                                 self._eta(elapsed), self._stats), file=self.stream, flush=True)
+            self._next_plain = elapsed + PLAIN_EVERY
+
+    def _eta(self, elapsed: float) -> float | None:
+        """Seconds to the end of this epoch at its pace so far (None before its first step)."""
+        run = self._done - self._start
+        return elapsed / run * (self._total - self._done) if run > 0 else None
+
+    def _forecast(self, elapsed: float) -> None:
+        """Once per run, after FORECAST_AFTER seconds of steps: how long the rest will take."""
+        run = self._done - self._start
+        if self._forecast_done or run <= 0 or elapsed < FORECAST_AFTER:
+            return
+        self._forecast_done = True
+        steps_left = self._total - self._done + (self.epochs - self._epoch) * self._total
+        left = elapsed / run * steps_left
+        if left < FORECAST_MIN:
+            return
+        pace = self._stats.get("images_per_second")
+        text = (f"forecast: about {_hours_minutes(left)} of training to the end of epoch "
+                f"{self.epochs}" + (f" at {pace:,.0f} images/s" if pace else "")
+                + "; validation comes on top")
+        if left >= 3600 and self.long_run_hint:
+            text += f". {self.long_run_hint}"
+        self.message(text)
 
     def end_epoch(self, row: dict[str, Any]) -> None:
         """Close the epoch: the bar's final line (with validation), or one plain line."""
@@ -176,8 +245,7 @@ class Progress:
 
     def _draw(self) -> None:
         elapsed = time.perf_counter() - self._t0
-        run = self._done - self._start
-        eta = elapsed / run * (self._total - self._done) if run > 0 else None
+        eta = self._eta(elapsed)
         line = bar_line(self._epoch, self.epochs, self._done, self._total, elapsed, eta,
                         {**self._stats, **self._val}, terminal_width(self.stream),
                         unicode="utf" in (getattr(self.stream, "encoding", None) or "").lower())

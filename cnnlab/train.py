@@ -5,7 +5,8 @@
     torchrun --nproc_per_node 2 -m cnnlab train lenet --out runs/ddp          # data parallel
 
 Data lives on the device and batches are index slices (cnnlab.data.Loader); metrics accumulate
-on the device, so the only per-step host syncs are the progress refreshes every `log_every` steps.
+on the device, so the only per-step host syncs are the progress refreshes every `log_every` steps
+(and two early ones, at steps 10 and 25 of an epoch, so a slow run's forecast comes soon).
 """
 
 from __future__ import annotations
@@ -123,6 +124,10 @@ def train(model: nn.Module | str, data: Any = None, config: TrainConfig | None =
                       preflight=preflight, overwrite=overwrite)
     return trainer.fit()
 
+
+# Steps (before the first log_every one) at which the progress display also hears the pace, so
+# a slow network's forecast comes within a few steps: one host sync each.
+EARLY_TICKS = (10, 25)
 
 # Settings a resumed run cannot change: each would mix two different runs in one history.
 FIXED_ON_RESUME = ("dataset", "optimizer", "resize", "normalize", "val_size", "train_samples",
@@ -576,6 +581,10 @@ class Trainer:
             steps, epochs = 1, 1
         self.steps_per_epoch, self.total_steps = steps, steps * epochs
         progress = Progress(cfg.progress if self.dist.is_main else "none", epochs, self.stream)
+        if self.device.type == "cpu":
+            progress.long_run_hint = (
+                "That is long for a CPU: fewer --epochs, a smaller --resize or --train-samples "
+                "shorten it, and the 28x28 models of `cnnlab suite chapter8` train in minutes")
         if self.run is not None:
             env = environment(self.device)
             if self.device.type == "cpu":
@@ -668,12 +677,24 @@ class Trainer:
             done = step + 1
             if done % cfg.log_every == 0 and done < self.steps_per_epoch:
                 self._log_progress(epoch, done, progress)
+            elif done in EARLY_TICKS and done < min(cfg.log_every, self.steps_per_epoch):
+                self._tick_progress(done, progress)
             if self._interrupt_requested(done):
                 self._save("last", epoch, done)
                 self._raise_interrupted(epoch, done)
             if cfg.checkpoint_every and self.global_step % cfg.checkpoint_every == 0 \
                     and done < self.steps_per_epoch:
                 self._save("last", epoch, done)
+
+    def _tick_progress(self, done: int, progress: Progress) -> None:
+        """An early look at the pace, before the first log_every step: on a slow network that
+        step can be many minutes away, and the forecast should not wait for it."""
+        loss_sum, correct = self.sums.tolist()
+        n = max(self.count, 1)
+        secs = time.perf_counter() - self._t_epoch
+        progress.update(done, {"train_loss": loss_sum / n, "train_acc": correct / n,
+                               "images_per_second": self._session_samples
+                               * self.dist.world_size / max(secs, 1e-9)})
 
     def _log_progress(self, epoch: int, done: int, progress: Progress) -> None:
         """Every log_every steps: one host sync for the bar, TensorBoard and the NaN watch."""

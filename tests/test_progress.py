@@ -120,3 +120,62 @@ def test_training_bar_in_a_real_terminal():
     assert max(len(s.strip("\n")) for s in drawn if s.startswith("epoch")) < columns
     final = bars[-1]
     assert "100%" in final and "val_acc 0." in final and "00:00" in final.split("val_acc")[0]
+
+
+class _Clock:
+    """A stand-in for time.perf_counter that the test moves by hand."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_plain_mode_reports_inside_a_long_epoch_and_forecasts_the_run(monkeypatch):
+    import cnnlab.progress as progress
+
+    clock = _Clock()
+    monkeypatch.setattr(progress.time, "perf_counter", clock)
+    out = io.StringIO()  # not a terminal: plain mode
+    p = Progress("auto", 10, out)
+    p.long_run_hint = "try a GPU"
+    p.start_epoch(1, 400)
+    stats = {"train_loss": 2.3, "train_acc": 0.1, "images_per_second": 32.0}
+    clock.now += 5.0
+    p.update(1, stats)  # 5 s of steps: too early to forecast or report
+    assert out.getvalue() == ""
+    clock.now += 195.0
+    p.update(50, stats)  # 4 s a step: 350 + 9 x 400 steps left = 4 h 23 min
+    lines = out.getvalue().splitlines()
+    assert lines[0] == ("forecast: about 4 h 23 min of training to the end of epoch 10 at 32 "
+                        "images/s; validation comes on top. try a GPU")
+    assert lines[1] == ("epoch  1/10  step 50/400  12%  train_loss 2.3000  train_acc 0.1000  "
+                        "32 img/s  epoch eta 23:20")
+    clock.now += 200.0
+    p.update(100, stats)  # 200 s after the last line: quiet until 5 minutes have passed
+    assert len(out.getvalue().splitlines()) == 2
+    clock.now += 100.0
+    p.update(125, stats)
+    assert out.getvalue().splitlines()[-1].startswith("epoch  1/10  step 125/400  31%")
+    assert out.getvalue().count("forecast") == 1  # said once per run
+
+
+def test_short_runs_get_no_forecast_and_no_mid_epoch_lines(monkeypatch):
+    import cnnlab.progress as progress
+
+    clock = _Clock()
+    monkeypatch.setattr(progress.time, "perf_counter", clock)
+    out = io.StringIO()
+    p = Progress("plain", 3, out)
+    p.start_epoch(1, 469)
+    for done in range(50, 469, 50):
+        clock.now += 2.0  # 18 s an epoch, under a minute for the run
+        p.update(done, {"train_loss": 1.0})
+    p.end_epoch({"epoch": 1, "train_loss": 0.9})
+    assert out.getvalue().splitlines() == ["epoch 1/3  train_loss 0.9000"]
+    none = io.StringIO()
+    q = Progress("none", 3, none)
+    q.start_epoch(1, 10)
+    q.update(5, {})
+    assert none.getvalue() == ""
