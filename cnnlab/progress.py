@@ -163,6 +163,7 @@ class Progress:
         self._open = False  # a bar line is on screen, without its newline yet
         self._val: dict[str, float] = {}  # the last validation, shown until the next one
         self._forecast_done = False
+        self._t0: float | None = None  # when the open epoch started (None: none started yet)
 
     def message(self, text: str) -> None:
         """A one-off line (run start, resume notice); silent in 'none' mode."""
@@ -189,7 +190,7 @@ class Progress:
     def update(self, steps_done: int, stats: dict[str, float]) -> None:
         """Move the bar to steps_done and show loss, accuracy and throughput (plain mode: a
         line when the last one is a few minutes old)."""
-        if self.mode == "none" or not hasattr(self, "_t0"):
+        if self.mode == "none" or self._t0 is None:
             return
         self._done, self._stats = steps_done, dict(stats)
         elapsed = time.perf_counter() - self._t0

@@ -686,25 +686,24 @@ class Trainer:
                     and done < self.steps_per_epoch:
                 self._save("last", epoch, done)
 
-    def _tick_progress(self, done: int, progress: Progress) -> None:
-        """An early look at the pace, before the first log_every step: on a slow network that
-        step can be many minutes away, and the forecast should not wait for it."""
+    def _running_stats(self) -> tuple[dict[str, float], float]:
+        """The epoch's running loss, accuracy and images/s (one host sync), and its loss sum."""
         loss_sum, correct = self.sums.tolist()
         n = max(self.count, 1)
         secs = time.perf_counter() - self._t_epoch
-        progress.update(done, {"train_loss": loss_sum / n, "train_acc": correct / n,
-                               "images_per_second": self._session_samples
-                               * self.dist.world_size / max(secs, 1e-9)})
+        return {"train_loss": loss_sum / n, "train_acc": correct / n,
+                "images_per_second": self._session_samples * self.dist.world_size
+                / max(secs, 1e-9)}, loss_sum
+
+    def _tick_progress(self, done: int, progress: Progress) -> None:
+        """An early look at the pace, before the first log_every step: on a slow network that
+        step can be many minutes away, and the forecast should not wait for it."""
+        progress.update(done, self._running_stats()[0])
 
     def _log_progress(self, epoch: int, done: int, progress: Progress) -> None:
         """Every log_every steps: one host sync for the bar, TensorBoard and the NaN watch."""
         self._check_finite(epoch)
-        loss_sum, correct = self.sums.tolist()
-        n = self.count
-        secs = time.perf_counter() - self._t_epoch
-        stats = {"train_loss": loss_sum / n, "train_acc": correct / n,
-                 "images_per_second": self._session_samples * self.dist.world_size
-                 / max(secs, 1e-9)}
+        stats, loss_sum = self._running_stats()
         progress.update(done, stats)
         point = self._step_point(epoch, done, loss_sum)
         if self.run is not None:
