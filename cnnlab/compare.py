@@ -111,9 +111,9 @@ class RunSummary:
         device = str(env.get("device") or "cpu")
         if device.startswith("cpu"):
             threads = self.config.get("threads") or env.get("cpu_threads")
-            load_aware = False
-            if isinstance(threads, str):  # the engine's words: '2 threads (fewer while ...)'
-                load_aware = "fewer" in threads
+            load_aware = env.get("cpu_thread_policy") == "load-aware"
+            if isinstance(threads, str):  # run folders of 2026-12-01 recorded the console's
+                load_aware = "fewer" in threads  # words: '2 threads (fewer while ...)'
                 m = re.match(r"\s*(\d+)", threads)
                 threads = int(m.group(1)) if m else None
             name = env.get("cpu_model") or env.get("device_name") or "cpu"

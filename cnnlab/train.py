@@ -587,8 +587,9 @@ class Trainer:
                 "shorten it, and the 28x28 models of `cnnlab suite chapter8` train in minutes")
         if self.run is not None:
             env = environment(self.device)
-            if self.device.type == "cpu":
-                env["cpu_threads"] = self._threads_text()
+            if self.thread_policy is not None:  # threads=0 on a CPU: the most it will use
+                env["cpu_threads"] = self.thread_policy.max_threads
+                env["cpu_thread_policy"] = "load-aware"
             self.run.write_config(cfg.to_dict(), env)
             self.run.write_history(self.history, self.steps_log)
             self.run.tensorboard(purge_step=self.global_step if state is not None else None)

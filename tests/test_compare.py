@@ -86,12 +86,16 @@ def test_machine_column_tells_machines_apart(runs: Path) -> None:
     assert "H100" not in cpu.machine and "thread" in cpu.machine
 
 
-def test_machine_column_reads_the_load_aware_thread_text(runs: Path) -> None:
-    # threads=0 runs record the engine's words in config.json's environment
+def test_machine_column_says_up_to_for_the_load_aware_threads(runs: Path) -> None:
     run = read_run(runs / "bn_lenet")
+    env = {**run.config["environment"], "cpu_model": "Intel(R) Xeon(R) Processor"}
+    # threads=0 runs record the most threads and the policy in config.json's environment
     run.config = {**run.config, "threads": 0, "environment": {
-        **run.config["environment"], "cpu_model": "Intel(R) Xeon(R) Processor",
-        "cpu_threads": "2 threads (fewer while other programs load the CPU)"}}
+        **env, "cpu_threads": 2, "cpu_thread_policy": "load-aware"}}
+    assert run.machine.startswith("Intel Xeon, up to 2 threads")
+    # run folders written before that recorded the console's words instead
+    run.config = {**run.config, "environment": {
+        **env, "cpu_threads": "2 threads (fewer while other programs load the CPU)"}}
     assert run.machine.startswith("Intel Xeon, up to 2 threads")
     assert "threads threads" not in run.machine and "fewer" not in run.machine
 

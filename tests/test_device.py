@@ -84,6 +84,17 @@ def test_a_run_records_what_it_used(native, amp, want, tmp_path: Path, monkeypat
     assert state["config"]["amp"] == want
 
 
+def test_a_default_threads_run_records_its_most_threads_and_the_policy(tmp_path: Path) -> None:
+    ds = make_dataset(n_train=64, n_test=32)
+    cfg = TrainConfig(epochs=1, batch_size=32, progress="none", plot=False, tensorboard=False,
+                      threads=0, device="cpu")
+    most = torch.get_num_threads()  # what threads=0 starts from
+    train(TinyNet(), ds, cfg, out_dir=tmp_path / "run")
+    env = json.loads((tmp_path / "run" / "config.json").read_text())["environment"]
+    assert env["cpu_threads"] == most  # a number, as for a fixed count
+    assert env["cpu_thread_policy"] == "load-aware"
+
+
 def test_threads_for_load() -> None:
     assert threads_for_load(2, 0.0) == 2  # an idle machine: every core
     assert threads_for_load(2, 0.15) == 2  # a little background noise
