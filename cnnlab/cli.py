@@ -48,6 +48,7 @@ examples:
   cnnlab train fastnet --dataset folder:photos --image-size 64   photos/<class>/*.jpg
   cnnlab train lenet --config my.toml                  TOML keys are the flags' names
   cnnlab train lenet --dry-run                         one batch, to check the setup
+  cnnlab train lenet_modern --lr find                  lr from a range test (lr-find.png)
   cnnlab train --resume runs/lenet-20260101-120000     continue an interrupted run
   torchrun --nproc_per_node 2 -m cnnlab train lenet    two processes (data parallel)
 
@@ -111,6 +112,18 @@ examples:
 Writes filters.png, feature-maps.png, attribution.png, mistakes.png and inspect.html (one
 self-contained page). --layer takes a name as `cnnlab summary MODEL` prints it: a conv's filters
 are drawn too (filters-NAME.png), and Grad-CAM looks there instead of at the last conv stage.""",
+    "lr-find": """\
+examples:
+  cnnlab lr-find lenet_modern                          writes lr-find.png and lr-find.json
+  cnnlab lr-find resnet18_small --optimizer adamw --batch-size 256 --out resnet-lr.png
+  cnnlab train lenet_modern --lr find                  the range test, then the run
+
+A fresh model trains --steps steps (100; at most 200) while the learning rate grows
+exponentially from --start-lr to --end-lr, on the run's training split; the test stops once
+the smoothed loss passes 4x its best. The suggestion is where the smoothed loss falls fastest
+(--rule steepest, as Lightning) or a tenth of the lr at its minimum (--rule min/10, fastai's
+old rule of thumb). The training flags are `cnnlab train`'s: the test uses the same data,
+model, optimizer, precision and threads as that run.""",
     "compare": """\
 examples:
   cnnlab compare runs/chapter8                  every run folder inside, side by side
@@ -202,6 +215,22 @@ def build_parser(train_target: str | None = None) -> argparse.ArgumentParser:
                         "after best are dropped and trained again)")
     t.add_argument("--no-report", action="store_true", help="skip writing report.html at the end")
     _add_config_flags(t, train_target)
+
+    lf = _parser(sub, "lr-find", "Find a learning rate: the range test of fastai's and "
+                                 "Lightning's lr_find.")
+    lf.add_argument("target", nargs="?", metavar="RECIPE_OR_MODEL",
+                    help="a recipe (`cnnlab recipes`) or a model (`cnnlab models`)")
+    lf.add_argument("--config", type=Path, metavar="FILE.toml",
+                    help="TOML file of settings, as `cnnlab train --config` takes it")
+    lf.add_argument("--out", type=Path, default=Path("lr-find.png"), metavar="FILE.png",
+                    help="the picture to write; the curve goes beside it as .json "
+                         "(default: lr-find.png)")
+    lf.add_argument("--start-lr", type=float, default=1e-7, help="first learning rate (1e-7)")
+    lf.add_argument("--end-lr", type=float, default=10.0, help="last learning rate (10)")
+    lf.add_argument("--steps", type=int, default=100, help="training steps of the ramp (100)")
+    lf.add_argument("--rule", choices=("steepest", "min/10"), default="steepest",
+                    help="how the suggestion is read off the curve (default: steepest)")
+    _add_config_flags(lf, train_target)
 
     e = _parser(sub, "eval", "Evaluate a run's checkpoint on its test (or train, val) split.")
     e.add_argument("run_dir", type=Path, metavar="RUN_DIR", help=RUN_HELP)
@@ -417,7 +446,19 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def plan_train(args: argparse.Namespace) -> tuple[Any, Any, Path, dict[str, Any]]:
-    """(recipe, validated TrainConfig, run folder, model kwargs) that `train` would run."""
+    """(recipe, validated TrainConfig, run folder, model kwargs) that `train` would run; with
+    `--lr find` the config's lr is the recipe's, and args.lr_find is set."""
+    recipe, config = plan_config(args)
+    if args.out is not None and not args.out.strip():
+        raise ConfigError('--out "" names no folder; name one, or leave --out out for a new '
+                          "runs/<name>-<time>")
+    out = Path(args.out) if args.out is not None else default_run_dir(recipe.name)
+    return recipe, config, out, dict(recipe.model_kwargs)
+
+
+def plan_config(args: argparse.Namespace) -> tuple[Any, Any]:
+    """(recipe, validated TrainConfig) from the target, --config and the training flags;
+    args.lr_find says whether the learning rate is 'find' (then the config keeps the recipe's)."""
     from cnnlab.recipes import resolve
 
     settings = load_toml(args.config) if args.config else {}
@@ -433,16 +474,15 @@ def plan_train(args: argparse.Namespace) -> tuple[Any, Any, Path, dict[str, Any]
         raise ConfigError(f"recipe {recipe.name!r} trains {recipe.model!r}, not --model {model!r}; "
                           "name one of them")
     given = {**settings, **flags}  # flags win over the file
+    args.lr_find = given.get("lr") == "find"  # --lr find, or lr = "find" in the TOML file
+    if args.lr_find:
+        given.pop("lr")
     config = recipe.config(**given).validate()
     if "resize" not in given and config.dataset != recipe.dataset:
         # A recipe's size is for its own data: other data (CIFAR-10, a folder) keep their size,
         # and the book's 28x28 sets get the network's book size from the engine.
         config = config.replace(resize=None)
-    if args.out is not None and not args.out.strip():
-        raise ConfigError('--out "" names no folder; name one, or leave --out out for a new '
-                          "runs/<name>-<time>")
-    out = Path(args.out) if args.out is not None else default_run_dir(recipe.name)
-    return recipe, config, out, dict(recipe.model_kwargs)
+    return recipe, config
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -469,6 +509,9 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ConfigError("--from picks the checkpoint of --resume DIR; add --resume DIR")
 
     recipe, config, out, model_kwargs = plan_train(args)
+    extras: dict[str, Any] = {}
+    if args.lr_find:  # the range test on a fresh model first; the run starts from a fresh init
+        config, extras = _find_lr(recipe, config, model_kwargs)
 
     def preflight(cfg: Any, dataset: Any, device: Any, kwargs: dict[str, Any]) -> None:
         check_run_fits(cfg, dataset, device, kwargs)  # a refusal is one line, nothing before it
@@ -482,13 +525,55 @@ def cmd_train(args: argparse.Namespace) -> int:
         # The zoo name, not a built module: the run records it, seeds the init, can be resumed.
         result = engine.train(recipe.model, config.dataset, config, out_dir=out,
                               model_kwargs=model_kwargs, preflight=preflight,
-                              overwrite=args.overwrite)
+                              overwrite=args.overwrite, **extras)
     except BaseException:
         if args.out is None:  # the fresh runs/<name>-<time> this command made, if still empty
             with contextlib.suppress(OSError):
                 out.rmdir()
         raise
     return _finish_train(result, out, args)
+
+
+def _find_lr(recipe: Any, config: Any, model_kwargs: dict[str, Any]) -> tuple[Any, dict[str, Any]]:
+    """`train --lr find`: the range test, its line on stderr, the config with the found lr and
+    what the run folder records of it (config.json's lr_find, lr-find.png, lr-find.json)."""
+    from cnnlab.lrfind import lr_find
+    from cnnlab.plots import figure_png
+    from cnnlab.runlog import to_json
+
+    print(f"cnnlab: {recipe.name}: finding the learning rate (range test, at most 100 steps)…",
+          file=sys.stderr, flush=True)
+    found = lr_find(recipe.model, config.dataset, config, model_kwargs=model_kwargs)
+    print(f"cnnlab: lr-find: lr {found.suggestion:.3g} ({found.rule_text}; {found.steps} steps, "
+          f"{found.stopped})", file=sys.stderr)
+    files = {"lr-find.png": figure_png(found.figure), "lr-find.json": to_json(found.to_dict())}
+    return config.replace(lr=found.suggestion), {"record": {"lr_find": found.summary()},
+                                                 "files": files}
+
+
+def cmd_lr_find(args: argparse.Namespace) -> int:
+    """The learning-rate range test: print the suggestion and its rule, write the picture."""
+    from cnnlab.atomic import write_atomic
+    from cnnlab.lrfind import lr_find
+    from cnnlab.plots import save_figure
+    from cnnlab.runlog import to_json
+
+    recipe, config = plan_config(args)
+    if args.lr_find:
+        raise ConfigError("lr-find sweeps the learning rate itself; drop --lr find")
+    found = lr_find(recipe.model, config.dataset, config, model_kwargs=dict(recipe.model_kwargs),
+                    start_lr=args.start_lr, end_lr=args.end_lr, steps=args.steps,
+                    rule=args.rule)
+    png = save_figure(found.figure, args.out)
+    curve = write_atomic(args.out.with_suffix(".json"), to_json(found.to_dict()))
+    print(f"suggested lr: {found.suggestion:.3g}")
+    print(f"rule: {found.rule_text}")
+    print(f"steps: {found.steps} ({found.stopped} at lr {found.lrs[-1]:.3g})")
+    print(f"picture: {png}")
+    print(f"curve: {curve}")
+    print(f"train with it: cnnlab train {recipe.name} --lr {found.suggestion:.3g}, "
+          f"or --lr find", file=sys.stderr)
+    return 0
 
 
 def _finished_run(done: RunFinished, run_dir: Path) -> int:
@@ -828,7 +913,7 @@ def cmd_suite(args: argparse.Namespace) -> int:
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "summary": cmd_summary,
     "models": cmd_models, "recipes": cmd_recipes, "data": cmd_data, "report": cmd_report,
-    "export": cmd_export, "compare": cmd_compare, "suite": cmd_suite,
+    "export": cmd_export, "compare": cmd_compare, "suite": cmd_suite, "lr-find": cmd_lr_find,
 }
 COMMANDS["inspect"] = cmd_inspect
 

@@ -22,8 +22,9 @@ from matplotlib.figure import Figure
 from cnnlab.atomic import write_atomic
 from cnnlab.errors import ConfigError
 
-__all__ = ["MAX_GRID_IMAGES", "curves_figure", "figure_png", "plot_compare_curves",
-           "plot_confusion", "plot_curves", "plot_tradeoffs", "save_figure", "save_image_grid"]
+__all__ = ["MAX_GRID_IMAGES", "curves_figure", "figure_png", "lr_find_figure",
+           "plot_compare_curves", "plot_confusion", "plot_curves", "plot_tradeoffs", "save_figure",
+           "save_image_grid"]
 
 # A grid larger than this is no longer a picture a person reads, and its figure grows without
 # bound (60,000 subplots take minutes and gigabytes): refuse it instead.
@@ -202,6 +203,32 @@ def plot_confusion(
                 ax.text(j, i, str(int(m[i, j])), ha="center", va="center", fontsize=8,
                         color="white" if frac[i, j] > 0.5 else "black")
     return save_figure(fig, path)
+
+
+def lr_find_figure(lrs: Sequence[float], losses: Sequence[float],
+                   smoothed: Sequence[float | None], suggestion: float, rule: str) -> Figure:
+    """A learning-rate range test: loss against lr (log x), the smoothed loss over the raw one,
+    the suggested lr marked and the rule that chose it in the legend."""
+    fig = Figure(figsize=(6.4, 3.8))
+    ax = fig.subplots()
+    finite = [(x, y) for x, y in zip(lrs, losses) if math.isfinite(y)]
+    if finite:
+        ax.plot(*zip(*finite), "-", color="C0", alpha=0.3, linewidth=1, label="loss (each step)")
+    pts = [(x, y) for x, y in zip(lrs, smoothed) if y is not None and math.isfinite(y)]
+    if pts:
+        ax.plot(*zip(*pts), "-", color="C0", linewidth=1.8, label="smoothed loss")
+        ys = [y for _, y in pts]
+        # the diverging tail would flatten the rest of the curve: clip the view above the start
+        ax.set_ylim(min(ys) - 0.05 * (ys[0] - min(ys) or 1), max(ys[0], min(ys)) * 1.25)
+    ax.axvline(suggestion, color="C3", linestyle="--", linewidth=1.2,
+               label=f"suggested lr {suggestion:.3g}\n({rule})")
+    ax.set_xscale("log")
+    ax.set_xlabel("learning rate")
+    ax.set_ylabel("training loss")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(frameon=False, fontsize=8)
+    fig.tight_layout()
+    return fig
 
 
 def _colors(n: int) -> list:

@@ -175,6 +175,8 @@ def _render(run: Run, result: dict[str, Any], history: list[dict[str, Any]], ev:
     body = _curves_html(curves, history, read_steps(run.run_dir)) if curves.exists() else (
         "<p class=muted>no epochs recorded</p>")
     parts.append(f"<section><h2>Learning curves</h2>{body}{_history_table(run, history)}</section>")
+    if isinstance(cfg.get("lr_find"), dict):
+        parts.append(_lr_find_section(run.run_dir, cfg["lr_find"]))
 
     per_class = []
     rows = cm.sum(dim=1)
@@ -238,6 +240,19 @@ def _curves_html(curves: Path, history: list[dict[str, Any]],
     return picture_tag(curves, figure_png(narrow, tight=False), "training curves")
 
 
+def _lr_find_section(run_dir: Path, found: dict[str, Any]) -> str:
+    """How `--lr find` chose the learning rate: the value, the rule, the range test's curve."""
+    lr = found.get("lr")
+    text = (f"<p>lr {format_lr(lr) if isinstance(lr, (int, float)) else _esc(lr)} was found by "
+            f"the learning-rate range test ({_esc(found.get('steps'))} steps on a fresh model, "
+            f"{_esc(found.get('stopped'))}): {_esc(found.get('rule'))}. The run itself started "
+            "from its own seeded initialization.</p>")
+    picture = run_dir / "lr-find.png"
+    if picture.is_file():
+        text += _img_tag(picture, "learning-rate range test")
+    return f"<section><h2>Learning rate</h2>{text}</section>"
+
+
 def _mistake_cards(run: Run, ev: Evaluation, n: int) -> str:
     """The n most confident mistakes, each a picture with its caption in HTML (errors.png holds
     the same grid as one picture; HTML captions stay legible on a phone)."""
@@ -296,7 +311,7 @@ def _config_html(cfg: dict[str, Any]) -> str:
     from cnnlab.train_config import TrainConfig, format_setting
 
     defaults = TrainConfig().to_dict()
-    items = [(k, v) for k, v in cfg.items() if k != "environment"]
+    items = [(k, v) for k, v in cfg.items() if k not in ("environment", "lr_find")]
     changed = [(html.escape(k), html.escape(format_setting(v))) for k, v in items
                if k in ("model", "dataset") or defaults.get(k, object()) != v]
     every = [(html.escape(k), html.escape(format_setting(v))) for k, v in items]

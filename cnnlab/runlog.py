@@ -21,6 +21,7 @@ from cnnlab.atomic import write_atomic
 # Everything a run (and its report, inspection and exports) writes into its folder:
 # `--overwrite` removes exactly these, so files of the user's own beside them survive.
 RUN_OUTPUTS = ("config.json", "metrics.jsonl", "metrics.csv", "steps.jsonl", "curves.png",
+               "lr-find.json", "lr-find.png",
                "result.json", "report.html", "confusion.png", "errors.png", "checkpoints",
                "tensorboard", "inspect")
 EXPORT_SUFFIXES = (".onnx", ".onnx.json", ".torchscript.pt", ".torchscript.pt.json")

@@ -11,13 +11,14 @@ on the device, so the only per-step host syncs are the progress refreshes every 
 
 from __future__ import annotations
 
+import itertools
 import math
 import os
 import signal
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -27,7 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab import distributed as ddp
-from cnnlab.atomic import is_storage_error, output_error, remove_orphans
+from cnnlab.atomic import is_storage_error, output_error, remove_orphans, write_atomic
 from cnnlab.checkpoint import (
     FORMAT_VERSION,
     RunLock,
@@ -108,7 +109,8 @@ class TrainResult:
 def train(model: nn.Module | str, data: Any = None, config: TrainConfig | None = None,
           out_dir: str | Path | None = None, *, model_kwargs: dict[str, Any] | None = None,
           stream: TextIO | None = None, preflight: Preflight | None = None,
-          overwrite: bool = False) -> TrainResult:
+          overwrite: bool = False, record: dict[str, Any] | None = None,
+          files: dict[str, str | bytes] | None = None) -> TrainResult:
     """Train model (an nn.Module or a zoo name) on data (a Dataset or dataset name).
 
     With out_dir, the run folder gets config.json, metrics, curves.png, checkpoints, TensorBoard
@@ -117,11 +119,13 @@ def train(model: nn.Module | str, data: Any = None, config: TrainConfig | None =
     zoo name in config.model) are recorded so `resume` can rebuild the network. preflight, if
     given, is called with the resolved config, the dataset, the device and model_kwargs before
     any data is copied or any model built, and may refuse the run by raising (the CLI's memory
-    guard).
+    guard). record: entries config.json gets beside the fields (how a setting was chosen, e.g.
+    the lr-finder's {"lr_find": {...}}), kept through resumes; files: name -> content written
+    into the run folder once it is claimed (e.g. lr-find.png).
     """
     config = (config or TrainConfig()).validate()
     trainer = Trainer(model, data, config, out_dir, model_kwargs=model_kwargs, stream=stream,
-                      preflight=preflight, overwrite=overwrite)
+                      preflight=preflight, overwrite=overwrite, record=record, files=files)
     return trainer.fit()
 
 
@@ -175,7 +179,7 @@ def resume(out_dir: str | Path, model: nn.Module | None = None, data: Any = None
                                 "pass it: resume(out_dir, model=MyNet())")
         model = config.model
     trainer = Trainer(model, data, config, out_dir, model_kwargs=kwargs, stream=stream,
-                      preflight=preflight)
+                      preflight=preflight, record=state.get("record"))
     trainer.source = path
     return trainer.fit(state)
 
@@ -249,8 +253,11 @@ class Trainer:
     def __init__(self, model: nn.Module | str, data: Any, config: TrainConfig,
                  out_dir: str | Path | None = None, *, model_kwargs: dict[str, Any] | None = None,
                  stream: TextIO | None = None, preflight: Preflight | None = None,
-                 overwrite: bool = False):
+                 overwrite: bool = False, record: dict[str, Any] | None = None,
+                 files: dict[str, str | bytes] | None = None):
         self.config = config.validate()
+        self.record = dict(record or {})  # extra config.json entries (see train)
+        self.files = dict(files or {})
         self.preflight = preflight
         if out_dir is not None and not str(out_dir).strip():
             raise ConfigError("the output folder is empty (--out \"\"); name a folder, or leave "
@@ -428,6 +435,7 @@ class Trainer:
                 "epoch_sums": self.sums.detach().cpu(), "epoch_count": self.count,
                 "epoch_seconds": self._epoch_elapsed(),
                 "config": self.config.to_dict(), "model_kwargs": self.model_kwargs,
+                "record": self.record,
                 "history": self.history, "steps_log": self.steps_log,
                 "steps_window": list(self._window), "best": self.best,
                 "elapsed": self._elapsed(),
@@ -590,7 +598,9 @@ class Trainer:
             if self.thread_policy is not None:  # threads=0 on a CPU: the most it will use
                 env["cpu_threads"] = self.thread_policy.max_threads
                 env["cpu_thread_policy"] = "load-aware"
-            self.run.write_config(cfg.to_dict(), env)
+            self.run.write_config({**cfg.to_dict(), **self.record}, env)
+            for name, content in self.files.items():
+                write_atomic(self.run.path / name, content)
             self.run.write_history(self.history, self.steps_log)
             self.run.tensorboard(purge_step=self.global_step if state is not None else None)
         self._in_loop = self._started = True  # from here a first Ctrl-C finishes the step and saves
@@ -633,7 +643,7 @@ class Trainer:
         return plural(torch.get_num_threads(), "thread")
 
     def _train_epoch(self, epoch: int, start: int, progress: Progress) -> None:
-        cfg, model, opt = self.config, self.model, self.optimizer
+        cfg, model = self.config, self.model
         if start == 0:
             self.sums.zero_()
             self.count = 0
@@ -651,20 +661,9 @@ class Trainer:
                 break
             lr = lr_at(self.global_step, self.total_steps, cfg.lr, cfg.schedule,
                        round(cfg.warmup_epochs * self.steps_per_epoch))
-            for group in opt.param_groups:
+            for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            if self.thread_policy is not None:
-                self.thread_policy.step()
-            with autocast(self.device, self.amp):
-                out = model(X)
-                loss = F.cross_entropy(out.float(), y, label_smoothing=cfg.label_smoothing)
-            self.scaler.scale(loss).backward()
-            if cfg.grad_clip:
-                self.scaler.unscale_(opt)
-                nn.utils.clip_grad_norm_(self.raw_model.parameters(), cfg.grad_clip)
-            self.scaler.step(opt)
-            self.scaler.update()
-            opt.zero_grad(set_to_none=True)
+            out, loss = self._step(X, y)
             self.global_step += 1
             self.count += y.shape[0]
             self._session_samples += y.shape[0]  # batch sizes are known on the host: no sync
@@ -686,6 +685,47 @@ class Trainer:
             if cfg.checkpoint_every and self.global_step % cfg.checkpoint_every == 0 \
                     and done < self.steps_per_epoch:
                 self._save("last", epoch, done)
+
+    def _step(self, X: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """One optimizer step on a batch at the lr the param groups hold: (logits, loss)."""
+        cfg, opt = self.config, self.optimizer
+        if self.thread_policy is not None:
+            self.thread_policy.step()
+        with autocast(self.device, self.amp):
+            out = self.model(X)
+            loss = F.cross_entropy(out.float(), y, label_smoothing=cfg.label_smoothing)
+        self.scaler.scale(loss).backward()
+        if cfg.grad_clip:
+            self.scaler.unscale_(opt)
+            nn.utils.clip_grad_norm_(self.raw_model.parameters(), cfg.grad_clip)
+        self.scaler.step(opt)
+        self.scaler.update()
+        opt.zero_grad(set_to_none=True)
+        return out, loss
+
+    def train_steps(self, lrs: Iterable[float]) -> Iterator[float]:
+        """Set up as fit does, without a run folder, then train one step per learning rate in
+        lrs and yield each step's loss (one host sync a step): the learning-rate finder's loop.
+        The process-wide settings come back when the generator ends or is closed."""
+        if self.out_dir is not None:
+            raise ValueError("train_steps writes no run folder: build the Trainer without one")
+        try:
+            self._setup()
+            self.model.train()
+            lrs = iter(lrs)
+            for epoch in itertools.count():
+                self.loader.set_epoch(epoch)
+                for X, y in self.loader.batches(epoch):
+                    lr = next(lrs, None)
+                    if lr is None:
+                        return
+                    for group in self.optimizer.param_groups:
+                        group["lr"] = lr
+                    yield float(self._step(X, y)[1].detach())
+        finally:
+            if self._saved_globals is not None:
+                self._restore_globals()
+            ddp.teardown(self.dist)
 
     def _running_stats(self) -> tuple[dict[str, float], float]:
         """The epoch's running loss, accuracy and images/s (one host sync), and its loss sum."""

@@ -44,7 +44,7 @@ class TrainConfig:
     batch_size: int = 128  # global batch (split evenly across processes under torchrun)
     eval_batch_size: int = 1024  # evaluation needs no gradients, so larger batches are cheaper
     optimizer: str = "sgd"  # "sgd" or "adamw"
-    lr: float = 0.1  # peak learning rate
+    lr: float = 0.1  # peak learning rate (the CLI's `--lr find`: the range test picks it)
     momentum: float = 0.0  # SGD momentum (the book uses plain SGD: 0)
     nesterov: bool = False  # Nesterov momentum for SGD (needs momentum > 0)
     weight_decay: float = 0.0  # decoupled for AdamW, L2 for SGD
@@ -219,6 +219,8 @@ def add_arguments(parser: Any, exclude: tuple[str, ...] = (),
         base = next((a for a in typing.get_args(tp) if a is not type(None)), tp)
         conv, metavar = (parse_hw, "H,W") if typing.get_origin(base) is tuple else (
             base, f.name.upper())
+        if f.name == "lr":  # `--lr find`: the learning-rate range test picks it (cnnlab.lrfind)
+            conv = parse_lr
         choices = CHOICES.get(f.name)
         parser.add_argument(flag, type=_or_none(conv) if optional else conv, choices=choices,
                             metavar="{" + ",".join(choices) + "}" if choices else metavar, **kw)
@@ -252,6 +254,19 @@ def parse_ints(text: str, n: int, what: str) -> tuple[int, ...]:
 def parse_hw(text: str) -> tuple[int, int]:
     """'96' -> (96, 96); '96,64' or '96x64' -> (96, 64)."""
     return parse_ints(text, 2, "H,W (e.g. 96,96) or one size")  # type: ignore[return-value]
+
+
+def parse_lr(text: str) -> float | str:
+    """'0.05' -> 0.05; 'find' -> 'find' (the learning-rate range test chooses it)."""
+    import argparse
+
+    if text.strip().lower() == "find":
+        return "find"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a learning rate (a number such as "
+                                         "0.05) or 'find'") from None
 
 
 def _or_none(conv: Any) -> Any:
@@ -313,4 +328,4 @@ def _non_negative(name: str, value: float) -> None:
 
 
 __all__ = ["OPTIMIZERS", "TrainConfig", "add_arguments", "config_from_args", "field_help",
-           "make_optimizer", "parse_hw", "parse_ints"]
+           "make_optimizer", "parse_hw", "parse_ints", "parse_lr"]

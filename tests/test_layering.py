@@ -37,7 +37,8 @@ GROUPS: dict[str, tuple[str, ...]] = {
                  "cnnlab.schedule"),
     "run": ("cnnlab.run",),
     "engine": ("cnnlab.train",),
-    "recipes": ("cnnlab.recipes", "cnnlab.suite"),  # named experiments and running several
+    # named experiments, running several, and the learning-rate range test (it drives the engine)
+    "recipes": ("cnnlab.recipes", "cnnlab.suite", "cnnlab.lrfind"),
     "cost": ("cnnlab.cost", "cnnlab.opcount", "cnnlab.memory"),
     "pages": ("cnnlab.report", "cnnlab.inspect", "cnnlab.compare", "cnnlab.export"),
     "face": ("cnnlab.cli", "cnnlab.__main__"),
