@@ -128,7 +128,11 @@ model, optimizer, precision and threads as that run.""",
 examples:
   cnnlab compare runs/chapter8                  every run folder inside, side by side
   cnnlab compare runs/lenet-1 runs/fast-2 --out lenet-vs-fast.html
-  cnnlab compare runs/chapter8 --format markdown --no-page""",
+  cnnlab compare runs/chapter8 --format markdown --no-page
+  cnnlab compare runs/seeds --per-seed          every run, not one row per group of seeds
+
+Runs that differ only in their seed (same recipe, flags and data otherwise) are one row: the
+mean test and validation accuracy ± their standard deviation over the seeds.""",
     "suite": """\
 examples:
   cnnlab suite chapter8                        LeNet ... DenseNet at 28x28, 30 min in all
@@ -310,6 +314,9 @@ def build_parser(train_target: str | None = None) -> argparse.ArgumentParser:
     c.add_argument("--format", choices=("text", "markdown", "json"), default="text",
                    help="how the table is printed")
     c.add_argument("--no-page", action="store_true", help="print the table only")
+    c.add_argument("--per-seed", action="store_true",
+                   help="one row per run; by default runs that differ only in their seed are "
+                        "one row, mean ± standard deviation (error bars on the page)")
 
     su = _parser(sub, "suite", "Train several models under one recipe and budget, then compare.")
     su.add_argument("name", nargs="?", metavar="SUITE",
@@ -852,9 +859,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     if not runs:
         raise DataError(f"no run folder to compare among {len(args.run_dirs)} path(s); give "
                         "folders written by `cnnlab train` or `cnnlab suite`")
-    print(format_table(runs, args.format))
+    print(format_table(runs, args.format, group=not args.per_seed))
     if not args.no_page:
-        print(f"page: {write_compare(runs, args.out)}", file=sys.stderr)
+        print(f"page: {write_compare(runs, args.out, group=not args.per_seed)}", file=sys.stderr)
     return 0
 
 

@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import html
 import json
+import math
 import platform
 import re
+import statistics
 import tempfile
 import time
 from dataclasses import dataclass, field
@@ -25,7 +27,8 @@ from typing import Any
 
 from cnnlab.errors import CnnlabError, DataError
 
-__all__ = ["RunSummary", "collect_runs", "format_table", "read_run", "write_compare"]
+__all__ = ["RunSummary", "SeedGroup", "collect_runs", "format_table", "group_seeds", "read_run",
+           "write_compare"]
 
 # The table's columns: (key of RunSummary.row(), heading).
 COLUMNS = (("run", "run"), ("model", "model"), ("dataset", "dataset"), ("params", "params"),
@@ -143,6 +146,125 @@ class RunSummary:
                 "finished": self.finished, "test_images": self.test_images,
                 "train_samples": self.config.get("train_samples") or None,
                 "path": str(self.path)}
+
+
+# --- repeats of one experiment ----------------------------------------------------------------
+
+# config.json entries that do not change what a run computes (or, for the seed, that a repeat
+# changes on purpose): finished runs that differ only in these are one experiment's seeds.
+NOT_THE_EXPERIMENT = ("seed", "environment", "lr_find", "progress", "log_every", "tensorboard",
+                      "plot", "checkpoint_every", "data_root", "threads", "eval_batch_size")
+
+
+def experiment_key(config: dict[str, Any]) -> str:
+    """What a run computed, less its seed: equal keys are repeats. A run whose lr the range test
+    found counts as `lr=find` (each seed may find a slightly different value)."""
+    cfg = {k: v for k, v in config.items() if k not in NOT_THE_EXPERIMENT}
+    if isinstance(config.get("lr_find"), dict):
+        cfg["lr"] = "find"
+    return json.dumps(cfg, sort_keys=True, default=str)
+
+
+def _mean_std(values: list[float | None]) -> tuple[float | None, float | None]:
+    """Mean and sample standard deviation (n - 1) of the known values."""
+    vals = [v for v in values if v is not None]
+    if not vals:
+        return None, None
+    return statistics.fmean(vals), statistics.stdev(vals) if len(vals) > 1 else None
+
+
+@dataclass
+class SeedGroup:
+    """Finished runs of one experiment with different seeds: the table's mean ± std row."""
+
+    runs: list[RunSummary]
+    label: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.label:
+            self.label = _group_label([r.label for r in self.runs]) or self.runs[0].label
+
+    finished = True
+    path = property(lambda self: self.runs[0].path.parent)
+    config = property(lambda self: self.runs[0].config)
+    params = property(lambda self: self.runs[0].params)
+    macs = property(lambda self: self.runs[0].macs)
+    precision = property(lambda self: self.runs[0].precision)
+    epochs = property(lambda self: self.runs[0].epochs)
+    test_images = property(lambda self: self.runs[0].test_images)
+
+    @property
+    def seeds(self) -> list[int]:
+        """The seeds of the runs, in their order."""
+        return [r.config.get("seed") for r in self.runs]
+
+    @property
+    def test_acc(self) -> float | None:
+        """Mean test accuracy over the seeds."""
+        return _mean_std([r.test_acc for r in self.runs])[0]
+
+    @property
+    def test_acc_std(self) -> float | None:
+        """Sample standard deviation of the test accuracy over the seeds."""
+        return _mean_std([r.test_acc for r in self.runs])[1]
+
+    @property
+    def best_val_acc(self) -> float | None:
+        """Mean of the runs' best validation accuracies."""
+        return _mean_std([r.best_val_acc for r in self.runs])[0]
+
+    @property
+    def best_val_acc_std(self) -> float | None:
+        """Sample standard deviation of the best validation accuracies."""
+        return _mean_std([r.best_val_acc for r in self.runs])[1]
+
+    @property
+    def train_seconds(self) -> float | None:
+        """Mean training seconds of one run."""
+        return _mean_std([r.train_seconds for r in self.runs])[0]
+
+    @property
+    def images_per_second(self) -> float | None:
+        """Mean throughput."""
+        return _mean_std([r.images_per_second for r in self.runs])[0]
+
+    @property
+    def machine(self) -> str:
+        """The machine, or the machines joined when the seeds ran on several."""
+        return "; ".join(dict.fromkeys(r.machine for r in self.runs))
+
+    def row(self) -> dict[str, Any]:
+        """The table's values: means, with the standard deviations and the seeds beside them."""
+        row = {**self.runs[0].row(), "run": self.label, "test_acc": self.test_acc,
+               "best_val_acc": self.best_val_acc, "train_seconds": self.train_seconds,
+               "images_per_second": self.images_per_second, "machine": self.machine,
+               "path": str(self.path)}
+        row.update(test_acc_std=self.test_acc_std, best_val_acc_std=self.best_val_acc_std,
+                   seeds=self.seeds, runs=[r.label for r in self.runs])
+        return row
+
+
+def _group_label(labels: list[str]) -> str:
+    """'bn_lenet-seed0', 'bn_lenet-seed1' -> 'bn_lenet': the shared prefix, less a seed tail."""
+    prefix = labels[0]
+    for label in labels[1:]:
+        while not label.startswith(prefix):
+            prefix = prefix[:-1]
+    return re.sub(r"[-_.]*(seed|s)?[-_.]*$", "", prefix)
+
+
+def group_seeds(runs: list[RunSummary]) -> list[RunSummary | SeedGroup]:
+    """The runs with each set of finished repeats (same experiment_key, distinct seeds, two or
+    more) replaced by one SeedGroup where its first run stood."""
+    by_key: dict[str, list[RunSummary]] = {}
+    for r in runs:
+        if r.finished:
+            by_key.setdefault(experiment_key(r.config), []).append(r)
+    groups = {id(members[0]): SeedGroup(members) for members in by_key.values()
+              if len(members) > 1
+              and len({m.config.get("seed") for m in members}) == len(members)}
+    grouped = {id(m) for g in groups.values() for m in g.runs}
+    return [groups.get(id(r), r) for r in runs if id(r) in groups or id(r) not in grouped]
 
 
 # --- reading -----------------------------------------------------------------------------------
@@ -283,16 +405,26 @@ def _cell(key: str, v: Any) -> str:
     return str(v)
 
 
-def _cells(run: RunSummary) -> list[str]:
+def _cells(run: RunSummary | SeedGroup) -> list[str]:
     row = run.row()
     out = [_cell(k, row[k]) for k, _ in COLUMNS]
-    if not run.finished:
+    for i, (k, _) in enumerate(COLUMNS):
+        std = row.get(f"{k}_std")
+        if isinstance(std, float) and math.isfinite(std):
+            out[i] += f" ± {std * 100:.2f}"  # points of accuracy, as the mean is in %
+    if isinstance(run, SeedGroup):
+        out[0] += f" ({len(run.runs)} seeds)"
+    elif not run.finished:
         out[0] += " (unfinished)"
     return out
 
 
-def format_table(runs: list[RunSummary], fmt: str = "text") -> str:
-    """The comparison table as aligned text, a markdown table or JSON (a list of rows)."""
+def format_table(runs: list[RunSummary], fmt: str = "text", group: bool = True) -> str:
+    """The comparison table as aligned text, a markdown table or JSON (a list of rows).
+
+    group: runs that differ only in their seed become one row, mean ± standard deviation.
+    """
+    runs = group_seeds(runs) if group else runs  # type: ignore[assignment]
     if fmt == "json":
         return json.dumps([r.row() for r in runs], indent=2)
     head = [h for _, h in COLUMNS]
@@ -331,14 +463,24 @@ def _notes(runs: list[RunSummary]) -> list[str]:
             if r.config.get("train_samples")))
     if any(not r.finished for r in runs):
         notes.append("unfinished: no result.json yet; epochs, time and val acc so far")
+    groups = [r for r in runs if isinstance(r, SeedGroup)]
+    if groups:
+        notes.append("N seeds: runs that differ only in their seed, one row: the mean ± the "
+                     "standard deviation over the seeds (n - 1), in points; "
+                     + "; ".join(f"{g.label}: seeds {', '.join(map(str, g.seeds))}"
+                                 for g in groups))
     return notes
 
 
 # --- the page ----------------------------------------------------------------------------------
 
 def write_compare(runs: list[RunSummary] | list[str | Path], out: str | Path = "compare.html",
-                  title: str | None = None) -> Path:
-    """Write the self-contained comparison page of runs (summaries or folders) to `out`."""
+                  title: str | None = None, group: bool = True) -> Path:
+    """Write the self-contained comparison page of runs (summaries or folders) to `out`.
+
+    group: the table and the accuracy plots show runs that differ only in their seed as one
+    entry, mean ± standard deviation (error bars); the curves still show every run.
+    """
     from cnnlab.plots import plot_compare_curves, plot_tradeoffs
 
     if runs and not isinstance(runs[0], RunSummary):
@@ -352,15 +494,17 @@ def write_compare(runs: list[RunSummary] | list[str | Path], out: str | Path = "
     out = Path(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     series = [_series(r) for r in runs]
+    entries = group_seeds(runs) if group else runs
     points = [{"label": r.label, "test_acc": r.test_acc, "seconds": r.train_seconds,
-               "macs": r.macs} for r in runs if r.test_acc is not None]
+               "macs": r.macs, "test_acc_std": getattr(r, "test_acc_std", None)}
+              for r in entries if r.test_acc is not None]
     with tempfile.TemporaryDirectory(prefix="cnnlab-compare-") as tmp:
         # Each picture twice: side-by-side panels for wide screens, stacked for phones.
         curves = [plot_compare_curves(series, Path(tmp) / f"curves{c}.png", columns=c)
                   .read_bytes() for c in (2, 1)]
         trade = [plot_tradeoffs(points, Path(tmp) / f"trade{c}.png", columns=c).read_bytes()
                  for c in (2, 1)] if points else None
-    page = _render(runs, curves, trade, title)
+    page = _render(runs, entries, curves, trade, title)
     tmp_out = out.with_name(f".{out.name}.tmp")
     tmp_out.write_text(page, encoding="utf-8")
     tmp_out.replace(out)
@@ -378,19 +522,23 @@ def _series(run: RunSummary) -> dict[str, Any]:
             "finished": run.finished}
 
 
-def _render(runs: list[RunSummary], curves: list[bytes], trade: list[bytes] | None,
-            title: str | None) -> str:
+def _render(runs: list[RunSummary], entries: list[RunSummary | SeedGroup], curves: list[bytes],
+            trade: list[bytes] | None, title: str | None) -> str:
+    """The page: counts and times over every run; the table, the best card and the settings
+    over the entries (a group of seeds is one)."""
     from cnnlab.pages import page, picture_tag, table
     from cnnlab.report import _duration
 
     esc = html.escape
     title = title or f"{len(runs)} runs compared"
-    best = max((r for r in runs if r.test_acc is not None), key=lambda r: r.test_acc,
+    best = max((r for r in entries if r.test_acc is not None), key=lambda r: r.test_acc,
                default=None)
     fastest = min((r for r in runs if r.train_seconds), key=lambda r: r.train_seconds,
                   default=None)
     machines = sorted({r.machine for r in runs})
-    cards = [("hero", f"{best.test_acc:.2%}" if best else "n/a",
+    best_text = "n/a" if best is None else f"{best.test_acc:.2%}" + (
+        f" ± {best.test_acc_std * 100:.2f}" if getattr(best, "test_acc_std", None) else "")
+    cards = [("hero", best_text,
               f"best test acc ({best.label})" if best else "best test acc"),
              ("", str(len(runs)), "runs"),
              ("", str(sum(not r.finished for r in runs)), "unfinished"),
@@ -408,17 +556,20 @@ def _render(runs: list[RunSummary], curves: list[bytes], trade: list[bytes] | No
     # One dataset for all (the usual case) is said in the header: the column would only repeat it.
     columns = [(k, h) for k, h in COLUMNS if k != "dataset" or len(datasets) > 1]
     rows = []
-    for r in sorted(runs, key=lambda r: -(r.test_acc if r.test_acc is not None else -1)):
+    for r in sorted(entries, key=lambda r: -(r.test_acc if r.test_acc is not None else -1)):
         cells = dict(zip((k for k, _ in COLUMNS), _cells(r)))
         row = []
         for k, _ in columns:
             text = esc(cells[k])
-            if k == "run":
+            if k == "run" and isinstance(r, SeedGroup):
+                text = (f"<b>{esc(r.label)}</b><br><span class=\"muted\">{len(r.runs)} seeds"
+                        "</span>")
+            elif k == "run":
                 text = (f"<b>{esc(r.label)}</b>" if r.finished else
                         f'{esc(r.label)}<br><span class="muted">unfinished</span>')
             row.append(f'<span class="num">{text}</span>' if k in right else text)
         rows.append(tuple(row))
-    notes = "".join(f"<p class=muted>{esc(n)}.</p>" for n in _notes(runs))
+    notes = "".join(f"<p class=muted>{esc(n)}.</p>" for n in _notes(entries))
     runs_table = table(rows, tuple(h for _, h in columns), cls="runs nowrap")
     parts.append("<section><h2>Runs, best test accuracy first</h2>"
                  f'<div class="scroll">{runs_table}</div>{notes}</section>')
@@ -434,7 +585,10 @@ def _render(runs: list[RunSummary], curves: list[bytes], trade: list[bytes] | No
                      "accuracy of each run against its training seconds and against the "
                      f"multiply-accumulates of one image's forward pass (log scales).{extra}</p>"
                      f"{picture_tag(*trade, 'test accuracy against seconds and MACs')}</section>")
-    rows_cfg = [(esc(r.label), esc(_recipe_text(r.config))) for r in runs]
+    rows_cfg = [(esc(r.label), esc(_recipe_text({**r.config, "seed": None})
+                                   + f" seeds={','.join(map(str, r.seeds))}"
+                                   if isinstance(r, SeedGroup) else _recipe_text(r.config)))
+                for r in entries]
     parts.append("<section><h2>Settings</h2>" + table(rows_cfg, ("run", "recipe"), cls="kv")
                  + "</section>")
     now = time.strftime("%Y-%m-%d %H:%M")

@@ -362,7 +362,8 @@ def _place_labels(fig: Figure, ax, points: list[tuple[float, float, str]],
 def plot_tradeoffs(points: Sequence[dict], path: str | os.PathLike, columns: int = 2) -> Path:
     """Test accuracy against training seconds and against MACs per image, each point labelled.
 
-    points: {"label", "test_acc", "seconds", "macs"} per run; a missing x leaves the point out of
+    points: {"label", "test_acc", "seconds", "macs"} per run, and "test_acc_std" for the mean of
+    several seeds (an error bar of one standard deviation); a missing x leaves the point out of
     that panel. Log x axes: the runs span orders of magnitude.
     """
     rows = 2 // columns
@@ -378,6 +379,10 @@ def plot_tradeoffs(points: Sequence[dict], path: str | os.PathLike, columns: int
                if p.get(key) and p.get("test_acc") is not None]
         for x, y, _, c in pts:
             ax.scatter([x], [y], s=42, color=c, zorder=3, edgecolors="white", linewidths=0.6)
+        bars = [(p[key], p["test_acc"], p["test_acc_std"], c) for p, c in zip(points, colors)
+                if p.get(key) and p.get("test_acc") is not None and p.get("test_acc_std")]
+        for x, y, std, c in bars:
+            ax.errorbar([x], [y], yerr=[std], color=c, capsize=3, linewidth=1.2, zorder=2)
         if not pts:
             ax.set_xlabel(xlabel)
             continue
@@ -385,7 +390,8 @@ def plot_tradeoffs(points: Sequence[dict], path: str | os.PathLike, columns: int
         xs, ys = [p[0] for p in pts], [p[1] for p in pts]
         ax.set_xlim(min(xs) / 1.5, max(xs) * 1.5)
         _plain_log_axis(ax, unit="macs" if key == "macs" else "")
-        pad = max(0.01, (max(ys) - min(ys)) * 0.12)
+        spread = max((std for _, _, std, _ in bars), default=0.0)  # room for the error bars
+        pad = max(0.01, (max(ys) - min(ys)) * 0.12) + spread
         ax.set_ylim(min(ys) - pad, max(ys) + pad)
         _place_labels(fig, ax, [(x, y, label) for x, y, label, _ in pts])
         ax.set_xlabel(xlabel)

@@ -165,3 +165,68 @@ def test_damaged_run_is_skipped_with_its_reason(runs: Path, tmp_path: Path) -> N
     found, skipped = collect_runs([bad, runs / "bn_lenet"])
     assert [r.label for r in found] == ["bn_lenet"]
     assert skipped[0][0] == bad and "not valid JSON" in skipped[0][1]
+
+
+# --- seeds: runs that differ only in their seed are one row, mean ± std -------------------------
+
+@pytest.fixture(scope="module")
+def seeds(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """bn_lenet with seeds 0, 1, 2 (progress and plots differing too: not the experiment), and
+    one run at another lr, which is another experiment."""
+    root = tmp_path_factory.mktemp("seeds") / "runs"
+    ds = make_dataset(640, 100)
+    cfg = TrainConfig(epochs=3, batch_size=32, lr=0.1, progress="none", tensorboard=False,
+                      plot=False, threads=1, test_samples=50, resize=(28, 28), amp="off")
+    for seed in (0, 1, 2):
+        train("bn_lenet", ds, cfg.replace(seed=seed, plot=seed == 1), out_dir=root / f"bn-s{seed}",
+              model_kwargs={"input_size": (28, 28)})
+    train("bn_lenet", ds, cfg.replace(lr=0.2), out_dir=root / "bn-lr0.2",
+          model_kwargs={"input_size": (28, 28)})
+    return root
+
+
+def test_runs_that_differ_only_in_seed_are_one_row(seeds: Path) -> None:
+    import statistics
+
+    from cnnlab.compare import SeedGroup, group_seeds
+
+    found, _ = collect_runs([seeds])
+    entries = group_seeds(found)
+    assert [type(e).__name__ for e in entries] == ["RunSummary", "SeedGroup"]
+    group = entries[1]
+    assert isinstance(group, SeedGroup) and group.label == "bn" and group.seeds == [0, 1, 2]
+    accs = [json.loads((seeds / f"bn-s{s}" / "result.json").read_text())["test_acc"]
+            for s in (0, 1, 2)]
+    assert group.test_acc == pytest.approx(statistics.fmean(accs))
+    assert group.test_acc_std == pytest.approx(statistics.stdev(accs))
+    assert len(set(accs)) > 1  # the seeds really trained differently
+    rows = json.loads(format_table(found, "json"))
+    assert [r["run"] for r in rows] == ["bn-lr0.2", "bn"]
+    assert rows[1]["seeds"] == [0, 1, 2] and rows[1]["runs"] == ["bn-s0", "bn-s1", "bn-s2"]
+    assert rows[1]["test_acc_std"] == pytest.approx(statistics.stdev(accs))
+    text = format_table(found, "text")
+    line = next(ln for ln in text.splitlines() if ln.startswith("bn (3 seeds)"))
+    assert f"{statistics.fmean(accs):.2%} ± {statistics.stdev(accs) * 100:.2f}" in line
+    assert "bn: seeds 0, 1, 2" in text and "standard deviation" in text
+    md = format_table(found, "markdown")
+    assert "| bn (3 seeds) |" in md and " ± " in md
+    per_run = json.loads(format_table(found, "json", group=False))
+    assert [r["run"] for r in per_run] == ["bn-lr0.2", "bn-s0", "bn-s1", "bn-s2"]
+
+
+def test_the_page_draws_error_bars_for_seed_groups(seeds: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    from cnnlab.plots import plot_tradeoffs
+
+    out = tmp_path / "c.html"
+    assert main(["compare", str(seeds), "--out", str(out)]) == 0
+    assert "bn (3 seeds)" in capsys.readouterr().out
+    page = out.read_text()
+    assert "3 seeds" in page and "seeds=0,1,2" in page
+    point = {"label": "bn", "test_acc": 0.5, "seconds": 2.0, "macs": 3e5}
+    bare = plot_tradeoffs([point], tmp_path / "a.png").read_bytes()
+    barred = plot_tradeoffs([{**point, "test_acc_std": 0.05}], tmp_path / "b.png").read_bytes()
+    arrays = [matplotlib.image.imread(io.BytesIO(b), format="png") for b in (bare, barred)]
+    assert (arrays[0] != arrays[1]).any()  # the bar is drawn
+    assert main(["compare", str(seeds), "--per-seed", "--no-page"]) == 0
+    assert "(3 seeds)" not in capsys.readouterr().out

@@ -65,7 +65,7 @@ EXPECT = {"train": ("run folder:",), "report": ("report: ",), "eval": ("accuracy
           "recipes": ("lenet",), "verify": ("OK, 60000 train + 10000 test", "images decode"),
           "export": ("predicted classes agree 100%",), "inspect": ("page: ",),
           "download": (" train + ",), "show": ("with their labels",),
-          "compare": ("best val acc",)}
+          "compare": ("best val acc",), "lr-find": ("suggested lr: ", "rule: ")}
 
 # Image files README's `predict` line names: (test image index, make it a light-ground photo).
 PREDICT_INPUTS = {"shoe.png": (0, False), "shirt.jpg": (1, True)}
