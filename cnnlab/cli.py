@@ -135,13 +135,15 @@ Runs that differ only in their seed (same recipe, flags and data otherwise) are 
 mean test and validation accuracy ± their standard deviation over the seeds.""",
     "suite": """\
 examples:
-  cnnlab suite chapter8                        LeNet ... DenseNet at 28x28, 30 min in all
+  cnnlab suite chapter8                        LeNet ... DenseNet at 28x28, 60 min in all
   cnnlab suite chapter8 --models lenet,bn_lenet,resnet18_small --budget 10
   cnnlab suite --models lenet,fastnet --epochs 2 --budget 3 --out runs/mine
   cnnlab suite chapter8                        again: resumes, skipping finished members
 
 Every member gets the same share of --budget (minutes, the whole suite): a short timing probe
-sizes its training subset so its --epochs and learning-rate schedule finish inside it.
+sizes its training subset so its --epochs and learning-rate schedule finish inside it, for
+every seed. With --lr-find (chapter8's default) each member first runs the range test on its
+training split (at most a quarter of its share) and trains at the lr it suggests.
 Results land in --out (default runs/<suite>): one run folder per model, suite.json and
 compare.html.""",
 }
@@ -330,6 +332,12 @@ def build_parser(train_target: str | None = None) -> argparse.ArgumentParser:
     su.add_argument("--data-root", type=str, metavar="PATH", help="datasets folder")
     su.add_argument("--test-samples", type=int, metavar="N",
                     help="test images (stratified subset; 0: all 10,000; default 1,000)")
+    su.add_argument("--seeds", type=_seeds, metavar="0,1,2",
+                    help="train every member once per seed; the table shows mean ± std "
+                         "(default: chapter8 0,1,2; a --models suite 0)")
+    su.add_argument("--lr-find", action=argparse.BooleanOptionalAction, default=None,
+                    help="each member's learning rate from the range test on its training "
+                         "split (default: on for chapter8, off for a --models suite)")
     _add_inspect_parser(sub)
     return p
 
@@ -365,6 +373,17 @@ def _names(text: str) -> list[str]:
     if not names:
         raise argparse.ArgumentTypeError(f"{text!r} names no model; give a,b,c")
     return names
+
+
+def _seeds(text: str) -> tuple[int, ...]:
+    """'0,1,2' -> (0, 1, 2): distinct non-negative seeds."""
+    try:
+        seeds = tuple(int(p) for p in text.split(","))
+    except ValueError:
+        seeds = ()
+    if not seeds or min(seeds) < 0 or len(set(seeds)) != len(seeds):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a list of distinct seeds (0,1,2)")
+    return seeds
 
 
 def _triple(text: str) -> tuple[int, int, int]:
@@ -545,17 +564,13 @@ def _find_lr(recipe: Any, config: Any, model_kwargs: dict[str, Any]) -> tuple[An
     """`train --lr find`: the range test, its line on stderr, the config with the found lr and
     what the run folder records of it (config.json's lr_find, lr-find.png, lr-find.json)."""
     from cnnlab.lrfind import lr_find
-    from cnnlab.plots import figure_png
-    from cnnlab.runlog import to_json
 
     print(f"cnnlab: {recipe.name}: finding the learning rate (range test, at most 100 steps)…",
           file=sys.stderr, flush=True)
     found = lr_find(recipe.model, config.dataset, config, model_kwargs=model_kwargs)
     print(f"cnnlab: lr-find: lr {found.suggestion:.3g} ({found.rule_text}; {found.steps} steps, "
           f"{found.stopped})", file=sys.stderr)
-    files = {"lr-find.png": figure_png(found.figure), "lr-find.json": to_json(found.to_dict())}
-    return config.replace(lr=found.suggestion), {"record": {"lr_find": found.summary()},
-                                                 "files": files}
+    return config.replace(lr=found.suggestion), found.run_files()
 
 
 def cmd_lr_find(args: argparse.Namespace) -> int:
@@ -884,6 +899,8 @@ def cmd_suite(args: argparse.Namespace) -> int:
             recipe[key] = value
     config = TrainConfig(**recipe).validate()
     budget = args.budget if args.budget is not None else (suite.budget_minutes if suite else 30)
+    seeds = args.seeds or (suite.seeds if suite else (0,))
+    find_lr = args.lr_find if args.lr_find is not None else bool(suite and suite.find_lr)
     models = args.models or list(suite.models)
     out = args.out or Path("runs") / name
     again = " ".join(["cnnlab suite", *([args.name] if args.name else []),
@@ -891,11 +908,14 @@ def cmd_suite(args: argparse.Namespace) -> int:
                       *([f"--epochs {args.epochs}"] if args.epochs is not None else []),
                       *([f"--test-samples {args.test_samples}"]
                         if args.test_samples is not None else []),
+                      *([f"--seeds {','.join(map(str, args.seeds))}"] if args.seeds else []),
+                      *([f"--{'' if args.lr_find else 'no-'}lr-find"]
+                        if args.lr_find is not None else []),
                       f"--budget {budget:g}", f"--out {out}"])
     t0 = time.perf_counter()
     try:
         result = run_suite(models, out, budget_s=budget * 60, config=config, name=name,
-                           stream=sys.stderr)
+                           stream=sys.stderr, seeds=seeds, find_lr=find_lr)
     except (KeyboardInterrupt, TrainingInterrupted) as err:
         print("cnnlab: suite interrupted; finished members are kept", file=sys.stderr)
         print(f"resume with: {again}", file=sys.stderr)
@@ -910,9 +930,9 @@ def cmd_suite(args: argparse.Namespace) -> int:
     print(f"suite {name}: {time.perf_counter() - t0:.0f} s of wall clock in this command, "
           f"{result.total_seconds:.0f} s of training sessions in all (budget {budget * 60:.0f} s)",
           file=sys.stderr)
-    failed = [m.model for m in result.members if m.status == "failed"]
+    failed = [m.run_dir.name for m in result.members if m.status == "failed"]
     if failed:
-        print(f"cnnlab: {len(failed)} model(s) failed: {', '.join(failed)} "
+        print(f"cnnlab: {len(failed)} run(s) failed: {', '.join(failed)} "
               f"(see {out / 'suite.json'})", file=sys.stderr)
     return 0
 

@@ -370,7 +370,8 @@ def _children(folder: Path) -> list[Path]:
     """Sub-folders in the suite's order when suite.json lists it, else by name."""
     subs = sorted(c for c in folder.iterdir() if c.is_dir() and not c.name.startswith("."))
     try:
-        order = json.loads((folder / "suite.json").read_text()).get("models") or []
+        state = json.loads((folder / "suite.json").read_text())
+        order = state.get("runs") or state.get("models") or []  # runs: MODEL-seedN folders
     except (OSError, json.JSONDecodeError, AttributeError):
         order = []
     rank = {name: i for i, name in enumerate(order)}

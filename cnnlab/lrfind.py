@@ -69,6 +69,22 @@ class LRFind:
                 "stopped": self.stopped, "steps": self.steps, "settings": self.settings,
                 "lrs": self.lrs, "losses": self.losses, "smoothed": self.smoothed}
 
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LRFind:
+        """A range test read back from its to_dict() record (lr-find.json, suite.json)."""
+        return cls(list(d["lrs"]), list(d["losses"]), list(d["smoothed"]), d["suggestion"],
+                   d["rule"], d["rule_text"], d["stopped"], dict(d.get("settings") or {}))
+
+    def run_files(self) -> dict[str, Any]:
+        """What `train(record=..., files=...)` writes of this test into a run folder: config.json's
+        lr_find entry, lr-find.png and lr-find.json."""
+        from cnnlab.plots import figure_png
+        from cnnlab.runlog import to_json
+
+        return {"record": {"lr_find": self.summary()},
+                "files": {"lr-find.png": figure_png(self.figure),
+                          "lr-find.json": to_json(self.to_dict())}}
+
     def summary(self) -> dict[str, Any]:
         """The few entries a run's config.json records (the curve lives in lr-find.json)."""
         return {"lr": self.suggestion, "rule": self.rule_text, "steps": self.steps,

@@ -36,7 +36,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any, TextIO
 
-from cnnlab.errors import CnnlabError, ConfigError, DataError, TrainingInterrupted
+from cnnlab.errors import CnnlabError, ConfigError, DataError, TrainingError, TrainingInterrupted
 from cnnlab.train_config import TrainConfig
 
 __all__ = ["SUITES", "SUITE_RECIPE", "Probe", "Suite", "SuiteResult", "plan_samples",
@@ -46,6 +46,8 @@ SUITE_FILE = "suite.json"
 PAGE_SECONDS = 20.0  # kept back from the budget for the comparison page at the end
 SAFETY = 0.92  # plan for this share of a member's budget: timings taken now vary by +-10 %
 HEARTBEAT = 10.0  # seconds between updates of the session's time in suite.json
+LR_FIND_SHARE = 0.25  # at most this share of a member's budget goes to its range test
+LR_FIND_MIN_STEPS = 30  # fewer steps than this make too coarse a curve: the recipe's lr then
 
 
 @dataclass(frozen=True)
@@ -57,6 +59,8 @@ class Suite:
     overrides: Mapping[str, Any]  # TrainConfig fields shared by every member
     describes: str
     budget_minutes: float = 30.0  # the whole suite's wall-clock budget by default
+    seeds: tuple[int, ...] = (0,)  # every member trains once per seed; the table shows mean ± std
+    find_lr: bool = False  # each member's lr from the range test (cnnlab.lrfind), not the recipe's
 
 
 # The shared recipe of the chapter-8 comparison. One recipe has to train sigmoid LeNet, AlexNet
@@ -84,7 +88,8 @@ SUITES: Mapping[str, Suite] = MappingProxyType({
          "resnet18_small", "resnext_small", "densenet_small"),
         SUITE_RECIPE,
         "every architecture of D2L chapters 7-8 (LeNet to DenseNet) in its 28x28 form on "
-        "Fashion-MNIST, one recipe, the same time budget each"),
+        "Fashion-MNIST, one recipe, the same time budget each, each its own learning rate, "
+        "three seeds", budget_minutes=60.0, seeds=(0, 1, 2), find_lr=True),
 })
 
 
@@ -100,6 +105,7 @@ class MemberResult:
     budget_seconds: float = 0.0
     train_samples: int = 0
     error: str = ""
+    seed: int = 0
 
 
 @dataclass
@@ -235,12 +241,16 @@ class _Console:
 
 def run_suite(models: Sequence[str], out_dir: str | Path, *, budget_s: float = 1800.0,
               config: TrainConfig | None = None, name: str = "custom",
-              stream: TextIO | None = sys.stderr, data: Any = None) -> SuiteResult:
+              stream: TextIO | None = sys.stderr, data: Any = None,
+              seeds: Sequence[int] = (0,), find_lr: bool = False) -> SuiteResult:
     """Train `models` one after another under `config` and `budget_s` seconds in all; resumable.
 
     config is the shared recipe (default: SUITE_RECIPE); data a Dataset to use instead of
     config.dataset (tests pass a tiny one). Progress lines go to `stream`. The comparison page
     is the caller's to write (`cnnlab.compare.write_compare`; `cnnlab suite` does).
+    seeds: each member trains once per seed (run folders MODEL-seedN when more than one), on
+    the same training subset. find_lr: each member's lr comes from the range test
+    (cnnlab.lrfind) on its training split, instead of config.lr.
     """
     from cnnlab import data as cdata
     from cnnlab.train import resume, train
@@ -259,8 +269,12 @@ def run_suite(models: Sequence[str], out_dir: str | Path, *, budget_s: float = 1
     out.mkdir(parents=True, exist_ok=True)
     state_path = out / SUITE_FILE
     state = _read_state(state_path)
+    seeds = list(dict.fromkeys(int(s) for s in seeds))
+    if not seeds:
+        raise ConfigError("a suite needs at least one seed (--seeds 0,1,2)")
     recipe = config.to_dict()
     recipe.pop("progress")  # how progress is shown is no part of the experiment
+    recipe["lr"] = "find" if find_lr else recipe["lr"]
     if state and state.get("recipe") != recipe:
         diff = sorted(k for k in set(recipe) | set(state.get("recipe", {}))
                       if recipe.get(k) != state.get("recipe", {}).get(k))
@@ -269,6 +283,8 @@ def run_suite(models: Sequence[str], out_dir: str | Path, *, budget_s: float = 1
     state.setdefault("name", name)
     state["recipe"] = recipe
     state["models"] = models
+    state["seeds"] = seeds
+    state["runs"] = [_run_dir(out, m, s, seeds).name for m in models for s in seeds]
     state["budget_seconds"] = budget_s
     state.setdefault("members", {})
     state.setdefault("sessions", [])
@@ -305,21 +321,25 @@ def run_suite(models: Sequence[str], out_dir: str | Path, *, budget_s: float = 1
     n_max = len(ds.train) - n_val
     n_test = min(config.test_samples or len(ds.test), len(ds.test))
     results: list[MemberResult] = []
-    con.say(f"suite {state['name']}: {len(models)} models, {config.epochs} epochs each, "
+    con.say(f"suite {state['name']}: {len(models)} models, {config.epochs} epochs each"
+            + (f", seeds {', '.join(map(str, seeds))}" if len(seeds) > 1 else "")
+            + (", the lr of each from the range test" if find_lr else "") + ", "
             f"budget {_fmt_min(budget_s)} ({_fmt_min(share)} per model) -> {out}")
     threading.Thread(target=heartbeat, name="cnnlab-suite-clock", daemon=True).start()
     try:
         for i, model in enumerate(models):
-            run_dir = out / model
             info = state["members"].setdefault(model, {})
-            if (run_dir / "result.json").exists():
-                res = json.loads((run_dir / "result.json").read_text())
-                results.append(MemberResult(model, run_dir, "skipped", res.get("test_acc"),
-                                            info.get("wall_seconds", 0.0),
-                                            info.get("budget_seconds", 0.0),
-                                            info.get("train_samples", 0)))
+            dirs = {seed: _run_dir(out, model, seed, seeds) for seed in seeds}
+            if all((d / "result.json").exists() for d in dirs.values()):
+                for seed, run_dir in dirs.items():
+                    res = json.loads((run_dir / "result.json").read_text())
+                    results.append(MemberResult(model, run_dir, "skipped", res.get("test_acc"),
+                                                info.get("wall_seconds", 0.0),
+                                                info.get("budget_seconds", 0.0),
+                                                info.get("train_samples", 0), seed=seed))
+                accs = ", ".join(_pct(r.test_acc) for r in results[-len(dirs):])
                 con.say(f"[{i + 1}/{len(models)}] {model}: finished before, skipped "
-                        f"(test acc {_pct(res.get('test_acc'))})")
+                        f"(test acc {accs})")
                 continue
             elapsed = spent_before() + time.perf_counter() - t_session
             # Time this member already had (a resumed run) is its own, not the others'.
@@ -332,46 +352,67 @@ def run_suite(models: Sequence[str], out_dir: str | Path, *, budget_s: float = 1
                     f" ({_fmt_min(eta - time.time())} left)")
             t0 = time.perf_counter()
             try:
-                if (run_dir / "checkpoints" / "last.pt").exists() and info.get("train_samples"):
-                    con.say(f"  resuming {model} from its last checkpoint")
-                    result = resume(run_dir, data=ds, stream=stream,
-                                    progress=config.progress, epochs=config.epochs)
-                else:
-                    probe = _probe(model, config, kwargs[model], ds)
-                    n = plan_samples(budget, probe, epochs=config.epochs, val_images=n_val,
-                                     test_images=n_test, n_max=n_max,
-                                     batch_size=config.batch_size)
-                    member_cfg = config.replace(train_samples=0 if n >= n_max else n)
-                    info.update(status="running", budget_seconds=round(budget, 1),
-                                train_samples=n, probe={k: round(v, 6) for k, v in
-                                                        dataclasses.asdict(probe).items()},
-                                wall_seconds=round(before + probe.wall, 1))
+                if "train_samples" not in info or not any(d.exists() for d in dirs.values()):
+                    _plan_member(model, config, kwargs[model], ds, info, budget, before,
+                                 seeds=seeds, find_lr=find_lr, n_val=n_val, n_test=n_test,
+                                 n_max=n_max, say=con.say)
                     save_session()
-                    con.say(f"  probe: {1 / probe.train_image:,.0f} train img/s, "
-                            f"{1 / max(probe.eval_image, 1e-9):,.0f} eval img/s -> "
-                            f"{n:,} training images x {config.epochs} epochs")
-                    if run_dir.exists():  # a start killed before its first checkpoint
-                        shutil.rmtree(run_dir)
-                    result = train(model, ds, member_cfg, out_dir=run_dir,
-                                   model_kwargs=kwargs[model], stream=stream)
             except CnnlabError as err:
                 if isinstance(err, TrainingInterrupted):
                     raise
-                wall = before + time.perf_counter() - t0
-                info.update(status="failed", error=" ".join(str(err).split()),
-                            wall_seconds=round(wall, 1))
+                info.update(status="failed", error=" ".join(str(err).split()))
                 save_session()
-                results.append(MemberResult(model, run_dir, "failed", None, wall, budget,
-                                            info.get("train_samples", 0), str(err)))
+                results.append(MemberResult(model, out / model, "failed", error=str(err)))
                 con.say(f"  {model} failed: {' '.join(str(err).split())}")
                 continue
+            n = info["train_samples"]
+            member_cfg = config.replace(train_samples=0 if n >= n_max else n,
+                                        lr=info.get("lr", config.lr))
+            extras = {}
+            if isinstance(info.get("lr_find"), dict) and "lrs" in info["lr_find"]:
+                from cnnlab.lrfind import LRFind
+
+                extras = LRFind.from_dict(info["lr_find"]).run_files()
+            failed = 0
+            for seed, run_dir in dirs.items():
+                if (run_dir / "result.json").exists():
+                    res = json.loads((run_dir / "result.json").read_text())
+                    results.append(MemberResult(model, run_dir, "skipped", res.get("test_acc"),
+                                                seed=seed))
+                    continue
+                try:
+                    if (run_dir / "checkpoints" / "last.pt").exists():
+                        con.say(f"  resuming {run_dir.name} from its last checkpoint")
+                        result = resume(run_dir, data=ds, stream=stream,
+                                        progress=config.progress, epochs=config.epochs)
+                    else:
+                        if run_dir.exists():  # a start killed before its first checkpoint
+                            shutil.rmtree(run_dir)
+                        result = train(model, ds, member_cfg.replace(seed=seed),
+                                       out_dir=run_dir, model_kwargs=kwargs[model],
+                                       stream=stream, **extras)
+                except CnnlabError as err:
+                    if isinstance(err, TrainingInterrupted):
+                        raise
+                    failed += 1
+                    info.setdefault("errors", {})[str(seed)] = " ".join(str(err).split())
+                    results.append(MemberResult(model, run_dir, "failed", None,
+                                                train_samples=n, error=str(err), seed=seed))
+                    con.say(f"  {run_dir.name} failed: {' '.join(str(err).split())}")
+                    continue
+                results.append(MemberResult(model, run_dir, "done", result.test_acc,
+                                            train_samples=n, seed=seed))
+                con.say(f"  {run_dir.name}: test acc {_pct(result.test_acc)}")
             wall = before + time.perf_counter() - t0
-            info.update(status="done", wall_seconds=round(wall, 1), test_acc=result.test_acc)
+            for r in results[-len(dirs):]:
+                r.wall_seconds, r.budget_seconds = wall, budget
+            accs = [r.test_acc for r in results[-len(dirs):] if r.test_acc is not None]
+            info.update(status="failed" if failed else "done", wall_seconds=round(wall, 1),
+                        test_acc=sum(accs) / len(accs) if accs else None)
             save_session()
-            results.append(MemberResult(model, run_dir, "done", result.test_acc, wall, budget,
-                                        info.get("train_samples", 0)))
-            con.say(f"  {model}: test acc {_pct(result.test_acc)} in {_fmt_min(wall)} "
-                    f"(budget {_fmt_min(budget)})")
+            con.say(f"  {model}: test acc {_pct(info['test_acc'])}"
+                    + (f" (mean of {len(accs)} seeds)" if len(accs) > 1 else "")
+                    + f" in {_fmt_min(wall)} (budget {_fmt_min(budget)})")
     finally:
         stop.set()
         save_session()
@@ -380,6 +421,62 @@ def run_suite(models: Sequence[str], out_dir: str | Path, *, budget_s: float = 1
     con.say(f"suite {state['name']}: {len(models)} models in {_fmt_min(wall)} this session, "
             f"{_fmt_min(total)} in all (budget {_fmt_min(budget_s)})")
     return SuiteResult(out, results, wall, total)
+
+
+def _run_dir(out: Path, model: str, seed: int, seeds: Sequence[int]) -> Path:
+    """A member's run folder: out/MODEL with one seed, out/MODEL-seedN with several."""
+    return out / model if len(seeds) == 1 else out / f"{model}-seed{seed}"
+
+
+def _plan_member(model: str, config: TrainConfig, model_kwargs: dict[str, Any], ds: Any,
+                 info: dict[str, Any], budget: float, before: float, *, seeds: Sequence[int],
+                 find_lr: bool, n_val: int, n_test: int, n_max: int, say: Any) -> None:
+    """Probe the member, find its lr (find_lr), and size its training subset so that every seed
+    fits the member's budget; the plan goes into info (suite.json)."""
+    probe = _probe(model, config, model_kwargs, ds)
+    spent = probe.wall
+    lr: float = config.lr
+    if find_lr:
+        lr, found, spent = _member_lr(model, config.replace(seed=seeds[0]), model_kwargs, ds,
+                                      probe, budget, spent, say)
+        info["lr_find"] = found
+    per_seed = max(budget - spent, 0.0) / len(seeds)
+    n = plan_samples(per_seed, dataclasses.replace(probe, wall=0.0), epochs=config.epochs,
+                     val_images=n_val, test_images=n_test, n_max=n_max,
+                     batch_size=config.batch_size)
+    info.update(status="running", budget_seconds=round(budget, 1), train_samples=n, lr=lr,
+                probe={k: round(v, 6) for k, v in dataclasses.asdict(probe).items()},
+                wall_seconds=round(before + spent, 1))
+    say(f"  probe: {1 / probe.train_image:,.0f} train img/s, "
+        f"{1 / max(probe.eval_image, 1e-9):,.0f} eval img/s -> lr {lr:.3g}, "
+        f"{n:,} training images x {config.epochs} epochs x {len(seeds)} "
+        f"seed{'s' if len(seeds) > 1 else ''}")
+
+
+def _member_lr(model: str, config: TrainConfig, model_kwargs: dict[str, Any], ds: Any,
+               probe: Probe, budget: float, spent: float, say: Any
+               ) -> tuple[float, dict[str, Any], float]:
+    """(lr, what suite.json records of the range test, seconds spent so far): the test gets at
+    most LR_FIND_SHARE of the member's budget; with too little time, or a curve it cannot read
+    (a model that does not start learning within the test), the recipe's lr, and why."""
+    from cnnlab.lrfind import lr_find
+
+    steps = min(100, int(LR_FIND_SHARE * budget / (config.batch_size * probe.train_image)))
+    if steps < LR_FIND_MIN_STEPS:
+        why = (f"no time for the range test ({steps} steps fit {LR_FIND_SHARE:.0%} of the "
+               f"member's {_fmt_min(budget)}): the recipe's lr {config.lr:g}")
+        say(f"  lr: {why}")
+        return config.lr, {"error": why}, spent
+    t0 = time.perf_counter()
+    try:
+        found = lr_find(model, ds, config, model_kwargs=model_kwargs, steps=steps)
+    except TrainingError as err:  # a flat curve: say so, and keep the recipe's lr
+        why = f"{' '.join(str(err).split())}; the recipe's lr {config.lr:g}"
+        say(f"  lr: {why}")
+        return config.lr, {"error": why}, spent + time.perf_counter() - t0
+    say(f"  lr-find: lr {found.suggestion:.3g} ({found.rule_text}; {found.steps} steps, "
+        f"{found.stopped})")
+    return found.suggestion, found.to_dict(), spent + time.perf_counter() - t0
 
 
 def _pct(v: Any) -> str:

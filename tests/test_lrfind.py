@@ -178,3 +178,13 @@ def test_train_lr_find_records_the_value_and_starts_fresh(
     capsys.readouterr()
     assert main(["train", "--resume", str(found), "--epochs", "2", "--no-report"]) == 0
     assert json.loads((found / "config.json").read_text())["lr_find"] == config["lr_find"]
+
+
+def test_the_test_split_is_never_used() -> None:
+    """Selection never sees the test split: labels no loss could take stay unread."""
+    ds = make_dataset()
+    ds.test.labels[:] = 57  # out of range for 10 classes: any use would raise
+    torch.manual_seed(0)
+    assert lr_find(TinyNet(dropout=0.0), ds, QUICK).stopped in ("diverged", "turned")
+    with pytest.raises(Exception, match="57|out of bounds|Target"):  # that label really breaks
+        torch.nn.functional.cross_entropy(torch.zeros(1, 10), ds.test.labels[:1])
