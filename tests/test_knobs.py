@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -180,3 +183,81 @@ def test_the_classes_refuse_bad_arguments_too() -> None:
         FastNet(widths=(8, 16), depth=(1,))
     with pytest.raises(ConfigError, match="activation 'swish'"):
         FastNet(activation="swish")
+
+
+# --- end to end: a run trained with knobs is rebuilt with them everywhere ----------------------
+
+KNOB_FLAGS = ["--model-arg", "channels=4,8", "--model-arg", "activation=relu",
+              "--model-arg", "dense=32"]
+KNOBS = {"channels": [4, 8], "activation": "relu", "pool": "max", "dense": [32]}
+
+
+def cnnlab(args: list[str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "cnnlab", *args], capture_output=True,
+                          text=True, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def knob_run(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str]:
+    """`cnnlab train lenet` with --model-arg flags and a [model] table, one tiny epoch."""
+    where = tmp_path_factory.mktemp("knobs")
+    (where / "knobs.toml").write_text('epochs = 1\n\n[model]\npool = "max"\nchannels = [2, 2]\n')
+    os.environ["CNNLAB_DATA"] = str(data_root)
+    proc = cnnlab(["train", "lenet", "--config", "knobs.toml", *KNOB_FLAGS,  # flags win
+                   "--train-samples", "512", "--val-size", "256", "--batch-size", "64",
+                   "--progress", "none", "--no-tensorboard", "--threads", "1",
+                   "--out", "run"], where)
+    assert proc.returncode == 0, proc.stderr
+    return where / "run", proc.stderr
+
+
+def test_the_knobs_are_recorded_and_shown(knob_run: tuple[Path, str]) -> None:
+    run_dir, stderr = knob_run
+    assert json.loads((run_dir / "config.json").read_text())["model_kwargs"] == KNOBS
+    # the header and the report show the knobs that differ from lenet's defaults, in order
+    assert "lenet (channels=4,8 activation=relu pool=max dense=32) on fashion-mnist" in stderr
+    assert "channels=4,8 activation=relu pool=max dense=32" in (run_dir / "report.html"
+                                                                ).read_text()
+
+
+def test_every_reader_rebuilds_the_run_with_its_knobs(knob_run: tuple[Path, str]) -> None:
+    from cnnlab.run import load_run
+
+    run_dir, _ = knob_run
+    model = load_run(run_dir).model
+    expected = create_model("lenet", **KNOBS)
+    assert repr(model) == repr(expected)
+    proc = cnnlab(["eval", str(run_dir), "--format", "json"], run_dir.parent)
+    assert proc.returncode == 0, proc.stderr
+    proc = cnnlab(["compare", str(run_dir), "--no-page", "--format", "json"], run_dir.parent)
+    assert proc.returncode == 0, proc.stderr
+    assert f'"params": {expected.num_params()}' in proc.stdout.replace("'", '"')
+    proc = cnnlab(["export", str(run_dir), "--out", "m.onnx"], run_dir.parent)
+    assert proc.returncode == 0 and (run_dir.parent / "m.onnx").is_file(), proc.stderr
+
+
+def test_resume_keeps_the_recorded_knobs(knob_run: tuple[Path, str]) -> None:
+    run_dir, _ = knob_run
+    proc = cnnlab(["train", "--resume", str(run_dir), "--model-arg", "channels=8,8"],
+                  run_dir.parent)
+    assert proc.returncode == 2 and "drop --model and --model-arg" in proc.stderr
+
+
+@pytest.mark.parametrize("flag,message", [
+    ("kernel_size=x", "cnnlab: error: lenet: kernel_size='x' is not an integer in [1, 15]"),
+    ("chanels=4", "cnnlab: error: model 'lenet' has no knob 'chanels'; did you mean "
+                  "'channels'?"),
+    ("activation=softmax", "cnnlab: error: lenet: activation='softmax' is not one of sigmoid"),
+])
+def test_a_bad_model_arg_is_one_line_and_exit_2(flag: str, message: str, tmp_path: Path) -> None:
+    proc = cnnlab(["train", "lenet", "--model-arg", flag, "--dry-run", "--out", "run"], tmp_path)
+    assert proc.returncode == 2 and proc.stderr.startswith(message), proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and not (tmp_path / "run").exists()
+
+
+def test_models_name_lists_the_knobs(tmp_path: Path) -> None:
+    proc = cnnlab(["models", "lenet_wide"], tmp_path)
+    assert proc.returncode == 0
+    assert "knobs of lenet_wide" in proc.stdout
+    assert any(line.split()[:2] == ["channels", "32,64,128"] for line in proc.stdout.splitlines())
+    assert "takes sigmoid, tanh, relu" in proc.stdout

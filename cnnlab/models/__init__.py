@@ -30,6 +30,8 @@ from cnnlab.models._knobs import Knob
 from cnnlab.models._registry import (
     create_model,
     default_input_size,
+    knob_table,
+    knob_text,
     list_models,
     model_knobs,
     non_default_knobs,
@@ -43,6 +45,8 @@ __all__ = [
     "create_model",
     "default_input_size",
     "init_cnn",
+    "knob_table",
+    "knob_text",
     "list_models",
     "model_knobs",
     "non_default_knobs",

@@ -230,15 +230,18 @@ class KnobSet:
         """Typed, validated kwargs from `values` (text or Python values; aliases renamed)."""
         out: dict[str, Any] = {}
         for key, value in values.items():
-            knob = self.knob(key)
+            knob = self.knob(str(key).replace("-", "_"))
             if knob.name in out:
                 raise ConfigError(f"{self.model}: {knob.name!r} is given twice (as {key!r})")
             out[knob.name] = knob.check(value, self.model)
         return out
 
     def changed(self, values: Mapping[str, Any]) -> dict[str, Any]:
-        """The entries of validated `values` that differ from this model's defaults."""
-        return {k: v for k, v in self.check(values).items() if v != self.knobs[k].default}
+        """The entries of validated `values` that differ from this model's defaults, in the
+        order the knobs are declared."""
+        given = self.check(values)
+        return {k: given[k] for k, knob in self.knobs.items()
+                if k in given and given[k] != knob.default}
 
 
 def split_pairs(pairs: Sequence[str]) -> dict[str, str]:

@@ -17,6 +17,8 @@ from cnnlab.models._knobs import Knob, KnobSet, format_value, split_pairs
 __all__ = [
     "create_model",
     "default_input_size",
+    "knob_table",
+    "knob_text",
     "list_models",
     "model_knobs",
     "non_default_knobs",
@@ -120,6 +122,24 @@ def non_default_knobs(name: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
     knobs = _lookup(name).knobs
     known = {k: v for k, v in kwargs.items() if k != "input_size"}
     return knobs.changed(known)
+
+
+def knob_text(name: str, kwargs: Mapping[str, Any]) -> str:
+    """'channels=32,64,128 kernel_size=3': the knobs in `kwargs` that differ from the defaults
+    of model `name`, as --model-arg would take them ('' when none do)."""
+    changed = non_default_knobs(name, kwargs)
+    return " ".join(f"{k}={format_value(v)}" for k, v in changed.items())
+
+
+def knob_table(name: str) -> str:
+    """Model `name`'s knobs as aligned text: name, default, what it takes, what it changes."""
+    knobs = model_knobs(name)
+    if not knobs:
+        return "  (none)"
+    rows = [(k.name, format_value(k.default), k.allowed(), k.help) for k in knobs]
+    w = [max(len(r[i]) for r in rows) for i in range(2)]
+    return "\n".join(f"  {a.ljust(w[0])}  {b.ljust(w[1])}  {d}\n  {''.ljust(w[0])}  "
+                     f"{''.ljust(w[1])}  takes {c}" for a, b, c, d in rows)
 
 
 def list_models(pattern: str | None = None) -> list[str]:
