@@ -159,9 +159,10 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        """Build and validate a config from a dict such as config.json (skips "environment")."""
+        """Build and validate a config from a dict such as config.json (skips "environment" and
+        the model's "model_kwargs")."""
         names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names - {"environment"})
+        unknown = sorted(set(d) - names - {"environment", "model_kwargs"})
         if unknown:
             raise ConfigError(f"unknown config field(s) {', '.join(unknown)}; "
                               f"known fields are: {', '.join(sorted(names))}")
