@@ -478,9 +478,10 @@ def _member_lr(model: str, config: TrainConfig, model_kwargs: dict[str, Any], ds
         why = f"{' '.join(str(err).split())}; the recipe's lr {config.lr:g}"
         say(f"  lr: {why}")
         return config.lr, {"error": why}, spent + time.perf_counter() - t0
+    took = time.perf_counter() - t0
     say(f"  lr-find: lr {found.suggestion:.3g} ({found.rule_text}; {found.steps} steps, "
-        f"{found.stopped})")
-    return found.suggestion, found.to_dict(), spent + time.perf_counter() - t0
+        f"{found.stopped}, {_fmt_min(took)})")
+    return found.suggestion, {**found.to_dict(), "seconds": round(took, 1)}, spent + took
 
 
 def _pct(v: Any) -> str:
