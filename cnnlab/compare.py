@@ -193,7 +193,8 @@ def _cost(config: dict[str, Any]) -> tuple[int | None, int | None]:
             classes = len(dataset_info(config.get("dataset", "fashion-mnist")).classes)
         except CnnlabError:
             classes = 10
-        kwargs = config.get("model_kwargs") or {}
+        kwargs = {k: v for k, v in (config.get("model_kwargs") or {}).items()
+                  if k != "input_size"}  # the knobs; the size is the recorded resize
         key = (model, h, w, classes, json.dumps(kwargs, sort_keys=True))
         if key not in _COST_CACHE:
             # Built for real, not on the meta device: about a second, and the counts never depend
