@@ -232,6 +232,9 @@ def test_every_reader_rebuilds_the_run_with_its_knobs(knob_run: tuple[Path, str]
     proc = cnnlab(["compare", str(run_dir), "--no-page", "--format", "json"], run_dir.parent)
     assert proc.returncode == 0, proc.stderr
     assert f'"params": {expected.num_params()}' in proc.stdout.replace("'", '"')
+    assert '"knobs": "channels=4,8 activation=relu pool=max dense=32"' in proc.stdout
+    proc = cnnlab(["compare", str(run_dir), "--no-page"], run_dir.parent)
+    assert "lenet (channels=4,8 activation=relu pool=max dense=32)" in proc.stdout, proc.stdout
     proc = cnnlab(["export", str(run_dir), "--out", "m.onnx"], run_dir.parent)
     assert proc.returncode == 0 and (run_dir.parent / "m.onnx").is_file(), proc.stderr
 
