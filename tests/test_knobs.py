@@ -244,6 +244,11 @@ def test_resume_keeps_the_recorded_knobs(knob_run: tuple[Path, str]) -> None:
     proc = cnnlab(["train", "--resume", str(run_dir), "--model-arg", "channels=8,8"],
                   run_dir.parent)
     assert proc.returncode == 2 and "drop --model and --model-arg" in proc.stderr
+    proc = cnnlab(["train", "--resume", str(run_dir), "--epochs", "2", "--no-report"],
+                  run_dir.parent)
+    assert proc.returncode == 0, proc.stderr
+    assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 2
+    assert json.loads((run_dir / "config.json").read_text())["model_kwargs"] == KNOBS
 
 
 @pytest.mark.parametrize("flag,message", [
