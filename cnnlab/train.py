@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -930,10 +929,3 @@ def _shard(split: Any, rank: int, world_size: int) -> Any:
         return split
     return split.subset(torch.arange(rank, len(split), world_size))
 
-
-if __name__ == "__main__":
-    # `python -m cnnlab.train ARGS` (and `torchrun -m cnnlab.train ARGS`) is `cnnlab train ARGS`:
-    # one parser, one set of flags. The CLI is imported only here, when this file is the script.
-    from cnnlab.cli import main
-
-    sys.exit(main(["train", *sys.argv[1:]]))
