@@ -170,8 +170,8 @@ def _add_config_flags(p: argparse.ArgumentParser, target: str | None = None) -> 
 
 def _add_model_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model-arg", action="append", dest="model_args", default=[],
-                   metavar="KEY=VALUE", help="set an architecture knob of the model (repeat "
-                   "the flag for several; `cnnlab models NAME` lists them)")
+                   metavar="KEY=VALUE", help="Set an architecture knob of the model; repeat "
+                   "the flag for several (`cnnlab models NAME` lists them).")
 
 
 def _recipe_names() -> list[str]:

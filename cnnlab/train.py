@@ -264,9 +264,9 @@ class Trainer:
                               "--out out for a fresh runs/<name>-<time>")
         self.out_dir = Path(out_dir) if out_dir is not None else None
         if isinstance(model, str) and model_kwargs:  # checked, typed, old names renamed
-            from cnnlab.models import parse_model_args
+            from cnnlab.models import check_model_kwargs
 
-            model_kwargs = parse_model_args(model, model_kwargs)
+            model_kwargs = check_model_kwargs(model, model_kwargs)
         self.model_kwargs = dict(model_kwargs or {})
         self.stream = stream
         self.overwrite = overwrite
