@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cnnlab.atomic import write_atomic
 from cnnlab.errors import CnnlabError, DataError
 
 __all__ = ["RunSummary", "collect_runs", "format_table", "read_run", "write_compare"]
@@ -360,7 +361,6 @@ def write_compare(runs: list[RunSummary] | list[str | Path], out: str | Path = "
     if not runs:
         raise DataError("no run folder to compare")
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     series = [_series(r) for r in runs]
     points = [{"label": r.label, "test_acc": r.test_acc, "seconds": r.train_seconds,
                "macs": r.macs} for r in runs if r.test_acc is not None]
@@ -370,11 +370,7 @@ def write_compare(runs: list[RunSummary] | list[str | Path], out: str | Path = "
                   .read_bytes() for c in (2, 1)]
         trade = [plot_tradeoffs(points, Path(tmp) / f"trade{c}.png", columns=c).read_bytes()
                  for c in (2, 1)] if points else None
-    page = _render(runs, curves, trade, title)
-    tmp_out = out.with_name(f".{out.name}.tmp")
-    tmp_out.write_text(page, encoding="utf-8")
-    tmp_out.replace(out)
-    return out
+    return write_atomic(out, _render(runs, curves, trade, title))
 
 
 def _series(run: RunSummary) -> dict[str, Any]:
