@@ -134,9 +134,21 @@ class RunSummary:
         n = self.config.get("test_samples")
         return int(n) if n else None
 
+    @property
+    def knobs(self) -> str:
+        """The model's architecture knobs that differ from its defaults: 'channels=4,8' or ''."""
+        from cnnlab.models import knob_text
+
+        model = self.config.get("model")
+        try:
+            return knob_text(model, self.config.get("model_kwargs") or {}) if model else ""
+        except CnnlabError:  # a model or knob this install does not know
+            return "?"
+
     def row(self) -> dict[str, Any]:
         """The table's values (None where unknown), JSON-ready."""
         return {"run": self.label, "model": self.config.get("model") or "custom module",
+                "knobs": self.knobs,
                 "dataset": self.config.get("dataset"), "params": self.params, "macs": self.macs,
                 "precision": self.precision, "epochs": self.epochs, "test_acc": self.test_acc,
                 "best_val_acc": self.best_val_acc, "train_seconds": self.train_seconds,
@@ -189,11 +201,13 @@ def _cost(config: dict[str, Any]) -> tuple[int | None, int | None]:
         shape = recorded_shape(config)  # the channels, size and classes the run trained with
         if shape is None:
             return None, None  # its data is gone (a folder dataset): nothing to build it for
-        key = (model, shape)
+        kwargs = {k: v for k, v in (config.get("model_kwargs") or {}).items()
+                  if k != "input_size"}  # the knobs; the size is the recorded shape's
+        key = (model, shape, json.dumps(kwargs, sort_keys=True))
         if key not in _COST_CACHE:
             # Built for real, not on the meta device: about a second, and the counts never depend
             # on what the meta device supports (a meta DenseNet once counted 57,000x too high).
-            s = summary(build_model(model, shape), shape.chw, measure_memory=False)
+            s = summary(build_model(model, shape, kwargs), shape.chw, measure_memory=False)
             _COST_CACHE[key] = (int(s.total_params), int(s.total_macs))
         return _COST_CACHE[key]
     except (CnnlabError, RuntimeError, ValueError, TypeError):
@@ -281,6 +295,8 @@ def _cell(key: str, v: Any) -> str:
 def _cells(run: RunSummary) -> list[str]:
     row = run.row()
     out = [_cell(k, row[k]) for k, _ in COLUMNS]
+    if row["knobs"]:  # the model as it was varied: `lenet (channels=4,8)`
+        out[1] += f" ({row['knobs']})"
     if not run.finished:
         out[0] += " (unfinished)"
     return out

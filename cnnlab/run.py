@@ -246,7 +246,8 @@ def load_run(run_dir: str | Path, checkpoint: str = "last", device: str | None =
     inputs = RunInputs.load(config, download=False)
     dev = pick_device(device or config.get("device"), fallback=device is None)
     state = load_checkpoint(path)
-    model = inputs.build_model(config["model"], state.get("model_kwargs"))
+    knobs = state.get("model_kwargs") or config.get("model_kwargs") or {}  # the run's knobs
+    model = inputs.build_model(config["model"], knobs)
     weights = state.get("model", state)
     # torch.compile wraps the module: its state-dict keys carry an "_orig_mod." prefix.
     weights = {k.removeprefix("_orig_mod.").removeprefix("module."): v for k, v in weights.items()}

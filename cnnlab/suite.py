@@ -201,15 +201,14 @@ def _check_models(models: Sequence[str], config: TrainConfig) -> dict[str, dict[
     kwargs: dict[str, dict[str, Any]] = {}
     bad = []
     for m in models:
-        kw = {"input_size": tuple(config.resize)} if config.resize else {}
-        kwargs[m] = kw
+        kwargs[m] = {}  # the input size comes from the run's inputs, never as a knob
         if not config.resize or default_input_size(m)[1:] == tuple(config.resize):
             continue  # built for this size (tests/test_models.py checks every model at its own)
         shape = recorded_shape({**config.to_dict(), "model": m})  # what the run will feed it
         try:
             with torch.device("meta"):  # shapes only: no memory, no init
                 if shape is None:
-                    create_model(m, **kw)
+                    create_model(m, input_size=tuple(config.resize))
                 else:
                     build_model(m, shape)
         except CnnlabError as err:

@@ -259,6 +259,10 @@ class Trainer:
             raise ConfigError("the output folder is empty (--out \"\"); name a folder, or leave "
                               "--out out for a fresh runs/<name>-<time>")
         self.out_dir = Path(out_dir) if out_dir is not None else None
+        if isinstance(model, str) and model_kwargs:  # checked, typed, old names renamed
+            from cnnlab.models import check_model_kwargs
+
+            model_kwargs = check_model_kwargs(model, model_kwargs)
         self.model_kwargs = dict(model_kwargs or {})
         self.stream = stream
         self.overwrite = overwrite
@@ -406,7 +410,8 @@ class Trainer:
                 "That is long for a CPU: fewer --epochs, a smaller --resize or --train-samples "
                 "shorten it, and the 28x28 models of `cnnlab suite chapter8` train in minutes")
         if self.run is not None:
-            self.run.write_config(cfg.to_dict(), self.setup.environment())
+            self.run.write_config({**cfg.to_dict(), "model_kwargs": self.model_kwargs},
+                                  self.setup.environment())
             self.run.write_history(self.history, self.steps_log)
             self.run.tensorboard(purge_step=self.global_step if state is not None else None)
         self.stop.in_loop = self._started = True  # a first Ctrl-C now finishes the step, saves

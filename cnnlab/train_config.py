@@ -160,9 +160,10 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        """Build and validate a config from a dict such as config.json (skips "environment")."""
+        """Build and validate a config from a dict such as config.json (skips "environment" and
+        the model's "model_kwargs")."""
         names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names - {"environment"})
+        unknown = sorted(set(d) - names - {"environment", "model_kwargs"})
         if unknown:
             raise ConfigError(f"unknown config field(s) {', '.join(unknown)}; "
                               f"known fields are: {', '.join(sorted(names))}")
@@ -199,6 +200,8 @@ def load_toml(path: str | Path) -> dict[str, Any]:
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"config file {path} is not valid TOML: {err}") from None
     # Settings are top-level keys, or keys of a [train] table, or both (each key once).
+    # The model's knobs: a [model] table (its `name` may name the model to train).
+    knobs = raw.pop("model") if isinstance(raw.get("model"), dict) else None
     table = raw.pop("train", {})
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: 'train' must be a [train] table of settings, "
@@ -217,6 +220,10 @@ def load_toml(path: str | Path) -> dict[str, Any]:
             out[name] = value
     if isinstance(out.get("resize"), list):
         out["resize"] = tuple(out["resize"])
+    if knobs is not None:
+        if "name" in knobs:
+            out["model"] = knobs.pop("name")
+        out["model_args"] = knobs
     return out
 
 

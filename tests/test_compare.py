@@ -28,9 +28,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ds = make_dataset(320, 100)
     cfg = TrainConfig(epochs=2, batch_size=64, lr=0.05, progress="none", tensorboard=False,
                       plot=False, threads=1, test_samples=50, resize=(28, 28), amp="off")
-    train("lenet", ds, cfg, out_dir=root / "lenet", model_kwargs={"input_size": (28, 28)})
-    train("bn_lenet", ds, cfg.replace(epochs=1), out_dir=root / "bn_lenet",
-          model_kwargs={"input_size": (28, 28)})
+    train("lenet", ds, cfg, out_dir=root / "lenet")
+    train("bn_lenet", ds, cfg.replace(epochs=1), out_dir=root / "bn_lenet")
     # A run still going (or killed): no result.json, one epoch of its two recorded.
     shutil.copytree(root / "lenet", root / "lenet_running")
     (root / "lenet_running" / "result.json").unlink()
