@@ -62,6 +62,10 @@ from cnnlab.train_config import TrainConfig, make_optimizer
 __all__ = ["TrainConfig", "TrainResult", "TrainingInterrupted", "Trainer", "evaluate", "predict",
            "resume", "train"]
 
+# Called with each epoch's metrics row (a copy); returning True ends the run there, as early
+# stopping does (a sweep's pruner): the folder holds an ordinary finished run.
+OnEpoch = Callable[[dict[str, Any]], "bool | None"]
+
 # A check run once the config is resolved and before any work: (config, dataset, device,
 # model_kwargs) -> None, raising a CnnlabError to refuse the run (the CLI's memory guard).
 Preflight = Callable[[TrainConfig, Any, torch.device, dict[str, Any]], None]
@@ -108,7 +112,7 @@ class TrainResult:
 def train(model: nn.Module | str, data: Any = None, config: TrainConfig | None = None,
           out_dir: str | Path | None = None, *, model_kwargs: dict[str, Any] | None = None,
           stream: TextIO | None = None, preflight: Preflight | None = None,
-          overwrite: bool = False) -> TrainResult:
+          overwrite: bool = False, on_epoch: OnEpoch | None = None) -> TrainResult:
     """Train model (an nn.Module or a zoo name) on data (a Dataset or dataset name).
 
     With out_dir, the run folder gets config.json, metrics, curves.png, checkpoints, TensorBoard
@@ -117,11 +121,11 @@ def train(model: nn.Module | str, data: Any = None, config: TrainConfig | None =
     zoo name in config.model) are recorded so `resume` can rebuild the network. preflight, if
     given, is called with the resolved config, the dataset, the device and model_kwargs before
     any data is copied or any model built, and may refuse the run by raising (the CLI's memory
-    guard).
+    guard). on_epoch (see OnEpoch) hears every epoch's row and may end the run early.
     """
     config = (config or TrainConfig()).validate()
     trainer = Trainer(model, data, config, out_dir, model_kwargs=model_kwargs, stream=stream,
-                      preflight=preflight, overwrite=overwrite)
+                      preflight=preflight, overwrite=overwrite, on_epoch=on_epoch)
     return trainer.fit()
 
 
@@ -139,7 +143,7 @@ STATE_KEYS = ("epoch", "step", "global_step", "model", "optimizer", "scaler", "r
 
 def resume(out_dir: str | Path, model: nn.Module | None = None, data: Any = None, *,
            checkpoint: str = "last", stream: TextIO | None = None,
-           preflight: Preflight | None = None,
+           preflight: Preflight | None = None, on_epoch: OnEpoch | None = None,
            **changes: Any) -> TrainResult:
     """Continue the run in out_dir from checkpoints/last.pt, exactly where it stopped.
 
@@ -175,7 +179,7 @@ def resume(out_dir: str | Path, model: nn.Module | None = None, data: Any = None
                                 "pass it: resume(out_dir, model=MyNet())")
         model = config.model
     trainer = Trainer(model, data, config, out_dir, model_kwargs=kwargs, stream=stream,
-                      preflight=preflight)
+                      preflight=preflight, on_epoch=on_epoch)
     trainer.source = path
     return trainer.fit(state)
 
@@ -249,9 +253,10 @@ class Trainer:
     def __init__(self, model: nn.Module | str, data: Any, config: TrainConfig,
                  out_dir: str | Path | None = None, *, model_kwargs: dict[str, Any] | None = None,
                  stream: TextIO | None = None, preflight: Preflight | None = None,
-                 overwrite: bool = False):
+                 overwrite: bool = False, on_epoch: OnEpoch | None = None):
         self.config = config.validate()
         self.preflight = preflight
+        self.on_epoch = on_epoch
         if out_dir is not None and not str(out_dir).strip():
             raise ConfigError("the output folder is empty (--out \"\"); name a folder, or leave "
                               "--out out for a fresh runs/<name>-<time>")
@@ -617,7 +622,8 @@ class Trainer:
                 row = self._end_epoch(epoch, epochs, progress)
                 if self._interrupted:
                     self._raise_interrupted(epoch + 1, 0)
-                if self._should_stop(row):
+                if self._should_stop(row) or (self.on_epoch is not None
+                                              and self.on_epoch(dict(row))):
                     stopped_early = True
                     break
         finally:
@@ -812,6 +818,8 @@ class Trainer:
         if self.val_is_test and final.get("val_acc") is not None:
             test_loss, test_acc = final["val_loss"], final["val_acc"]
             test_images = final.get("val_images")
+        elif not self.config.score_test:  # validation-only (a sweep's trial): test unseen
+            test_loss = test_acc = test_images = None
         else:
             limit = 1 if self.config.dry_run else self.config.limit_batches
             sums = ddp.all_reduce_sum(evaluate_sums(self.raw_model, self.test_loader, self.device,

@@ -38,6 +38,7 @@ class TrainConfig:
     val_size: float = 0  # 0: validate on the test split (as the book); <1: a fraction; else a count
     train_samples: int = 0  # train on a seeded stratified subset of this many samples (0: all)
     test_samples: int = 0  # test on a seeded stratified subset of the test split (0: all of it)
+    score_test: bool = True  # score the final model on the test split (off: validation only)
 
     # --- optimization ----------------------------------------------------------------------
     epochs: int = 10  # passes over the training split
@@ -124,6 +125,9 @@ class TrainConfig:
             raise ConfigError(f"warmup_epochs={self.warmup_epochs} exceeds epochs={self.epochs}")
         if self.val_size >= 1 and self.val_size != int(self.val_size):
             raise ConfigError(f"val_size={self.val_size}: a count must be whole, a fraction < 1")
+        if not self.score_test and not self.val_size:
+            raise ConfigError("score_test=False needs val_size > 0: without a validation split "
+                              "the run validates on the test split")
         if self.resize is not None and (len(self.resize) != 2 or min(self.resize) < 1):
             raise ConfigError(f"resize={self.resize} must be (height, width) with positive sizes")
         return self

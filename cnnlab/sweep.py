@@ -1,0 +1,573 @@
+"""Sweeps: a study over TrainConfig fields and model knobs, every trial an ordinary run folder.
+
+    cnnlab sweep lenet --param lr=log:1e-3..0.3 --param momentum=0,0.9 --trials 20 --out runs/s
+    cnnlab sweep --join runs/s            # one more worker, from another terminal
+    run_sweep(SweepSpec("lenet", [parse_param("lr=log:1e-3..0.3")], config), "runs/s", trials=20)
+
+The study, its samplers (grid, random, TPE) and pruners (median, successive halving) are
+Optuna's. Selection is on validation only: every trial carves `val_size` out of the training
+split, ranks on `metric`, and never scores the test split (`score_test=False`); the test split
+is seen once, by `retrain_best`, which trains the best configuration on the whole training split.
+
+The sweep folder holds `sweep.json` (the spec and every trial), `sweep.csv`, `sweep.html`,
+`trials/NNNN-seedS/` (run folders the engine writes: report, inspect, compare and resume work on
+them) and, unless `storage` names a database server, `study.journal`: Optuna's journal file,
+whose appends are serialized by a lock file, so several processes on one machine share it safely
+(SQLite is not made for concurrent writers: "database is locked" under load) and the folder can
+be copied. A trial left running by a killed worker (its process is gone) is handed to the next
+worker that starts: it continues that trial's run folders from their last checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import statistics
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TextIO
+
+from cnnlab.errors import (
+    CnnlabError,
+    ConfigError,
+    DataError,
+    OutputError,
+    RunFinished,
+    TrainingInterrupted,
+)
+from cnnlab.sweep_space import (
+    Param,
+    apply_params,
+    check_knobs,
+    grid_size,
+    grid_space,
+    parse_param,
+    suggest_params,
+    train_command,
+)
+from cnnlab.train_config import MONITORS, TrainConfig
+
+__all__ = ["PRUNERS", "SAMPLERS", "SweepResult", "SweepSpec", "parse_budget", "read_sweep",
+           "retrain_best", "run_sweep"]
+
+SWEEP_FILE = "sweep.json"
+JOURNAL = "study.journal"
+STUDY = "cnnlab-sweep"
+SAMPLERS = ("tpe", "random", "grid")
+PRUNERS = ("median", "halving", "off")
+DEFAULT_VAL = 0.1  # the validation share of the training split when the config sets none
+# What a sweep writes into its folder; anything else there means another command's folder.
+OURS = (SWEEP_FILE, "sweep.csv", "sweep.html", JOURNAL, "trials", "best")
+HOST = socket.gethostname()
+
+
+@dataclass
+class SweepSpec:
+    """What a sweep searches: the model, the space, the base config and how it selects."""
+
+    model: str  # a zoo name
+    params: list[Param]
+    config: TrainConfig  # every trial's settings before its parameters are applied
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    sampler: str = "tpe"
+    prune: str = "median"
+    metric: str = "val_acc"  # ranks trials (the final epoch's value, mean over seeds)
+    seeds: tuple[int, ...] = (0,)
+    command: str = ""  # `cnnlab train ...` that trains one configuration (params appended)
+
+    def __post_init__(self) -> None:
+        self.seeds = tuple(self.seeds)
+        updates: dict[str, Any] = {"monitor": self.metric, "score_test": False,
+                                   "progress": "none", "seed": self.seeds[0] if self.seeds else 0}
+        if not self.config.val_size:
+            updates["val_size"] = DEFAULT_VAL
+        self.config = self.config.replace(**updates)
+        self.command = self.command or f"cnnlab train {self.model}"
+
+    def check(self) -> None:
+        """ConfigError for a spec no trial could run; nothing is written before this passes."""
+        for name, value, allowed in (("sampler", self.sampler, SAMPLERS),
+                                     ("prune", self.prune, PRUNERS),
+                                     ("metric", self.metric, MONITORS)):
+            if value not in allowed:
+                raise ConfigError(f"--{name} {value!r} is not one of {', '.join(allowed)}")
+        if not self.params:
+            raise ConfigError("a sweep needs at least one --param NAME=VALUES (e.g. "
+                              "--param lr=log:1e-3..0.3)")
+        names = [p.name for p in self.params]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ConfigError(f"--param names {', '.join(twice)} twice; give each parameter once")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"--seeds {','.join(map(str, self.seeds))}: give distinct seeds")
+        if not self.config.eval_every or self.config.eval_every > 1:
+            raise ConfigError(f"eval_every={self.config.eval_every}: a sweep validates after "
+                              "every epoch (it ranks and prunes on validation); use 1")
+        check_knobs(self.model, self.params)
+        if self.sampler == "grid":
+            grid_space(self.params)  # refuses float ranges
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "params": [p.spec for p in self.params],
+                "config": self.config.to_dict(), "model_kwargs": self.model_kwargs,
+                "sampler": self.sampler, "prune": self.prune, "metric": self.metric,
+                "seeds": list(self.seeds), "command": self.command}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SweepSpec:
+        return cls(d["model"], [parse_param(s) for s in d["params"]],
+                   TrainConfig.from_dict(d["config"]), dict(d.get("model_kwargs") or {}),
+                   d["sampler"], d["prune"], d["metric"], tuple(d["seeds"]), d["command"])
+
+
+@dataclass
+class SweepResult:
+    """What a sweep holds after this worker: every trial (best first) and the best one."""
+
+    out_dir: Path
+    trials: list[dict[str, Any]]  # see summarize()
+    best: dict[str, Any] | None
+    ran: int  # trials this worker ran
+
+
+def parse_budget(text: str | float | None) -> float | None:
+    """Seconds from '30m', '2h', '90s' or a number of minutes; None for none."""
+    if text is None or text == "":
+        return None
+    if isinstance(text, (int, float)):
+        seconds = float(text) * 60
+    else:
+        units = {"s": 1, "m": 60, "h": 3600}
+        t = text.strip().lower()
+        scale = units.get(t[-1:], None)
+        try:
+            seconds = float(t[:-1] if scale else t) * (scale or 60)
+        except ValueError:
+            raise ConfigError(f"--budget {text!r} is not a time; write 30m, 2h or 90s") from None
+    if not seconds > 0:
+        raise ConfigError(f"--budget {text!r} must be positive")
+    return seconds
+
+
+# --- the folder and the study --------------------------------------------------------------
+
+def read_sweep(out_dir: str | Path) -> dict[str, Any]:
+    """sweep.json of a sweep folder; ConfigError when the folder holds no sweep."""
+    import json
+
+    path = Path(out_dir) / SWEEP_FILE
+    if not Path(out_dir).is_dir():
+        raise ConfigError(f"{out_dir} does not exist, so it holds no sweep; start one with "
+                          f"cnnlab sweep NAME --param ... --out {out_dir}")
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ConfigError(f"{out_dir} holds no sweep (no {SWEEP_FILE}); start one with "
+                          f"cnnlab sweep NAME --param ... --out {out_dir}") from None
+    except (OSError, ValueError) as err:
+        raise DataError(f"{path} is damaged ({err}); the trials' run folders are intact") from None
+    if not isinstance(data, dict) or data.get("written_by") != "cnnlab sweep" \
+            or not isinstance(data.get("spec"), dict):
+        raise ConfigError(f"{path} was not written by cnnlab sweep; choose another folder")
+    return data
+
+
+def _check_folder(out: Path, spec: SweepSpec | None) -> dict[str, Any]:
+    """The saved sweep.json ({} for a new sweep); ConfigError when out is not this sweep's."""
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out} is a file; name a folder for the sweep (--out DIR)")
+    if spec is None or (out / SWEEP_FILE).exists():
+        saved = read_sweep(out)
+        if spec is not None and saved["spec"] != spec.to_dict():
+            old, new = saved["spec"], spec.to_dict()
+            diff = sorted(k for k in new if old.get(k) != new[k])
+            if "config" in diff:
+                diff.remove("config")
+                diff += sorted(k for k in new["config"]
+                               if old["config"].get(k) != new["config"][k])
+            raise ConfigError(f"{out} holds a sweep with other settings ({', '.join(diff)}); "
+                              f"continue it with cnnlab sweep --resume {out}, or start a new one "
+                              "with another --out")
+        return saved
+    others = sorted(p.name for p in out.iterdir() if p.name not in OURS
+                    and not p.name.startswith(".")) if out.exists() else []
+    if others:
+        raise ConfigError(f"{out} holds files no sweep wrote ({', '.join(others[:3])}"
+                          f"{', ...' if len(others) > 3 else ''}); choose a new or empty folder "
+                          "for the sweep (--out DIR)")
+    return {}
+
+
+def _storage(out: Path, url: str | None) -> Any:
+    import optuna
+
+    if not url:
+        from optuna.storages.journal import JournalFileBackend, JournalFileOpenLock
+
+        path = str(out / JOURNAL)
+        return optuna.storages.JournalStorage(
+            JournalFileBackend(path, lock_obj=JournalFileOpenLock(path, grace_period=30)))
+    kwargs: dict[str, Any] = {}
+    if url.startswith("postgresql"):  # an unreachable server fails in seconds, not minutes
+        kwargs["engine_kwargs"] = {"connect_args": {"connect_timeout": 5}}
+    try:
+        return optuna.storages.RDBStorage(url, **kwargs)
+    except Exception as err:  # sqlalchemy's errors have no common CnnlabError-like base
+        first = " ".join(str(err).split())[:200]
+        raise ConfigError(f"--storage {_redact(url)} cannot be reached ({first}); check the "
+                          "server, the address and the credentials") from None
+
+
+def _redact(url: str) -> str:
+    """A database URL without its password, for messages and sweep.json readers."""
+    import re
+
+    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+
+
+def _sampler(spec: SweepSpec, seed: int) -> Any:
+    import optuna
+
+    if spec.sampler == "grid":
+        return optuna.samplers.GridSampler(grid_space(spec.params), seed=seed)
+    if spec.sampler == "random":
+        return optuna.samplers.RandomSampler(seed=seed)
+    return optuna.samplers.TPESampler(seed=seed)
+
+
+def _pruner(spec: SweepSpec) -> Any:
+    import optuna
+
+    if spec.prune == "median":  # prune below the median of earlier trials at the same epoch
+        return optuna.pruners.MedianPruner(n_startup_trials=4, n_warmup_steps=0)
+    if spec.prune == "halving":
+        return optuna.pruners.SuccessiveHalvingPruner(min_resource=1, reduction_factor=3)
+    return optuna.pruners.NopPruner()
+
+
+# --- running -----------------------------------------------------------------------------------
+
+def run_sweep(spec: SweepSpec | None, out_dir: str | Path, *, trials: int | None = None,
+              budget_s: float | None = None, storage: str | None = None, data: Any = None,
+              stream: TextIO | None = None) -> SweepResult:
+    """Run trials of the sweep in out_dir until it holds `trials` of them or `budget_s` is spent.
+
+    spec None joins (or resumes) the sweep out_dir already holds. Several processes may run this
+    on one folder at once: each trial is run by exactly one of them. data: a Dataset to use
+    instead of loading config.dataset (loaded once per process either way).
+    """
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    out = Path(out_dir)
+    if spec is not None:
+        spec.check()
+    saved = _check_folder(out, spec)
+    if spec is None:
+        spec = SweepSpec.from_dict(saved["spec"])
+        if storage and saved.get("storage") and storage != saved["storage"]:
+            raise ConfigError(f"{out} keeps its study in {_redact(saved['storage'])}, not in "
+                              f"{_redact(storage)}; drop --storage to use it")
+    url = storage or saved.get("storage")
+    trials = trials if trials is not None else saved.get("trials")
+    if spec.sampler == "grid":
+        points = grid_size(spec.params)
+        if trials is not None and points > trials:
+            raise ConfigError(f"the grid has {points} points but --trials is {trials}; raise "
+                              f"--trials to {points}, or use --sampler random/tpe")
+        trials = points
+    if trials is None and budget_s is None:
+        raise ConfigError("say how long to search: --trials N, --budget 30m, or both")
+    if trials is not None and trials < 1:
+        raise ConfigError(f"--trials {trials} must be at least 1")
+    store = _storage(out, url) if url else None  # a server is checked before any file is written
+    out.mkdir(parents=True, exist_ok=True)
+    store = store or _storage(out, None)
+    study = optuna.create_study(study_name=STUDY, storage=store, load_if_exists=True,
+                                direction="maximize" if spec.metric == "val_acc" else "minimize",
+                                pruner=_pruner(spec),
+                                sampler=_sampler(spec, spec.seeds[0]))
+    seed = spec.seeds[0] * 1_000_003 + len(study.trials) + (os.getpid() if saved else 0)
+    study.sampler = _sampler(spec, seed)  # another stream per session: no repeated proposals
+    header = {"written_by": "cnnlab sweep", "spec": spec.to_dict(), "storage": url,
+              "trials": trials}
+    worker = _Worker(spec, out, study, header, trials, budget_s, data, stream)
+    return worker.run()
+
+
+class _Worker:
+    """One process's share of a sweep: ask, train, tell, until the count or budget is reached."""
+
+    def __init__(self, spec: SweepSpec, out: Path, study: Any, header: dict[str, Any],
+                 trials: int | None, budget_s: float | None, data: Any,
+                 stream: TextIO | None):
+        self.spec, self.out, self.study, self.header = spec, out, study, header
+        self.trials, self.budget_s, self.stream = trials, budget_s, stream
+        self.data = data
+        self.ran = 0
+        self.me = {"host": HOST, "pid": os.getpid(), "started": _proc_start(os.getpid())}
+
+    def say(self, text: str) -> None:
+        if self.stream is not None:
+            print(text, file=self.stream, flush=True)
+
+    def run(self) -> SweepResult:
+        from cnnlab.data import load_dataset
+
+        self._write()
+        t0 = time.perf_counter()
+        cfg = self.spec.config
+        if self.data is None:  # once per process: trials only carve their splits from it
+            self.data = load_dataset(cfg.dataset, root=cfg.data_root,
+                                     image_size=cfg.image_size or None)
+        while self.budget_s is None or time.perf_counter() - t0 < self.budget_s:
+            self._recover()
+            if self.trials is not None and self._counted() >= self.trials:
+                break
+            trial = self.study.ask()
+            if self.trials is not None and self._rank(trial.number) >= self.trials:
+                trial.set_user_attr("surplus", True)  # another worker asked at the same time
+                self.study.tell(trial, state=_state("FAIL"))
+                break
+            self._run_trial(trial)
+            self.ran += 1
+        rows = self._write(page=True)
+        return SweepResult(self.out, rows, _best(rows), self.ran)
+
+    # -- counting, and trials left by killed workers ----------------------------------------
+
+    def _counted_trials(self) -> list[Any]:
+        trials = self.study.get_trials(deepcopy=False)
+        continued = {t.user_attrs.get("continues") for t in trials}
+        return [t for t in trials if not t.user_attrs.get("surplus")
+                and not (t.state == _state("FAIL") and t.number in continued)]
+
+    def _counted(self) -> int:
+        return len(self._counted_trials())
+
+    def _rank(self, number: int) -> int:
+        return sum(1 for t in self._counted_trials() if t.number < number)
+
+    def _recover(self) -> None:
+        """Hand every trial whose worker died (on this machine) to the next worker, once."""
+        for t in self.study.get_trials(deepcopy=False, states=(_state("RUNNING"),)):
+            who = t.user_attrs.get("worker")
+            if who is None:  # killed between ask and its first note: stale after a minute
+                started = t.datetime_start.timestamp() if t.datetime_start else time.time()
+                if time.time() - started < 60:
+                    continue
+            elif who.get("host") != HOST or _alive(who):
+                continue
+            self._hand_over(t.number, t.params, t.user_attrs.get("folder"))
+
+    def _hand_over(self, number: int, params: dict[str, Any], folder: str | None) -> None:
+        """Fail trial `number` and queue its continuation, unless another worker did first."""
+        try:
+            self.study.tell(number, state=_state("FAIL"))
+        except (RuntimeError, ValueError):  # finished meanwhile, or taken over by another
+            return
+        self.study.enqueue_trial(params, user_attrs={"continues": number,
+                                                     "folder": folder or f"{number:04d}"})
+
+    # -- one trial ----------------------------------------------------------------------------
+
+    def _run_trial(self, trial: Any) -> None:
+        spec = self.spec
+        values = suggest_params(trial, spec.params)
+        folder = trial.user_attrs.get("folder") or f"{trial.number:04d}"
+        trial.set_user_attr("folder", folder)
+        trial.set_user_attr("worker", self.me)
+        t0 = time.perf_counter()
+        scores: list[float] = []
+        pruned: list[int] = []
+
+        def on_epoch(row: dict[str, Any]) -> bool:
+            trial.report(float(row[spec.metric]), int(row["epoch"]))
+            if trial.should_prune():
+                pruned.append(int(row["epoch"]))
+                return True
+            return False
+
+        try:
+            cfg, kwargs = apply_params(spec.config, spec.model_kwargs, values, spec.model)
+            for i, seed in enumerate(spec.seeds):
+                hook = on_epoch if i == 0 and spec.prune != "off" else None
+                final = self._train(self.out / "trials" / f"{folder}-seed{seed}",
+                                    cfg.replace(seed=seed), kwargs, hook)
+                if pruned:
+                    break
+                scores.append(float(final[spec.metric]))
+        except (KeyboardInterrupt, CnnlabError) as err:
+            if isinstance(err, (KeyboardInterrupt, OutputError, TrainingInterrupted)):
+                # stopped, or cannot write: the next worker continues this trial
+                self._hand_over(trial.number, trial.params, folder)
+                raise
+            trial.set_user_attr("error", " ".join(str(err).split()))
+            trial.set_user_attr("seconds", round(time.perf_counter() - t0, 2))
+            self.study.tell(trial, state=_state("FAIL"))
+            self._write()
+            self.say(f"trial {trial.number} failed: {' '.join(str(err).split())}")
+            return
+        trial.set_user_attr("seconds", round(time.perf_counter() - t0, 2))
+        if pruned:
+            self.study.tell(trial, state=_state("PRUNED"))
+        else:
+            trial.set_user_attr("values", scores)
+            self.study.tell(trial, statistics.fmean(scores))
+        self._announce(trial.number, self._write())
+
+    def _train(self, run_dir: Path, cfg: TrainConfig, kwargs: dict[str, Any],
+               hook: Any) -> dict[str, Any]:
+        """The final metrics row of one run: trained, continued, or as a finished one left it."""
+        from cnnlab.run import read_json
+        from cnnlab.runlog import run_state
+        from cnnlab.train import resume, train
+
+        if run_state(run_dir) == "checkpoint":
+            try:
+                return resume(run_dir, data=self.data, on_epoch=hook, progress="none").final
+            except RunFinished:
+                return read_json(run_dir / "result.json")["final"]
+        return train(self.spec.model, self.data, cfg, out_dir=run_dir, model_kwargs=kwargs,
+                     on_epoch=hook, overwrite=True).final
+
+    def _announce(self, number: int, rows: list[dict[str, Any]]) -> None:
+        row = next(r for r in rows if r["number"] == number)
+        done = sum(1 for r in rows if r["status"] in ("done", "pruned", "failed"))
+        total = f"/{self.trials}" if self.trials else ""
+        what = (f"pruned after epoch {row['epochs']}" if row["status"] == "pruned"
+                else "done")
+        best = _best(rows)
+        self.say(f"trial {number} ({done}{total}) {what} in {row['seconds']:.1f} s: "
+                 f"{self.spec.metric} {fmt_score(row)} [{fmt_params(row['params'])}]"
+                 + (f"; best: trial {best['number']}, {self.spec.metric} {fmt_score(best)}"
+                    if best else ""))
+
+    def _write(self, page: bool = False) -> list[dict[str, Any]]:
+        """sweep.json and sweep.csv from the study as it stands (and sweep.html at the end)."""
+        from cnnlab.sweep_page import write_summary
+
+        rows = summarize(self.study, self.spec, self.out)
+        write_summary(self.out, self.header, rows, _best(rows), self.spec, page=page)
+        return rows
+
+
+def summarize(study: Any, spec: SweepSpec, out: Path) -> list[dict[str, Any]]:
+    """Every trial as a row, best first: finished by value, then pruned, running, failed."""
+    from cnnlab.run import read_history
+
+    trials = study.get_trials(deepcopy=False)
+    continued = {t.user_attrs.get("continues"): t.number for t in trials}
+    rows = []
+    for t in trials:
+        if t.user_attrs.get("surplus"):
+            continue
+        status = {"COMPLETE": "done", "PRUNED": "pruned", "RUNNING": "running",
+                  "WAITING": "waiting", "FAIL": "failed"}[t.state.name]
+        if status == "failed" and t.number in continued:
+            status = "interrupted"
+        folder = t.user_attrs.get("folder") or f"{t.number:04d}"
+        runs = [f"trials/{folder}-seed{s}" for s in spec.seeds]
+        curves = []
+        for run in runs:
+            try:
+                history = read_history(out / run)
+            except (CnnlabError, ValueError):
+                history = []
+            curves.append([r.get(spec.metric) for r in history])
+        values = t.user_attrs.get("values") or []
+        value = t.value if status == "done" else (
+            t.intermediate_values[max(t.intermediate_values)]
+            if status == "pruned" and t.intermediate_values else None)
+        rows.append({"number": t.number, "status": status, "params": dict(t.params),
+                     "value": value, "std": statistics.stdev(values) if len(values) > 1 else None,
+                     "values": values, "epochs": len(curves[0]) if curves else 0,
+                     "trial_epochs": sum(len(c) for c in curves), "curves": curves,
+                     "seconds": t.user_attrs.get("seconds"), "runs": runs,
+                     "continues": t.user_attrs.get("continues"),
+                     "continued_as": continued.get(t.number),
+                     "error": t.user_attrs.get("error")})
+    sign = -1 if spec.metric == "val_acc" else 1
+    order = {"done": 0, "pruned": 1, "running": 2, "waiting": 3, "failed": 4, "interrupted": 5}
+    rows.sort(key=lambda r: (order[r["status"]], sign * r["value"] if r["value"] is not None
+                             else 0, r["number"]))
+    return rows
+
+
+def _best(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    return rows[0] if rows and rows[0]["status"] == "done" else None
+
+
+def fmt_score(row: dict[str, Any]) -> str:
+    if row["value"] is None:
+        return "n/a"
+    return f"{row['value']:.4f}" + (f" ± {row['std']:.4f}" if row.get("std") is not None else "")
+
+
+def fmt_params(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in params.items())
+
+
+def _state(name: str) -> Any:
+    from optuna.trial import TrialState
+
+    return TrialState[name]
+
+
+def _proc_start(pid: int) -> str | None:
+    """The process's start time (Linux clock ticks since boot), so a reused pid is not taken
+    for the worker that died; None where /proc does not say."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return None
+
+
+def _alive(who: dict[str, Any]) -> bool:
+    from cnnlab.atomic import pid_alive
+
+    pid = int(who.get("pid", 0))
+    if not pid or not pid_alive(pid):
+        return False
+    return who.get("started") is None or _proc_start(pid) in (None, who["started"])
+
+
+# --- the test split, once ------------------------------------------------------------------
+
+def retrain_best(out_dir: str | Path, *, data: Any = None, stream: TextIO | None = None) -> Any:
+    """Train the sweep's best configuration on the whole training split into DIR/best and score
+    it on the test split, once (a finished DIR/best is read, not trained again)."""
+    from cnnlab.run import read_json
+    from cnnlab.runlog import run_state
+    from cnnlab.train import TrainResult, resume, train
+
+    out = Path(out_dir)
+    saved = read_sweep(out)
+    best = saved.get("best")
+    if not best:
+        raise ConfigError(f"{out} has no finished trial yet, so there is no best configuration "
+                          "to retrain; run more trials first")
+    spec = SweepSpec.from_dict(saved["spec"])
+    cfg, kwargs = apply_params(spec.config, spec.model_kwargs, best["params"], spec.model)
+    cfg = cfg.replace(val_size=0, score_test=True, eval_every=0, patience=0,
+                      seed=spec.seeds[0], progress="plain" if stream is not None else "none")
+    run_dir = out / "best"
+    if run_state(run_dir) == "checkpoint":
+        try:
+            return resume(run_dir, data=data, stream=stream, progress=cfg.progress)
+        except RunFinished:
+            res = read_json(run_dir / "result.json")
+            return TrainResult(history=[], final=res.get("final") or {}, best=res.get("best"),
+                               test_acc=res.get("test_acc"), test_loss=res.get("test_loss"),
+                               seconds=float(res.get("seconds") or 0), out_dir=run_dir,
+                               config=cfg)
+    return train(spec.model, data if data is not None else cfg.dataset, cfg, out_dir=run_dir,
+                 model_kwargs=kwargs, stream=stream, overwrite=True)
+
+
+def best_command(spec: SweepSpec, params: dict[str, Any]) -> str:
+    """The `cnnlab train` command that trains this configuration."""
+    return train_command(spec.command, params, spec.seeds[0])
+
