@@ -127,6 +127,19 @@ Every member gets the same share of --budget (minutes, the whole suite): a short
 sizes its training subset so its --epochs and learning-rate schedule finish inside it.
 Results land in --out (default runs/<suite>): one run folder per model, suite.json and
 compare.html.""",
+    "sweep": """\
+examples:
+  cnnlab sweep lenet --param lr=log:1e-3..0.3 --param momentum=0,0.9 --trials 20 --out runs/s
+  cnnlab sweep lenet --param model.activation=relu,sigmoid --sampler grid --out runs/act
+  cnnlab sweep lenet --param lr=0.03,0.1,0.3 --seeds 0,1,2 --sampler grid --out runs/seeds
+  cnnlab sweep --join runs/s                   one more worker on the same sweep
+  cnnlab sweep --resume runs/s --retrain-best  the best configuration on the whole training
+                                               split, scored on the test split once
+
+Trials rank on validation (val_size carved from the training split; 0.1 when unset) and never
+see the test split. Every trial is a run folder under DIR/trials; DIR holds sweep.json,
+sweep.csv, sweep.html and the study (study.journal, or --storage postgresql://...). Running the
+same command again continues the sweep.""",
 }
 
 
@@ -295,7 +308,48 @@ def build_parser(train_target: str | None = None) -> argparse.ArgumentParser:
     su.add_argument("--test-samples", type=int, metavar="N",
                     help="test images (stratified subset; 0: all 10,000; default 1,000)")
     _add_inspect_parser(sub)
+    _add_sweep_parser(sub)
     return p
+
+
+def _add_sweep_parser(sub: Any) -> None:
+    from cnnlab.sweep import PRUNERS, SAMPLERS
+    from cnnlab.train_config import MONITORS, add_arguments
+
+    w = _parser(sub, "sweep", "Search training settings and model knobs; every trial a run.")
+    w.add_argument("target", nargs="?", metavar="RECIPE_OR_MODEL",
+                   help="a recipe (`cnnlab recipes`) or a model (`cnnlab models`)")
+    w.add_argument("--param", action="append", metavar="SPEC",
+                   help="NAME=VALUES, repeatable: lr=log:1e-3..0.3, momentum=0,0.9, "
+                        "model.channels=6-16,32-64 (a TrainConfig field or model.KNOB)")
+    w.add_argument("--trials", type=int, metavar="N", help="how many trials in all")
+    w.add_argument("--budget", metavar="TIME",
+                   help="wall time of this command (30m, 2h, 90s): no trial starts after it")
+    w.add_argument("--sampler", choices=SAMPLERS, help="tpe (default), random or grid")
+    w.add_argument("--prune", choices=PRUNERS,
+                   help="stop poor trials after an epoch: median (default), halving or off")
+    w.add_argument("--metric", choices=MONITORS, help="what ranks trials (default val_acc)")
+    w.add_argument("--seeds", type=_seeds, metavar="A,B,C",
+                   help="run each configuration with these seeds; rank on the mean")
+    w.add_argument("--storage", metavar="URL",
+                   help="a database server for the study (postgresql://user@host/db); default: "
+                        "study.journal inside DIR")
+    w.add_argument("--out", metavar="DIR", help="the sweep folder (default runs/sweep-NAME)")
+    w.add_argument("--join", type=Path, metavar="DIR", help="add a worker to the sweep in DIR")
+    w.add_argument("--resume", type=Path, metavar="DIR", help="continue the sweep in DIR")
+    w.add_argument("--retrain-best", action="store_true",
+                   help="then train the best configuration on the whole training split and "
+                        "report its test accuracy (once)")
+    w.add_argument("--config", type=Path, metavar="FILE.toml",
+                   help="TOML file: training settings, and a [sweep] table of these options")
+    add_arguments(w.add_argument_group("training settings of every trial (TrainConfig fields)"))
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not seeds such as 0,1,2") from None
 
 
 def _add_inspect_parser(sub: Any) -> None:
@@ -339,8 +393,8 @@ def _triple(text: str) -> tuple[int, int, int]:
 
 # --- train -------------------------------------------------------------------------------------
 
-def load_toml(path: Path) -> dict[str, Any]:
-    """Settings from a TOML file: keys are TrainConfig fields ('-' or '_'), plus `recipe`."""
+def read_toml(path: Path) -> dict[str, Any]:
+    """A TOML file's tables and keys; ConfigError (one line) when it cannot be read."""
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
@@ -364,6 +418,14 @@ def load_toml(path: Path) -> dict[str, Any]:
                           f"0x{err.object[err.start]:02x}); save it as UTF-8") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"config file {path} is not valid TOML: {err}") from None
+    return raw
+
+
+def load_toml(path: Path) -> dict[str, Any]:
+    """Settings from a TOML file: keys are TrainConfig fields ('-' or '_'), plus `recipe`;
+    a [sweep] table is `cnnlab sweep`'s (see sweep_options)."""
+    raw = read_toml(path)
+    raw.pop("sweep", None)
     # Settings are top-level keys, or keys of a [train] table, or both (each key once).
     table = raw.pop("train", {})
     if not isinstance(table, dict):
@@ -825,10 +887,90 @@ def cmd_suite(args: argparse.Namespace) -> int:
     return 0
 
 
+def sweep_options(args: argparse.Namespace) -> dict[str, Any]:
+    """The sweep's options: the --config file's [sweep] table, then the flags."""
+    names = ("param", "trials", "budget", "sampler", "prune", "metric", "seeds", "storage",
+             "out", "retrain_best")
+    table = read_toml(args.config).get("sweep", {}) if args.config else {}
+    if not isinstance(table, dict):
+        raise ConfigError(f"{args.config}: 'sweep' must be a [sweep] table")
+    opts: dict[str, Any] = {}
+    for key, value in table.items():
+        name = key.replace("-", "_")
+        name = "param" if name == "params" else name
+        if name not in names:
+            raise ConfigError(f"{args.config}: unknown setting {key!r} in [sweep]"
+                              f"{suggest(name, list(names))}")
+        opts[name] = [value] if name == "param" and isinstance(value, str) else value
+    for name in names:
+        value = getattr(args, name, None)
+        if value not in (None, False):
+            opts[name] = value
+    if isinstance(opts.get("seeds"), str):
+        opts["seeds"] = _seeds(opts["seeds"])
+    return opts
+
+
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Run (or join, or resume) a sweep; print one line per trial, the best, the page."""
+    from cnnlab import sweep as sw
+    from cnnlab.sweep_space import parse_param, train_flags
+
+    opts = sweep_options(args)
+    folder = args.join or args.resume
+    if folder is not None:
+        if args.join and args.resume:
+            raise ConfigError("--join DIR and --resume DIR do the same; give one")
+        if args.target or opts.get("param") or opts.get("out") or _flags(args):
+            raise ConfigError(f"--{'join' if args.join else 'resume'} DIR takes the sweep's "
+                              "settings from DIR; drop the name, --param, --out and training "
+                              "flags (--trials, --budget and --retrain-best still apply)")
+        spec, out = None, Path(folder)
+    else:
+        ns = argparse.Namespace(target=args.target, config=args.config,
+                                out=opts.get("out") or "-", **_flags(args))
+        recipe, config, _, model_kwargs = plan_train(ns)
+        out = Path(opts.get("out") or Path("runs") / f"sweep-{recipe.name}")
+        given = {k: v for k, v in {**(load_toml(args.config) if args.config else {}),
+                                   **_flags(args)}.items()
+                 if k not in ("model", "recipe", "val_size", "seed", "progress")}
+        spec = sw.SweepSpec(
+            recipe.model, [parse_param(p) for p in opts.get("param") or []], config,
+            model_kwargs, sampler=opts.get("sampler", "tpe"), prune=opts.get("prune", "median"),
+            metric=opts.get("metric", "val_acc"), seeds=tuple(opts.get("seeds") or
+                                                              (config.seed,)),
+            command=" ".join(["cnnlab train", recipe.name, *train_flags(given)]))
+    again = f"cnnlab sweep --resume {out}"
+    try:
+        if spec is not None or not opts.get("retrain_best") or opts.get("trials") or \
+                opts.get("budget"):
+            result = sw.run_sweep(spec, out, trials=opts.get("trials"),
+                                  budget_s=sw.parse_budget(opts.get("budget")),
+                                  storage=opts.get("storage"), stream=sys.stderr)
+            best = result.best
+        else:
+            best = sw.read_sweep(out).get("best")
+    except (KeyboardInterrupt, TrainingInterrupted) as err:
+        print(f"cnnlab: sweep interrupted; finished trials are kept; continue with: {again}",
+              file=sys.stderr)
+        return getattr(err, "exit_code", EXIT_INTERRUPTED)
+    saved = sw.read_sweep(out)
+    if best:
+        print(f"best: trial {best['number']}, {saved['spec']['metric']} "
+              f"{sw.fmt_score(best)} ({sw.fmt_params(best['params'])})")
+        print(f"train it: {saved['best_command']}")
+    print(f"sweep: {out / 'sweep.html'}", flush=True)
+    if opts.get("retrain_best"):
+        res = sw.retrain_best(out, stream=sys.stderr)
+        print(f"test accuracy of the best configuration, trained on the whole training split: "
+              f"{res.test_acc:.4f} (run folder {res.out_dir})")
+    return 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "summary": cmd_summary,
     "models": cmd_models, "recipes": cmd_recipes, "data": cmd_data, "report": cmd_report,
-    "export": cmd_export, "compare": cmd_compare, "suite": cmd_suite,
+    "export": cmd_export, "compare": cmd_compare, "suite": cmd_suite, "sweep": cmd_sweep,
 }
 COMMANDS["inspect"] = cmd_inspect
 

@@ -40,6 +40,7 @@ from cnnlab.sweep_space import (
     Param,
     apply_params,
     check_knobs,
+    check_values,
     grid_size,
     grid_space,
     parse_param,
@@ -104,6 +105,7 @@ class SweepSpec:
         if not self.config.eval_every or self.config.eval_every > 1:
             raise ConfigError(f"eval_every={self.config.eval_every}: a sweep validates after "
                               "every epoch (it ranks and prunes on validation); use 1")
+        check_values(self.config, self.params)
         check_knobs(self.model, self.params)
         if self.sampler == "grid":
             grid_space(self.params)  # refuses float ranges
@@ -208,11 +210,17 @@ def _storage(out: Path, url: str | None) -> Any:
         path = str(out / JOURNAL)
         return optuna.storages.JournalStorage(
             JournalFileBackend(path, lock_obj=JournalFileOpenLock(path, grace_period=30)))
+    import importlib.util
+
     kwargs: dict[str, Any] = {}
+    target = url
     if url.startswith("postgresql"):  # an unreachable server fails in seconds, not minutes
         kwargs["engine_kwargs"] = {"connect_args": {"connect_timeout": 5}}
+        if url.startswith("postgresql://") and importlib.util.find_spec("psycopg") is None:
+            # SQLAlchemy 2.1 reads postgresql:// as psycopg 3; psycopg2-binary is the extra
+            target = "postgresql+psycopg2://" + url[len("postgresql://"):]
     try:
-        return optuna.storages.RDBStorage(url, **kwargs)
+        return optuna.storages.RDBStorage(target, **kwargs)
     except Exception as err:  # sqlalchemy's errors have no common CnnlabError-like base
         first = " ".join(str(err).split())[:200]
         raise ConfigError(f"--storage {_redact(url)} cannot be reached ({first}); check the "
@@ -230,7 +238,12 @@ def _sampler(spec: SweepSpec, seed: int) -> Any:
     import optuna
 
     if spec.sampler == "grid":
-        return optuna.samplers.GridSampler(grid_space(spec.params), seed=seed)
+        class Grid(optuna.samplers.GridSampler):
+            def after_trial(self, *args: Any) -> None:
+                """Nothing: the worker stops at the grid's size itself (GridSampler would call
+                Study.stop, which works only inside Study.optimize, not with ask and tell)."""
+
+        return Grid(grid_space(spec.params), seed=seed)
     if spec.sampler == "random":
         return optuna.samplers.RandomSampler(seed=seed)
     return optuna.samplers.TPESampler(seed=seed)
@@ -263,6 +276,7 @@ def run_sweep(spec: SweepSpec | None, out_dir: str | Path, *, trials: int | None
     out = Path(out_dir)
     if spec is not None:
         spec.check()
+        _check_grid(spec, trials)
     saved = _check_folder(out, spec)
     if spec is None:
         spec = SweepSpec.from_dict(saved["spec"])
@@ -272,11 +286,7 @@ def run_sweep(spec: SweepSpec | None, out_dir: str | Path, *, trials: int | None
     url = storage or saved.get("storage")
     trials = trials if trials is not None else saved.get("trials")
     if spec.sampler == "grid":
-        points = grid_size(spec.params)
-        if trials is not None and points > trials:
-            raise ConfigError(f"the grid has {points} points but --trials is {trials}; raise "
-                              f"--trials to {points}, or use --sampler random/tpe")
-        trials = points
+        trials = _check_grid(spec, trials)
     if trials is None and budget_s is None:
         raise ConfigError("say how long to search: --trials N, --budget 30m, or both")
     if trials is not None and trials < 1:
@@ -294,6 +304,17 @@ def run_sweep(spec: SweepSpec | None, out_dir: str | Path, *, trials: int | None
               "trials": trials}
     worker = _Worker(spec, out, study, header, trials, budget_s, data, stream)
     return worker.run()
+
+
+def _check_grid(spec: SweepSpec, trials: int | None) -> int | None:
+    """The trial count of a grid sweep (its size); ConfigError when --trials is smaller."""
+    if spec.sampler != "grid":
+        return trials
+    points = grid_size(spec.params)
+    if trials is not None and points > trials:
+        raise ConfigError(f"the grid has {points} points but --trials is {trials}; raise "
+                          f"--trials to {points}, or use --sampler random/tpe")
+    return points
 
 
 class _Worker:
@@ -384,7 +405,7 @@ class _Worker:
 
         def on_epoch(row: dict[str, Any]) -> bool:
             trial.report(float(row[spec.metric]), int(row["epoch"]))
-            if trial.should_prune():
+            if row["epoch"] < spec.config.epochs and trial.should_prune():  # last: finished
                 pruned.append(int(row["epoch"]))
                 return True
             return False

@@ -21,8 +21,8 @@ from typing import Any
 from cnnlab.errors import ConfigError, suggest
 from cnnlab.train_config import TrainConfig, parse_hw
 
-__all__ = ["Param", "apply_params", "check_knobs", "grid_size", "grid_space", "parse_param",
-           "suggest_params", "train_command", "train_flags"]
+__all__ = ["Param", "apply_params", "check_knobs", "check_values", "grid_size", "grid_space",
+           "parse_param", "suggest_params", "train_command", "train_flags"]
 
 # Fields a sweep must not vary: what the run is (model, dataset), where files go, or how the
 # sweep itself works (seeds come from --seeds, validation from the sweep's val_size).
@@ -133,8 +133,6 @@ def _range(name: str, spec: str, values: str, base: Any) -> Param:
     if base is int and not (lo.is_integer() and hi.is_integer()):
         raise ConfigError(f"--param {spec!r}: {name} is a whole number; give whole bounds")
     kind = "log" if log else ("int" if is_int else "float")
-    for bound in (lo, hi):  # both ends must be settings the run accepts
-        _check_value(name, int(bound) if is_int else bound, spec)
     return Param(name, kind, lo, hi, integer=is_int, spec=spec)
 
 
@@ -162,7 +160,6 @@ def _typed(name: str, text: str, base: Any, spec: str) -> Any:
         kind = {bool: "on/off", int: "a whole number", float: "a number",
                 tuple: "a size H,W written HxW (e.g. 32x32)"}.get(base, "text")
         raise ConfigError(f"--param {spec!r}: {text!r} is not {kind} for {name}") from err
-    _check_value(name, _field_value(name, value), spec)
     return value
 
 
@@ -173,14 +170,19 @@ def _field_value(name: str, value: Any) -> Any:
     return value
 
 
-def _check_value(name: str, value: Any, spec: str) -> None:
-    """ConfigError when TrainConfig refuses the value (e.g. momentum=1.5)."""
-    if name.startswith(MODEL_PREFIX):
-        return
-    try:
-        TrainConfig(**{name: value}).validate()
-    except ConfigError as err:
-        raise ConfigError(f"--param {spec!r}: {' '.join(str(err).split())}") from None
+def check_values(config: TrainConfig, params: list[Param]) -> None:
+    """ConfigError when the base config refuses a value on its own (e.g. momentum=1.5); values
+    that clash only with another parameter's (nesterov with momentum=0) fail just that trial."""
+    for p in params:
+        if p.knob is not None:
+            continue
+        values = p.choices if p.kind == "choice" else (p.low, p.high)
+        for v in values:
+            value = _field_value(p.name, int(v) if p.integer else v)
+            try:
+                config.replace(**{p.name: value})
+            except ConfigError as err:
+                raise ConfigError(f"--param {p.spec!r}: {' '.join(str(err).split())}") from None
 
 
 def grid_space(params: list[Param]) -> dict[str, list[Any]]:

@@ -37,7 +37,8 @@ GROUPS: dict[str, tuple[str, ...]] = {
                  "cnnlab.schedule"),
     "run": ("cnnlab.run",),
     "engine": ("cnnlab.train",),
-    "recipes": ("cnnlab.recipes", "cnnlab.suite"),  # named experiments and running several
+    "recipes": ("cnnlab.recipes", "cnnlab.suite",  # named experiments and running several
+                "cnnlab.sweep", "cnnlab.sweep_space", "cnnlab.sweep_page"),
     "cost": ("cnnlab.cost", "cnnlab.opcount", "cnnlab.memory"),
     "pages": ("cnnlab.report", "cnnlab.inspect", "cnnlab.compare", "cnnlab.export"),
     "face": ("cnnlab.cli", "cnnlab.__main__"),
