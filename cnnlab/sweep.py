@@ -36,7 +36,10 @@ from cnnlab.errors import (
     RunFinished,
     TrainingInterrupted,
 )
+from cnnlab.sweep_page import fmt_params, fmt_score, redact, write_summary
 from cnnlab.sweep_space import (
+    PRUNERS,
+    SAMPLERS,
     Param,
     apply_params,
     check_knobs,
@@ -45,18 +48,15 @@ from cnnlab.sweep_space import (
     grid_space,
     parse_param,
     suggest_params,
-    train_command,
 )
 from cnnlab.train_config import MONITORS, TrainConfig
 
-__all__ = ["PRUNERS", "SAMPLERS", "SweepResult", "SweepSpec", "parse_budget", "read_sweep",
-           "retrain_best", "run_sweep"]
+__all__ = ["PRUNERS", "SAMPLERS", "SweepResult", "SweepSpec", "fmt_params", "fmt_score",
+           "parse_budget", "read_sweep", "retrain_best", "run_sweep"]
 
 SWEEP_FILE = "sweep.json"
 JOURNAL = "study.journal"
 STUDY = "cnnlab-sweep"
-SAMPLERS = ("tpe", "random", "grid")
-PRUNERS = ("median", "halving", "off")
 DEFAULT_VAL = 0.1  # the validation share of the training split when the config sets none
 # What a sweep writes into its folder; anything else there means another command's folder.
 OURS = (SWEEP_FILE, "sweep.csv", "sweep.html", JOURNAL, "trials", "best")
@@ -223,15 +223,8 @@ def _storage(out: Path, url: str | None) -> Any:
         return optuna.storages.RDBStorage(target, **kwargs)
     except Exception as err:  # sqlalchemy's errors have no common CnnlabError-like base
         first = " ".join(str(err).split())[:200]
-        raise ConfigError(f"--storage {_redact(url)} cannot be reached ({first}); check the "
+        raise ConfigError(f"--storage {redact(url)} cannot be reached ({first}); check the "
                           "server, the address and the credentials") from None
-
-
-def _redact(url: str) -> str:
-    """A database URL without its password, for messages and sweep.json readers."""
-    import re
-
-    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
 
 
 def _sampler(spec: SweepSpec, seed: int) -> Any:
@@ -281,8 +274,8 @@ def run_sweep(spec: SweepSpec | None, out_dir: str | Path, *, trials: int | None
     if spec is None:
         spec = SweepSpec.from_dict(saved["spec"])
         if storage and saved.get("storage") and storage != saved["storage"]:
-            raise ConfigError(f"{out} keeps its study in {_redact(saved['storage'])}, not in "
-                              f"{_redact(storage)}; drop --storage to use it")
+            raise ConfigError(f"{out} keeps its study in {redact(saved['storage'])}, not in "
+                              f"{redact(storage)}; drop --storage to use it")
     url = storage or saved.get("storage")
     trials = trials if trials is not None else saved.get("trials")
     if spec.sampler == "grid":
@@ -467,8 +460,6 @@ class _Worker:
 
     def _write(self, page: bool = False) -> list[dict[str, Any]]:
         """sweep.json and sweep.csv from the study as it stands (and sweep.html at the end)."""
-        from cnnlab.sweep_page import write_summary
-
         rows = summarize(self.study, self.spec, self.out)
         write_summary(self.out, self.header, rows, _best(rows), self.spec, page=page)
         return rows
@@ -518,17 +509,6 @@ def summarize(study: Any, spec: SweepSpec, out: Path) -> list[dict[str, Any]]:
 
 def _best(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     return rows[0] if rows and rows[0]["status"] == "done" else None
-
-
-def fmt_score(row: dict[str, Any]) -> str:
-    if row["value"] is None:
-        return "n/a"
-    return f"{row['value']:.4f}" + (f" ± {row['std']:.4f}" if row.get("std") is not None else "")
-
-
-def fmt_params(params: dict[str, Any]) -> str:
-    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                     for k, v in params.items())
 
 
 def _state(name: str) -> Any:
@@ -586,9 +566,4 @@ def retrain_best(out_dir: str | Path, *, data: Any = None, stream: TextIO | None
                                config=cfg)
     return train(spec.model, data if data is not None else cfg.dataset, cfg, out_dir=run_dir,
                  model_kwargs=kwargs, stream=stream, overwrite=True)
-
-
-def best_command(spec: SweepSpec, params: dict[str, Any]) -> str:
-    """The `cnnlab train` command that trains this configuration."""
-    return train_command(spec.command, params, spec.seeds[0])
 

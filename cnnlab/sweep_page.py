@@ -17,8 +17,9 @@ from typing import Any
 from cnnlab.atomic import write_atomic
 from cnnlab.pages import esc, figure, page, table
 from cnnlab.runlog import to_json
+from cnnlab.sweep_space import train_command
 
-__all__ = ["write_summary"]
+__all__ = ["fmt_params", "fmt_score", "redact", "write_summary"]
 
 BEST_CURVES = 5  # trials whose curves the page draws
 
@@ -26,17 +27,34 @@ BEST_CURVES = 5  # trials whose curves the page draws
 def write_summary(out: Path, header: dict[str, Any], rows: list[dict[str, Any]],
                   best: dict[str, Any] | None, spec: Any, page: bool = False) -> None:
     """sweep.json and sweep.csv (always), sweep.html (page=True)."""
-    from cnnlab.sweep import _redact, best_command
-
-    command = best_command(spec, best["params"]) if best else None
+    command = train_command(spec.command, best["params"], spec.seeds[0]) if best else None
     doc = {**header, "best": best and {k: best[k] for k in ("number", "params", "value", "std",
                                                           "runs")},
            "best_command": command, "trials_table": rows}
     write_atomic(out / "sweep.json", to_json(doc))
     write_atomic(out / "sweep.csv", _csv(rows, spec))
     if page:
-        storage = _redact(header["storage"]) if header.get("storage") else "study.journal"
+        storage = redact(header["storage"]) if header.get("storage") else "study.journal"
         write_atomic(out / "sweep.html", _page(out, rows, best, command, spec, storage))
+
+
+def fmt_score(row: dict[str, Any]) -> str:
+    """A trial's value, with ± the std over seeds when it has several."""
+    if row["value"] is None:
+        return "n/a"
+    return f"{row['value']:.4f}" + (f" ± {row['std']:.4f}" if row.get("std") is not None else "")
+
+
+def fmt_params(params: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                     for k, v in params.items())
+
+
+def redact(url: str) -> str:
+    """A database URL without its password, for messages and the page."""
+    import re
+
+    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
 
 
 def _csv(rows: list[dict[str, Any]], spec: Any) -> str:
@@ -54,8 +72,6 @@ def _csv(rows: list[dict[str, Any]], spec: Any) -> str:
 
 def _page(out: Path, rows: list[dict[str, Any]], best: dict[str, Any] | None,
           command: str | None, spec: Any, storage: str) -> str:
-    from cnnlab.sweep import fmt_score
-
     names = [p.name for p in spec.params]
     counts = {s: sum(1 for r in rows if r["status"] == s) for s in ("done", "pruned", "failed")}
     epochs = sum(r["trial_epochs"] for r in rows)

@@ -13,7 +13,6 @@ runs, so a bad spec is one line (ConfigError) and nothing in the sweep folder ch
 from __future__ import annotations
 
 import math
-import re
 import typing
 from dataclasses import dataclass
 from typing import Any
@@ -21,14 +20,17 @@ from typing import Any
 from cnnlab.errors import ConfigError, suggest
 from cnnlab.train_config import TrainConfig, parse_hw
 
-__all__ = ["Param", "apply_params", "check_knobs", "check_values", "grid_size", "grid_space",
-           "parse_param", "suggest_params", "train_command", "train_flags"]
+__all__ = ["PRUNERS", "SAMPLERS", "Param", "apply_params", "check_knobs", "check_values",
+           "grid_size", "grid_space", "parse_param", "suggest_params", "train_command",
+           "train_flags"]
 
 # Fields a sweep must not vary: what the run is (model, dataset), where files go, or how the
 # sweep itself works (seeds come from --seeds, validation from the sweep's val_size).
 FIXED = ("model", "dataset", "data_root", "seed", "val_size", "score_test", "monitor",
          "progress", "dry_run", "image_size")
 MODEL_PREFIX = "model."
+SAMPLERS = ("tpe", "random", "grid")  # Optuna's TPE (model-based), random search, the full grid
+PRUNERS = ("median", "halving", "off")  # Optuna's median rule and successive halving
 
 
 @dataclass(frozen=True)
@@ -138,8 +140,12 @@ def _range(name: str, spec: str, values: str, base: Any) -> Param:
 
 def _typed(name: str, text: str, base: Any, spec: str) -> Any:
     """A choice's text as the field's type; model knobs stay text (the zoo parses them)."""
-    if base is None:  # 6-16 is the list 6,16 (a number such as 1e-3 stays a number)
-        return text.replace("-", ",") if re.fullmatch(r"\d+(-\d+)+", text) else text
+    if base is None:  # 6-16 is the list 6,16; 1x64-2x128 the blocks 1x64,2x128; 1e-3 a number
+        try:
+            float(text)
+            return text
+        except ValueError:
+            return text.replace("-", ",")
     try:
         if base is bool:
             low = text.lower()
@@ -227,15 +233,12 @@ def apply_params(config: TrainConfig, model_kwargs: dict[str, Any], values: dict
 
 
 def parse_knobs(model: str, knobs: dict[str, Any]) -> dict[str, Any]:
-    """Typed model kwargs from knob texts, through the zoo's own parser where it has one."""
+    """Typed model kwargs from knob texts, checked by the zoo (ConfigError naming the knob)."""
     if not knobs:
         return {}
-    from cnnlab import models
+    from cnnlab.models import parse_model_args
 
-    parse = getattr(models, "parse_model_args", None)
-    if parse is None:  # a zoo without declared knobs: the constructor checks the texts
-        return {k: str(v) for k, v in knobs.items()}
-    return dict(parse(model, {k: str(v) for k, v in knobs.items()}))
+    return parse_model_args(model, {k: str(v) for k, v in knobs.items()})
 
 
 def check_knobs(model: str, params: list[Param]) -> None:

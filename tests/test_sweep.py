@@ -67,8 +67,10 @@ def test_param_specs_parse_to_typed_dimensions() -> None:
     assert parse_param("model.channels=6-16,32-64").choices == ("6,16", "32,64")
     assert parse_param("resize=28,32x32").choices == ("28", "32x32")
     assert grid_size([parse_param("momentum=0,0.9"), parse_param("batch_size=16..18")]) == 6
-    cfg, kw = apply_params(BASE, {}, {"resize": "32x32", "momentum": 0.9}, "lenet")
-    assert (cfg.resize, cfg.momentum, kw) == ((32, 32), 0.9, {})
+    cfg, kw = apply_params(BASE, {"pool": "max"}, {"resize": "32x32", "momentum": 0.9,
+                                                   "model.channels": "6,16"}, "lenet")
+    assert (cfg.resize, cfg.momentum, kw) == ((32, 32), 0.9, {"pool": "max",
+                                                              "channels": (6, 16)})
     assert train_command("cnnlab train lenet", {"lr": 0.05, "nesterov": False,
                                                  "model.pool": "max"}, seed=2) == (
         "cnnlab train lenet --lr 0.05 --no-nesterov --model-arg pool=max --seed 2")
@@ -193,6 +195,8 @@ def test_bad_sweeps_are_one_line_and_lose_nothing(idx_root: Path, tmp_path: Path
         (["--param", "lr=0.3..0.1"], "reversed"),
         (["--param", "lr=log:0..0.3"], "bounds > 0"),
         (["--param", "momentum=0,1.5"], "momentum=1.5 must be in [0, 1)"),
+        (["--param", "model.activaton=relu"], "has no knob 'activaton'; did you mean"),
+        (["--param", "model.activation=relu,sigmod"], "did you mean 'sigmoid'"),
         (["--param", "lr=0.1,0.2,0.3", "--sampler", "grid", "--trials", "2"], "grid has 3"),
         (["--param", "lr=0.1,0.2"], "holds a sweep with other settings"),
         (["--param", "lr=0.1,0.2", "--trials", "2", "--storage", "postgresql://u@127.0.0.1:1/x"],
