@@ -192,8 +192,8 @@ def _check_folder(out: Path, spec: SweepSpec | None) -> dict[str, Any]:
                               f"continue it with cnnlab sweep --resume {out}, or start a new one "
                               "with another --out")
         return saved
-    others = sorted(p.name for p in out.iterdir() if p.name not in OURS
-                    and not p.name.startswith(".")) if out.exists() else []
+    others = sorted(p.name for p in out.iterdir() if not p.name.startswith((*OURS, "."))
+                    ) if out.exists() else []
     if others:
         raise ConfigError(f"{out} holds files no sweep wrote ({', '.join(others[:3])}"
                           f"{', ...' if len(others) > 3 else ''}); choose a new or empty folder "
@@ -482,7 +482,7 @@ def summarize(study: Any, spec: SweepSpec, out: Path) -> list[dict[str, Any]]:
         folder = t.user_attrs.get("folder") or f"{t.number:04d}"
         runs = [f"trials/{folder}-seed{s}" for s in spec.seeds]
         curves = []
-        for run in runs:
+        for run in runs if status != "interrupted" else ():  # its continuation owns the runs
             try:
                 history = read_history(out / run)
             except (CnnlabError, ValueError):

@@ -56,6 +56,16 @@ def _cli(root: Path, out: Path, *extra: str) -> list[str]:
 
 # --- the grammar -------------------------------------------------------------------------------
 
+def test_budgets_read_as_people_write_them() -> None:
+    from cnnlab.sweep import parse_budget
+
+    assert [parse_budget(t) for t in ("30m", "2h", "90s", "1.5", None)] == [
+        1800, 7200, 90, 90, None]
+    for bad in ("soon", "0m", "-1h"):
+        with pytest.raises(ConfigError, match="--budget"):
+            parse_budget(bad)
+
+
 def test_param_specs_parse_to_typed_dimensions() -> None:
     lr = parse_param("lr=log:1e-3..0.3")
     assert (lr.kind, lr.low, lr.high, lr.integer) == ("log", 1e-3, 0.3, False)
@@ -231,15 +241,22 @@ def _wait_for(pred, timeout: float, proc: subprocess.Popen | None = None) -> Non
         time.sleep(0.05)
 
 
-def test_sigkill_then_the_same_command_continues(idx_root: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("sig", [signal.SIGKILL, signal.SIGTERM])
+def test_sigkill_then_the_same_command_continues(idx_root: Path, tmp_path: Path,
+                                                 sig: signal.Signals) -> None:
     out = tmp_path / "s"
     argv = _cli(idx_root, out, "--param", "lr=log:1e-4..1e-2", "--trials", "3",
                 "--epochs", "3", "--sampler", "random", "--prune", "off")
     proc = subprocess.Popen(argv, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     metrics = out / "trials" / "0001-seed0" / "metrics.jsonl"
     _wait_for(lambda: metrics.exists() and metrics.read_text().strip(), 240, proc)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
+    proc.send_signal(sig)
+    _, err = proc.communicate(timeout=120)
+    if sig == signal.SIGTERM:  # the engine checkpoints; the sweep says how to go on
+        assert proc.returncode == 143
+        assert err.decode().strip().splitlines()[-1] == (
+            f"cnnlab: sweep interrupted; finished trials are kept; continue with: "
+            f"cnnlab sweep --resume {out}")
     first = json.loads((out / "trials" / "0001-seed0" / "metrics.jsonl").read_text()
                        .splitlines()[0])
     done = subprocess.run(argv, env=_env(), capture_output=True, text=True, timeout=300)
