@@ -24,7 +24,7 @@ import os
 import socket
 import statistics
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -36,91 +36,26 @@ from cnnlab.errors import (
     RunFinished,
     TrainingInterrupted,
 )
-from cnnlab.sweep_page import fmt_params, fmt_score, redact, write_summary
+from cnnlab.sweep_page import best_of, fmt_params, fmt_score, redact, summarize, write_summary
 from cnnlab.sweep_space import (
-    PRUNERS,
-    SAMPLERS,
-    Param,
+    SweepSpec,
     apply_params,
-    check_knobs,
-    check_values,
     grid_size,
     grid_space,
-    parse_param,
+    parse_budget,
     suggest_params,
 )
-from cnnlab.train_config import MONITORS, TrainConfig
+from cnnlab.train_config import TrainConfig
 
-__all__ = ["PRUNERS", "SAMPLERS", "SweepResult", "SweepSpec", "fmt_params", "fmt_score",
-           "parse_budget", "read_sweep", "retrain_best", "run_sweep"]
+__all__ = ["SweepResult", "SweepSpec", "fmt_params", "fmt_score", "parse_budget", "read_sweep",
+           "retrain_best", "run_sweep"]
 
 SWEEP_FILE = "sweep.json"
 JOURNAL = "study.journal"
 STUDY = "cnnlab-sweep"
-DEFAULT_VAL = 0.1  # the validation share of the training split when the config sets none
 # What a sweep writes into its folder; anything else there means another command's folder.
 OURS = (SWEEP_FILE, "sweep.csv", "sweep.html", JOURNAL, "trials", "best")
 HOST = socket.gethostname()
-
-
-@dataclass
-class SweepSpec:
-    """What a sweep searches: the model, the space, the base config and how it selects."""
-
-    model: str  # a zoo name
-    params: list[Param]
-    config: TrainConfig  # every trial's settings before its parameters are applied
-    model_kwargs: dict[str, Any] = field(default_factory=dict)
-    sampler: str = "tpe"
-    prune: str = "median"
-    metric: str = "val_acc"  # ranks trials (the final epoch's value, mean over seeds)
-    seeds: tuple[int, ...] = (0,)
-    command: str = ""  # `cnnlab train ...` that trains one configuration (params appended)
-
-    def __post_init__(self) -> None:
-        self.seeds = tuple(self.seeds)
-        updates: dict[str, Any] = {"monitor": self.metric, "score_test": False,
-                                   "progress": "none", "seed": self.seeds[0] if self.seeds else 0}
-        if not self.config.val_size:
-            updates["val_size"] = DEFAULT_VAL
-        self.config = self.config.replace(**updates)
-        self.command = self.command or f"cnnlab train {self.model}"
-
-    def check(self) -> None:
-        """ConfigError for a spec no trial could run; nothing is written before this passes."""
-        for name, value, allowed in (("sampler", self.sampler, SAMPLERS),
-                                     ("prune", self.prune, PRUNERS),
-                                     ("metric", self.metric, MONITORS)):
-            if value not in allowed:
-                raise ConfigError(f"--{name} {value!r} is not one of {', '.join(allowed)}")
-        if not self.params:
-            raise ConfigError("a sweep needs at least one --param NAME=VALUES (e.g. "
-                              "--param lr=log:1e-3..0.3)")
-        names = [p.name for p in self.params]
-        twice = sorted({n for n in names if names.count(n) > 1})
-        if twice:
-            raise ConfigError(f"--param names {', '.join(twice)} twice; give each parameter once")
-        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
-            raise ConfigError(f"--seeds {','.join(map(str, self.seeds))}: give distinct seeds")
-        if not self.config.eval_every or self.config.eval_every > 1:
-            raise ConfigError(f"eval_every={self.config.eval_every}: a sweep validates after "
-                              "every epoch (it ranks and prunes on validation); use 1")
-        check_values(self.config, self.params)
-        check_knobs(self.model, self.params)
-        if self.sampler == "grid":
-            grid_space(self.params)  # refuses float ranges
-
-    def to_dict(self) -> dict[str, Any]:
-        return {"model": self.model, "params": [p.spec for p in self.params],
-                "config": self.config.to_dict(), "model_kwargs": self.model_kwargs,
-                "sampler": self.sampler, "prune": self.prune, "metric": self.metric,
-                "seeds": list(self.seeds), "command": self.command}
-
-    @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> SweepSpec:
-        return cls(d["model"], [parse_param(s) for s in d["params"]],
-                   TrainConfig.from_dict(d["config"]), dict(d.get("model_kwargs") or {}),
-                   d["sampler"], d["prune"], d["metric"], tuple(d["seeds"]), d["command"])
 
 
 @dataclass
@@ -131,25 +66,6 @@ class SweepResult:
     trials: list[dict[str, Any]]  # see summarize()
     best: dict[str, Any] | None
     ran: int  # trials this worker ran
-
-
-def parse_budget(text: str | float | None) -> float | None:
-    """Seconds from '30m', '2h', '90s' or a number of minutes; None for none."""
-    if text is None or text == "":
-        return None
-    if isinstance(text, (int, float)):
-        seconds = float(text) * 60
-    else:
-        units = {"s": 1, "m": 60, "h": 3600}
-        t = text.strip().lower()
-        scale = units.get(t[-1:], None)
-        try:
-            seconds = float(t[:-1] if scale else t) * (scale or 60)
-        except ValueError:
-            raise ConfigError(f"--budget {text!r} is not a time; write 30m, 2h or 90s") from None
-    if not seconds > 0:
-        raise ConfigError(f"--budget {text!r} must be positive")
-    return seconds
 
 
 # --- the folder and the study --------------------------------------------------------------
@@ -347,7 +263,7 @@ class _Worker:
             self._run_trial(trial)
             self.ran += 1
         rows = self._write(page=True)
-        return SweepResult(self.out, rows, _best(rows), self.ran)
+        return SweepResult(self.out, rows, best_of(rows), self.ran)
 
     # -- counting, and trials left by killed workers ----------------------------------------
 
@@ -452,7 +368,7 @@ class _Worker:
         total = f"/{self.trials}" if self.trials else ""
         what = (f"pruned after epoch {row['epochs']}" if row["status"] == "pruned"
                 else "done")
-        best = _best(rows)
+        best = best_of(rows)
         self.say(f"trial {number} ({done}{total}) {what} in {row['seconds']:.1f} s: "
                  f"{self.spec.metric} {fmt_score(row)} [{fmt_params(row['params'])}]"
                  + (f"; best: trial {best['number']}, {self.spec.metric} {fmt_score(best)}"
@@ -461,54 +377,8 @@ class _Worker:
     def _write(self, page: bool = False) -> list[dict[str, Any]]:
         """sweep.json and sweep.csv from the study as it stands (and sweep.html at the end)."""
         rows = summarize(self.study, self.spec, self.out)
-        write_summary(self.out, self.header, rows, _best(rows), self.spec, page=page)
+        write_summary(self.out, self.header, rows, best_of(rows), self.spec, page=page)
         return rows
-
-
-def summarize(study: Any, spec: SweepSpec, out: Path) -> list[dict[str, Any]]:
-    """Every trial as a row, best first: finished by value, then pruned, running, failed."""
-    from cnnlab.run import read_history
-
-    trials = study.get_trials(deepcopy=False)
-    continued = {t.user_attrs.get("continues"): t.number for t in trials}
-    rows = []
-    for t in trials:
-        if t.user_attrs.get("surplus"):
-            continue
-        status = {"COMPLETE": "done", "PRUNED": "pruned", "RUNNING": "running",
-                  "WAITING": "waiting", "FAIL": "failed"}[t.state.name]
-        if status == "failed" and t.number in continued:
-            status = "interrupted"
-        folder = t.user_attrs.get("folder") or f"{t.number:04d}"
-        runs = [f"trials/{folder}-seed{s}" for s in spec.seeds]
-        curves = []
-        for run in runs if status != "interrupted" else ():  # its continuation owns the runs
-            try:
-                history = read_history(out / run)
-            except (CnnlabError, ValueError):
-                history = []
-            curves.append([r.get(spec.metric) for r in history])
-        values = t.user_attrs.get("values") or []
-        value = t.value if status == "done" else (
-            t.intermediate_values[max(t.intermediate_values)]
-            if status == "pruned" and t.intermediate_values else None)
-        rows.append({"number": t.number, "status": status, "params": dict(t.params),
-                     "value": value, "std": statistics.stdev(values) if len(values) > 1 else None,
-                     "values": values, "epochs": len(curves[0]) if curves else 0,
-                     "trial_epochs": sum(len(c) for c in curves), "curves": curves,
-                     "seconds": t.user_attrs.get("seconds"), "runs": runs,
-                     "continues": t.user_attrs.get("continues"),
-                     "continued_as": continued.get(t.number),
-                     "error": t.user_attrs.get("error")})
-    sign = -1 if spec.metric == "val_acc" else 1
-    order = {"done": 0, "pruned": 1, "running": 2, "waiting": 3, "failed": 4, "interrupted": 5}
-    rows.sort(key=lambda r: (order[r["status"]], sign * r["value"] if r["value"] is not None
-                             else 0, r["number"]))
-    return rows
-
-
-def _best(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
-    return rows[0] if rows and rows[0]["status"] == "done" else None
 
 
 def _state(name: str) -> Any:

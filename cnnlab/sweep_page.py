@@ -1,4 +1,5 @@
-"""A sweep's summary files: sweep.json (every trial), sweep.csv and sweep.html (one page).
+"""A sweep's summary: rows from the study and the trials' run folders, written as sweep.json
+(every trial), sweep.csv and sweep.html (one page).
 
 The page holds the trials table (best first), the metric against each parameter, a parallel
 coordinates view of all parameters, the best configuration as a `cnnlab train` command, and the
@@ -11,15 +12,17 @@ import csv
 import html
 import io
 import math
+import statistics
 from pathlib import Path
 from typing import Any
 
 from cnnlab.atomic import write_atomic
+from cnnlab.errors import CnnlabError
 from cnnlab.pages import esc, figure, page, table
 from cnnlab.runlog import to_json
 from cnnlab.sweep_space import train_command
 
-__all__ = ["fmt_params", "fmt_score", "redact", "write_summary"]
+__all__ = ["best_of", "fmt_params", "fmt_score", "redact", "summarize", "write_summary"]
 
 BEST_CURVES = 5  # trials whose curves the page draws
 
@@ -214,3 +217,51 @@ def _curves(rows: list[dict[str, Any]], spec: Any) -> Any:
     ax.legend(fontsize=8)
     fig.tight_layout()
     return fig
+
+
+# --- rows from the study --------------------------------------------------------------
+
+def summarize(study: Any, spec: Any, out: Path) -> list[dict[str, Any]]:
+    """Every trial as a row, best first: finished by value, then pruned, running, failed."""
+    from cnnlab.run import read_history
+
+    trials = study.get_trials(deepcopy=False)
+    continued = {t.user_attrs.get("continues"): t.number for t in trials}
+    rows = []
+    for t in trials:
+        if t.user_attrs.get("surplus"):
+            continue
+        status = {"COMPLETE": "done", "PRUNED": "pruned", "RUNNING": "running",
+                  "WAITING": "waiting", "FAIL": "failed"}[t.state.name]
+        if status == "failed" and t.number in continued:
+            status = "interrupted"
+        folder = t.user_attrs.get("folder") or f"{t.number:04d}"
+        runs = [f"trials/{folder}-seed{s}" for s in spec.seeds]
+        curves = []
+        for run in runs if status != "interrupted" else ():  # its continuation owns the runs
+            try:
+                history = read_history(out / run)
+            except (CnnlabError, ValueError):
+                history = []
+            curves.append([r.get(spec.metric) for r in history])
+        values = t.user_attrs.get("values") or []
+        value = t.value if status == "done" else (
+            t.intermediate_values[max(t.intermediate_values)]
+            if status == "pruned" and t.intermediate_values else None)
+        rows.append({"number": t.number, "status": status, "params": dict(t.params),
+                     "value": value, "std": statistics.stdev(values) if len(values) > 1 else None,
+                     "values": values, "epochs": len(curves[0]) if curves else 0,
+                     "trial_epochs": sum(len(c) for c in curves), "curves": curves,
+                     "seconds": t.user_attrs.get("seconds"), "runs": runs,
+                     "continues": t.user_attrs.get("continues"),
+                     "continued_as": continued.get(t.number),
+                     "error": t.user_attrs.get("error")})
+    sign = -1 if spec.metric == "val_acc" else 1
+    order = {"done": 0, "pruned": 1, "running": 2, "waiting": 3, "failed": 4, "interrupted": 5}
+    rows.sort(key=lambda r: (order[r["status"]], sign * r["value"] if r["value"] is not None
+                             else 0, r["number"]))
+    return rows
+
+
+def best_of(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    return rows[0] if rows and rows[0]["status"] == "done" else None

@@ -1,4 +1,5 @@
-"""A sweep's search space: `--param SPEC` parsed, checked, and turned into Optuna suggestions.
+"""What a sweep searches: `--param SPEC` parsed, checked, and turned into Optuna suggestions;
+the whole sweep's spec (SweepSpec: model, space, base config, sampler, pruner, metric, seeds).
 
     lr=log:1e-3..0.3            a log-uniform float range (both bounds > 0)
     warmup_epochs=0..2          a uniform range: ints for an int field, else floats
@@ -14,21 +15,22 @@ from __future__ import annotations
 
 import math
 import typing
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from cnnlab.errors import ConfigError, suggest
-from cnnlab.train_config import TrainConfig, parse_hw
+from cnnlab.train_config import MONITORS, TrainConfig, parse_hw
 
-__all__ = ["PRUNERS", "SAMPLERS", "Param", "apply_params", "check_knobs", "check_values",
-           "grid_size", "grid_space", "parse_param", "suggest_params", "train_command",
-           "train_flags"]
+__all__ = ["DEFAULT_VAL", "PRUNERS", "SAMPLERS", "Param", "SweepSpec", "apply_params",
+           "check_knobs", "check_values", "grid_size", "grid_space", "parse_budget",
+           "parse_param", "suggest_params", "train_command", "train_flags"]
 
 # Fields a sweep must not vary: what the run is (model, dataset), where files go, or how the
 # sweep itself works (seeds come from --seeds, validation from the sweep's val_size).
 FIXED = ("model", "dataset", "data_root", "seed", "val_size", "score_test", "monitor",
          "progress", "dry_run", "image_size")
 MODEL_PREFIX = "model."
+DEFAULT_VAL = 0.1  # the validation share of the training split when the config sets none
 SAMPLERS = ("tpe", "random", "grid")  # Optuna's TPE (model-based), random search, the full grid
 PRUNERS = ("median", "halving", "off")  # Optuna's median rule and successive halving
 
@@ -273,3 +275,84 @@ def train_flags(values: dict[str, Any]) -> list[str]:
 def train_command(base: str, values: dict[str, Any], seed: int = 0) -> str:
     """`base` (a `cnnlab train NAME ...` line) with the flags of one configuration."""
     return " ".join([base, *train_flags(values), *([f"--seed {seed}"] if seed else [])])
+
+
+# --- a whole sweep's spec ---------------------------------------------------------------
+
+@dataclass
+class SweepSpec:
+    """What a sweep searches: the model, the space, the base config and how it selects."""
+
+    model: str  # a zoo name
+    params: list[Param]
+    config: TrainConfig  # every trial's settings before its parameters are applied
+    model_kwargs: dict[str, Any] = field(default_factory=dict)
+    sampler: str = "tpe"
+    prune: str = "median"
+    metric: str = "val_acc"  # ranks trials (the final epoch's value, mean over seeds)
+    seeds: tuple[int, ...] = (0,)
+    command: str = ""  # `cnnlab train ...` that trains one configuration (params appended)
+
+    def __post_init__(self) -> None:
+        self.seeds = tuple(self.seeds)
+        updates: dict[str, Any] = {"monitor": self.metric, "score_test": False,
+                                   "progress": "none", "seed": self.seeds[0] if self.seeds else 0}
+        if not self.config.val_size:
+            updates["val_size"] = DEFAULT_VAL
+        self.config = self.config.replace(**updates)
+        self.command = self.command or f"cnnlab train {self.model}"
+
+    def check(self) -> None:
+        """ConfigError for a spec no trial could run; nothing is written before this passes."""
+        for name, value, allowed in (("sampler", self.sampler, SAMPLERS),
+                                     ("prune", self.prune, PRUNERS),
+                                     ("metric", self.metric, MONITORS)):
+            if value not in allowed:
+                raise ConfigError(f"--{name} {value!r} is not one of {', '.join(allowed)}")
+        if not self.params:
+            raise ConfigError("a sweep needs at least one --param NAME=VALUES (e.g. "
+                              "--param lr=log:1e-3..0.3)")
+        names = [p.name for p in self.params]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ConfigError(f"--param names {', '.join(twice)} twice; give each parameter once")
+        if not self.seeds or len(set(self.seeds)) != len(self.seeds):
+            raise ConfigError(f"--seeds {','.join(map(str, self.seeds))}: give distinct seeds")
+        if not self.config.eval_every or self.config.eval_every > 1:
+            raise ConfigError(f"eval_every={self.config.eval_every}: a sweep validates after "
+                              "every epoch (it ranks and prunes on validation); use 1")
+        check_values(self.config, self.params)
+        check_knobs(self.model, self.params)
+        if self.sampler == "grid":
+            grid_space(self.params)  # refuses float ranges
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "params": [p.spec for p in self.params],
+                "config": self.config.to_dict(), "model_kwargs": self.model_kwargs,
+                "sampler": self.sampler, "prune": self.prune, "metric": self.metric,
+                "seeds": list(self.seeds), "command": self.command}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> SweepSpec:
+        return cls(d["model"], [parse_param(s) for s in d["params"]],
+                   TrainConfig.from_dict(d["config"]), dict(d.get("model_kwargs") or {}),
+                   d["sampler"], d["prune"], d["metric"], tuple(d["seeds"]), d["command"])
+
+
+def parse_budget(text: str | float | None) -> float | None:
+    """Seconds from '30m', '2h', '90s' or a number of minutes; None for none."""
+    if text is None or text == "":
+        return None
+    if isinstance(text, (int, float)):
+        seconds = float(text) * 60
+    else:
+        units = {"s": 1, "m": 60, "h": 3600}
+        t = text.strip().lower()
+        scale = units.get(t[-1:], None)
+        try:
+            seconds = float(t[:-1] if scale else t) * (scale or 60)
+        except ValueError:
+            raise ConfigError(f"--budget {text!r} is not a time; write 30m, 2h or 90s") from None
+    if not seconds > 0:
+        raise ConfigError(f"--budget {text!r} must be positive")
+    return seconds
