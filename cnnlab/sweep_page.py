@@ -211,6 +211,9 @@ def _curves(rows: list[dict[str, Any]], spec: Any) -> Any:
         ax.plot(range(1, len(ys) + 1), ys, marker="o", ms=3,
                 ls="--" if r["status"] == "pruned" else "-",
                 label=f"trial {r['number']} ({r['status']})")
+    from matplotlib.ticker import MaxNLocator
+
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # epochs are whole
     ax.set_xlabel("epoch")
     ax.set_ylabel(f"validation {spec.metric}")
     ax.grid(alpha=0.3)
