@@ -328,30 +328,34 @@ def _add_sweep_parser(sub: Any) -> None:
 
     w = _parser(sub, "sweep", "Search training settings and model knobs; every trial a run.")
     w.add_argument("target", nargs="?", metavar="RECIPE_OR_MODEL",
-                   help="a recipe (`cnnlab recipes`) or a model (`cnnlab models`)")
+                   help="A recipe (`cnnlab recipes`) or a model (`cnnlab models`).")
     w.add_argument("--param", action="append", metavar="SPEC",
-                   help="NAME=VALUES, repeatable: lr=log:1e-3..0.3, momentum=0,0.9, "
-                        "model.channels=6-16,32-64 (a TrainConfig field or model.KNOB)")
-    w.add_argument("--trials", type=int, metavar="N", help="how many trials in all")
+                   help="What to vary, as NAME=VALUES (repeatable): lr=log:1e-3..0.3, "
+                        "momentum=0,0.9, model.channels=6-16,32-64 (a TrainConfig field or "
+                        "model.KNOB).")
+    w.add_argument("--trials", type=int, metavar="N", help="How many trials in all.")
     w.add_argument("--budget", metavar="TIME",
-                   help="wall time of this command (30m, 2h, 90s): no trial starts after it")
-    w.add_argument("--sampler", choices=SAMPLERS, help="tpe (default), random or grid")
+                   help="Wall time of this command (30m, 2h, 90s): no trial starts after it.")
+    w.add_argument("--sampler", choices=SAMPLERS, help="How trials are proposed: tpe (default), "
+                                                        "random or grid.")
     w.add_argument("--prune", choices=PRUNERS,
-                   help="stop poor trials after an epoch: median (default), halving or off")
-    w.add_argument("--metric", choices=MONITORS, help="what ranks trials (default val_acc)")
+                   help="How poor trials stop after an epoch: median (default), halving or off.")
+    w.add_argument("--metric", choices=MONITORS,
+                   help="The validation metric that ranks trials (default val_acc).")
     w.add_argument("--seeds", type=_seeds, metavar="A,B,C",
-                   help="run each configuration with these seeds; rank on the mean")
+                   help="Run each configuration with these seeds and rank on the mean.")
     w.add_argument("--storage", metavar="URL",
-                   help="a database server for the study (postgresql://user@host/db); default: "
-                        "study.journal inside DIR")
-    w.add_argument("--out", metavar="DIR", help="the sweep folder (default runs/sweep-NAME)")
-    w.add_argument("--join", type=Path, metavar="DIR", help="add a worker to the sweep in DIR")
-    w.add_argument("--resume", type=Path, metavar="DIR", help="continue the sweep in DIR")
+                   help="A database server for the study (postgresql://user@host/db); by "
+                        "default the study lives in DIR/study.journal.")
+    w.add_argument("--out", metavar="DIR", help="The sweep folder (default runs/sweep-NAME).")
+    w.add_argument("--join", type=Path, metavar="DIR", help="Add a worker to the sweep in DIR.")
+    w.add_argument("--resume", type=Path, metavar="DIR", help="Continue the sweep in DIR.")
     w.add_argument("--retrain-best", action="store_true",
-                   help="then train the best configuration on the whole training split and "
-                        "report its test accuracy (once)")
+                   help="Then train the best configuration on the whole training split and "
+                        "report its test accuracy, once.")
     w.add_argument("--config", type=Path, metavar="FILE.toml",
-                   help="TOML file: training settings, and a [sweep] table of these options")
+                   help="A TOML file of training settings, with a [sweep] table of these "
+                        "options.")
     _add_model_arg(w)
     add_arguments(w.add_argument_group("training settings of every trial (TrainConfig fields)"))
 

@@ -164,6 +164,13 @@ def test_grid_sweep_with_seeds_writes_run_folders_and_summaries(data, tmp_path: 
     for part in ("Trials, best first", "against each parameter", "All parameters at once",
                  "Curves of the best trials", "cnnlab train lenet_modern", "data:image/png"):
         assert part in page
+    # the trials are run folders the other commands read: compare and report
+    from cnnlab.compare import collect_runs
+    from cnnlab.report import write_report
+
+    runs, skipped = collect_runs([out / "trials"])
+    assert len(runs) == 4 and not skipped
+    assert write_report(out / best["runs"][0]).name == "report.html"
     # the test split is seen once, by retrain_best, on the whole training split
     from cnnlab.sweep import retrain_best
 
