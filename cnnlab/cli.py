@@ -23,7 +23,6 @@ from cnnlab.errors import (
     HardInterrupt,
     RunFinished,
     TrainingInterrupted,
-    suggest,
 )
 
 EXIT_USER_ERROR = 2
@@ -183,8 +182,8 @@ def _add_config_flags(p: argparse.ArgumentParser, target: str | None = None) -> 
 
 def _add_model_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model-arg", action="append", dest="model_args", default=[],
-                   metavar="KEY=VALUE", help="set an architecture knob of the model (repeat "
-                   "the flag for several; `cnnlab models NAME` lists them)")
+                   metavar="KEY=VALUE", help="Set an architecture knob of the model; repeat "
+                   "the flag for several (`cnnlab models NAME` lists them).")
 
 
 def _recipe_names() -> list[str]:
@@ -717,13 +716,13 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_inspect(args: argparse.Namespace) -> int:
     """Write a run's filters, feature maps, Grad-CAM and saliency (or the edge demo) as PNGs and
     one inspect.html."""
-    from cnnlab import inspect
-
     if args.edge_demo:
+        from cnnlab.edgedemo import edge_demo_page
+
         if args.run_dir or args.index is not None or args.image or args.layer:
             raise ConfigError("--edge-demo needs no run, image or layer: `cnnlab inspect "
                               "--edge-demo --out DIR`")
-        page, demo = inspect.edge_demo_page(args.out or Path("edge-demo"), steps=args.steps)
+        page, demo = edge_demo_page(args.out or Path("edge-demo"), steps=args.steps)
         k = demo.kernel[0]
         print(f"learned kernel [{k[0]:.4f}, {k[1]:.4f}] (the book's: [1, -1]); squared error "
               f"{demo.losses[0]:.3f} -> {demo.losses[-1]:.4f} in {len(demo.losses)} steps")
@@ -733,7 +732,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         raise ConfigError("name a run folder (`cnnlab inspect RUN_DIR`), or --edge-demo")
     if args.mistakes < 0:
         raise ConfigError(f"--mistakes {args.mistakes} must not be negative")
-    *pngs, page = inspect.inspect_run(args.run_dir, args.out, index=args.index, image=args.image,
+    from cnnlab.inspect_page import inspect_run
+
+    *pngs, page = inspect_run(args.run_dir, args.out, index=args.index, image=args.image,
                                       layer=args.layer, checkpoint=args.checkpoint,
                                       n_mistakes=args.mistakes)
     print(f"pictures: {', '.join(p.name for p in pngs)} in {page.parent}")
@@ -759,38 +760,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_suite(args: argparse.Namespace) -> int:
     """Train a suite of models under one recipe and budget; resumable; writes compare.html."""
-    from cnnlab.suite import SUITE_RECIPE, SUITES, run_suite
-    from cnnlab.train_config import TrainConfig
+    from cnnlab.suite import plan_suite, run_suite
 
-    if args.name is None and not args.models:
-        raise ConfigError("name a suite (chapter8) or the models to train: --models a,b,c")
-    if args.name is not None and args.name not in SUITES:
-        raise ConfigError(f"no suite named {args.name!r}{suggest(args.name, list(SUITES))} "
-                          f"(suites: {', '.join(SUITES)})")
-    suite = SUITES.get(args.name or "")
-    name = args.name or "custom"
-    recipe = dict(suite.overrides if suite else SUITE_RECIPE)
-    for key, value in (("epochs", args.epochs), ("data_root", args.data_root),
-                       ("test_samples", args.test_samples)):
-        if value is not None:
-            recipe[key] = value
-    config = TrainConfig(**recipe).validate()
-    budget = args.budget if args.budget is not None else (suite.budget_minutes if suite else 30)
-    models = args.models or list(suite.models)
-    out = args.out or Path("runs") / name
-    again = " ".join(["cnnlab suite", *([args.name] if args.name else []),
-                      *([f"--models {','.join(args.models)}"] if args.models else []),
-                      *([f"--epochs {args.epochs}"] if args.epochs is not None else []),
-                      *([f"--test-samples {args.test_samples}"]
-                        if args.test_samples is not None else []),
-                      f"--budget {budget:g}", f"--out {out}"])
+    plan = plan_suite(args.name, args.models, epochs=args.epochs, data_root=args.data_root,
+                      test_samples=args.test_samples, budget=args.budget, out=args.out)
+    name, out, budget = plan.name, plan.out_dir, plan.budget_minutes
     t0 = time.perf_counter()
     try:
-        result = run_suite(models, out, budget_s=budget * 60, config=config, name=name,
+        result = run_suite(plan.models, out, budget_s=budget * 60, config=plan.config, name=name,
                            stream=sys.stderr)
     except (KeyboardInterrupt, TrainingInterrupted) as err:
         print("cnnlab: suite interrupted; finished members are kept", file=sys.stderr)
-        print(f"resume with: {again}", file=sys.stderr)
+        print(f"resume with: {plan.again}", file=sys.stderr)
         return getattr(err, "exit_code", EXIT_INTERRUPTED)
     from cnnlab.compare import collect_runs, format_table, write_compare
 
@@ -809,40 +790,12 @@ def cmd_suite(args: argparse.Namespace) -> int:
     return 0
 
 
-def sweep_options(args: argparse.Namespace) -> dict[str, Any]:
-    """The sweep's options: the --config file's [sweep] table, then the flags."""
-    names = ("param", "trials", "budget", "sampler", "prune", "metric", "seeds", "storage",
-             "out", "retrain_best")
-    from cnnlab.train_config import read_toml
-
-    table = read_toml(args.config).get("sweep", {}) if args.config else {}
-    if not isinstance(table, dict):
-        raise ConfigError(f"{args.config}: 'sweep' must be a [sweep] table")
-    opts: dict[str, Any] = {}
-    for key, value in table.items():
-        name = key.replace("-", "_")
-        name = "param" if name == "params" else name
-        if name not in names:
-            raise ConfigError(f"{args.config}: unknown setting {key!r} in [sweep]"
-                              f"{suggest(name, list(names))}")
-        opts[name] = [value] if name == "param" and isinstance(value, str) else value
-    for name in names:
-        value = getattr(args, name, None)
-        if value not in (None, False):
-            opts[name] = value
-    if isinstance(opts.get("seeds"), str):
-        opts["seeds"] = _seeds(opts["seeds"])
-    return opts
-
-
 def cmd_sweep(args: argparse.Namespace) -> int:
     """Run (or join, or resume) a sweep; print one line per trial, the best, the page."""
     from cnnlab import sweep as sw
-    from cnnlab.models import knob_text
-    from cnnlab.sweep_space import parse_param, train_flags
-    from cnnlab.train_config import load_toml
+    from cnnlab.sweep_space import OPTIONS, plan_spec, sweep_options
 
-    opts = sweep_options(args)
+    opts = sweep_options(args.config, {n: getattr(args, n, None) for n in OPTIONS})
     folder = args.join or args.resume
     if folder is not None:
         if args.join and args.resume:
@@ -858,34 +811,22 @@ def cmd_sweep(args: argparse.Namespace) -> int:
                                 model_args=args.model_args, out=opts.get("out") or "-",
                                 **_flags(args))
         recipe, config, _, model_kwargs = plan_train(ns)
+        spec = plan_spec(recipe, config, model_kwargs, opts, _flags(args), args.config)
         out = Path(opts.get("out") or Path("runs") / f"sweep-{recipe.name}")
-        given = {k: v for k, v in {**(load_toml(args.config) if args.config else {}),
-                                   **_flags(args)}.items()
-                 if k not in ("model", "recipe", "val_size", "seed", "progress", "model_args")}
-        spec = sw.SweepSpec(
-            recipe.model, [parse_param(p) for p in opts.get("param") or []], config,
-            model_kwargs, sampler=opts.get("sampler", "tpe"), prune=opts.get("prune", "median"),
-            metric=opts.get("metric", "val_acc"), seeds=tuple(opts.get("seeds") or
-                                                              (config.seed,)),
-            command=" ".join(["cnnlab train", recipe.name, *train_flags(given),
-                              *(f"--model-arg {kv}" for kv in
-                                knob_text(recipe.model, model_kwargs).split())]))
-    again = f"cnnlab sweep --resume {out}"
     try:
         if spec is not None or not opts.get("retrain_best") or opts.get("trials") or \
                 opts.get("budget"):
-            result = sw.run_sweep(spec, out, trials=opts.get("trials"),
-                                  budget_s=sw.parse_budget(opts.get("budget")),
-                                  storage=opts.get("storage"), stream=sys.stderr)
-            best = result.best
+            best = sw.run_sweep(spec, out, trials=opts.get("trials"),
+                                budget_s=sw.parse_budget(opts.get("budget")),
+                                storage=opts.get("storage"), stream=sys.stderr).best
         else:
             best = sw.read_sweep(out).get("best")
     except (KeyboardInterrupt, TrainingInterrupted) as err:
-        print(f"cnnlab: sweep interrupted; finished trials are kept; continue with: {again}",
-              file=sys.stderr)
+        print("cnnlab: sweep interrupted; finished trials are kept; continue with: "
+              f"cnnlab sweep --resume {out}", file=sys.stderr)
         return getattr(err, "exit_code", EXIT_INTERRUPTED)
-    saved = sw.read_sweep(out)
     if best:
+        saved = sw.read_sweep(out)
         print(f"best: trial {best['number']}, {saved['spec']['metric']} "
               f"{sw.fmt_score(best)} ({sw.fmt_params(best['params'])})")
         print(f"train it: {saved['best_command']}")

@@ -21,9 +21,10 @@ from typing import Any
 from cnnlab.errors import ConfigError, suggest
 from cnnlab.train_config import MONITORS, TrainConfig, parse_hw
 
-__all__ = ["DEFAULT_VAL", "PRUNERS", "SAMPLERS", "Param", "SweepSpec", "apply_params",
+__all__ = ["DEFAULT_VAL", "OPTIONS", "PRUNERS", "SAMPLERS", "Param", "SweepSpec", "apply_params",
            "check_knobs", "check_values", "grid_size", "grid_space", "parse_budget",
-           "parse_param", "suggest_params", "train_command", "train_flags"]
+           "parse_param", "plan_spec", "suggest_params", "sweep_options", "train_command",
+           "train_flags"]
 
 # Fields a sweep must not vary: what the run is (model, dataset), where files go, or how the
 # sweep itself works (seeds come from --seeds, validation from the sweep's val_size).
@@ -356,3 +357,51 @@ def parse_budget(text: str | float | None) -> float | None:
     if not seconds > 0:
         raise ConfigError(f"--budget {text!r} must be positive")
     return seconds
+
+
+# The options of `cnnlab sweep` (flags, or keys of a TOML file's [sweep] table).
+OPTIONS = ("param", "trials", "budget", "sampler", "prune", "metric", "seeds", "storage", "out",
+           "retrain_best")
+
+
+def sweep_options(config_file: Any, flags: dict[str, Any]) -> dict[str, Any]:
+    """The sweep's options: the TOML file's [sweep] table, then the flags given (not None)."""
+    from cnnlab.train_config import read_toml
+
+    table = read_toml(config_file).get("sweep", {}) if config_file else {}
+    if not isinstance(table, dict):
+        raise ConfigError(f"{config_file}: 'sweep' must be a [sweep] table")
+    opts: dict[str, Any] = {}
+    for key, value in table.items():
+        name = key.replace("-", "_")
+        name = "param" if name == "params" else name
+        if name not in OPTIONS:
+            raise ConfigError(f"{config_file}: unknown setting {key!r} in [sweep]"
+                              f"{suggest(name, list(OPTIONS))}")
+        opts[name] = [value] if name == "param" and isinstance(value, str) else value
+    opts.update({k: v for k, v in flags.items() if v not in (None, False)})
+    if isinstance(opts.get("seeds"), str):
+        try:
+            opts["seeds"] = [int(s) for s in opts["seeds"].split(",") if s.strip()]
+        except ValueError:
+            raise ConfigError(f"seeds={opts['seeds']!r} is not seeds such as 0,1,2") from None
+    return opts
+
+
+def plan_spec(recipe: Any, config: TrainConfig, model_kwargs: dict[str, Any],
+              opts: dict[str, Any], flags: dict[str, Any], config_file: Any = None) -> SweepSpec:
+    """The SweepSpec of `cnnlab sweep RECIPE ...`: the recipe's config and knobs, the options,
+    and the `cnnlab train` line (the file's and the flags' settings) that trains one trial."""
+    from cnnlab.models import knob_text
+    from cnnlab.train_config import load_toml
+
+    given = {k: v for k, v in {**(load_toml(config_file) if config_file else {}),
+                               **flags}.items()
+             if k not in ("model", "recipe", "val_size", "seed", "progress", "model_args")}
+    command = " ".join(["cnnlab train", recipe.name, *train_flags(given),
+                        *(f"--model-arg {kv}" for kv in
+                          knob_text(recipe.model, model_kwargs).split())])
+    return SweepSpec(recipe.model, [parse_param(p) for p in opts.get("param") or []], config,
+                     model_kwargs, sampler=opts.get("sampler", "tpe"),
+                     prune=opts.get("prune", "median"), metric=opts.get("metric", "val_acc"),
+                     seeds=tuple(opts.get("seeds") or (config.seed,)), command=command)
