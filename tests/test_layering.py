@@ -38,8 +38,9 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "inputs": ("cnnlab.inputs",),  # what a run feeds its model: data and models meet here
     "run": ("cnnlab.run",),
     "engine": ("cnnlab.train", "cnnlab.runsetup"),
-    # named experiments, running several, and the learning-rate range test (it drives the engine)
-    "recipes": ("cnnlab.recipes", "cnnlab.suite", "cnnlab.lrfind"),
+    # named experiments, running several (suites, sweeps), and the learning-rate range test
+    "recipes": ("cnnlab.recipes", "cnnlab.suite", "cnnlab.sweep", "cnnlab.sweep_space",
+                "cnnlab.sweep_page", "cnnlab.lrfind"),
     "cost": ("cnnlab.cost", "cnnlab.opcount", "cnnlab.memory"),
     "pages": ("cnnlab.report", "cnnlab.inspect", "cnnlab.inspect_page", "cnnlab.edgedemo",
               "cnnlab.compare", "cnnlab.export"),
