@@ -19,7 +19,6 @@ is a benchmark script, not a test.
 from __future__ import annotations
 
 import argparse
-import hashlib
 import os
 import subprocess
 import sys
