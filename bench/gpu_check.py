@@ -16,7 +16,7 @@ On a CUDA machine it runs, on the GPU:
   timing    the book's ResNet-18 (96 px) and VGG (224 px) recipes against d2l 1.0.3 on the same
             GPU: steady training images/s and their ratio (bench_train.steady_rates; d2l from
             ../shared/bench/d2l_reference, set D2L_PYTHON to its venv's python).
-Without CUDA it says so and runs the CPU subset: the same checks at tiny sizes (64 px for the
+Without CUDA it says so and runs the CPU subset: the same checks at tiny sizes (72 px for the
 networks of 96-224 px, a few batches, compile on LeNet only, no fp16), the cnnlab half of the
 timing on 2 batches, and no d2l side. Prints one table (check, status, seconds, detail) and
 exits 1 when any check failed; a check that cannot run here (no d2l venv, no onnx) is "skip".
@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     else:
         print(f"# gpu_check: no CUDA on this machine (torch {torch.__version__}): running the "
               "CPU subset at tiny sizes; the GPU checks need a CUDA machine")
-    size = None if cuda else 64
+    size = None if cuda else 72  # small, and enough for every zoo network (NiN needs 67)
     limit = "20" if cuda else "2"
     checks = Checks()
     models = args.models.split(",") if args.models else list_models()
@@ -165,8 +165,8 @@ def main(argv: list[str] | None = None) -> int:
         work = Path(tmp)
         dev = "cuda" if cuda else "cpu"
         # (recipe, extra flags): the book's sizes on CUDA, tiny ones on the CPU
-        trains = [("lenet", []), ("resnet18", [] if cuda else ["--resize", "64,64"]),
-                  ("vgg_small", [] if cuda else ["--resize", "64,64"])]
+        trains = [("lenet", []), ("resnet18", [] if cuda else ["--resize", "72,72"]),
+                  ("vgg_small", [] if cuda else ["--resize", "72,72"])]
         for recipe, extra in trains:
             def train_one(recipe=recipe, extra=extra) -> str:
                 out = work / recipe
@@ -235,7 +235,7 @@ def main(argv: list[str] | None = None) -> int:
             def timing(name=name) -> str:
                 d2l = cuda and D2L_PY.exists()
                 rates = steady_rates(name, n, d2l=d2l, device="cuda" if cuda else "cpu",
-                                     size=None if cuda else 64)
+                                     size=None if cuda else 72)
                 ours = rates["cnnlab"][2]
                 if not d2l:
                     why = "no CUDA" if not cuda else f"no d2l venv at {D2L_PY}"
