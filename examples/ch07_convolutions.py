@@ -72,7 +72,7 @@ for i in range(10):
 print(conv2d.weight.data.reshape((1, 2)))
 
 # %%
-from cnnlab.inspect import edge_demo, plot_edge_demo
+from cnnlab.edgedemo import edge_demo, plot_edge_demo
 
 demo = edge_demo(steps=10, lr=3e-2)
 print("learned kernel:", demo.kernel.round(3), "| loss", demo.losses[0].round(2), "->",
