@@ -79,7 +79,7 @@ img.zoom { max-width:100%; }
 @media (max-width: 860px) { .grid2 { grid-template-columns: minmax(0, 1fr); } main { padding:16px; }
                              header { padding:20px 16px 56px; } }
 /* Columns by priority (pages.table's col_cls): p3 goes first as the screen narrows, then p2, so
-   the columns that matter (a run's name and test accuracy) fit a phone without scrolling. */
+   the columns that matter (a run's name and its accuracy) fit a phone without scrolling. */
 .narrow-only { display:none; }
 @media (max-width: 1000px) { .p3 { display:none; } .narrow-only { display:block; } }
 @media (max-width: 560px) { .p2 { display:none; } }
