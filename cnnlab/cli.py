@@ -27,7 +27,7 @@ from cnnlab.errors import (
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
-RUN_HELP = "a run folder written by `cnnlab train`"
+RUN_HELP = "a run folder written by `cnnlab train`."
 
 EPILOGS = {
     "main": """\
@@ -194,20 +194,20 @@ def build_parser(train_target: str | None = None) -> argparse.ArgumentParser:
 
     t = _parser(sub, "train", "Train a recipe or a zoo model; writes a run folder and its report.")
     t.add_argument("target", nargs="?", metavar="RECIPE_OR_MODEL",
-                   help="a recipe (`cnnlab recipes`) or a model (`cnnlab models`)")
+                   help="a recipe (`cnnlab recipes`) or a model (`cnnlab models`).")
     t.add_argument("--config", type=Path, metavar="FILE.toml",
-                   help="TOML file of settings (keys: the flags' names, with _ or -)")
+                   help="TOML file of settings (keys: the flags' names, with _ or -).")
     t.add_argument("--out", metavar="DIR",
                    help="run folder (default: runs/<recipe>-<timestamp>, always a new one); "
-                        "one that holds a run is refused unless --overwrite")
+                        "one that holds a run is refused unless --overwrite.")
     t.add_argument("--overwrite", action="store_true",
-                   help="replace the run in --out DIR: first remove everything it wrote")
+                   help="replace the run in --out DIR: first remove everything it wrote.")
     t.add_argument("--resume", type=Path, metavar="DIR",
-                   help="continue the run in DIR from checkpoints/last.pt")
+                   help="continue the run in DIR from checkpoints/last.pt.")
     t.add_argument("--from", dest="from_checkpoint", choices=("last", "best"), default=None,
                    help="with --resume: continue from last.pt (default) or best.pt (the epochs "
-                        "after best are dropped and trained again)")
-    t.add_argument("--no-report", action="store_true", help="skip writing report.html at the end")
+                        "after best are dropped and trained again).")
+    t.add_argument("--no-report", action="store_true", help="skip writing report.html at the end.")
     _add_model_arg(t)
     _add_config_flags(t, train_target)
 
@@ -215,40 +215,41 @@ def build_parser(train_target: str | None = None) -> argparse.ArgumentParser:
     e.add_argument("run_dir", type=Path, metavar="RUN_DIR", help=RUN_HELP)
     e.add_argument("--checkpoint", choices=("best", "last"), default="last",
                    help="last: the final model, whose accuracy `train` printed (default); best: "
-                        "the epoch with the best validation score")
+                        "the epoch with the best validation score.")
     e.add_argument("--split", choices=("train", "val", "test"), default="test",
                    help="which images: test (default), train (what the run trained on) or val "
-                        "(what it validated on: the test split unless it set val_size)")
+                        "(what it validated on: the test split unless it set val_size).")
     e.add_argument("--format", choices=("text", "json"), default="text",
-                   help="text for people, json for programs")
+                   help="text for people, json for programs.")
 
     pr = _parser(sub, "predict", "Classify image files (PNG/JPEG) with a trained run.")
     pr.add_argument("run_dir", type=Path, metavar="RUN_DIR",
-                    help=RUN_HELP + ", or an exported .onnx file (with its .json sidecar)")
-    pr.add_argument("images", type=Path, nargs="+", metavar="IMAGE", help="PNG or JPEG files")
+                    help="a run folder written by `cnnlab train`, or an exported .onnx file "
+                         "(with its .json sidecar).")
+    pr.add_argument("images", type=Path, nargs="+", metavar="IMAGE", help="PNG or JPEG files.")
     pr.add_argument("--checkpoint", choices=("best", "last"), default="last",
-                    help="which checkpoint of the run (default: last)")
-    pr.add_argument("--top", type=int, default=3, help="how many classes to show per image")
+                    help="which checkpoint of the run (default: last).")
+    pr.add_argument("--top", type=int, default=3, help="how many classes to show per image.")
     pr.add_argument("--invert", choices=("auto", "yes", "no"), default="auto",
-                    help="invert light-background images to the dataset's dark ground")
+                    help="invert light-background images to the dataset's dark ground.")
     pr.add_argument("--format", choices=("text", "json"), default="text",
-                    help="text for people, json for programs")
+                    help="text for people, json for programs.")
 
     s = _parser(sub, "summary", "Per-layer shapes, parameters, MACs/FLOPs and memory of a model.")
-    s.add_argument("model", metavar="MODEL", help="a zoo model (`cnnlab models`)")
+    s.add_argument("model", metavar="MODEL", help="a zoo model (`cnnlab models`).")
     s.add_argument("--input", type=_triple, metavar="C,H,W",
-                   help="input size (default: the size the book uses for this model)")
-    s.add_argument("--classes", type=int, default=10, metavar="N", help="output classes")
+                   help="input size (default: the size the book uses for this model).")
+    s.add_argument("--classes", type=int, default=10, metavar="N", help="output classes.")
     s.add_argument("--batch-size", type=int, default=1, metavar="N",
-                   help="batch the figures are for (FLOPs and memory scale with it)")
+                   help="batch the figures are for (FLOPs and memory scale with it).")
     s.add_argument("--no-measure", dest="measure", action="store_false",
                    help="skip running one real training step to measure its peak memory "
-                        "(the counts and the memory estimate need no step)")
+                        "(the counts and the memory estimate need no step).")
     s.add_argument("--format", choices=("table", "markdown", "json"), default="table")
     _add_model_arg(s)
 
     m = _parser(sub, "models", "List the model zoo: input size and parameter count.")
-    m.add_argument("pattern", nargs="?", help="fnmatch pattern, e.g. 'resnet*'")
+    m.add_argument("pattern", nargs="?", help="fnmatch pattern, e.g. 'resnet*'.")
     m.add_argument("--format", choices=("table", "markdown"), default="table")
 
     r = _parser(sub, "recipes", "List the recipes: model, data, hyperparameters, measured result.")
@@ -256,54 +257,54 @@ def build_parser(train_target: str | None = None) -> argparse.ArgumentParser:
 
     d = _parser(sub, "data", "Download, verify or look at a dataset.")
     d.add_argument("action", choices=("download", "verify", "show"))
-    d.add_argument("name", metavar="NAME", help="fashion-mnist, mnist, cifar10 or folder:PATH")
+    d.add_argument("name", metavar="NAME", help="fashion-mnist, mnist, cifar10 or folder:PATH.")
     d.add_argument("--root", "--data-root", dest="root", type=Path,
-                   help="datasets folder, as `train --data-root` takes it (default: CNNLAB_DATA, "
-                        "...)")
-    d.add_argument("--split", choices=("train", "test"), default="train", help="show: which split")
-    d.add_argument("--count", type=int, default=32, help="show: how many samples (1-256)")
-    d.add_argument("--seed", type=int, default=0, help="show: which samples (seeded)")
-    d.add_argument("--out", type=Path, help="show: PNG path (default: <name>-samples.png)")
+                   help="datasets folder, as `train --data-root` takes it (default: "
+                        "$CNNLAB_DATA, then the user cache).")
+    d.add_argument("--split", choices=("train", "test"), default="train", help="show: which split.")
+    d.add_argument("--count", type=int, default=32, help="show: how many samples (1-256).")
+    d.add_argument("--seed", type=int, default=0, help="show: which samples (seeded).")
+    d.add_argument("--out", type=Path, help="show: PNG path (default: <name>-samples.png).")
 
     x = _parser(sub, "export", "Export a run's model as ONNX or TorchScript, checked against "
                                "PyTorch.")
     x.add_argument("run_dir", type=Path, metavar="RUN_DIR", help=RUN_HELP)
     x.add_argument("--format", choices=("onnx", "torchscript"), default="onnx",
                    help="onnx (needs pip install onnx onnxscript onnxruntime) or torchscript "
-                   "(default: onnx)")
+                   "(default: onnx).")
     x.add_argument("--out", type=Path, metavar="FILE",
-                   help="where to write (default: <run>/<model>.onnx or .torchscript.pt)")
+                   help="where to write (default: <run>/<model>.onnx or .torchscript.pt).")
     x.add_argument("--checkpoint", choices=("best", "last"), default="last",
-                   help="which checkpoint of the run (default: last)")
+                   help="which checkpoint of the run (default: last).")
 
     rp = _parser(sub, "report", "Write a run's report.html (plus confusion.png and errors.png).")
     rp.add_argument("run_dir", type=Path, metavar="RUN_DIR", help=RUN_HELP)
     rp.add_argument("--checkpoint", choices=("best", "last"), default="last",
-                    help="the checkpoint to evaluate (default: last, the final model)")
+                    help="the checkpoint to evaluate (default: last, the final model).")
     rp.add_argument("--max-errors", type=int, default=32, metavar="N",
-                    help="misclassified images to show (most confident first)")
+                    help="misclassified images to show (most confident first).")
 
     c = _parser(sub, "compare", "Compare runs side by side: table, curves, accuracy vs cost.")
     c.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR",
-                   help="run folders, or folders holding run folders")
+                   help="run folders, or folders holding run folders.")
     c.add_argument("--out", type=Path, default=Path("compare.html"),
-                   help="the page to write (default: compare.html)")
+                   help="the page to write (default: compare.html).")
     c.add_argument("--format", choices=("text", "markdown", "json"), default="text",
-                   help="how the table is printed")
-    c.add_argument("--no-page", action="store_true", help="print the table only")
+                   help="how the table is printed.")
+    c.add_argument("--no-page", action="store_true", help="print the table only.")
 
     su = _parser(sub, "suite", "Train several models under one recipe and budget, then compare.")
     su.add_argument("name", nargs="?", metavar="SUITE",
-                    help="a named suite: chapter8 (every chapter 7-8 architecture at 28x28)")
+                    help="a named suite: chapter8 (every chapter 7-8 architecture at 28x28).")
     su.add_argument("--models", type=_names, metavar="A,B,C",
-                    help="zoo models to train instead of the suite's (`cnnlab models`)")
-    su.add_argument("--epochs", type=int, help="epochs per model (default: the suite's, 3)")
+                    help="zoo models to train instead of the suite's (`cnnlab models`).")
+    su.add_argument("--epochs", type=int, help="epochs per model (default: the suite's, 3).")
     su.add_argument("--budget", type=float, metavar="MINUTES",
-                    help="wall-clock minutes for the whole suite (default 30)")
-    su.add_argument("--out", type=Path, metavar="DIR", help="suite folder (default runs/SUITE)")
-    su.add_argument("--data-root", type=str, metavar="PATH", help="datasets folder")
+                    help="wall-clock minutes for the whole suite (default 30).")
+    su.add_argument("--out", type=Path, metavar="DIR", help="suite folder (default runs/SUITE).")
+    su.add_argument("--data-root", type=str, metavar="PATH", help="datasets folder.")
     su.add_argument("--test-samples", type=int, metavar="N",
-                    help="test images (stratified subset; 0: all 10,000; default 1,000)")
+                    help="test images (stratified subset; 0: all 10,000; default 1,000).")
     _add_inspect_parser(sub)
     return p
 
@@ -314,24 +315,24 @@ def _add_inspect_parser(sub: Any) -> None:
     ins.add_argument("run_dir", type=Path, nargs="?", metavar="RUN_DIR", help=RUN_HELP)
     which = ins.add_mutually_exclusive_group()
     which.add_argument("--index", type=int, metavar="N",
-                       help="the test image to follow through the network (default: 0)")
+                       help="the test image to follow through the network (default: 0).")
     which.add_argument("--image", type=Path, metavar="PATH",
-                       help="a PNG or JPEG of your own instead of a test image")
+                       help="a PNG or JPEG of your own instead of a test image.")
     ins.add_argument("--layer", metavar="NAME",
                      help="a layer as `cnnlab summary` names it: its filters (a conv) and "
                           "Grad-CAM there (default: first conv's filters, Grad-CAM on the last "
-                          "conv stage)")
+                          "conv stage).")
     ins.add_argument("--checkpoint", choices=("best", "last"), default="last",
-                     help="the checkpoint to look into (default: last, the final model)")
+                     help="the checkpoint to look into (default: last, the final model).")
     ins.add_argument("--mistakes", type=int, default=8, metavar="N",
-                     help="most confident mistakes to explain (default: 8)")
+                     help="most confident mistakes to explain (default: 8).")
     ins.add_argument("--out", type=Path, metavar="DIR",
                      help="folder for the PNGs and inspect.html (default: RUN_DIR/inspect, or "
-                          "edge-demo/ with --edge-demo)")
+                          "edge-demo/ with --edge-demo).")
     ins.add_argument("--edge-demo", action="store_true",
-                     help="chapter 7.2: train a 1x2 kernel to detect edges (needs no run)")
+                     help="chapter 7.2: train a 1x2 kernel to detect edges (needs no run).")
     ins.add_argument("--steps", type=int, default=10, metavar="N",
-                     help="--edge-demo: gradient steps (the book: 10)")
+                     help="--edge-demo: gradient steps (the book: 10).")
 
 
 def _names(text: str) -> list[str]:
