@@ -134,6 +134,19 @@ Every member gets the same share of --budget (minutes, the whole suite): a short
 sizes its training subset so its --epochs and learning-rate schedule finish inside it.
 Results land in --out (default runs/<suite>): one run folder per model, suite.json and
 compare.html.""",
+    "sweep": """\
+examples:
+  cnnlab sweep lenet --param lr=log:1e-3..0.3 --param momentum=0,0.9 --trials 20 --out runs/s
+  cnnlab sweep lenet --param model.activation=relu,sigmoid --sampler grid --out runs/act
+  cnnlab sweep lenet --param lr=0.03,0.1,0.3 --seeds 0,1,2 --sampler grid --out runs/seeds
+  cnnlab sweep --join runs/s                   one more worker on the same sweep
+  cnnlab sweep --resume runs/s --retrain-best  the best configuration on the whole training
+                                               split, scored on the test split once
+
+Trials rank on validation (val_size carved from the training split; 0.1 when unset) and never
+see the test split. Every trial is a run folder under DIR/trials; DIR holds sweep.json,
+sweep.csv, sweep.html and the study (study.journal, or --storage postgresql://...). Running the
+same command again continues the sweep.""",
 }
 
 
@@ -306,7 +319,53 @@ def build_parser(train_target: str | None = None) -> argparse.ArgumentParser:
     su.add_argument("--test-samples", type=int, metavar="N",
                     help="test images (stratified subset; 0: all 10,000; default 1,000).")
     _add_inspect_parser(sub)
+    _add_sweep_parser(sub)
     return p
+
+
+def _add_sweep_parser(sub: Any) -> None:
+    from cnnlab.sweep_space import PRUNERS, SAMPLERS
+    from cnnlab.train_config import MONITORS, add_arguments
+
+    w = _parser(sub, "sweep", "Search training settings and model knobs; every trial a run.")
+    w.add_argument("target", nargs="?", metavar="RECIPE_OR_MODEL",
+                   help="A recipe (`cnnlab recipes`) or a model (`cnnlab models`).")
+    w.add_argument("--param", action="append", metavar="SPEC",
+                   help="What to vary, as NAME=VALUES (repeatable): lr=log:1e-3..0.3, "
+                        "momentum=0,0.9, model.channels=6-16,32-64 (a TrainConfig field or "
+                        "model.KNOB).")
+    w.add_argument("--trials", type=int, metavar="N", help="How many trials in all.")
+    w.add_argument("--budget", metavar="TIME",
+                   help="Wall time of this command (30m, 2h, 90s): no trial starts after it.")
+    w.add_argument("--sampler", choices=SAMPLERS, help="How trials are proposed: tpe (default), "
+                                                        "random or grid.")
+    w.add_argument("--prune", choices=PRUNERS,
+                   help="How poor trials stop after an epoch: median (default), halving or off.")
+    w.add_argument("--metric", choices=MONITORS,
+                   help="The validation metric that ranks trials (default val_acc).")
+    w.add_argument("--seeds", type=_seeds, metavar="A,B,C",
+                   help="Run each configuration with these seeds and rank on the mean.")
+    w.add_argument("--storage", metavar="URL",
+                   help="A database server for the study (postgresql://user@host/db); by "
+                        "default the study lives in DIR/study.journal.")
+    w.add_argument("--out", metavar="DIR", help="The sweep folder (default runs/sweep-NAME).")
+    w.add_argument("--join", type=Path, metavar="DIR", help="Add a worker to the sweep in DIR.")
+    w.add_argument("--resume", type=Path, metavar="DIR", help="Continue the sweep in DIR.")
+    w.add_argument("--retrain-best", action="store_true",
+                   help="Then train the best configuration on the whole training split and "
+                        "report its test accuracy, once.")
+    w.add_argument("--config", type=Path, metavar="FILE.toml",
+                   help="A TOML file of training settings, with a [sweep] table of these "
+                        "options.")
+    _add_model_arg(w)
+    add_arguments(w.add_argument_group("training settings of every trial (TrainConfig fields)"))
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not seeds such as 0,1,2") from None
 
 
 def _add_inspect_parser(sub: Any) -> None:
@@ -733,10 +792,58 @@ def cmd_suite(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Run (or join, or resume) a sweep; print one line per trial, the best, the page."""
+    from cnnlab import sweep as sw
+    from cnnlab.sweep_space import OPTIONS, plan_spec, sweep_options
+
+    opts = sweep_options(args.config, {n: getattr(args, n, None) for n in OPTIONS})
+    folder = args.join or args.resume
+    if folder is not None:
+        if args.join and args.resume:
+            raise ConfigError("--join DIR and --resume DIR do the same; give one")
+        if args.target or opts.get("param") or opts.get("out") or _flags(args) \
+                or args.model_args:
+            raise ConfigError(f"--{'join' if args.join else 'resume'} DIR takes the sweep's "
+                              "settings from DIR; drop the name, --param, --out and training "
+                              "flags (--trials, --budget and --retrain-best still apply)")
+        spec, out = None, Path(folder)
+    else:
+        ns = argparse.Namespace(target=args.target, config=args.config,
+                                model_args=args.model_args, out=opts.get("out") or "-",
+                                **_flags(args))
+        recipe, config, _, model_kwargs = plan_train(ns)
+        spec = plan_spec(recipe, config, model_kwargs, opts, _flags(args), args.config)
+        out = Path(opts.get("out") or Path("runs") / f"sweep-{recipe.name}")
+    try:
+        if spec is not None or not opts.get("retrain_best") or opts.get("trials") or \
+                opts.get("budget"):
+            best = sw.run_sweep(spec, out, trials=opts.get("trials"),
+                                budget_s=sw.parse_budget(opts.get("budget")),
+                                storage=opts.get("storage"), stream=sys.stderr).best
+        else:
+            best = sw.read_sweep(out).get("best")
+    except (KeyboardInterrupt, TrainingInterrupted) as err:
+        print("cnnlab: sweep interrupted; finished trials are kept; continue with: "
+              f"cnnlab sweep --resume {out}", file=sys.stderr)
+        return getattr(err, "exit_code", EXIT_INTERRUPTED)
+    if best:
+        saved = sw.read_sweep(out)
+        print(f"best: trial {best['number']}, {saved['spec']['metric']} "
+              f"{sw.fmt_score(best)} ({sw.fmt_params(best['params'])})")
+        print(f"train it: {saved['best_command']}")
+    print(f"sweep: {out / 'sweep.html'}", flush=True)
+    if opts.get("retrain_best"):
+        res = sw.retrain_best(out, stream=sys.stderr)
+        print(f"test accuracy of the best configuration, trained on the whole training split: "
+              f"{res.test_acc:.4f} (run folder {res.out_dir})")
+    return 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "summary": cmd_summary,
     "models": cmd_models, "recipes": cmd_recipes, "data": cmd_data, "report": cmd_report,
-    "export": cmd_export, "compare": cmd_compare, "suite": cmd_suite,
+    "export": cmd_export, "compare": cmd_compare, "suite": cmd_suite, "sweep": cmd_sweep,
 }
 COMMANDS["inspect"] = cmd_inspect
 

@@ -608,6 +608,8 @@ class Trainer:
         if self.val_is_test and final.get("val_acc") is not None:
             test_loss, test_acc = final["val_loss"], final["val_acc"]
             test_images = final.get("val_images")
+        elif not self.config.score_test:  # validation-only (a sweep's trial): test unseen
+            test_loss = test_acc = test_images = None
         else:
             limit = 1 if self.config.dry_run else self.config.limit_batches
             sums = ddp.all_reduce_sum(evaluate_sums(self.raw_model, self.test_loader, self.device,
