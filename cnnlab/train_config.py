@@ -18,7 +18,7 @@ OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("constant", "cosine", "onecycle")
 AMP_MODES = ("auto", "fast", "off", "bf16", "fp16")  # resolved by cnnlab.device
 DEVICES = ("auto", "cpu", "cuda", "mps")
-PROGRESS_MODES = ("auto", "bar", "plain", "none")
+PROGRESS_MODES = ("auto", "notebook", "bar", "plain", "none")
 MONITORS = ("val_acc", "val_loss")
 
 
@@ -69,7 +69,7 @@ class TrainConfig:
     patience: int = 0  # early stopping: epochs without improvement of `monitor` (0: off)
     monitor: str = "val_acc"  # metric that picks best.pt and drives early stopping
     limit_batches: int = 0  # train/evaluate only the first N batches of each epoch (0: all)
-    progress: str = "auto"  # "auto" (bar on a terminal, else plain), "bar", "plain", "none"
+    progress: str = "auto"  # auto: a live view in Jupyter, a bar on a terminal, else plain
     log_every: int = 50  # steps between progress-bar refreshes (the only per-step host syncs)
     tensorboard: bool = True  # write TensorBoard event files when tensorboard is installed
     plot: bool = True  # redraw curves.png after every epoch

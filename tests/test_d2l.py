@@ -350,26 +350,6 @@ def test_board_throttles_saves_and_flushes(env: Path):
     assert quiet.data["a"] == [_base.Point(0, 1.0)] and not (env / "never.png").exists()
 
 
-def test_board_and_images_draw_inline_in_jupyter(monkeypatch: pytest.MonkeyPatch, env: Path):
-    from IPython import display
-
-    shown, cleared = [], []
-    monkeypatch.setattr(_base, "in_notebook", lambda: True)
-    monkeypatch.setattr(display, "display", lambda obj: shown.append(obj))
-    monkeypatch.setattr(display, "clear_output", lambda wait=False: cleared.append(wait))
-    board = d2l.ProgressBoard()
-    board.draw(0, 1.0, "a")
-    board.draw(1, 0.5, "a")
-    d2l.show_images(torch.rand(2, 8, 8), 1, 2, titles=["p", "q"])
-    assert len(shown) == 3 and cleared == [True, True]
-    assert all(isinstance(o, display.Image) and o.data[:8] == b"\x89PNG\r\n\x1a\n" for o in shown)
-    assert not list(env.glob("*.png"))  # nothing written to disk in a notebook
-
-
-def test_in_notebook_is_false_in_a_plain_process():
-    assert _base.in_notebook() is False
-
-
 # --- data ---------------------------------------------------------------------------------------
 
 
