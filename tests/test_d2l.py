@@ -287,6 +287,33 @@ def test_8_5_batch_norm_fits_above_chance(env: Path):
     png_ok(env / "BNLeNetScratch_progress.png")
 
 
+def test_fit_trains_on_the_cores_a_busy_neighbour_leaves(env: Path):
+    """The engine's load-aware thread policy: with a process spinning on one core, the book's
+    fit trains on one thread fewer than torch's setting, which it puts back afterwards."""
+    import subprocess
+    import sys
+    import time
+
+    seen: list[int] = []
+
+    class Probe(d2l.LeNet):
+        def training_step(self, batch):
+            seen.append(torch.get_num_threads())
+            return super().training_step(batch)
+
+    torch.set_num_threads(2)  # (the env fixture restores the test session's setting)
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)  # the neighbour is spinning before the policy's first look
+        data = d2l.FashionMNIST(batch_size=128)
+        d2l.Trainer(max_epochs=1).fit(Probe(lr=0.1), data)
+    finally:
+        busy.kill()
+        busy.wait()
+    assert seen and set(seen) == {1}, seen
+    assert torch.get_num_threads() == 2
+
+
 # --- the engine underneath: sample-weighted metrics, no wasted syncs, pictures -----------------
 
 
