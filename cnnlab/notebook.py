@@ -125,8 +125,8 @@ class Slot:
         self._last = self.clock()
 
 
-_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds",
-            "images_per_second")
+EPOCH_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds",
+                 "images_per_second")
 
 
 def _format(key: str, value: Any) -> str:
@@ -148,12 +148,19 @@ class LiveView:
 
     Feed it with `message` (lines above everything: what runs, notes), `set_progress` (where the
     epoch is, one line), `add_row` (a finished epoch: a table row and new curves) and `finish`
-    (the summary that stays). `clock` is injectable for tests of the throttle.
+    (the summary that stays). A view of other rows than epochs (a sweep's trials, say) names
+    its `columns` (the keys of a row shown, in order; those no row has are left out) and its
+    `picture` (rows -> a matplotlib Figure, or None for no picture). `clock` is injectable for
+    tests of the throttle.
     """
 
-    def __init__(self, every: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(self, every: float = 1.0, clock: Callable[[], float] = time.monotonic,
+                 columns: tuple[str, ...] = EPOCH_COLUMNS,
+                 picture: Callable[[list[dict[str, Any]]], Any] | None = curves_figure) -> None:
         self.every = every
         self.clock = clock
+        self.columns = columns
+        self.picture = picture
         self.messages: list[str] = []
         self.progress = ""
         self.fraction: float | None = None
@@ -194,13 +201,13 @@ class LiveView:
         if self._status_due:
             self._status_due = False
             self.status.show(lambda: {"text/html": self.html(), "text/plain": self.text()})
-        if self._curves_due and self.rows:
+        if self._curves_due and self.rows and self.picture is not None:
             self._curves_due = False
             self.curves.show(lambda: png_bundle(
-                figure_png(curves_figure(self.rows), dpi=80, tight=False), "<learning curves>"))
+                figure_png(self.picture(self.rows), dpi=80, tight=False), "<learning curves>"))
 
     def _table_rows(self) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
-        keys = [k for k in _COLUMNS if any(r.get(k) is not None for r in self.rows)]
+        keys = [k for k in self.columns if any(r.get(k) is not None for r in self.rows)]
         return tuple(keys), [tuple(_format(k, r.get(k)) for k in keys) for r in self.rows]
 
     def text(self) -> str:

@@ -179,6 +179,9 @@ class Progress:
     at the end; cnnlab.notebook), 'bar' (a live line), 'plain' (a line per epoch, and a line every
     few minutes inside a long one), 'none'.
 
+    Anything that runs epochs (train, resume, a learning-rate finder, a sweep's trials) gets
+    all four by reporting through one Progress: message, start_epoch, update, end_epoch, close.
+
     In 'bar' and 'plain' mode a long run also gets one forecast line: how long its remaining
     epochs take at the pace of the steps timed so far. `long_run_hint`, when set, is added to
     a forecast of over an hour (the engine sets it on a CPU).

@@ -157,3 +157,18 @@ def test_summary_says_how_a_run_ended():
     assert summary_line(rows[:1], 5).startswith("stopped after epoch 1 of 5")
     assert summary_line([], 5) == "stopped before its first epoch ended"
 
+
+
+def test_live_view_of_other_rows_shows_their_columns():
+    """A sweep's view: its own columns, no curves."""
+    view = LiveView(columns=("trial", "lr", "val_acc"), picture=None)
+    drawn = []
+    view.status.show = lambda make, force=False: drawn.append(make())
+    view.curves.show = lambda make, force=False: drawn.append("curves")
+    view.add_row({"trial": 0, "lr": 0.1, "val_acc": 0.5, "seconds": 3.0})
+    view.add_row({"trial": 1, "lr": 0.05, "val_acc": 0.625})
+    view.refresh(force=True)
+    assert len(drawn) == 1
+    assert drawn[0]["text/plain"].splitlines() == ["trial    lr  val_acc", "    0   0.1   0.5000",
+                                                  "    1  0.05   0.6250"]
+    assert "<th>trial</th><th>lr</th><th>val_acc</th></tr>" in drawn[0]["text/html"]
