@@ -46,12 +46,15 @@ examples:
   cnnlab train resnet18 --resize 64,64 --schedule cosine --momentum 0.9
   cnnlab train resnet18_small --dataset cifar10         3-channel data: 3-channel models
   cnnlab train fastnet --dataset folder:photos --image-size 64   photos/<class>/*.jpg
+  cnnlab train lenet --model-arg channels=32,64,128 --model-arg kernel_size=3
+                                                       vary the network (`cnnlab models lenet`)
   cnnlab train lenet --config my.toml                  TOML keys are the flags' names
   cnnlab train lenet --dry-run                         one batch, to check the setup
   cnnlab train --resume runs/lenet-20260101-120000     continue an interrupted run
   torchrun --nproc_per_node 2 -m cnnlab train lenet    two processes (data parallel)
 
-precedence: recipe < --config file < flags.  A model name instead of a recipe trains it
+precedence: recipe < --config file < flags; a [model] table in the file holds the model's
+knobs (as --model-arg does).  A model name instead of a recipe trains it
 with the book's settings (10 epochs, SGD, batch 128, lr 0.05) at its book input size; a name
 that is both (lenet, resnet18, ...) runs the recipe.  `cnnlab train NAME --help` shows the
 values NAME trains with.""",
@@ -72,11 +75,17 @@ is inverted (--invert auto).""",
 examples:
   cnnlab summary lenet
   cnnlab summary resnet18 --input 1,224,224 --classes 1000 --format markdown
-  cnnlab summary alexnet --format json""",
+  cnnlab summary alexnet --format json
+  cnnlab summary vgg --model-arg arch=1x64,1x128,2x256 --model-arg dense=1024""",
     "models": """\
 examples:
   cnnlab models
-  cnnlab models 'resnet*'""",
+  cnnlab models 'resnet*'
+  cnnlab models lenet             one model's architecture knobs, defaults and allowed values
+
+A knob is set with --model-arg KEY=VALUE (train, summary), a [model] table in --config, or
+create_model(NAME, KEY=VALUE) in Python. Lists are comma lists (channels=32,64,128); blocks
+are COUNTxCHANNELS (arch=1x64,1x128,2x256).""",
     "recipes": """\
 examples:
   cnnlab recipes
@@ -160,6 +169,12 @@ def _add_config_flags(p: argparse.ArgumentParser, target: str | None = None) -> 
     add_arguments(p.add_argument_group(title), shown=shown)
 
 
+def _add_model_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model-arg", action="append", dest="model_args", default=[],
+                   metavar="KEY=VALUE", help="set an architecture knob of the model (repeat "
+                   "the flag for several; `cnnlab models NAME` lists them)")
+
+
 def _recipe_names() -> list[str]:
     from cnnlab.recipes import list_recipes
 
@@ -201,6 +216,7 @@ def build_parser(train_target: str | None = None) -> argparse.ArgumentParser:
                    help="with --resume: continue from last.pt (default) or best.pt (the epochs "
                         "after best are dropped and trained again)")
     t.add_argument("--no-report", action="store_true", help="skip writing report.html at the end")
+    _add_model_arg(t)
     _add_config_flags(t, train_target)
 
     e = _parser(sub, "eval", "Evaluate a run's checkpoint on its test (or train, val) split.")
@@ -237,6 +253,7 @@ def build_parser(train_target: str | None = None) -> argparse.ArgumentParser:
                    help="skip running one real training step to measure its peak memory "
                         "(the counts and the memory estimate need no step)")
     s.add_argument("--format", choices=("table", "markdown", "json"), default="table")
+    _add_model_arg(s)
 
     m = _parser(sub, "models", "List the model zoo: input size and parameter count.")
     m.add_argument("pattern", nargs="?", help="fnmatch pattern, e.g. 'resnet*'")
@@ -364,6 +381,8 @@ def load_toml(path: Path) -> dict[str, Any]:
                           f"0x{err.object[err.start]:02x}); save it as UTF-8") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"config file {path} is not valid TOML: {err}") from None
+    # The model's knobs: a [model] table (its `name` may name the model to train).
+    knobs = raw.pop("model") if isinstance(raw.get("model"), dict) else None
     # Settings are top-level keys, or keys of a [train] table, or both (each key once).
     table = raw.pop("train", {})
     if not isinstance(table, dict):
@@ -383,6 +402,10 @@ def load_toml(path: Path) -> dict[str, Any]:
             out[name] = value
     if isinstance(out.get("resize"), list):
         out["resize"] = tuple(out["resize"])
+    if knobs is not None:
+        if "name" in knobs:
+            out["model"] = knobs.pop("name")
+        out["model_args"] = knobs
     return out
 
 
@@ -421,6 +444,7 @@ def plan_train(args: argparse.Namespace) -> tuple[Any, Any, Path, dict[str, Any]
     from cnnlab.recipes import resolve
 
     settings = load_toml(args.config) if args.config else {}
+    file_knobs = settings.pop("model_args", {})
     flags = _flags(args)
     model = flags.pop("model", None)  # --model NAME names what to train, like the positional
     target = args.target or model or settings.get("recipe") or settings.get("model")
@@ -441,8 +465,14 @@ def plan_train(args: argparse.Namespace) -> tuple[Any, Any, Path, dict[str, Any]
     if args.out is not None and not args.out.strip():
         raise ConfigError('--out "" names no folder; name one, or leave --out out for a new '
                           "runs/<name>-<time>")
+    from cnnlab.models import parse_model_args
+
+    # The model's knobs: the recipe's < the [model] table < --model-arg, each checked.
+    model_kwargs = {**parse_model_args(recipe.model, recipe.model_kwargs),
+                    **parse_model_args(recipe.model, file_knobs),
+                    **parse_model_args(recipe.model, args.model_args)}
     out = Path(args.out) if args.out is not None else default_run_dir(recipe.name)
-    return recipe, config, out, dict(recipe.model_kwargs)
+    return recipe, config, out, model_kwargs
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -450,6 +480,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from cnnlab import train as engine
     from cnnlab.distributed import is_rank0
     from cnnlab.memory import check_run_fits  # refuses at once a run that cannot fit
+    from cnnlab.models import knob_text
 
     if args.resume is not None:
         if args.target or args.config or args.out is not None or args.overwrite:
@@ -458,8 +489,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                               "settings)")
         try:
             changes = _flags(args)
-            if "model" in changes:
-                raise ConfigError("--resume DIR trains the model recorded in DIR; drop --model")
+            if "model" in changes or args.model_args:
+                raise ConfigError("--resume DIR trains the model recorded in DIR (with its "
+                                  "knobs); drop --model and --model-arg")
             result = engine.resume(args.resume, checkpoint=args.from_checkpoint or "last",
                                    preflight=check_run_fits, **changes)
         except RunFinished as done:  # nothing to do is not a failure: say so, and how to go on
@@ -469,11 +501,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ConfigError("--from picks the checkpoint of --resume DIR; add --resume DIR")
 
     recipe, config, out, model_kwargs = plan_train(args)
+    knobs = knob_text(recipe.model, model_kwargs)
+    knobs = f" ({knobs})" if knobs else ""
 
     def preflight(cfg: Any, dataset: Any, device: Any, kwargs: dict[str, Any]) -> None:
         check_run_fits(cfg, dataset, device, kwargs)  # a refusal is one line, nothing before it
         if is_rank0():
-            print(f"cnnlab: {recipe.name}: {recipe.model} on {config.dataset} -> {out}",
+            print(f"cnnlab: {recipe.name}: {recipe.model}{knobs} on {config.dataset} -> {out}",
                   file=sys.stderr)
             if recipe.note and not config.dry_run:
                 print(f"cnnlab: note: {recipe.note}", file=sys.stderr)
@@ -594,12 +628,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_summary(args: argparse.Namespace) -> int:
     """Print a model's cost summary."""
-    from cnnlab.models import create_model, default_input_size
+    from cnnlab.models import create_model, default_input_size, parse_model_args
 
     c, h, w = args.input or default_input_size(args.model)
     if args.classes < 1:
         raise ConfigError(f"--classes {args.classes} must be at least 1")
-    model = create_model(args.model, num_classes=args.classes, in_channels=c, input_size=(h, w))
+    model = create_model(args.model, num_classes=args.classes, in_channels=c, input_size=(h, w),
+                         **parse_model_args(args.model, args.model_args))
     from cnnlab.cost import summary
 
     s = summary(model, (c, h, w), batch_size=args.batch_size, measure_memory=args.measure)
@@ -653,6 +688,10 @@ def cmd_models(args: argparse.Namespace) -> int:
     print(f"{'model'.ljust(width)}  input      parameters")
     for name, size, n in rows:
         print(f"{name.ljust(width)}  {size.ljust(9)}  {n:>12,}")
+    if [name for name, _, _ in rows] == [args.pattern]:  # one model by name: its knobs too
+        from cnnlab.models import knob_table
+
+        print(f"\nknobs of {args.pattern} (--model-arg KEY=VALUE):\n{knob_table(args.pattern)}")
     return 0
 
 

@@ -193,11 +193,13 @@ def _cost(config: dict[str, Any]) -> tuple[int | None, int | None]:
             classes = len(dataset_info(config.get("dataset", "fashion-mnist")).classes)
         except CnnlabError:
             classes = 10
-        key = (model, h, w, classes)
+        kwargs = config.get("model_kwargs") or {}
+        key = (model, h, w, classes, json.dumps(kwargs, sort_keys=True))
         if key not in _COST_CACHE:
             # Built for real, not on the meta device: about a second, and the counts never depend
             # on what the meta device supports (a meta DenseNet once counted 57,000x too high).
-            net = create_model(model, num_classes=classes, in_channels=1, input_size=(h, w))
+            net = create_model(model, num_classes=classes, in_channels=1, input_size=(h, w),
+                               **kwargs)
             s = summary(net, (1, h, w), measure_memory=False)
             _COST_CACHE[key] = (int(s.total_params), int(s.total_macs))
         return _COST_CACHE[key]

@@ -141,7 +141,8 @@ def _render(run: Run, result: dict[str, Any], history: list[dict[str, Any]], ev:
     env = cfg.get("environment") or {}
     classes = run.classes
     name = run.run_dir.resolve().name
-    title = f"{cfg.get('model')} on {ev.dataset}"
+    knobs = _knobs(cfg)
+    title = f"{cfg.get('model')}{f' ({knobs})' if knobs else ''} on {ev.dataset}"
     best = _best_epoch(history)
     seconds = result.get("seconds")
     ips = [h["images_per_second"] for h in history if h.get("images_per_second")]
@@ -291,14 +292,24 @@ def _scope(cfg: dict[str, Any]) -> str:
     return text
 
 
+def _knobs(cfg: dict[str, Any]) -> str:
+    """The run's architecture knobs that differ from its model's defaults ('' for none)."""
+    from cnnlab.models import knob_text
+
+    return knob_text(cfg["model"], cfg.get("model_kwargs") or {}) if cfg.get("model") else ""
+
+
 def _config_html(cfg: dict[str, Any]) -> str:
     """The settings that differ from TrainConfig's defaults up front; all of them folded."""
     from cnnlab.train_config import TrainConfig, format_setting
 
     defaults = TrainConfig().to_dict()
-    items = [(k, v) for k, v in cfg.items() if k != "environment"]
+    items = [(k, v) for k, v in cfg.items() if k not in ("environment", "model_kwargs")]
     changed = [(html.escape(k), html.escape(format_setting(v))) for k, v in items
                if k in ("model", "dataset") or defaults.get(k, object()) != v]
+    knobs = _knobs(cfg)
+    if knobs:  # the architecture knobs that differ from the model's defaults
+        changed.insert(1, ("model knobs", html.escape(knobs)))
     every = [(html.escape(k), html.escape(format_setting(v))) for k, v in items]
     return (_table(changed, ("setting", "value"), cls="kv")
             + "<p class=muted>Settings that differ from TrainConfig's defaults.</p>"

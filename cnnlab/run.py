@@ -283,8 +283,9 @@ def load_run(run_dir: str | Path, checkpoint: str = "last", device: str | None =
                            download=False, image_size=config.get("image_size") or None)
     dev = pick_device(device or config.get("device"), fallback=device is None)
     state = load_checkpoint(path)
+    knobs = state.get("model_kwargs") or config.get("model_kwargs") or {}  # the run's knobs
     model = create_model(config["model"], num_classes=len(dataset.classes),
-                         in_channels=dataset.channels, **{**(state.get("model_kwargs") or {}),
+                         in_channels=dataset.channels, **{**knobs,
                             "input_size": input_size_of(config.get("resize"), dataset)})
     weights = state.get("model", state)
     # torch.compile wraps the module: its state-dict keys carry an "_orig_mod." prefix.

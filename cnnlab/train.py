@@ -14,7 +14,6 @@ from __future__ import annotations
 import math
 import os
 import signal
-import sys
 import threading
 import time
 from collections.abc import Callable
@@ -256,6 +255,10 @@ class Trainer:
             raise ConfigError("the output folder is empty (--out \"\"); name a folder, or leave "
                               "--out out for a fresh runs/<name>-<time>")
         self.out_dir = Path(out_dir) if out_dir is not None else None
+        if isinstance(model, str) and model_kwargs:  # checked, typed, old names renamed
+            from cnnlab.models import parse_model_args
+
+            model_kwargs = parse_model_args(model, model_kwargs)
         self.model_kwargs = dict(model_kwargs or {})
         self.stream = stream
         self.overwrite = overwrite
@@ -590,7 +593,7 @@ class Trainer:
             if self.thread_policy is not None:  # threads=0 on a CPU: the most it will use
                 env["cpu_threads"] = self.thread_policy.max_threads
                 env["cpu_thread_policy"] = "load-aware"
-            self.run.write_config(cfg.to_dict(), env)
+            self.run.write_config({**cfg.to_dict(), "model_kwargs": self.model_kwargs}, env)
             self.run.write_history(self.history, self.steps_log)
             self.run.tensorboard(purge_step=self.global_step if state is not None else None)
         self._in_loop = self._started = True  # from here a first Ctrl-C finishes the step and saves
@@ -926,10 +929,3 @@ def _shard(split: Any, rank: int, world_size: int) -> Any:
         return split
     return split.subset(torch.arange(rank, len(split), world_size))
 
-
-if __name__ == "__main__":
-    # `python -m cnnlab.train ARGS` (and `torchrun -m cnnlab.train ARGS`) is `cnnlab train ARGS`:
-    # one parser, one set of flags. The CLI is imported only here, when this file is the script.
-    from cnnlab.cli import main
-
-    sys.exit(main(["train", *sys.argv[1:]]))

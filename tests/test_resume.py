@@ -144,7 +144,7 @@ def test_module_entry_sigint_exits_130_and_resumes(tmp_path):
     root = write_idx_dataset(tmp_path / "fashion-mnist")
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "cnnlab.train", "--model", "lenet", "--data-root", str(root),
+    cmd = [sys.executable, "-m", "cnnlab", "train", "--model", "lenet", "--data-root", str(root),
            "--epochs", "1000", "--batch-size", "32", "--checkpoint-every", "2", "--threads", "1",
            "--device", "cpu", "--no-plot", "--no-tensorboard", "--progress", "plain",
            "--no-report", "--out", str(out)]
