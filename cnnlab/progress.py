@@ -198,6 +198,13 @@ class Progress:
         self._t0: float | None = None  # when the open epoch started (None: none started yet)
         self.view = LiveView() if self.mode == "notebook" else None
 
+    def earlier(self, rows: list[dict[str, Any]]) -> None:
+        """The epochs a resumed run trained before: the live view's table and curves start with
+        them (the other modes show only what happens now)."""
+        for row in rows:
+            if self.view is not None:
+                self.view.add_row(row)
+
     def message(self, text: str) -> None:
         """A one-off line (run start, resume notice); silent in 'none' mode."""
         if self.mode == "none":

@@ -41,14 +41,31 @@ axes = d2l.show_images(torch.rand(2, 8, 8), 1, 2, titles=["p", "q"])
 print("after fit:", round(model.board.data["val_acc"][-1].y, 4))
 """
 
+DRIVEN = """
+import time
+from cnnlab.progress import Progress
+p = Progress("auto", epochs=2)
+p.message("a run that reports through a Progress")
+t0 = time.perf_counter()
+for epoch in (1, 2):
+    p.start_epoch(epoch, 20)
+    for step in range(1, 21):
+        time.sleep(0.05)
+        p.update(step, {"train_loss": 1.0 / step})
+    p.end_epoch({"epoch": epoch, "train_loss": 0.5, "val_acc": 0.5 + epoch / 10, "seconds": 1.0})
+p.close()
+print(f"{time.perf_counter() - t0:.2f} s, {p.view.status.updates + p.view.curves.updates} updates")
+"""
+
 
 @pytest.fixture(scope="module")
 def ran(tmp_path_factory: pytest.TempPathFactory):
-    """One kernel runs a training, its resume, a forced-plain run and a drop-in fit."""
+    """One kernel runs a training, its resume, a forced-plain run, a drop-in fit and a run that
+    reports through a Progress by hand."""
     tmp = tmp_path_factory.mktemp("nb")
     write_idx_dataset(tmp / "data" / "fashion-mnist", 480, 96)
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(src) for src in (TRAIN, RESUME, PLAIN, D2L)]
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in (TRAIN, RESUME, PLAIN, D2L, DRIVEN)]
     execute(nb, tmp, timeout=600, env={"CNNLAB_DATA": str(tmp / "data"),
                                        "CNNLAB_D2L_DIR": str(tmp / "pictures")})
     return nb, tmp
@@ -92,6 +109,8 @@ def test_resume_shows_its_own_view_in_its_cell(ran):
     assert _kinds(cell) == ["html", "png", "stdout"], cell.outputs
     text = cell.outputs[0].data["text/plain"]
     assert text.startswith("resuming lenet") and "finished: 4 epochs" in text
+    table = [ln.split()[0] for ln in text.splitlines() if ln.lstrip()[:1].isdigit()]
+    assert table == ["1", "2", "3", "4"]  # the epochs before the resume, then the new one
     assert "after the resume" in cell.outputs[2].text
     assert "finished: 3 epochs" in nb.cells[0].outputs[0].data["text/plain"]  # left as it was
 
@@ -112,6 +131,19 @@ def test_d2l_board_is_drawn_in_place_and_stays_after_a_print(ran):
     assert cell.outputs[2].text.startswith("after fit: 0.")
     assert not (tmp / "pictures").exists()  # in a notebook nothing is written to disk
 
+
+
+def test_progress_updates_the_view_in_place_at_most_once_a_second(ran):
+    """40 progress updates in about 2 s: a few in-place draws, the last one the summary."""
+    nb, _ = ran
+    cell = nb.cells[4]
+    assert _kinds(cell) == ["html", "png", "stdout"], cell.outputs
+    seconds, drawn = cell.outputs[2].text.split()[0::2][:2]
+    assert int(drawn) == updates(cell)  # what the kernel drew again is what the client received
+    assert 2 <= updates(cell) <= 2 * (float(seconds) + 1), (updates(cell), seconds)
+    text = cell.outputs[0].data["text/plain"]
+    assert text.splitlines()[0] == "a run that reports through a Progress"
+    assert text.endswith("finished: 2 epochs in 00:02; val_acc 0.7000")
 
 # --- outside a kernel ---------------------------------------------------------------------------
 
