@@ -167,10 +167,13 @@ def epoch_line(board: ProgressBoard, epoch: int, max_epochs: int, seconds: float
 def engine_speed(device: torch.device) -> Iterator[ThreadPolicy | None]:
     """The engine's speed settings that keep the book's numbers, for the length of a fit: the
     load-aware thread policy on a CPU (yielded: call its `step()` between steps), cuDNN's
-    autotuner on CUDA. Both are put back afterwards."""
+    autotuner on CUDA. Both are put back afterwards. Under
+    `torch.use_deterministic_algorithms(True)` neither applies, as in the engine: the thread
+    count stays fixed, so the numbers do not depend on the machine's load."""
     threads, benchmark = torch.get_num_threads(), torch.backends.cudnn.benchmark
-    policy = ThreadPolicy(threads) if device.type == "cpu" else None
-    torch.backends.cudnn.benchmark = device.type == "cuda" or benchmark
+    fixed = torch.are_deterministic_algorithms_enabled()
+    policy = ThreadPolicy(threads) if device.type == "cpu" and not fixed else None
+    torch.backends.cudnn.benchmark = (device.type == "cuda" and not fixed) or benchmark
     try:
         yield policy
     finally:
