@@ -24,10 +24,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-from cnnlab.pages import table
-from cnnlab.plots import curves_figure, figure_png
-
-__all__ = ["LiveView", "Slot", "in_notebook", "png_bundle"]
+__all__ = ["EPOCH_COLUMNS", "LiveView", "Slot", "in_notebook", "learning_curves", "png_bundle"]
 
 
 def _shell() -> Any:
@@ -125,6 +122,13 @@ class Slot:
         self._last = self.clock()
 
 
+def learning_curves(rows: list[dict[str, Any]]) -> Any:
+    """The engine's curves (cnnlab.plots.curves_figure) of a run's epoch rows."""
+    from cnnlab.plots import curves_figure  # matplotlib: only once a view draws
+
+    return curves_figure(rows)
+
+
 EPOCH_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds",
                  "images_per_second")
 
@@ -156,7 +160,7 @@ class LiveView:
 
     def __init__(self, every: float = 1.0, clock: Callable[[], float] = time.monotonic,
                  columns: tuple[str, ...] = EPOCH_COLUMNS,
-                 picture: Callable[[list[dict[str, Any]]], Any] | None = curves_figure) -> None:
+                 picture: Callable[[list[dict[str, Any]]], Any] | None = learning_curves) -> None:
         self.every = every
         self.clock = clock
         self.columns = columns
@@ -202,6 +206,8 @@ class LiveView:
             self._status_due = False
             self.status.show(lambda: {"text/html": self.html(), "text/plain": self.text()})
         if self._curves_due and self.rows and self.picture is not None:
+            from cnnlab.plots import figure_png
+
             self._curves_due = False
             self.curves.show(lambda: png_bundle(
                 figure_png(self.picture(self.rows), dpi=80, tight=False), "<learning curves>"))
@@ -232,6 +238,8 @@ class LiveView:
                    'style="width:12em;vertical-align:middle"></progress> ')
             out.append(f"<div>{bar}<code>{html.escape(self.progress)}</code></div>")
         if self.rows:
+            from cnnlab.pages import table
+
             head, rows = self._table_rows()
             out.append(table([tuple(html.escape(c) for c in r) for r in rows], head))
         if self.summary:
