@@ -133,6 +133,10 @@ EPOCH_COLUMNS = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr"
                  "images_per_second")
 
 
+_HEADS = {"train_loss": "train loss", "train_acc": "train acc", "val_loss": "val loss",
+          "val_acc": "val acc", "images_per_second": "img/s"}  # a key's column head
+
+
 def _format(key: str, value: Any) -> str:
     if value is None:
         return ""
@@ -214,7 +218,8 @@ class LiveView:
 
     def _table_rows(self) -> tuple[tuple[str, ...], list[tuple[str, ...]]]:
         keys = [k for k in self.columns if any(r.get(k) is not None for r in self.rows)]
-        return tuple(keys), [tuple(_format(k, r.get(k)) for k in keys) for r in self.rows]
+        head = tuple(_HEADS.get(k, k) for k in keys)
+        return head, [tuple(_format(k, r.get(k)) for k in keys) for r in self.rows]
 
     def text(self) -> str:
         """The status as plain text."""

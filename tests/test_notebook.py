@@ -201,6 +201,6 @@ def test_live_view_of_other_rows_shows_their_columns():
     view.add_row({"trial": 1, "lr": 0.05, "val_acc": 0.625})
     view.refresh(force=True)
     assert len(drawn) == 1
-    assert drawn[0]["text/plain"].splitlines() == ["trial    lr  val_acc", "    0   0.1   0.5000",
+    assert drawn[0]["text/plain"].splitlines() == ["trial    lr  val acc", "    0   0.1   0.5000",
                                                   "    1  0.05   0.6250"]
-    assert "<th>trial</th><th>lr</th><th>val_acc</th></tr>" in drawn[0]["text/html"]
+    assert "<th>trial</th><th>lr</th><th>val acc</th></tr>" in drawn[0]["text/html"]
