@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import json
 import sys
 import textwrap
@@ -181,12 +180,6 @@ def _recipe_names() -> list[str]:
     return list_recipes()
 
 
-def _config_names() -> list[str]:
-    from cnnlab.train_config import TrainConfig
-
-    return [f.name for f in dataclasses.fields(TrainConfig)]
-
-
 def build_parser(train_target: str | None = None) -> argparse.ArgumentParser:
     """The full `cnnlab` argument parser (every subcommand, with examples in --help).
 
@@ -356,82 +349,6 @@ def _triple(text: str) -> tuple[int, int, int]:
 
 # --- train -------------------------------------------------------------------------------------
 
-def load_toml(path: Path) -> dict[str, Any]:
-    """Settings from a TOML file: keys are TrainConfig fields ('-' or '_'), plus `recipe`."""
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        try:
-            import tomli as tomllib  # type: ignore[no-redef]
-        except ModuleNotFoundError:
-            raise ConfigError("--config needs Python 3.11+ (tomllib) or `pip install tomli`"
-                              ) from None
-    try:
-        with open(path, "rb") as f:
-            raw = tomllib.load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except IsADirectoryError:
-        raise ConfigError(f"config file {path} is a folder; name a TOML file") from None
-    except OSError as err:
-        raise ConfigError(f"cannot read config file {path}: {err.strerror or err}") from None
-    except UnicodeDecodeError as err:
-        line = err.object[:err.start].count(b"\n") + 1
-        raise ConfigError(f"config file {path} is not UTF-8 text (line {line} holds byte "
-                          f"0x{err.object[err.start]:02x}); save it as UTF-8") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"config file {path} is not valid TOML: {err}") from None
-    # The model's knobs: a [model] table (its `name` may name the model to train).
-    knobs = raw.pop("model") if isinstance(raw.get("model"), dict) else None
-    # Settings are top-level keys, or keys of a [train] table, or both (each key once).
-    table = raw.pop("train", {})
-    if not isinstance(table, dict):
-        raise ConfigError(f"{path}: 'train' must be a [train] table of settings, "
-                          f"not {type(table).__name__}")
-    names = _config_names() + ["recipe"]
-    out: dict[str, Any] = {}
-    for where, settings in (("", raw), (" in [train]", table)):
-        for key, value in settings.items():
-            name = key.replace("-", "_")
-            if name not in names:
-                kind = "table" if isinstance(value, dict) else "setting"
-                raise ConfigError(f"{path}: unknown {kind} {key!r}{where}{suggest(name, names)}")
-            if name in out:
-                raise ConfigError(f"{path}: {key!r} is set both at the top level and in "
-                                  "[train]; keep one")
-            out[name] = value
-    if isinstance(out.get("resize"), list):
-        out["resize"] = tuple(out["resize"])
-    if knobs is not None:
-        if "name" in knobs:
-            out["model"] = knobs.pop("name")
-        out["model_args"] = knobs
-    return out
-
-
-def default_run_dir(name: str) -> Path:
-    """A new runs/<name>-<YYYYmmdd-HHMMSS>[-N] under the working folder, created here.
-
-    The folder is claimed by creating it (an atomic mkdir), so two runs started in the same
-    second, even by two processes, never share one. Under torchrun only rank 0, the one that
-    writes, claims a folder.
-    """
-    from cnnlab.distributed import is_rank0
-
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    if not is_rank0():
-        return Path("runs") / f"{name}-{stamp}"
-    Path("runs").mkdir(exist_ok=True)
-    for n in range(1, 10_000):
-        path = Path("runs") / (f"{name}-{stamp}" + (f"-{n}" if n > 1 else ""))
-        try:
-            path.mkdir()
-            return path
-        except FileExistsError:
-            continue
-    raise ConfigError(f"runs/ holds 10000 folders named {name}-{stamp}*; choose --out")
-
-
 def _flags(args: argparse.Namespace) -> dict[str, Any]:
     """The TrainConfig fields given on the command line (flags left out are None)."""
     from cnnlab.train_config import config_from_args
@@ -442,6 +359,8 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
 def plan_train(args: argparse.Namespace) -> tuple[Any, Any, Path, dict[str, Any]]:
     """(recipe, validated TrainConfig, run folder, model kwargs) that `train` would run."""
     from cnnlab.recipes import resolve
+    from cnnlab.runlog import default_run_dir
+    from cnnlab.train_config import load_toml
 
     settings = load_toml(args.config) if args.config else {}
     file_knobs = settings.pop("model_args", {})
@@ -457,11 +376,7 @@ def plan_train(args: argparse.Namespace) -> tuple[Any, Any, Path, dict[str, Any]
         raise ConfigError(f"recipe {recipe.name!r} trains {recipe.model!r}, not --model {model!r}; "
                           "name one of them")
     given = {**settings, **flags}  # flags win over the file
-    config = recipe.config(**given).validate()
-    if "resize" not in given and config.dataset != recipe.dataset:
-        # A recipe's size is for its own data: other data (CIFAR-10, a folder) keep their size,
-        # and the book's 28x28 sets get the network's book size from the engine.
-        config = config.replace(resize=None)
+    config = recipe.config(**given).validate()  # a recipe's size applies to its own data only
     if args.out is not None and not args.out.strip():
         raise ConfigError('--out "" names no folder; name one, or leave --out out for a new '
                           "runs/<name>-<time>")
@@ -504,8 +419,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     knobs = knob_text(recipe.model, model_kwargs)
     knobs = f" ({knobs})" if knobs else ""
 
-    def preflight(cfg: Any, dataset: Any, device: Any, kwargs: dict[str, Any]) -> None:
-        check_run_fits(cfg, dataset, device, kwargs)  # a refusal is one line, nothing before it
+    def header(cfg: Any) -> None:
+        """Once the run passed the memory guard (a refusal is one line, nothing before it)."""
         if is_rank0():
             print(f"cnnlab: {recipe.name}: {recipe.model}{knobs} on {config.dataset} -> {out}",
                   file=sys.stderr)
@@ -515,8 +430,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         # The zoo name, not a built module: the run records it, seeds the init, can be resumed.
         result = engine.train(recipe.model, config.dataset, config, out_dir=out,
-                              model_kwargs=model_kwargs, preflight=preflight,
-                              overwrite=args.overwrite)
+                              model_kwargs=model_kwargs, preflight=check_run_fits,
+                              on_start=header, overwrite=args.overwrite)
     except BaseException:
         if args.out is None:  # the fresh runs/<name>-<time> this command made, if still empty
             with contextlib.suppress(OSError):
@@ -643,39 +558,10 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
-# What the weight initializers do to a tensor's data; a meta tensor has none.
-_INIT_OPS = frozenset(("uniform_", "normal_", "zero_", "fill_", "erfinv_", "mul_", "add_",
-                       "clamp_", "copy_", "random_"))
-
-
-def model_rows(pattern: str | None = None) -> list[tuple[str, str, int]]:
-    """(name, 'C,H,W', parameters) per zoo model, built on the meta device (no memory, no time)."""
-    import torch
-    from torch.overrides import TorchFunctionMode
-
-    from cnnlab.models import create_model, default_input_size, list_models
-
-    class SkipMetaInit(TorchFunctionMode):
-        """In-place ops on meta tensors (the weight init: uniform_, zero_, ...) change nothing;
-        skipping them saves most of the time of building 28 models."""
-
-        def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
-            if (getattr(func, "__name__", "") in _INIT_OPS and args
-                    and isinstance(args[0], torch.Tensor) and args[0].is_meta):
-                return args[0]
-            return func(*args, **(kwargs or {}))
-
-    rows = []
-    for name in list_models(pattern):
-        c, h, w = default_input_size(name)
-        with torch.device("meta"), SkipMetaInit():
-            model = create_model(name, in_channels=c)
-        rows.append((name, f"{c},{h},{w}", sum(p.numel() for p in model.parameters())))
-    return rows
-
-
 def cmd_models(args: argparse.Namespace) -> int:
     """List the zoo's models with their input size and parameter count."""
+    from cnnlab.cost import model_rows
+
     rows = model_rows(args.pattern)
     if not rows:
         raise ConfigError(f"no model matches {args.pattern!r} (`cnnlab models` lists them all)")

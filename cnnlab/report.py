@@ -64,14 +64,13 @@ def _pct(v: Any) -> str:
 def _cost_section(run: Run, history: list[dict[str, Any]]) -> str:
     from cnnlab.cost import format_si, summary
 
-    h, w = run.input_size
+    c, h, w = run.inputs.shape.chw
     batch = int(run.config.get("batch_size") or 1)
     model = run.model.to("cpu")
     try:  # counted on the meta device: no time, no memory, no profiler
         # the run's own optimizer: SGD with momentum keeps a buffer, AdamW two
         opt = {"optimizer": run.config.get("optimizer", "sgd"),
                "momentum": float(run.config.get("momentum") or 0.0)}
-        c = run.dataset.channels
         s = summary(model, (c, h, w), measure_memory=False, **opt)
         step = summary(model, (c, h, w), batch_size=batch, measure_memory=False, **opt)
     except Exception as err:  # one section must not cost the whole report; say what failed
@@ -91,7 +90,7 @@ def _cost_section(run: Run, history: list[dict[str, Any]]) -> str:
                    for k, v in cards)
     text = html.escape(str(s))
     return (f'<div class="stats small">{head}</div><details><summary>per-layer table '
-            f"(input 1&times;{h}&times;{w})</summary><pre>{text}</pre></details>")
+            f"(input {c}&times;{h}&times;{w})</summary><pre>{text}</pre></details>")
 
 
 def write_report(run_dir: str | Path, checkpoint: str = "last", max_errors: int = 32,
@@ -247,7 +246,8 @@ def _mistake_cards(run: Run, ev: Evaluation, n: int) -> str:
 
     cards = []
     for i in top_mistakes(ev, n).tolist():
-        img = run.dataset.test.images[i].float().numpy() / 255.0
+        img = run.dataset.test.images[i].float() / 255.0
+        img = (img.permute(1, 2, 0) if img.dim() == 3 else img).numpy()  # RGB: (H, W, 3)
         cap = mistake_caption(run.classes, int(ev.preds[i]), float(ev.confidence[i]),
                               int(ev.labels[i]))
         cards.append(figure(png(img, 96), f"test image {i}", cap))

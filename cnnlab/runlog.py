@@ -11,12 +11,16 @@ import io
 import json
 import math
 import platform
+import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from cnnlab.atomic import write_atomic
+from cnnlab.atomic import remove_orphans, write_atomic
+from cnnlab.checkpoint import RunLock
+from cnnlab.distributed import is_rank0
+from cnnlab.errors import ConfigError, TrainingError
 
 # Everything a run (and its report, inspection and exports) writes into its folder:
 # `--overwrite` removes exactly these, so files of the user's own beside them survive.
@@ -61,6 +65,61 @@ def clear_run(folder: str | Path) -> None:
             shutil.rmtree(path)
         elif path.exists() or path.is_symlink():
             path.unlink()
+
+
+def claim_run_folder(out: Path, *, resuming: bool, overwrite: bool = False
+                     ) -> tuple[RunLock, list[Path]]:
+    """Lock the run folder `out` for one run: (the held RunLock, what claiming it created).
+
+    A folder holding another run is refused unless overwrite (which clears what that run
+    wrote); a dry run's files are scratch; temporary files of killed writers are removed. The
+    caller removes the created paths again (empty ones) if its run never starts.
+    """
+    for parent in (out, *out.parents):
+        if parent.exists() and not parent.is_dir():
+            where = "is a file" if parent == out else f"is under the file {parent}"
+            raise ConfigError(f"output folder {out} {where}; choose a folder (--out DIR)")
+    made = [p for p in (out, out / ".lock", out / "checkpoints") if not p.exists()]
+    lock = RunLock(out).acquire()
+    try:
+        held = run_state(out)
+        if not resuming and held in ("checkpoint", "started"):
+            if not overwrite:
+                what = ("a run" if held == "checkpoint"
+                        else "the start of a run that saved no checkpoint")
+                raise TrainingError(
+                    f"{out} already holds {what}; continue it with --resume {out}, replace "
+                    "it with --overwrite, or choose another folder (--out)")
+            clear_run(out)
+        elif not resuming and held == "dry":
+            clear_run(out)  # a dry run's files are scratch
+        for folder in (out, out / "checkpoints"):
+            remove_orphans(folder)  # temporary files of writers that were killed
+    except BaseException:
+        lock.release()
+        raise
+    return lock, made
+
+
+def default_run_dir(name: str) -> Path:
+    """A new runs/<name>-<YYYYmmdd-HHMMSS>[-N] under the working folder, created here.
+
+    The folder is claimed by creating it (an atomic mkdir), so two runs started in the same
+    second, even by two processes, never share one. Under torchrun only rank 0, the one that
+    writes, claims a folder.
+    """
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    if not is_rank0():
+        return Path("runs") / f"{name}-{stamp}"
+    Path("runs").mkdir(exist_ok=True)
+    for n in range(1, 10_000):
+        path = Path("runs") / (f"{name}-{stamp}" + (f"-{n}" if n > 1 else ""))
+        try:
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise ConfigError(f"runs/ holds 10000 folders named {name}-{stamp}*; choose --out")
 
 
 def to_json(obj: Any) -> str:

@@ -10,9 +10,10 @@ import dataclasses
 import math
 import typing
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from cnnlab.errors import ConfigError
+from cnnlab.errors import ConfigError, suggest
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("constant", "cosine", "onecycle")
@@ -173,6 +174,59 @@ class TrainConfig:
         return dataclasses.replace(self, **changes).validate()
 
 
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Settings from a TOML file: keys are TrainConfig fields ('-' or '_'), plus `recipe`."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ModuleNotFoundError:
+            raise ConfigError("--config needs Python 3.11+ (tomllib) or `pip install tomli`"
+                              ) from None
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a folder; name a TOML file") from None
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {path}: {err.strerror or err}") from None
+    except UnicodeDecodeError as err:
+        line = err.object[:err.start].count(b"\n") + 1
+        raise ConfigError(f"config file {path} is not UTF-8 text (line {line} holds byte "
+                          f"0x{err.object[err.start]:02x}); save it as UTF-8") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"config file {path} is not valid TOML: {err}") from None
+    # Settings are top-level keys, or keys of a [train] table, or both (each key once).
+    # The model's knobs: a [model] table (its `name` may name the model to train).
+    knobs = raw.pop("model") if isinstance(raw.get("model"), dict) else None
+    table = raw.pop("train", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: 'train' must be a [train] table of settings, "
+                          f"not {type(table).__name__}")
+    names = [f.name for f in dataclasses.fields(TrainConfig)] + ["recipe"]
+    out: dict[str, Any] = {}
+    for where, settings in (("", raw), (" in [train]", table)):
+        for key, value in settings.items():
+            name = key.replace("-", "_")
+            if name not in names:
+                kind = "table" if isinstance(value, dict) else "setting"
+                raise ConfigError(f"{path}: unknown {kind} {key!r}{where}{suggest(name, names)}")
+            if name in out:
+                raise ConfigError(f"{path}: {key!r} is set both at the top level and in "
+                                  "[train]; keep one")
+            out[name] = value
+    if isinstance(out.get("resize"), list):
+        out["resize"] = tuple(out["resize"])
+    if knobs is not None:
+        if "name" in knobs:
+            out["model"] = knobs.pop("name")
+        out["model_args"] = knobs
+    return out
+
+
 def make_optimizer(params: Any, optimizer: str, lr: float, momentum: float = 0.0,
                    nesterov: bool = False, weight_decay: float = 0.0) -> Any:
     """The torch optimizer a TrainConfig names (one of OPTIMIZERS): the engine's, and the one
@@ -327,4 +381,4 @@ def _non_negative(name: str, value: float) -> None:
 
 
 __all__ = ["OPTIMIZERS", "TrainConfig", "add_arguments", "config_from_args", "field_help",
-           "make_optimizer", "parse_hw", "parse_ints"]
+           "load_toml", "make_optimizer", "parse_hw", "parse_ints"]

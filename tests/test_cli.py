@@ -15,9 +15,10 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 
-from cnnlab.cli import COMMANDS, build_parser, default_run_dir, main, plan_train
+from cnnlab.cli import COMMANDS, build_parser, main, plan_train
 from cnnlab.errors import ConfigError, HardInterrupt
 from cnnlab.recipes import RECIPES, recipe_table
+from cnnlab.runlog import default_run_dir
 from cnnlab.train_config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]

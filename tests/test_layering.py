@@ -34,7 +34,8 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "base": ("cnnlab.data", "cnnlab.imagefolder", "cnnlab.download", "cnnlab.device",
              "cnnlab.plots", "cnnlab.pages", "cnnlab.train_config", "cnnlab.notebook"),
     "services": ("cnnlab.checkpoint", "cnnlab.runlog", "cnnlab.progress", "cnnlab.distributed",
-                 "cnnlab.schedule"),
+                 "cnnlab.schedule", "cnnlab.stopsignals"),
+    "inputs": ("cnnlab.inputs",),  # what a run feeds its model: data and models meet here
     "run": ("cnnlab.run",),
     "engine": ("cnnlab.train",),
     "recipes": ("cnnlab.recipes", "cnnlab.suite"),  # named experiments and running several
@@ -55,10 +56,11 @@ MAY_IMPORT: dict[str, set[str]] = {
     "loader": {"ops"},  # (H, W) sizes come from cnnlab.shapes
     "base": {"loader", "files"},  # never models
     "services": {"base"},
-    "run": {"services", "models"},
+    "inputs": {"base", "models"},
+    "run": {"services", "inputs"},
     "engine": {"run"},
     "recipes": {"engine"},
-    "cost": {"models", "base"},
+    "cost": {"inputs"},  # the memory guard sizes a run through its inputs
     "pages": {"cost", "run"},
     "face": {"recipes", "pages"},
     "d2l": {"base", "models"},

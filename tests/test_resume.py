@@ -140,7 +140,7 @@ def test_resume_needs_the_model_for_custom_modules(tmp_path):
 
 
 def test_module_entry_sigint_exits_130_and_resumes(tmp_path):
-    """`python -m cnnlab.train` (= `cnnlab train`): Ctrl-C -> checkpoint, resume hint, exit 130."""
+    """`python -m cnnlab train` (= `cnnlab train`): Ctrl-C -> checkpoint, resume hint, exit 130."""
     root = write_idx_dataset(tmp_path / "fashion-mnist")
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -160,7 +160,7 @@ def test_module_entry_sigint_exits_130_and_resumes(tmp_path):
     assert f"resume with: cnnlab train --resume {out}" in err
     state = load_checkpoint(last)
     done = state["epoch"] + 1
-    res = subprocess.run(cmd[:3] + ["--resume", str(out), "--epochs", str(done), "--no-report"],
+    res = subprocess.run(cmd[:4] + ["--resume", str(out), "--epochs", str(done), "--no-report"],
                          env=env,
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr

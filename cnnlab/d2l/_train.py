@@ -6,18 +6,17 @@ Differences from d2l 1.0.3 that a user can observe (all deliberate):
 - losses stay on the device until a point is plotted (the book reads every step back to the
   host), so a training step never waits for the GPU;
 - gradient clipping uses `clip_grad_norm_` (same rule, no host sync);
-- `fit` runs under the engine's speed settings that leave the book's numbers as they are: on a
-  CPU the load-aware thread count of `cnnlab train` (cnnlab.device.ThreadPolicy: fewer threads
-  while other programs hold cores, which keeps a busy laptop from running a small network many
-  times slower), on CUDA cuDNN's autotuner; both are put back when `fit` returns.
+- `fit` runs under the engine's speed settings that leave the book's numbers as they are
+  (cnnlab.device.run_settings): on a CPU the load-aware thread count of `cnnlab train` (fewer
+  threads while other programs hold cores, which keeps a busy laptop from running a small
+  network many times slower), on CUDA cuDNN's autotuner; both are put back when `fit` returns.
 """
 
 from __future__ import annotations
 
-import contextlib
 import sys
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -26,7 +25,7 @@ from torch.nn import functional as F
 
 from cnnlab.d2l import _base
 from cnnlab.d2l._base import HyperParameters, ProgressBoard
-from cnnlab.device import ThreadPolicy
+from cnnlab.device import run_settings
 from cnnlab.models import init_cnn  # the book's rule: Xavier for layers that have weights
 
 __all__ = ["Module", "Classifier", "Trainer", "init_cnn", "init_cnn_lazy"]
@@ -163,24 +162,6 @@ def epoch_line(board: ProgressBoard, epoch: int, max_epochs: int, seconds: float
     return "  ".join(parts) + f"  ({seconds:.1f} s)"
 
 
-@contextlib.contextmanager
-def engine_speed(device: torch.device) -> Iterator[ThreadPolicy | None]:
-    """The engine's speed settings that keep the book's numbers, for the length of a fit: the
-    load-aware thread policy on a CPU (yielded: call its `step()` between steps), cuDNN's
-    autotuner on CUDA. Both are put back afterwards. Under
-    `torch.use_deterministic_algorithms(True)` neither applies, as in the engine: the thread
-    count stays fixed, so the numbers do not depend on the machine's load."""
-    threads, benchmark = torch.get_num_threads(), torch.backends.cudnn.benchmark
-    fixed = torch.are_deterministic_algorithms_enabled()
-    policy = ThreadPolicy(threads) if device.type == "cpu" and not fixed else None
-    torch.backends.cudnn.benchmark = (device.type == "cuda" and not fixed) or benchmark
-    try:
-        yield policy
-    finally:
-        torch.set_num_threads(threads)
-        torch.backends.cudnn.benchmark = benchmark
-
-
 class Trainer(HyperParameters):
     """Fits a Module to a DataModule: `Trainer(max_epochs, num_gpus).fit(model, data)`."""
 
@@ -225,9 +206,13 @@ class Trainer(HyperParameters):
         if lines:
             print(f"{type(model).__name__}: the progress board is drawn to {board.target()}",
                   file=sys.stderr, flush=True)
+        # The engine's process-wide settings (cnnlab.device.run_settings), put back afterwards:
+        # the load-aware thread policy on a CPU, cuDNN's autotuner on CUDA; neither when the
+        # user asked for deterministic algorithms. The book's own seeding is left alone.
         device = self.gpus[0] if self.gpus else torch.device("cpu")
+        fixed = torch.are_deterministic_algorithms_enabled()
         try:
-            with engine_speed(device) as self.thread_policy:
+            with run_settings(device, deterministic=fixed, seed=None) as self.thread_policy:
                 for epoch in range(self.max_epochs):
                     self.epoch = epoch
                     start = time.perf_counter()
