@@ -87,14 +87,18 @@ def outputs(nb: Any, output_type: str | None = None) -> list[dict]:
 
 
 def text(nb: Any) -> str:
-    """All printed text of a notebook: streams and text/plain results, joined."""
+    """All printed text of a notebook: streams and text/plain results, in order.
+
+    Stream pieces are joined as they are: the kernel flushes stdout on a timer, so one printed
+    line can arrive as two outputs (a busy machine splits "...: True" into "...:" and " True").
+    """
     parts = []
     for o in outputs(nb):
         if o.output_type == "stream":
             parts.append(o.text)
         elif "text/plain" in o.get("data", {}):
-            parts.append(o.data["text/plain"])
-    return "\n".join(parts)
+            parts.append(o.data["text/plain"] + "\n")
+    return "".join(parts)
 
 
 def images(nb: Any) -> int:
