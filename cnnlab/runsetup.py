@@ -18,9 +18,17 @@ import torch
 from torch import nn
 
 from cnnlab import distributed as ddp
-from cnnlab.device import pick_device, precision_dtype, resolve_precision, run_settings
+from cnnlab.device import (
+    PRECISION_NAMES,
+    pick_device,
+    precision_dtype,
+    resolve_precision,
+    run_settings,
+)
 from cnnlab.errors import ConfigError
 from cnnlab.inputs import RunInputs
+from cnnlab.progress import plural
+from cnnlab.runlog import environment
 from cnnlab.train_config import TrainConfig, make_optimizer
 
 __all__ = ["RunSetup", "set_up"]
@@ -48,6 +56,35 @@ class RunSetup:
     optimizer: Any
     scaler: Any
     notes: list[str] = field(default_factory=list)  # said once before training starts
+
+    def describe(self, steps: int, epochs: int) -> str:
+        """'lenet on fashion-mnist: 60,000 train samples, 469 steps/epoch, ...': the run's
+        first line."""
+        cfg = self.config
+        where = f"device {self.device}" + (f" x{self.dist.world_size}" if self.dist.enabled
+                                             else "")
+        if self.device.type == "cpu":
+            where += f", {self._threads_text()}"
+        return (f"{cfg.model or type(self.raw_model).__name__} on {cfg.dataset}: "
+                f"{plural(self.n_train, 'train sample')}, {plural(steps, 'step')}/epoch, "
+                f"{plural(epochs, 'epoch')}, {where}, {PRECISION_NAMES[cfg.amp]}"
+                + (", validating on the test split" if self.val_is_test and cfg.eval_every
+                   else ""))
+
+    def _threads_text(self) -> str:
+        if self.thread_policy is not None:
+            n = self.thread_policy.max_threads
+            return plural(n, "thread") + (" (fewer while other programs load the CPU)"
+                                          if n > 1 else "")
+        return plural(torch.get_num_threads(), "thread")
+
+    def environment(self) -> dict[str, Any]:
+        """config.json's "environment": the machine, and the CPU threads the run may use."""
+        env = environment(self.device)
+        if self.thread_policy is not None:  # threads=0 on a CPU: the most it will use
+            env["cpu_threads"] = self.thread_policy.max_threads
+            env["cpu_thread_policy"] = "load-aware"
+        return env
 
 
 def set_up(config: TrainConfig, model: nn.Module | str, data: Any,
