@@ -206,18 +206,11 @@ def decode_image(path: str, side: int, channels: int) -> np.ndarray:
 
 
 def available_memory() -> int:
-    """Bytes of memory available to a new allocation (Linux MemAvailable, else free pages)."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 1 << 62  # unknown: do not refuse
+    """Bytes of memory available to a new allocation (cnnlab.device's reading of the host)."""
+    from cnnlab.device import host_memory
+
+    free = host_memory()
+    return free if free is not None else 1 << 62  # unknown: do not refuse
 
 
 def _gb(n: float) -> str:

@@ -405,6 +405,7 @@ class Trainer:
             steps, epochs = 1, 1
         self.steps_per_epoch, self.total_steps = steps, steps * epochs
         progress = Progress(cfg.progress if self.dist.is_main else "none", epochs, self.stream)
+        progress.earlier(self.history)  # a resumed run's epochs so far (the notebook view's)
         if self.device.type == "cpu":
             progress.long_run_hint = (
                 "That is long for a CPU: fewer --epochs, a smaller --resize or --train-samples "
