@@ -574,6 +574,34 @@ def test_run_folder_rules(idx_root: Path, tmp_path: Path,
     assert rc == 0 and len((Path(out) / "metrics.jsonl").read_text().splitlines()) == 1
 
 
+def test_overwrite_removes_exactly_what_a_run_wrote(idx_root: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """By name: the run's files, its events, its inspection, an export beside its sidecar; the
+    user's files in every subfolder, and a `lenet.onnx` cnnlab did not write, survive."""
+    out = tmp_path / "r"
+    flags = quick(idx_root, "--out", str(out), "--limit-batches", "2")
+    with_events = [a for a in flags if a != "--no-tensorboard"]
+    assert run(["train", "lenet", *with_events], capsys)[0] == 0
+    assert run(["export", str(out), "--format", "torchscript"], capsys)[0] == 0
+    (out / "inspect").mkdir()
+    for name in ("inspect.html", "filters.png", "filters-conv2.png"):  # what inspect writes
+        (out / "inspect" / name).write_text("old")
+    mine = {"notes.txt": "a", "lenet.onnx": "mine, no sidecar",
+            "checkpoints/epoch5_backup.pt": "b", "checkpoints/my_notes.txt": "c",
+            "tensorboard/my_run.txt": "d", "inspect/my.png": "e", "my_folder/x.txt": "f"}
+    for name, text in mine.items():
+        (out / name).parent.mkdir(exist_ok=True)
+        (out / name).write_text(text)
+    events = list((out / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and (out / "lenet.torchscript.pt.json").is_file()
+    assert run(["train", "lenet", *flags, "--overwrite"], capsys)[0] == 0
+    left = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
+    assert left == {*mine, "config.json", "metrics.jsonl", "metrics.csv", "steps.jsonl",
+                    "result.json", "checkpoints/last.pt", "checkpoints/best.pt", ".lock"}
+    assert all((out / name).read_text() == text for name, text in mine.items())
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
+
+
 @pytest.mark.parametrize(("argv", "message"), [
     (["--out", ""], '--out "" names no folder'),
     (["--out", "file"], "output folder file is a file; choose a folder"),
