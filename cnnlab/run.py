@@ -12,8 +12,6 @@ same way, in the precision the run recorded.
 from __future__ import annotations
 
 import json
-import re
-import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -334,26 +332,13 @@ def evaluation(model: nn.Module, batches: Iterable[Any], device: torch.device,
 def read_image(path: str | Path) -> torch.Tensor:
     """A PNG/JPEG file as a float (H, W) grayscale tensor in [0, 1]."""
     # Pillow is always there: matplotlib, a dependency, requires it (its imread uses it too).
-    from PIL import Image, UnidentifiedImageError
+    from cnnlab.imagefolder import open_image
 
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"image {path} does not exist")
-    try:
-        # A file whose header claims more pixels than Pillow's limit (Image.MAX_IMAGE_PIXELS,
-        # 89 million) would take gigabytes to decode: refuse it before decoding, not only past
-        # twice the limit where Pillow itself stops (its warning becomes the error here).
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                arr = torch.from_numpy(np.asarray(im.convert("RGBA"), dtype=np.float32) / 255.0)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        claimed = re.search(r"\((\d+) pixels\)", str(err))
-        size = f"{int(claimed.group(1)):,} pixels" if claimed else "too many pixels"
-        raise DataError(f"image {path} claims {size}, more than the {Image.MAX_IMAGE_PIXELS:,} "
-                        "cnnlab decodes (a decompression bomb?); give a smaller PNG or JPEG"
-                        ) from None
-    except (OSError, ValueError, UnidentifiedImageError) as err:
+    try:  # only a regular file, within the one decompression-bomb limit: else a DataError
+        with open_image(path) as im:
+            arr = torch.from_numpy(np.asarray(im.convert("RGBA"), dtype=np.float32) / 255.0)
+    except (OSError, ValueError) as err:  # truncated or corrupt pixel data
         raise DataError(f"cannot read image {path} ({err}); give a PNG or JPEG file") from None
     rgb, alpha = arr[..., :3], arr[..., 3]  # (H, W, 3), (H, W)
     gray = rgb @ torch.tensor([0.299, 0.587, 0.114])  # ITU-R 601 luma, as PIL's convert("L")
@@ -393,9 +378,6 @@ def file_images(paths: list[Path], size: tuple[int, int], channels: int = 1,
         return torch.stack([to_dataset_image(read_image(p), size, invert) for p in paths])
     from cnnlab.imagefolder import decode_image
 
-    for p in paths:
-        if not Path(p).is_file():
-            raise DataError(f"image {p} does not exist")
     arrays = [torch.from_numpy(decode_image(str(p), size[0], channels)) for p in paths]
     return torch.stack([a.permute(2, 0, 1) if a.dim() == 3 else a for a in arrays])
 

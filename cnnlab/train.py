@@ -50,6 +50,7 @@ from cnnlab.errors import (
     HardInterrupt,
     OutputError,
     RunFinished,
+    ShapeError,
     TrainingError,
     TrainingInterrupted,
 )
@@ -225,6 +226,25 @@ def _dataset_key(name: str) -> str:
         return name
 
 
+def _too_small(err: ShapeError, cfg: TrainConfig, dataset: Any) -> ShapeError:
+    """A zoo model's "needs inputs of at least S" said with the flags that fix it: --image-size
+    for a class folder read at a small size (its smallest image sets it), else --resize."""
+    need = getattr(err, "min_size", None)
+    if need is None or dataset is None or not isinstance(cfg.model, str):
+        return err
+    from cnnlab.data import is_folder_dataset
+
+    h, w = input_size_of(cfg.resize, dataset)
+    if is_folder_dataset(dataset.name) and cfg.resize is None:
+        how = f"give --image-size {need} or more"
+        if not cfg.image_size:
+            how = (f"the class folder is read at the shorter side of its smallest image; {how} "
+                   "(every image is resized to it), or remove the small images")
+    else:
+        how = f"give --resize {need} or more"
+    return ShapeError(f"{cfg.model} needs inputs of at least {need}x{need}, got {h}x{w}: {how}")
+
+
 def resume_hint(run_dir: str | Path | None) -> str:
     """The command that resumes run_dir when it holds a checkpoint, else ''.
 
@@ -294,8 +314,11 @@ class Trainer:
         # Recorded as used, never as "auto": the device type (threads: see _threads_text).
         self.config = cfg = cfg.replace(
             device=self.device.type if cfg.device == "auto" else cfg.device)
-        self._setup_data()
-        self._setup_model()
+        try:  # the preflight and the model both build the network for the loader's size
+            self._setup_data()
+            self._setup_model()
+        except ShapeError as e:
+            raise _too_small(e, self.config, getattr(self, "dataset", None)) from None
         params = [p for p in self.raw_model.parameters() if p.requires_grad]
         self.optimizer = make_optimizer(params, cfg.optimizer, cfg.lr, cfg.momentum, cfg.nesterov,
                                         cfg.weight_decay)

@@ -368,6 +368,9 @@ def test_predict_image_files(trained: tuple[Path, str], tmp_path: Path,
                         r"\d+\.\d%\n", out)
     rc, out, err = run(["predict", str(run_dir), str(tmp_path / "none.png")], capsys)
     assert rc == 2 and "does not exist" in err
+    rc, out, err = run(["predict", str(run_dir), str(tmp_path)], capsys)  # not "does not exist"
+    assert rc == 2 and _lines(err) == [f"cnnlab: error: {tmp_path} is a folder, not an image; "
+                                       "give an image file (PNG, JPEG, ...)"]
     from _trainkit import bomb_png
 
     bomb = bomb_png(tmp_path / "bomb.png", 100_000, 100_000)
