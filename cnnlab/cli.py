@@ -714,6 +714,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
         check_writable(args.run_dir)
     path = _write_report(args.run_dir, checkpoint=args.checkpoint, max_errors=args.max_errors)
+    from cnnlab.run import torn_lines
+
+    for name in torn_lines(args.run_dir):  # the report says so too
+        print(f"cnnlab: note: the last line of {Path(args.run_dir) / name} is torn; the report "
+              "skipped it", file=sys.stderr)
     print(f"report: {path}")
     return 0
 
@@ -762,6 +767,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from cnnlab.compare import collect_runs, format_table, write_compare
 
     runs, skipped = collect_runs(args.run_dirs)
+    if not runs and len(skipped) == 1:  # one line: why this one path is not a run to compare
+        path, why = skipped[0]
+        raise DataError(why if str(path) in why else f"{path} {why}")
     for path, why in skipped:
         print(f"cnnlab: warning: skipping {path}: {why}", file=sys.stderr)
     if not runs:

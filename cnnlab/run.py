@@ -11,7 +11,6 @@ same way, in the precision the run recorded.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,12 +23,14 @@ from torch.nn import functional as F
 
 from cnnlab.device import PRECISIONS, autocast, pick_device, precision_dtype, resolve_precision
 from cnnlab.errors import ConfigError, DataError, ShapeError
+from cnnlab.runlog import read_run_json, read_run_lines
 from cnnlab.shapes import pair
 
 __all__ = ["Evaluation", "Run", "evaluate", "evaluate_run", "evaluate_sums", "evaluation",
            "input_size_of",
            "file_images", "is_book_data", "load_run", "model_device", "predict", "predict_files",
-           "read_history", "read_image", "read_json", "read_steps", "to_dataset_image"]
+           "read_history", "read_image", "read_json", "read_steps", "to_dataset_image",
+           "torn_lines"]
 
 
 # --- one forward path for every metric ---------------------------------------------------------
@@ -230,29 +231,27 @@ class Evaluation:
 
 
 def read_json(path: Path) -> dict[str, Any]:
-    """A JSON file of the run folder, as a dict; DataError when it is missing or corrupt."""
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise DataError(f"{path} is missing; is {Path(path).parent} a cnnlab run folder?") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DataError(f"{path} is not valid JSON ({err}); the run folder is damaged") from None
+    """A JSON file of the run folder, as a dict; DataError when it is missing, damaged or
+    ill-typed (runlog.read_run_json, the one reader)."""
+    return read_run_json(path)
 
 
-def read_history(run_dir: str | Path) -> list[dict[str, Any]]:
-    """metrics.jsonl as a list of per-epoch dicts ([] when the run has none yet)."""
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+def read_history(run_dir: str | Path, *, skip_torn: bool = False) -> list[dict[str, Any]]:
+    """metrics.jsonl as a list of per-epoch dicts ([] when the run has none yet); a damaged line
+    is a DataError, except a torn last line with skip_torn (see torn_lines)."""
+    return read_run_lines(Path(run_dir) / "metrics.jsonl", skip_torn=skip_torn)[0]
 
 
-def read_steps(run_dir: str | Path) -> list[dict[str, Any]]:
+def read_steps(run_dir: str | Path, *, skip_torn: bool = False) -> list[dict[str, Any]]:
     """steps.jsonl: the training loss and lr logged within epochs ([] for older runs)."""
-    path = Path(run_dir) / "steps.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return read_run_lines(Path(run_dir) / "steps.jsonl", skip_torn=skip_torn)[0]
+
+
+def torn_lines(run_dir: str | Path) -> list[str]:
+    """The run's .jsonl files whose last line is torn (a crash or a half-finished copy): the
+    report skips that line and says so."""
+    return [name for name in ("metrics.jsonl", "steps.jsonl")
+            if read_run_lines(Path(run_dir) / name, skip_torn=True)[1]]
 
 
 def load_run(run_dir: str | Path, checkpoint: str = "last", device: str | None = None) -> Run:
