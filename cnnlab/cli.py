@@ -200,7 +200,6 @@ def build_parser(train_target: str | None = None) -> argparse.ArgumentParser:
     t.add_argument("--from", dest="from_checkpoint", choices=("last", "best"), default=None,
                    help="with --resume: continue from last.pt (default) or best.pt (the epochs "
                         "after best are dropped and trained again)")
-    t.add_argument("--no-report", action="store_true", help="skip writing report.html at the end")
     _add_config_flags(t, train_target)
 
     e = _parser(sub, "eval", "Evaluate a run's checkpoint on its test (or train, val) split.")
@@ -524,7 +523,8 @@ def _finish_train(result: Any, out: Path, args: argparse.Namespace) -> int:
         print(f"test accuracy: {result.test_acc:.4f}{part}")
     print(f"time: {result.seconds:.1f} s")
     print(f"run folder: {run_dir}", flush=True)
-    if not args.no_report and not result.config.dry_run:  # a dry run has nothing to report
+    # --no-report is a config field: recorded, so a --resume of the run keeps it.
+    if result.config.report and not result.config.dry_run:  # a dry run has nothing to report
         # The engine's last validation was the final model on the test split: reused.
         path = _write_report(run_dir, evaluation=getattr(result, "evaluation", None))
         print(f"report: {path}")

@@ -73,6 +73,7 @@ class TrainConfig:
     log_every: int = 50  # steps between progress-bar refreshes (the only per-step host syncs)
     tensorboard: bool = True  # write TensorBoard event files when tensorboard is installed
     plot: bool = True  # redraw curves.png after every epoch
+    report: bool = True  # write report.html when the run ends (cnnlab train; kept on --resume)
     dry_run: bool = False  # stop after one training batch and one evaluation batch
 
     def __post_init__(self) -> None:

@@ -577,6 +577,19 @@ def test_run_folder_rules(idx_root: Path, tmp_path: Path,
     assert rc == 0 and len((Path(out) / "metrics.jsonl").read_text().splitlines()) == 1
 
 
+def test_no_report_is_remembered_on_resume(idx_root: Path, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "r"
+    flags = [a for a in quick(idx_root, "--out", str(out), "--limit-batches", "2")
+             if a != "--no-report"]
+    assert run(["train", "lenet", *flags, "--no-report"], capsys)[0] == 0
+    assert json.loads((out / "config.json").read_text())["report"] is False
+    rc, stdout, _ = run(["train", "--resume", str(out), "--epochs", "2"], capsys)
+    assert rc == 0 and "report:" not in stdout and not (out / "report.html").exists()
+    rc, stdout, _ = run(["train", "--resume", str(out), "--epochs", "3", "--report"], capsys)
+    assert rc == 0 and f"report: {out / 'report.html'}" in stdout  # a flag still changes it
+
+
 def test_overwrite_removes_exactly_what_a_run_wrote(idx_root: Path, tmp_path: Path,
                                                    capsys: pytest.CaptureFixture[str]) -> None:
     """By name: the run's files, its events, its inspection, an export beside its sidecar; the
