@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import json
 import sys
 import textwrap
@@ -46,12 +45,15 @@ examples:
   cnnlab train resnet18 --resize 64,64 --schedule cosine --momentum 0.9
   cnnlab train resnet18_small --dataset cifar10         3-channel data: 3-channel models
   cnnlab train fastnet --dataset folder:photos --image-size 64   photos/<class>/*.jpg
+  cnnlab train lenet --model-arg channels=32,64,128 --model-arg kernel_size=3
+                                                       vary the network (`cnnlab models lenet`)
   cnnlab train lenet --config my.toml                  TOML keys are the flags' names
   cnnlab train lenet --dry-run                         one batch, to check the setup
   cnnlab train --resume runs/lenet-20260101-120000     continue an interrupted run
   torchrun --nproc_per_node 2 -m cnnlab train lenet    two processes (data parallel)
 
-precedence: recipe < --config file < flags.  A model name instead of a recipe trains it
+precedence: recipe < --config file < flags; a [model] table in the file holds the model's
+knobs (as --model-arg does).  A model name instead of a recipe trains it
 with the book's settings (10 epochs, SGD, batch 128, lr 0.05) at its book input size; a name
 that is both (lenet, resnet18, ...) runs the recipe.  `cnnlab train NAME --help` shows the
 values NAME trains with.""",
@@ -72,11 +74,17 @@ is inverted (--invert auto).""",
 examples:
   cnnlab summary lenet
   cnnlab summary resnet18 --input 1,224,224 --classes 1000 --format markdown
-  cnnlab summary alexnet --format json""",
+  cnnlab summary alexnet --format json
+  cnnlab summary vgg --model-arg arch=1x64,1x128,2x256 --model-arg dense=1024""",
     "models": """\
 examples:
   cnnlab models
-  cnnlab models 'resnet*'""",
+  cnnlab models 'resnet*'
+  cnnlab models lenet             one model's architecture knobs, defaults and allowed values
+
+A knob is set with --model-arg KEY=VALUE (train, summary), a [model] table in --config, or
+create_model(NAME, KEY=VALUE) in Python. Lists are comma lists (channels=32,64,128); blocks
+are COUNTxCHANNELS (arch=1x64,1x128,2x256).""",
     "recipes": """\
 examples:
   cnnlab recipes
@@ -160,16 +168,16 @@ def _add_config_flags(p: argparse.ArgumentParser, target: str | None = None) -> 
     add_arguments(p.add_argument_group(title), shown=shown)
 
 
+def _add_model_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--model-arg", action="append", dest="model_args", default=[],
+                   metavar="KEY=VALUE", help="set an architecture knob of the model (repeat "
+                   "the flag for several; `cnnlab models NAME` lists them)")
+
+
 def _recipe_names() -> list[str]:
     from cnnlab.recipes import list_recipes
 
     return list_recipes()
-
-
-def _config_names() -> list[str]:
-    from cnnlab.train_config import TrainConfig
-
-    return [f.name for f in dataclasses.fields(TrainConfig)]
 
 
 def build_parser(train_target: str | None = None) -> argparse.ArgumentParser:
@@ -200,6 +208,7 @@ def build_parser(train_target: str | None = None) -> argparse.ArgumentParser:
     t.add_argument("--from", dest="from_checkpoint", choices=("last", "best"), default=None,
                    help="with --resume: continue from last.pt (default) or best.pt (the epochs "
                         "after best are dropped and trained again)")
+    _add_model_arg(t)
     _add_config_flags(t, train_target)
 
     e = _parser(sub, "eval", "Evaluate a run's checkpoint on its test (or train, val) split.")
@@ -236,6 +245,7 @@ def build_parser(train_target: str | None = None) -> argparse.ArgumentParser:
                    help="skip running one real training step to measure its peak memory "
                         "(the counts and the memory estimate need no step)")
     s.add_argument("--format", choices=("table", "markdown", "json"), default="table")
+    _add_model_arg(s)
 
     m = _parser(sub, "models", "List the model zoo: input size and parameter count.")
     m.add_argument("pattern", nargs="?", help="fnmatch pattern, e.g. 'resnet*'")
@@ -338,76 +348,6 @@ def _triple(text: str) -> tuple[int, int, int]:
 
 # --- train -------------------------------------------------------------------------------------
 
-def load_toml(path: Path) -> dict[str, Any]:
-    """Settings from a TOML file: keys are TrainConfig fields ('-' or '_'), plus `recipe`."""
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        try:
-            import tomli as tomllib  # type: ignore[no-redef]
-        except ModuleNotFoundError:
-            raise ConfigError("--config needs Python 3.11+ (tomllib) or `pip install tomli`"
-                              ) from None
-    try:
-        with open(path, "rb") as f:
-            raw = tomllib.load(f)
-    except FileNotFoundError:
-        raise ConfigError(f"config file {path} does not exist") from None
-    except IsADirectoryError:
-        raise ConfigError(f"config file {path} is a folder; name a TOML file") from None
-    except OSError as err:
-        raise ConfigError(f"cannot read config file {path}: {err.strerror or err}") from None
-    except UnicodeDecodeError as err:
-        line = err.object[:err.start].count(b"\n") + 1
-        raise ConfigError(f"config file {path} is not UTF-8 text (line {line} holds byte "
-                          f"0x{err.object[err.start]:02x}); save it as UTF-8") from None
-    except tomllib.TOMLDecodeError as err:
-        raise ConfigError(f"config file {path} is not valid TOML: {err}") from None
-    # Settings are top-level keys, or keys of a [train] table, or both (each key once).
-    table = raw.pop("train", {})
-    if not isinstance(table, dict):
-        raise ConfigError(f"{path}: 'train' must be a [train] table of settings, "
-                          f"not {type(table).__name__}")
-    names = _config_names() + ["recipe"]
-    out: dict[str, Any] = {}
-    for where, settings in (("", raw), (" in [train]", table)):
-        for key, value in settings.items():
-            name = key.replace("-", "_")
-            if name not in names:
-                kind = "table" if isinstance(value, dict) else "setting"
-                raise ConfigError(f"{path}: unknown {kind} {key!r}{where}{suggest(name, names)}")
-            if name in out:
-                raise ConfigError(f"{path}: {key!r} is set both at the top level and in "
-                                  "[train]; keep one")
-            out[name] = value
-    if isinstance(out.get("resize"), list):
-        out["resize"] = tuple(out["resize"])
-    return out
-
-
-def default_run_dir(name: str) -> Path:
-    """A new runs/<name>-<YYYYmmdd-HHMMSS>[-N] under the working folder, created here.
-
-    The folder is claimed by creating it (an atomic mkdir), so two runs started in the same
-    second, even by two processes, never share one. Under torchrun only rank 0, the one that
-    writes, claims a folder.
-    """
-    from cnnlab.distributed import is_rank0
-
-    stamp = time.strftime("%Y%m%d-%H%M%S")
-    if not is_rank0():
-        return Path("runs") / f"{name}-{stamp}"
-    Path("runs").mkdir(exist_ok=True)
-    for n in range(1, 10_000):
-        path = Path("runs") / (f"{name}-{stamp}" + (f"-{n}" if n > 1 else ""))
-        try:
-            path.mkdir()
-            return path
-        except FileExistsError:
-            continue
-    raise ConfigError(f"runs/ holds 10000 folders named {name}-{stamp}*; choose --out")
-
-
 def _flags(args: argparse.Namespace) -> dict[str, Any]:
     """The TrainConfig fields given on the command line (flags left out are None)."""
     from cnnlab.train_config import config_from_args
@@ -418,8 +358,11 @@ def _flags(args: argparse.Namespace) -> dict[str, Any]:
 def plan_train(args: argparse.Namespace) -> tuple[Any, Any, Path, dict[str, Any]]:
     """(recipe, validated TrainConfig, run folder, model kwargs) that `train` would run."""
     from cnnlab.recipes import resolve
+    from cnnlab.runlog import default_run_dir
+    from cnnlab.train_config import load_toml
 
     settings = load_toml(args.config) if args.config else {}
+    file_knobs = settings.pop("model_args", {})
     flags = _flags(args)
     model = flags.pop("model", None)  # --model NAME names what to train, like the positional
     target = args.target or model or settings.get("recipe") or settings.get("model")
@@ -432,16 +375,18 @@ def plan_train(args: argparse.Namespace) -> tuple[Any, Any, Path, dict[str, Any]
         raise ConfigError(f"recipe {recipe.name!r} trains {recipe.model!r}, not --model {model!r}; "
                           "name one of them")
     given = {**settings, **flags}  # flags win over the file
-    config = recipe.config(**given).validate()
-    if "resize" not in given and config.dataset != recipe.dataset:
-        # A recipe's size is for its own data: other data (CIFAR-10, a folder) keep their size,
-        # and the book's 28x28 sets get the network's book size from the engine.
-        config = config.replace(resize=None)
+    config = recipe.config(**given).validate()  # a recipe's size applies to its own data only
     if args.out is not None and not args.out.strip():
         raise ConfigError('--out "" names no folder; name one, or leave --out out for a new '
                           "runs/<name>-<time>")
+    from cnnlab.models import parse_model_args
+
+    # The model's knobs: the recipe's < the [model] table < --model-arg, each checked.
+    model_kwargs = {**parse_model_args(recipe.model, recipe.model_kwargs),
+                    **parse_model_args(recipe.model, file_knobs),
+                    **parse_model_args(recipe.model, args.model_args)}
     out = Path(args.out) if args.out is not None else default_run_dir(recipe.name)
-    return recipe, config, out, dict(recipe.model_kwargs)
+    return recipe, config, out, model_kwargs
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -449,6 +394,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from cnnlab import train as engine
     from cnnlab.distributed import is_rank0
     from cnnlab.memory import check_run_fits  # refuses at once a run that cannot fit
+    from cnnlab.models import knob_text
 
     if args.resume is not None:
         if args.target or args.config or args.out is not None or args.overwrite:
@@ -457,8 +403,9 @@ def cmd_train(args: argparse.Namespace) -> int:
                               "settings)")
         try:
             changes = _flags(args)
-            if "model" in changes:
-                raise ConfigError("--resume DIR trains the model recorded in DIR; drop --model")
+            if "model" in changes or args.model_args:
+                raise ConfigError("--resume DIR trains the model recorded in DIR (with its "
+                                  "knobs); drop --model and --model-arg")
             result = engine.resume(args.resume, checkpoint=args.from_checkpoint or "last",
                                    preflight=check_run_fits, **changes)
         except RunFinished as done:  # nothing to do is not a failure: say so, and how to go on
@@ -468,11 +415,13 @@ def cmd_train(args: argparse.Namespace) -> int:
         raise ConfigError("--from picks the checkpoint of --resume DIR; add --resume DIR")
 
     recipe, config, out, model_kwargs = plan_train(args)
+    knobs = knob_text(recipe.model, model_kwargs)
+    knobs = f" ({knobs})" if knobs else ""
 
-    def preflight(cfg: Any, dataset: Any, device: Any, kwargs: dict[str, Any]) -> None:
-        check_run_fits(cfg, dataset, device, kwargs)  # a refusal is one line, nothing before it
+    def header(cfg: Any) -> None:
+        """Once the run passed the memory guard (a refusal is one line, nothing before it)."""
         if is_rank0():
-            print(f"cnnlab: {recipe.name}: {recipe.model} on {config.dataset} -> {out}",
+            print(f"cnnlab: {recipe.name}: {recipe.model}{knobs} on {config.dataset} -> {out}",
                   file=sys.stderr)
             if recipe.note and not config.dry_run:
                 print(f"cnnlab: note: {recipe.note}", file=sys.stderr)
@@ -480,8 +429,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     try:
         # The zoo name, not a built module: the run records it, seeds the init, can be resumed.
         result = engine.train(recipe.model, config.dataset, config, out_dir=out,
-                              model_kwargs=model_kwargs, preflight=preflight,
-                              overwrite=args.overwrite)
+                              model_kwargs=model_kwargs, preflight=check_run_fits,
+                              on_start=header, overwrite=args.overwrite)
     except BaseException:
         if args.out is None:  # the fresh runs/<name>-<time> this command made, if still empty
             with contextlib.suppress(OSError):
@@ -502,6 +451,9 @@ def _finished_run(done: RunFinished, run_dir: Path) -> int:
     if result.get("test_acc") is not None:
         print(f"test accuracy: {result['test_acc']:.4f}")
     print(f"run folder: {run_dir}", flush=True)
+    wanted = read_json(run_dir / "config.json").get("report", True)
+    if wanted and not (run_dir / "report.html").is_file():  # a fault cost it: write it now
+        print(f"report: {_write_report(run_dir)}")
     return 0
 
 
@@ -594,12 +546,13 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_summary(args: argparse.Namespace) -> int:
     """Print a model's cost summary."""
-    from cnnlab.models import create_model, default_input_size
+    from cnnlab.models import create_model, default_input_size, parse_model_args
 
     c, h, w = args.input or default_input_size(args.model)
     if args.classes < 1:
         raise ConfigError(f"--classes {args.classes} must be at least 1")
-    model = create_model(args.model, num_classes=args.classes, in_channels=c, input_size=(h, w))
+    model = create_model(args.model, num_classes=args.classes, in_channels=c, input_size=(h, w),
+                         **parse_model_args(args.model, args.model_args))
     from cnnlab.cost import summary
 
     s = summary(model, (c, h, w), batch_size=args.batch_size, measure_memory=args.measure)
@@ -608,39 +561,10 @@ def cmd_summary(args: argparse.Namespace) -> int:
     return 0
 
 
-# What the weight initializers do to a tensor's data; a meta tensor has none.
-_INIT_OPS = frozenset(("uniform_", "normal_", "zero_", "fill_", "erfinv_", "mul_", "add_",
-                       "clamp_", "copy_", "random_"))
-
-
-def model_rows(pattern: str | None = None) -> list[tuple[str, str, int]]:
-    """(name, 'C,H,W', parameters) per zoo model, built on the meta device (no memory, no time)."""
-    import torch
-    from torch.overrides import TorchFunctionMode
-
-    from cnnlab.models import create_model, default_input_size, list_models
-
-    class SkipMetaInit(TorchFunctionMode):
-        """In-place ops on meta tensors (the weight init: uniform_, zero_, ...) change nothing;
-        skipping them saves most of the time of building 28 models."""
-
-        def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
-            if (getattr(func, "__name__", "") in _INIT_OPS and args
-                    and isinstance(args[0], torch.Tensor) and args[0].is_meta):
-                return args[0]
-            return func(*args, **(kwargs or {}))
-
-    rows = []
-    for name in list_models(pattern):
-        c, h, w = default_input_size(name)
-        with torch.device("meta"), SkipMetaInit():
-            model = create_model(name, in_channels=c)
-        rows.append((name, f"{c},{h},{w}", sum(p.numel() for p in model.parameters())))
-    return rows
-
-
 def cmd_models(args: argparse.Namespace) -> int:
     """List the zoo's models with their input size and parameter count."""
+    from cnnlab.cost import model_rows
+
     rows = model_rows(args.pattern)
     if not rows:
         raise ConfigError(f"no model matches {args.pattern!r} (`cnnlab models` lists them all)")
@@ -653,6 +577,10 @@ def cmd_models(args: argparse.Namespace) -> int:
     print(f"{'model'.ljust(width)}  input      parameters")
     for name, size, n in rows:
         print(f"{name.ljust(width)}  {size.ljust(9)}  {n:>12,}")
+    if [name for name, _, _ in rows] == [args.pattern]:  # one model by name: its knobs too
+        from cnnlab.models import knob_table
+
+        print(f"\nknobs of {args.pattern} (--model-arg KEY=VALUE):\n{knob_table(args.pattern)}")
     return 0
 
 

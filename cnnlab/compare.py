@@ -180,22 +180,17 @@ def _cost(config: dict[str, Any]) -> tuple[int | None, int | None]:
         return None, None  # a custom nn.Module: nothing recorded to rebuild it from
     try:
         from cnnlab.cost import summary
-        from cnnlab.data import dataset_info
-        from cnnlab.models import create_model, default_input_size
+        from cnnlab.inputs import build_model, recorded_shape
 
-        _, h, w = default_input_size(model)
-        if config.get("resize"):
-            h, w = (int(v) for v in config["resize"])
-        try:
-            classes = len(dataset_info(config.get("dataset", "fashion-mnist")).classes)
-        except CnnlabError:
-            classes = 10
-        key = (model, h, w, classes)
+        shape = recorded_shape(config)  # the channels, size and classes the run trained with
+        if shape is None:
+            return None, None  # its data is gone (a folder dataset): nothing to build it for
+        kwargs = config.get("model_kwargs") or {}  # the run's knobs
+        key = (model, shape, json.dumps(kwargs, sort_keys=True))
         if key not in _COST_CACHE:
             # Built for real, not on the meta device: about a second, and the counts never depend
             # on what the meta device supports (a meta DenseNet once counted 57,000x too high).
-            net = create_model(model, num_classes=classes, in_channels=1, input_size=(h, w))
-            s = summary(net, (1, h, w), measure_memory=False)
+            s = summary(build_model(model, shape, kwargs), shape.chw, measure_memory=False)
             _COST_CACHE[key] = (int(s.total_params), int(s.total_macs))
         return _COST_CACHE[key]
     except (CnnlabError, RuntimeError, ValueError, TypeError):

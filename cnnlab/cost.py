@@ -442,3 +442,34 @@ def compare_models(name_a: str, name_b: str, input_size: tuple[int, ...] | None 
         out.append(summary(model, size, batch_size=batch_size, measure_memory=False))
         out[-1].model = name
     return ModelComparison(size, out[0], out[1])
+
+
+# What the weight initializers do to a tensor's data; a meta tensor has none.
+_INIT_OPS = frozenset(("uniform_", "normal_", "zero_", "fill_", "erfinv_", "mul_", "add_",
+                       "clamp_", "copy_", "random_"))
+
+
+def model_rows(pattern: str | None = None) -> list[tuple[str, str, int]]:
+    """(name, 'C,H,W', parameters) per zoo model, built on the meta device (no memory, no time)."""
+    import torch
+    from torch.overrides import TorchFunctionMode
+
+    from cnnlab.models import create_model, default_input_size, list_models
+
+    class SkipMetaInit(TorchFunctionMode):
+        """In-place ops on meta tensors (the weight init: uniform_, zero_, ...) change nothing;
+        skipping them saves most of the time of building 28 models."""
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):  # noqa: ANN001
+            if (getattr(func, "__name__", "") in _INIT_OPS and args
+                    and isinstance(args[0], torch.Tensor) and args[0].is_meta):
+                return args[0]
+            return func(*args, **(kwargs or {}))
+
+    rows = []
+    for name in list_models(pattern):
+        c, h, w = default_input_size(name)
+        with torch.device("meta"), SkipMetaInit():
+            model = create_model(name, in_channels=c)
+        rows.append((name, f"{c},{h},{w}", sum(p.numel() for p in model.parameters())))
+    return rows

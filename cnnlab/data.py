@@ -65,6 +65,7 @@ class DatasetInfo:
     torchvision_dir: str  # torchvision keeps the raw files in <root>/<this>/raw (IDX)
     format: str = "idx"  # "idx": the four FILES; "cifar": the python tarball (CIFAR_TAR)
     counts: tuple[int, int] = (60000, 10000)  # images in the official train and test splits
+    image_shape: tuple[int, int, int] = (1, 28, 28)  # (C, H, W) of every image
 
 
 DATASETS: dict[str, DatasetInfo] = {
@@ -97,7 +98,7 @@ DATASETS: dict[str, DatasetInfo] = {
              "dog", "frog", "horse", "ship", "truck"),
             ("https://www.cs.toronto.edu/~kriz/",),  # Krizhevsky's page, the only official copy
             {"cifar-10-python.tar.gz": "c58f30108f718f92721af3b95e74349a"},
-            "cifar-10-batches-py", format="cifar", counts=(50000, 10000)),
+            "cifar-10-batches-py", format="cifar", counts=(50000, 10000), image_shape=(3, 32, 32)),
     )
 }
 FOLDER_PREFIX = "folder:"  # load_dataset("folder:PATH"): a class folder, see cnnlab.imagefolder

@@ -29,6 +29,7 @@ import math
 import os
 import re
 import time
+from collections.abc import Iterator
 
 import torch
 
@@ -37,7 +38,7 @@ from cnnlab.train_config import AMP_MODES
 
 __all__ = ["AMP_MODES", "PRECISIONS", "ThreadPolicy", "autocast", "available_memory",
            "cpu_has_native_bf16", "pick_device", "precision_dtype", "resolve_precision",
-           "threads_for_load"]
+           "run_settings", "threads_for_load"]
 
 PRECISIONS = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # resolved word -> dtype
 PRECISION_NAMES = {"off": "float32", "bf16": "bfloat16 autocast", "fp16": "float16 autocast"}
@@ -207,6 +208,33 @@ class ThreadPolicy:
 # --- memory a run can still take ----------------------------------------------------------------
 
 MEMORY_ENV = "CNNLAB_AVAILABLE_MEMORY"
+
+
+@contextlib.contextmanager
+def run_settings(device: torch.device, *, threads: int = 0, deterministic: bool = False,
+                 seed: int = 0) -> Iterator[ThreadPolicy | None]:
+    """The process-wide torch settings of one training run, put back as they were on exit:
+    CPU threads (threads=0 on a CPU: a load-aware ThreadPolicy, yielded), deterministic
+    kernels, cuDNN autotuning and the global seed. Yields the ThreadPolicy, or None."""
+    saved = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
+             torch.backends.cudnn.benchmark)
+    policy = None
+    try:
+        if threads:
+            torch.set_num_threads(threads)
+        elif device.type == "cpu" and not deterministic:
+            # threads=0: all cores, fewer while other programs hold some.
+            policy = ThreadPolicy(torch.get_num_threads())
+        if deterministic:
+            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS determinism
+        torch.use_deterministic_algorithms(deterministic)
+        torch.backends.cudnn.benchmark = device.type == "cuda" and not deterministic
+        torch.manual_seed(seed)
+        yield policy
+    finally:
+        torch.set_num_threads(saved[0])
+        torch.use_deterministic_algorithms(saved[1])
+        torch.backends.cudnn.benchmark = saved[2]
 
 
 def _read_int(path: str) -> int | None:

@@ -155,11 +155,9 @@ def _check_images(run: Any, n: int) -> torch.Tensor:
 
 
 def _normalization(run: Any) -> tuple[list[float], list[float]] | None:
-    if not run.config.get("normalize"):
+    if run.normalize is None:
         return None
-    from cnnlab.data import dataset_stats
-
-    mean, std = dataset_stats(run.dataset)  # the statistics the run trained with
+    mean, std = run.normalize  # the statistics the run trained with (its RunInputs)
     as_list = lambda v: [float(a) for a in (v if isinstance(v, (tuple, list)) else [v])]
     return as_list(mean), as_list(std)
 

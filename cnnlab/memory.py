@@ -291,16 +291,15 @@ def check_run_fits(config: Any, dataset: Any, device: torch.device,
     estimate (None when it cannot be made: a custom nn.Module, Lazy layers).
     """
     from cnnlab.device import available_memory
-    from cnnlab.models import create_model
+    from cnnlab.inputs import RunInputs
 
     if not config.model:
         return None
-    h, w = config.resize or tuple(dataset.train.images.shape[-2:])
-    channels = dataset.channels
+    inputs = RunInputs(config, dataset)
+    channels, h, w = inputs.shape.chw
     world = int(os.environ.get("WORLD_SIZE", "1"))
     with torch.device("meta"):
-        net = create_model(config.model, num_classes=len(dataset.classes), in_channels=channels,
-                           **{**(model_kwargs or {}), "input_size": (h, w)})
+        net = inputs.build_model(config.model, model_kwargs)
     # The loader copies each split to the device once; on the CPU it is the copy just loaded.
     data = 0 if device.type == "cpu" else sum(
         s.images.nbytes + s.labels.nbytes for s in (dataset.train, dataset.test))

@@ -43,7 +43,12 @@ class Recipe:
         """The TrainConfig this recipe trains with, `changes` applied last (e.g. epochs=1)."""
         from cnnlab.train_config import TrainConfig  # the config alone, not the whole engine
 
-        values = {"model": self.model, "dataset": self.dataset, **self.overrides, **changes}
+        overrides = dict(self.overrides)
+        if changes.get("dataset", self.dataset) != self.dataset and "resize" not in changes:
+            # A recipe's size is for its own data: other data (CIFAR-10, a folder) keeps its
+            # size, and the book's 28x28 sets get the network's book size (cnnlab.inputs).
+            overrides.pop("resize", None)
+        values = {"model": self.model, "dataset": self.dataset, **overrides, **changes}
         return make_config(TrainConfig, values)
 
     def hyperparameters(self) -> str:

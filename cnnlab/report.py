@@ -65,14 +65,13 @@ def _pct(v: Any) -> str:
 def _cost_section(run: Run, history: list[dict[str, Any]]) -> str:
     from cnnlab.cost import format_si, summary
 
-    h, w = run.input_size
+    c, h, w = run.inputs.shape.chw
     batch = int(run.config.get("batch_size") or 1)
     model = run.model.to("cpu")
     try:  # counted on the meta device: no time, no memory, no profiler
         # the run's own optimizer: SGD with momentum keeps a buffer, AdamW two
         opt = {"optimizer": run.config.get("optimizer", "sgd"),
                "momentum": float(run.config.get("momentum") or 0.0)}
-        c = run.dataset.channels
         s = summary(model, (c, h, w), measure_memory=False, **opt)
         step = summary(model, (c, h, w), batch_size=batch, measure_memory=False, **opt)
     except Exception as err:  # one section must not cost the whole report; say what failed
@@ -92,7 +91,7 @@ def _cost_section(run: Run, history: list[dict[str, Any]]) -> str:
                    for k, v in cards)
     text = html.escape(str(s))
     return (f'<div class="stats small">{head}</div><details><summary>per-layer table '
-            f"(input 1&times;{h}&times;{w})</summary><pre>{text}</pre></details>")
+            f"(input {c}&times;{h}&times;{w})</summary><pre>{text}</pre></details>")
 
 
 def write_report(run_dir: str | Path, checkpoint: str = "last", max_errors: int = 32,
@@ -142,7 +141,8 @@ def _render(run: Run, result: dict[str, Any], history: list[dict[str, Any]], ev:
     env = cfg.get("environment") or {}
     classes = run.classes
     name = run.run_dir.resolve().name
-    title = f"{cfg.get('model')} on {ev.dataset}"
+    knobs = _knobs(cfg)
+    title = f"{cfg.get('model')}{f' ({knobs})' if knobs else ''} on {ev.dataset}"
     best = _best_epoch(history)
     seconds = result.get("seconds")
     ips = [h["images_per_second"] for h in history if h.get("images_per_second")]
@@ -251,7 +251,8 @@ def _mistake_cards(run: Run, ev: Evaluation, n: int) -> str:
 
     cards = []
     for i in top_mistakes(ev, n).tolist():
-        img = run.dataset.test.images[i].float().numpy() / 255.0
+        img = run.dataset.test.images[i].float() / 255.0
+        img = (img.permute(1, 2, 0) if img.dim() == 3 else img).numpy()  # RGB: (H, W, 3)
         cap = mistake_caption(run.classes, int(ev.preds[i]), float(ev.confidence[i]),
                               int(ev.labels[i]))
         cards.append(figure(png(img, 96), f"test image {i}", cap))
@@ -296,14 +297,24 @@ def _scope(cfg: dict[str, Any]) -> str:
     return text
 
 
+def _knobs(cfg: dict[str, Any]) -> str:
+    """The run's architecture knobs that differ from its model's defaults ('' for none)."""
+    from cnnlab.models import knob_text
+
+    return knob_text(cfg["model"], cfg.get("model_kwargs") or {}) if cfg.get("model") else ""
+
+
 def _config_html(cfg: dict[str, Any]) -> str:
     """The settings that differ from TrainConfig's defaults up front; all of them folded."""
     from cnnlab.train_config import TrainConfig, format_setting
 
     defaults = TrainConfig().to_dict()
-    items = [(k, v) for k, v in cfg.items() if k != "environment"]
+    items = [(k, v) for k, v in cfg.items() if k not in ("environment", "model_kwargs")]
     changed = [(html.escape(k), html.escape(format_setting(v))) for k, v in items
                if k in ("model", "dataset") or defaults.get(k, object()) != v]
+    knobs = _knobs(cfg)
+    if knobs:  # the architecture knobs that differ from the model's defaults
+        changed.insert(1, ("model knobs", html.escape(knobs)))
     every = [(html.escape(k), html.escape(format_setting(v))) for k, v in items]
     return (_table(changed, ("setting", "value"), cls="kv")
             + "<p class=muted>Settings that differ from TrainConfig's defaults.</p>"

@@ -12,7 +12,7 @@ same way, in the precision the run recorded.
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,11 +23,9 @@ from torch.nn import functional as F
 
 from cnnlab.device import PRECISIONS, autocast, pick_device, precision_dtype, resolve_precision
 from cnnlab.errors import ConfigError, DataError, ShapeError
-from cnnlab.runlog import read_run_json, read_run_lines
-from cnnlab.shapes import pair
+from cnnlab.runfiles import read_run_json, read_run_lines
 
 __all__ = ["Evaluation", "Run", "evaluate", "evaluate_run", "evaluate_sums", "evaluation",
-           "input_size_of",
            "file_images", "is_book_data", "load_run", "model_device", "predict", "predict_files",
            "read_history", "read_image", "read_json", "read_steps", "to_dataset_image",
            "torn_lines"]
@@ -92,33 +90,22 @@ def predict(model: nn.Module, images: torch.Tensor, *, batch_size: int = 1024,
             normalize: tuple[Any, Any] | None = None, amp: str = "off") -> torch.Tensor:
     """Class probabilities (N, K) on the CPU for images (N, H, W) or (N, C, H, W).
 
-    uint8 images are scaled to [0, 1] first; resize and normalize should match the training run.
+    resize and normalize should match the training run: the batches go through the Loader, the
+    one resize of cnnlab, as training's did. uint8 images are used as they are; float images in
+    [0, 1] are first rounded to 8-bit pixels, what every dataset holds.
     """
-    if images.ndim == 3:
-        images = images.unsqueeze(1)  # (N, 1, H, W)
-    if images.ndim != 4:
+    from cnnlab.loader import Loader, Split
+
+    if images.ndim not in (3, 4):
         raise ShapeError(f"predict takes images (N, H, W) or (N, C, H, W), "
                          f"got {tuple(images.shape)}")
+    if images.dtype != torch.uint8:
+        images = (images.float().clamp(0, 1) * 255).round().to(torch.uint8)
     device = model_device(model)
-    size = None if resize is None else pair(resize, "resize")
-    # One (mean, std) or one per channel, broadcast over (N, C, H, W).
-    norm = None if normalize is None else tuple(
-        torch.tensor(v, dtype=torch.float32, device=device).reshape(1, -1, 1, 1)
-        for v in normalize)
-
-    def batches() -> Iterator[tuple[torch.Tensor, None]]:
-        for start in range(0, images.shape[0], batch_size):
-            X = images[start:start + batch_size].to(device)
-            X = X.float() / 255 if X.dtype == torch.uint8 else X.float()
-            if size is not None and tuple(X.shape[-2:]) != tuple(size):
-                X = F.interpolate(X, size=size, mode="bilinear", align_corners=False,
-                                  antialias=True)
-            if norm is not None:
-                X = (X - norm[0]) / norm[1]
-            yield X, None
-
+    split = Split(images.cpu(), torch.zeros(len(images), dtype=torch.int64))
+    loader = Loader(split, batch_size, resize=resize, normalize=normalize, device=device)
     dtype = precision_dtype(resolve_precision(amp, device))
-    out = [logits.softmax(dim=1).cpu() for logits, _ in _logits(model, batches(), device, dtype)]
+    out = [logits.softmax(dim=1).cpu() for logits, _ in _logits(model, loader, device, dtype)]
     return torch.cat(out) if out else torch.empty(0)
 
 
@@ -134,6 +121,7 @@ class Run:
     dataset: Any  # cnnlab.data.Dataset
     checkpoint: Path
     device: torch.device
+    _inputs: Any = field(default=None, repr=False)
 
     @property
     def classes(self) -> list[str]:
@@ -141,9 +129,18 @@ class Run:
         return list(self.dataset.classes)
 
     @property
+    def inputs(self) -> Any:
+        """The run's RunInputs (cnnlab.inputs): splits, size, normalization, as it trained."""
+        from cnnlab.inputs import RunInputs
+
+        if self._inputs is None:
+            self._inputs = RunInputs(self.config, self.dataset)
+        return self._inputs
+
+    @property
     def input_size(self) -> tuple[int, int]:
         """(H, W) the model was trained on: the config's resize, else the data's own size."""
-        return input_size_of(self.config.get("resize"), self.dataset)
+        return self.inputs.size
 
     @property
     def precision(self) -> str:
@@ -167,49 +164,16 @@ class Run:
     @property
     def normalize(self) -> tuple[float, float] | None:
         """The (mean, std) the run standardized its inputs with, or None."""
-        if not self.config.get("normalize"):
-            return None
-        from cnnlab.data import dataset_stats
-
-        return tuple(dataset_stats(self.dataset))  # the statistics the training run used
+        return self.inputs.normalize
 
     def loader(self, split: Any, batch_size: int | None = None) -> Any:
         """A Loader feeding `split` to the model as training did (size, normalization)."""
-        from cnnlab.loader import Loader
-
         bs = batch_size or int(self.config.get("eval_batch_size", 1024))
-        return Loader(split, bs, resize=self.input_size, normalize=self.normalize,
-                      device=self.device)
+        return self.inputs.loader(split, bs, self.device)
 
     def split(self, name: str) -> Any:
-        """The run's "train", "val" or "test" split (val: the held-out part, or test when none)."""
-        from cnnlab.data import split_train_val
-
-        if name not in ("train", "val", "test"):
-            raise ConfigError(f"split {name!r} must be train, val or test")
-        if name == "test":
-            return self.dataset.test
-        val_size = self.config.get("val_size") or 0
-        seed = int(self.config.get("seed", 0))
-        if not val_size:
-            train, val = self.dataset.train, self.dataset.test
-        else:
-            size = int(val_size) if val_size >= 1 else val_size
-            train, val = split_train_val(self.dataset.train, size, seed=seed)
-        if name == "val":
-            return val
-        n = int(self.config.get("train_samples") or 0)
-        if n and n < len(train):  # the subset the engine trained on (same seeded draw)
-            train = split_train_val(train, n, seed=seed)[1]
-        return train
-
-
-def input_size_of(resize: Any, dataset: Any) -> tuple[int, int]:
-    """The (H, W) a run feeds its model: `resize` when set, else the dataset's own image size."""
-    if resize:
-        return (int(resize[0]), int(resize[1]))
-    h, w = dataset.train.images.shape[-2:]
-    return (int(h), int(w))
+        """The run's "train", "val" or "test" split (see RunInputs.split)."""
+        return self.inputs.split(name)
 
 
 @dataclass
@@ -261,8 +225,7 @@ def load_run(run_dir: str | Path, checkpoint: str = "last", device: str | None =
     machine has it, else the best one here).
     """
     from cnnlab.checkpoint import load_checkpoint
-    from cnnlab.data import load_dataset
-    from cnnlab.models import create_model
+    from cnnlab.inputs import RunInputs
 
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
@@ -274,15 +237,20 @@ def load_run(run_dir: str | Path, checkpoint: str = "last", device: str | None =
     if checkpoint not in ("last", "best"):
         raise ConfigError(f"checkpoint {checkpoint!r} must be last or best")
     path = run_dir / "checkpoints" / f"{checkpoint}.pt"
-    if checkpoint == "best" and not path.exists():
+    missing = checkpoint == "best" and not path.exists()
+    if missing:
         path = run_dir / "checkpoints" / "last.pt"  # a run without validation keeps only last.pt
-    dataset = load_dataset(config.get("dataset", "fashion-mnist"), root=config.get("data_root"),
-                           download=False, image_size=config.get("image_size") or None)
-    dev = pick_device(device or config.get("device"), fallback=device is None)
     state = load_checkpoint(path)
-    model = create_model(config["model"], num_classes=len(dataset.classes),
-                         in_channels=dataset.channels, **{**(state.get("model_kwargs") or {}),
-                            "input_size": input_size_of(config.get("resize"), dataset)})
+    if missing and state.get("best") is not None:
+        # It had a best epoch, so best.pt belongs beside last.pt: never answer with another
+        # model silently.
+        raise DataError(f"{path.with_name('best.pt')} is missing although the run validated (a "
+                        "fault such as a full disk stopped it before it was written); resume the "
+                        f"run to write it (cnnlab train --resume {run_dir}) or use last.pt")
+    inputs = RunInputs.load(config, download=False)
+    dev = pick_device(device or config.get("device"), fallback=device is None)
+    knobs = state.get("model_kwargs") or config.get("model_kwargs") or {}  # the run's knobs
+    model = inputs.build_model(config["model"], knobs)
     weights = state.get("model", state)
     # torch.compile wraps the module: its state-dict keys carry an "_orig_mod." prefix.
     weights = {k.removeprefix("_orig_mod.").removeprefix("module."): v for k, v in weights.items()}
@@ -291,7 +259,7 @@ def load_run(run_dir: str | Path, checkpoint: str = "last", device: str | None =
     except RuntimeError as err:
         raise DataError(f"{path} does not fit model {config['model']!r}: "
                         f"{str(err).splitlines()[0]}") from None
-    return Run(run_dir, config, model.to(dev).eval(), dataset, path, dev)
+    return Run(run_dir, config, model.to(dev).eval(), inputs.dataset, path, dev, inputs)
 
 
 def evaluate_run(run: Run | str | Path, checkpoint: str = "last", limit: int | None = None,

@@ -11,13 +11,16 @@ import io
 import json
 import math
 import platform
+import time
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from cnnlab.atomic import write_atomic
-from cnnlab.errors import DataError
+from cnnlab.atomic import remove_orphans, write_atomic
+from cnnlab.checkpoint import RunLock
+from cnnlab.distributed import is_rank0
+from cnnlab.errors import ConfigError, TrainingError
 
 # Everything a run (and its report, inspection and exports) writes into its folder, by name:
 # `--overwrite` removes exactly these files, so the user's own files beside them (and in the
@@ -90,114 +93,61 @@ def clear_run(folder: str | Path) -> list[Path]:
     return removed
 
 
-# --- reading a run folder back: one reader for eval, report, inspect, compare, export, predict,
-# resume and load_run, so a damaged or ill-typed file is one DataError naming it, never a traceback
+def claim_run_folder(out: Path, *, resuming: bool, overwrite: bool = False
+                     ) -> tuple[RunLock, list[Path]]:
+    """Lock the run folder `out` for one run: (the held RunLock, what claiming it created).
 
-
-def damaged(path: str | Path, what: str) -> DataError:
-    """The one error for a run folder's file that cannot be used: the file and what is wrong."""
-    return DataError(f"this run folder is damaged: {path} ({what}); restore the file from a copy "
-                     "or train the run again")
-
-
-def _is(kinds: tuple[type, ...], v: Any) -> bool:
-    return v is None or (isinstance(v, kinds) and (bool in kinds or not isinstance(v, bool)))
-
-
-_NAME = ((str,), "a name")
-_INT = ((int,), "a whole number")
-_NUM = ((int, float), "a number")
-_BOOL = ((bool,), "true or false")
-_OBJECT = ((dict,), "an object")
-_SIZE = ((list, int), "[height, width]")
-# The fields the readers use, and their JSON types (null is allowed for each): anything else in
-# them is damage, reported before it could surface as a TypeError somewhere downstream.
-_FIELDS: dict[str, dict[str, tuple[tuple[type, ...], str]]] = {
-    "config.json": {"model": _NAME, "dataset": _NAME, "data_root": _NAME, "image_size": _INT,
-                    "resize": _SIZE, "normalize": _BOOL, "amp": _NAME, "device": _NAME,
-                    "epochs": _INT, "batch_size": _INT, "lr": _NUM, "seed": _INT,
-                    "train_samples": _INT, "monitor": _NAME, "dry_run": _BOOL,
-                    "limit_batches": _INT, "environment": _OBJECT},
-    "result.json": {"model": _NAME, "dataset": _NAME, "test_acc": _NUM, "test_loss": _NUM,
-                    "test_images": _INT, "seconds": _NUM, "epochs_completed": _INT,
-                    "stopped_early": _BOOL, "images_per_second": _NUM, "final": _OBJECT,
-                    "best": _OBJECT, "dry_run": _BOOL},
-}
-
-
-# The numbers of a metrics.jsonl / steps.jsonl row (null allowed).
-_ROW_NUMBERS = ("epoch", "step", "train_loss", "train_acc", "val_loss", "val_acc", "val_images",
-                "lr", "seconds", "train_seconds", "images_per_second", "threads")
-
-
-def _check_fields(path: Path, obj: dict[str, Any]) -> None:
-    for key, (kinds, words) in _FIELDS.get(path.name, {}).items():
-        v = obj.get(key)
-        ok = _is(kinds, v) and not (key == "resize" and isinstance(v, list) and (
-            len(v) != 2 or not all(_is((int,), a) and a is not None for a in v)))
-        if not ok:
-            raise damaged(path, f"{key} is {json.dumps(v)[:40]}, not {words}")
-
-
-def _kind(obj: Any) -> str:
-    return {list: "a list", str: "a string", bool: "true or false", type(None): "null"}.get(
-        type(obj), "a number")
-
-
-def read_run_json(path: str | Path) -> dict[str, Any]:
-    """A JSON file of a run folder (config.json, result.json, ...) as a dict. A missing file is
-    a DataError asking whether this is a run folder; bad JSON, a value that is not an object, or
-    a field of the wrong type is the `damaged` error naming the file."""
-    path = Path(path)
+    A folder holding another run is refused unless overwrite (which clears what that run
+    wrote); a dry run's files are scratch; temporary files of killed writers are removed. The
+    caller removes the created paths again (empty ones) if its run never starts.
+    """
+    for parent in (out, *out.parents):
+        if parent.exists() and not parent.is_dir():
+            where = "is a file" if parent == out else f"is under the file {parent}"
+            raise ConfigError(f"output folder {out} {where}; choose a folder (--out DIR)")
+    made = [p for p in (out, out / ".lock", out / "checkpoints") if not p.exists()]
+    lock = RunLock(out).acquire()
     try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise DataError(f"{path} is missing; is {path.parent} a cnnlab run folder?") from None
-    except UnicodeDecodeError:
-        raise damaged(path, "not UTF-8 text") from None
-    except OSError as e:
-        raise damaged(path, e.strerror or str(e)) from None
-    try:
-        obj = json.loads(text)
-    except ValueError as e:
-        raise damaged(path, f"not valid JSON: {e}") from None
-    if not isinstance(obj, dict):
-        raise damaged(path, f"{_kind(obj)} where a JSON object belongs")
-    _check_fields(path, obj)
-    return obj
+        held = run_state(out)
+        if not resuming and held in ("checkpoint", "started"):
+            if not overwrite and held == "checkpoint":
+                raise TrainingError(
+                    f"{out} already holds a run; continue it with --resume {out}, replace "
+                    "it with --overwrite, or choose another folder (--out)")
+            if not overwrite:  # nothing to --resume from
+                raise TrainingError(
+                    f"{out} already holds the start of a run that saved no checkpoint; start "
+                    "it over with --overwrite, or choose another folder (--out)")
+            clear_run(out)
+        elif not resuming and held == "dry":
+            clear_run(out)  # a dry run's files are scratch
+        for folder in (out, out / "checkpoints"):
+            remove_orphans(folder)  # temporary files of writers that were killed
+    except BaseException:
+        lock.release()
+        raise
+    return lock, made
 
 
-def read_run_lines(path: str | Path, *, skip_torn: bool = False) -> tuple[list[dict[str, Any]],
-                                                                          int]:
-    """A JSON-lines file of a run folder (metrics.jsonl, steps.jsonl): (rows, lines skipped);
-    ([], 0) when it does not exist. Each line: an object, its metrics numbers (or null). With
-    skip_torn, a bad last line (what a crash or a half-finished copy leaves) is skipped and
-    counted; any other bad line is the `damaged` error naming the file and the line."""
-    path = Path(path)
-    try:
-        lines = path.read_text().splitlines()
-    except FileNotFoundError:
-        return [], 0
-    except UnicodeDecodeError:
-        raise damaged(path, "not UTF-8 text") from None
-    except OSError as e:
-        raise damaged(path, e.strerror or str(e)) from None
-    numbered = [(i, line) for i, line in enumerate(lines, 1) if line.strip()]
-    rows: list[dict[str, Any]] = []
-    for i, line in numbered:
+def default_run_dir(name: str) -> Path:
+    """A new runs/<name>-<YYYYmmdd-HHMMSS>[-N] under the working folder, created here.
+
+    The folder is claimed by creating it (an atomic mkdir), so two runs started in the same
+    second, even by two processes, never share one. Under torchrun only rank 0, the one that
+    writes, claims a folder.
+    """
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    if not is_rank0():
+        return Path("runs") / f"{name}-{stamp}"
+    Path("runs").mkdir(exist_ok=True)
+    for n in range(1, 10_000):
+        path = Path("runs") / (f"{name}-{stamp}" + (f"-{n}" if n > 1 else ""))
         try:
-            row = json.loads(line)
-            what = ("" if isinstance(row, dict) and all(_is((int, float), row.get(k))
-                                                        for k in _ROW_NUMBERS)
-                    else f"line {i} is not an object of numbers")
-        except ValueError as e:
-            what = f"line {i} is not valid JSON: {e}"
-        if what:
-            if skip_torn and i == numbered[-1][0]:
-                return rows, 1
-            raise damaged(path, what)
-        rows.append(row)
-    return rows, 0
+            path.mkdir()
+            return path
+        except FileExistsError:
+            continue
+    raise ConfigError(f"runs/ holds 10000 folders named {name}-{stamp}*; choose --out")
 
 
 def to_json(obj: Any) -> str:

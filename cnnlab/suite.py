@@ -185,6 +185,7 @@ def _check_models(models: Sequence[str], config: TrainConfig) -> dict[str, dict[
     """Model kwargs per member; ConfigError naming every model that cannot take the input."""
     import torch
 
+    from cnnlab.inputs import build_model, recorded_shape
     from cnnlab.models import create_model, default_input_size, list_models
 
     known = set(list_models())
@@ -204,9 +205,13 @@ def _check_models(models: Sequence[str], config: TrainConfig) -> dict[str, dict[
         kwargs[m] = kw
         if not config.resize or default_input_size(m)[1:] == tuple(config.resize):
             continue  # built for this size (tests/test_models.py checks every model at its own)
+        shape = recorded_shape({**config.to_dict(), "model": m})  # what the run will feed it
         try:
             with torch.device("meta"):  # shapes only: no memory, no init
-                create_model(m, **kw)
+                if shape is None:
+                    create_model(m, **kw)
+                else:
+                    build_model(m, shape)
         except CnnlabError as err:
             bad.append(f"{m} ({' '.join(str(err).split())[:90]})")
     if bad:

@@ -11,11 +11,10 @@ on the device, so the only per-step host syncs are the progress refreshes every 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import signal
-import sys
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,16 +37,15 @@ from cnnlab.checkpoint import (
 )
 from cnnlab.device import (
     PRECISION_NAMES,
-    ThreadPolicy,
     autocast,
     pick_device,
     precision_dtype,
     resolve_precision,
+    run_settings,
 )
 from cnnlab.errors import (
     CnnlabError,
     ConfigError,
-    HardInterrupt,
     OutputError,
     RunFinished,
     ShapeError,
@@ -55,9 +53,10 @@ from cnnlab.errors import (
     TrainingInterrupted,
 )
 from cnnlab.progress import Progress, plural
-from cnnlab.run import _acc_dtype, evaluate, evaluate_sums, evaluation, input_size_of, predict
-from cnnlab.runlog import RunFolder, clear_run, environment, run_state
+from cnnlab.run import _acc_dtype, evaluate, evaluate_sums, evaluation, predict
+from cnnlab.runlog import RunFolder, claim_run_folder, environment, run_state
 from cnnlab.schedule import lr_at
+from cnnlab.stopsignals import StopSignals
 from cnnlab.train_config import TrainConfig, make_optimizer
 
 __all__ = ["TrainConfig", "TrainResult", "TrainingInterrupted", "Trainer", "evaluate", "predict",
@@ -66,6 +65,11 @@ __all__ = ["TrainConfig", "TrainResult", "TrainingInterrupted", "Trainer", "eval
 # A check run once the config is resolved and before any work: (config, dataset, device,
 # model_kwargs) -> None, raising a CnnlabError to refuse the run (the CLI's memory guard).
 Preflight = Callable[[TrainConfig, Any, torch.device, dict[str, Any]], None]
+# Told the resolved config once the run passed its checks, before any data is copied (the CLI
+# prints its header from it); the engine never calls up into the CLI itself.
+OnStart = Callable[[TrainConfig], None]
+# Told each epoch's metrics row; returning True ends the run there, as patience does (sweeps).
+OnEpoch = Callable[[dict[str, Any]], Any]
 
 
 @dataclass
@@ -109,7 +113,8 @@ class TrainResult:
 def train(model: nn.Module | str, data: Any = None, config: TrainConfig | None = None,
           out_dir: str | Path | None = None, *, model_kwargs: dict[str, Any] | None = None,
           stream: TextIO | None = None, preflight: Preflight | None = None,
-          overwrite: bool = False) -> TrainResult:
+          overwrite: bool = False, on_start: OnStart | None = None,
+          on_epoch: OnEpoch | None = None) -> TrainResult:
     """Train model (an nn.Module or a zoo name) on data (a Dataset or dataset name).
 
     With out_dir, the run folder gets config.json, metrics, curves.png, checkpoints, TensorBoard
@@ -118,11 +123,13 @@ def train(model: nn.Module | str, data: Any = None, config: TrainConfig | None =
     zoo name in config.model) are recorded so `resume` can rebuild the network. preflight, if
     given, is called with the resolved config, the dataset, the device and model_kwargs before
     any data is copied or any model built, and may refuse the run by raising (the CLI's memory
-    guard).
+    guard); on_start is then told the resolved config; on_epoch is told each epoch's metrics row
+    and ends the run early by returning True.
     """
     config = (config or TrainConfig()).validate()
     trainer = Trainer(model, data, config, out_dir, model_kwargs=model_kwargs, stream=stream,
-                      preflight=preflight, overwrite=overwrite)
+                      preflight=preflight, overwrite=overwrite, on_start=on_start,
+                      on_epoch=on_epoch)
     return trainer.fit()
 
 
@@ -140,8 +147,8 @@ STATE_KEYS = ("epoch", "step", "global_step", "model", "optimizer", "scaler", "r
 
 def resume(out_dir: str | Path, model: nn.Module | None = None, data: Any = None, *,
            checkpoint: str = "last", stream: TextIO | None = None,
-           preflight: Preflight | None = None,
-           **changes: Any) -> TrainResult:
+           preflight: Preflight | None = None, on_start: OnStart | None = None,
+           on_epoch: OnEpoch | None = None, **changes: Any) -> TrainResult:
     """Continue the run in out_dir from checkpoints/last.pt, exactly where it stopped.
 
     checkpoint="best" continues from best.pt instead: the epochs after it are dropped from the
@@ -154,6 +161,8 @@ def resume(out_dir: str | Path, model: nn.Module | None = None, data: Any = None
         raise ConfigError(f"checkpoint={checkpoint!r} is not 'last' or 'best'")
     out_dir = Path(out_dir)
     path = out_dir / "checkpoints" / f"{checkpoint}.pt"
+    if not path.is_file():
+        _no_checkpoint(out_dir, path)
     state = load_checkpoint(path)
     missing = [k for k in STATE_KEYS if k not in state]
     if missing:
@@ -176,9 +185,35 @@ def resume(out_dir: str | Path, model: nn.Module | None = None, data: Any = None
                                 "pass it: resume(out_dir, model=MyNet())")
         model = config.model
     trainer = Trainer(model, data, config, out_dir, model_kwargs=kwargs, stream=stream,
-                      preflight=preflight)
+                      preflight=preflight, on_start=on_start, on_epoch=on_epoch)
     trainer.source = path
     return trainer.fit(state)
+
+
+def _no_checkpoint(out_dir: Path, path: Path) -> None:
+    """Why `resume` has nothing to continue from, as a TrainingError: a live run that has not
+    checkpointed yet holds the folder ("in use"); a run stopped before its first checkpoint
+    starts over with --overwrite (its killed writers' temporary files are removed now)."""
+    if (out_dir / ".lock").is_file():  # a run folder: is a run in it alive?
+        with RunLock(out_dir):  # "in use by process N" for a live run
+            for folder in (out_dir, out_dir / "checkpoints"):
+                remove_orphans(folder)
+    if path.name == "last.pt" and run_state(out_dir) == "started":
+        model = _recorded_model(out_dir)
+        raise TrainingError(
+            f"{out_dir} holds a run that stopped before its first checkpoint, so there is "
+            f"nothing to resume; start it over in the same folder: cnnlab train {model} --out "
+            f"{out_dir} --overwrite (with the flags it had)")
+    load_checkpoint(path)  # its one-line message for a folder that holds no run
+
+
+def _recorded_model(out_dir: Path) -> str:
+    from cnnlab.run import read_json
+
+    try:
+        return str(read_json(out_dir / "config.json").get("model") or "MODEL")
+    except CnnlabError:
+        return "MODEL"
 
 
 def _finished(out_dir: Path, state: dict[str, Any], config: TrainConfig,
@@ -226,16 +261,16 @@ def _dataset_key(name: str) -> str:
         return name
 
 
-def _too_small(err: ShapeError, cfg: TrainConfig, dataset: Any) -> ShapeError:
+def _too_small(err: ShapeError, cfg: TrainConfig, inputs: Any) -> ShapeError:
     """A zoo model's "needs inputs of at least S" said with the flags that fix it: --image-size
     for a class folder read at a small size (its smallest image sets it), else --resize."""
     need = getattr(err, "min_size", None)
-    if need is None or dataset is None or not isinstance(cfg.model, str):
+    if need is None or inputs is None or not isinstance(cfg.model, str):
         return err
     from cnnlab.data import is_folder_dataset
 
-    h, w = input_size_of(cfg.resize, dataset)
-    if is_folder_dataset(dataset.name) and cfg.resize is None:
+    h, w = inputs.size
+    if is_folder_dataset(inputs.dataset.name) and cfg.resize is None:
         how = f"give --image-size {need} or more"
         if not cfg.image_size:
             how = (f"the class folder is read at the shorter side of its smallest image; {how} "
@@ -269,25 +304,28 @@ class Trainer:
     def __init__(self, model: nn.Module | str, data: Any, config: TrainConfig,
                  out_dir: str | Path | None = None, *, model_kwargs: dict[str, Any] | None = None,
                  stream: TextIO | None = None, preflight: Preflight | None = None,
-                 overwrite: bool = False):
+                 overwrite: bool = False, on_start: OnStart | None = None,
+                 on_epoch: OnEpoch | None = None):
         self.config = config.validate()
-        self.preflight = preflight
+        self.preflight, self.on_start, self.on_epoch = preflight, on_start, on_epoch
         if out_dir is not None and not str(out_dir).strip():
             raise ConfigError("the output folder is empty (--out \"\"); name a folder, or leave "
                               "--out out for a fresh runs/<name>-<time>")
         self.out_dir = Path(out_dir) if out_dir is not None else None
+        if isinstance(model, str) and model_kwargs:  # checked, typed, old names renamed
+            from cnnlab.models import parse_model_args
+
+            model_kwargs = parse_model_args(model, model_kwargs)
         self.model_kwargs = dict(model_kwargs or {})
         self.stream = stream
         self.overwrite = overwrite
         self.source: Path | None = None  # the checkpoint file fit(state) continues from
         self._model_arg = model
         self._data_arg = data
-        self._interrupted = 0  # the number of the first stop signal (SIGINT/SIGTERM), 0: none
-        self._in_loop = False  # a first signal before the first step stops at once
+        self.stop = StopSignals(self.out_dir)  # Ctrl-C and SIGTERM (cnnlab.stopsignals)
         self._started = False  # training began: a failure from now on can be resumed
-        self._saving = False  # a second signal during a checkpoint write waits for it to finish
         self._saved: tuple[int, int] | None = None  # (epoch, step) of the last last.pt written
-        self._saved_globals: tuple[Any, ...] | None = None
+        self._settings = contextlib.ExitStack()  # the process-wide settings of fit()
         self._made: list[Path] = []  # what claiming the folder created (folder, lock, checkpoints/)
         self.dist = ddp.DistInfo()
 
@@ -310,7 +348,9 @@ class Trainer:
                               "float32, where emulated bf16 would be slower")
         self.config = cfg = cfg.replace(amp=precision)
         self.amp = precision_dtype(precision)
-        self._set_globals()
+        # Threads, deterministic kernels, cuDNN autotuning, the seed: put back when fit() ends.
+        self.thread_policy = self._settings.enter_context(run_settings(
+            self.device, threads=cfg.threads, deterministic=cfg.deterministic, seed=cfg.seed))
         # Recorded as used, never as "auto": the device type (threads: see _threads_text).
         self.config = cfg = cfg.replace(
             device=self.device.type if cfg.device == "auto" else cfg.device)
@@ -318,89 +358,42 @@ class Trainer:
             self._setup_data()
             self._setup_model()
         except ShapeError as e:
-            raise _too_small(e, self.config, getattr(self, "dataset", None)) from None
+            raise _too_small(e, self.config, getattr(self, "inputs", None)) from None
         params = [p for p in self.raw_model.parameters() if p.requires_grad]
         self.optimizer = make_optimizer(params, cfg.optimizer, cfg.lr, cfg.momentum, cfg.nesterov,
                                         cfg.weight_decay)
         # fp16 needs loss scaling to keep small gradients; bf16 has float32's range and does not.
         self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
 
-    def _set_globals(self) -> None:
-        """Process-wide torch settings for this run; _restore_globals puts them back."""
-        cfg = self.config
-        self._saved_globals = (torch.get_num_threads(),
-                               torch.are_deterministic_algorithms_enabled(),
-                               torch.backends.cudnn.benchmark)
-        self.thread_policy: ThreadPolicy | None = None
-        if cfg.threads:
-            torch.set_num_threads(cfg.threads)
-        elif self.device.type == "cpu" and not cfg.deterministic:
-            # threads=0: all cores, fewer while other programs hold some (cnnlab.device).
-            self.thread_policy = ThreadPolicy(torch.get_num_threads())
-        if cfg.deterministic:
-            os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS determinism
-        torch.use_deterministic_algorithms(cfg.deterministic)
-        torch.backends.cudnn.benchmark = self.device.type == "cuda" and not cfg.deterministic
-        torch.manual_seed(cfg.seed)
-
-    def _restore_globals(self) -> None:
-        threads, deterministic, benchmark = self._saved_globals
-        torch.set_num_threads(threads)
-        torch.use_deterministic_algorithms(deterministic)
-        torch.backends.cudnn.benchmark = benchmark
-
     def _setup_data(self) -> None:
-        from cnnlab import data as cdata
+        from cnnlab.inputs import RunInputs
 
         cfg = self.config
-        ds = self._data_arg if self._data_arg is not None else cfg.dataset
-        if isinstance(ds, str):
-            ds = cdata.load_dataset(ds, root=cfg.data_root, image_size=cfg.image_size or None)
-        self.dataset = ds
+        model = self._model_arg if isinstance(self._model_arg, str) else None
+        inputs = RunInputs.load(cfg, self._data_arg, model=model)
+        self.inputs = inputs
+        ds = self.dataset = inputs.dataset
         if getattr(ds, "note", ""):  # e.g. a subset of MNIST: say so before comparing accuracies
             self.notes.append(f"{ds.name}: {ds.note}")
-        updates: dict[str, Any] = {"dataset": ds.name}
-        if isinstance(self._model_arg, str):
-            updates["model"] = self._model_arg
-        native = tuple(ds.train.images.shape[-2:])
-        if cfg.resize is None and updates.get("model", cfg.model) and native == (28, 28):
-            from cnnlab.models import default_input_size
-
-            # On the book's 28x28 data a network trains at the size the book gives it; other
-            # data (CIFAR-10, class folders at their --image-size) keeps its own size.
-            size = default_input_size(updates.get("model", cfg.model))[1:]
-            if tuple(size) != native:
-                updates["resize"] = tuple(size)  # the book's size for this network
-        self.config = cfg = cfg.replace(**updates)
+        self.config = cfg = cfg.replace(dataset=ds.name, model=model or cfg.model,
+                                        resize=inputs.resize)
+        inputs.config = cfg
         if self.preflight is not None:  # before any copy to the device or any model is built
             self.preflight(cfg, ds, self.device, self.model_kwargs)
+        if self.on_start is not None:
+            self.on_start(cfg)
 
-        test_split = ds.test
-        if cfg.test_samples and cfg.test_samples < len(test_split):
-            test_split = cdata.split_train_val(test_split, cfg.test_samples, seed=cfg.seed)[1]
-        train_split, val_split = ds.train, test_split
-        if cfg.val_size:
-            size = int(cfg.val_size) if cfg.val_size >= 1 else cfg.val_size
-            train_split, val_split = cdata.split_train_val(ds.train, size, seed=cfg.seed)
-        if cfg.train_samples and cfg.train_samples < len(train_split):
-            train_split = cdata.split_train_val(train_split, cfg.train_samples, seed=cfg.seed)[1]
-        self.val_is_test = not cfg.val_size
-        normalize = None
-        if cfg.normalize:
-            normalize = tuple(cdata.dataset_stats(ds))  # of the copy in use
-        augment = None
-        if cfg.augment_crop or cfg.augment_flip:
-            augment = cdata.Augment(crop_padding=cfg.augment_crop, hflip=cfg.augment_flip)
-        common = dict(resize=cfg.resize, normalize=normalize, device=self.device,
-                      channels_last=cfg.channels_last)
-        self.normalize = normalize
-        self.loader = cdata.Loader(train_split, cfg.batch_size // self.dist.world_size,
-                                   shuffle=True, seed=cfg.seed, augment=augment,
-                                   rank=self.dist.rank, world_size=self.dist.world_size, **common)
+        train_split, val_split, test_split = inputs.splits()
+        self.val_is_test = inputs.val_is_test
+        self.normalize = inputs.normalize
+        common = dict(device=self.device, channels_last=cfg.channels_last)
+        self.loader = inputs.loader(train_split, cfg.batch_size // self.dist.world_size,
+                                    shuffle=True, seed=cfg.seed, augment=inputs.augment(),
+                                    rank=self.dist.rank, world_size=self.dist.world_size, **common)
         # Evaluation is sharded by stride without padding: every sample is counted exactly once.
         r, w = self.dist.rank, self.dist.world_size
-        self.val_loader = cdata.Loader(_shard(val_split, r, w), cfg.eval_batch_size, **common)
-        self.test_loader = self.val_loader if self.val_is_test else cdata.Loader(
+        self.val_loader = inputs.loader(_shard(val_split, r, w), cfg.eval_batch_size, **common)
+        self.test_loader = self.val_loader if self.val_is_test else inputs.loader(
             _shard(test_split, r, w), cfg.eval_batch_size, **common)
         self.n_train = len(train_split)
         if len(self.loader) == 0:
@@ -411,14 +404,8 @@ class Trainer:
         cfg = self.config
         model = self._model_arg
         if isinstance(model, str):
-            from cnnlab.models import create_model
-
             torch.manual_seed(cfg.seed)  # zoo models initialize from the run's seed
-            # Built for the size the loader feeds it (a flatten-sized classifier needs it).
-            size = input_size_of(cfg.resize, self.dataset)
-            model = create_model(model, num_classes=len(self.dataset.classes),
-                                 in_channels=self.dataset.channels,
-                                 **{**self.model_kwargs, "input_size": size})
+            model = self.inputs.build_model(model, self.model_kwargs)
         if not isinstance(model, nn.Module):
             raise ConfigError(f"model must be an nn.Module or a zoo name, "
                               f"got {type(model).__name__}")
@@ -488,11 +475,8 @@ class Trainer:
                    if t.is_floating_point()):
             raise TrainingError(self._diverged(f"the weights became NaN or infinite by epoch "
                                                f"{epoch + 1 if step else epoch}"))
-        self._saving = True  # a second Ctrl-C now waits for the file to be complete
-        try:
+        with self.stop.saving():  # a second Ctrl-C now waits for the file to be complete
             save_checkpoint(self._state(epoch, step), self.run.checkpoints / f"{name}.pt")
-        finally:
-            self._saving = False
         if name == "last":
             self._saved = (epoch, step)
 
@@ -508,11 +492,12 @@ class Trainer:
         """Train from scratch, or from a checkpoint's state; returns the result."""
         self.run: RunFolder | None = None
         lock = None
-        old_handlers = self._install_signals()
+        self.stop.__enter__()  # Ctrl-C and SIGTERM are ours until the run ends
         try:
             if self.out_dir is not None and ddp.is_rank0():
                 # Claimed before the data loads: a second run on the folder fails in a moment.
-                lock = self._claim_folder(resuming=state is not None)
+                lock, self._made = claim_run_folder(self.out_dir, resuming=state is not None,
+                                                    overwrite=self.overwrite)
                 self.run = RunFolder(self.out_dir, tensorboard=self.config.tensorboard,
                                      plot=self.config.plot)
             self._setup()
@@ -529,50 +514,19 @@ class Trainer:
             where = err.filename
             raise self._output_error(str(output_error(err, where)), where) from None
         finally:
-            self._restore_signals(old_handlers)
+            self.stop.__exit__(None, None, None)
             if self.run is not None:
                 self.run.close()
             if lock is not None:
                 lock.release()
             if not self._started:  # refused or stopped before training: leave no empty folder
                 _remove_empty(self._made)
-            if self._saved_globals is not None:
-                self._restore_globals()
+            self._settings.close()
             ddp.teardown(self.dist)
-
-    def _claim_folder(self, resuming: bool) -> RunLock:
-        """Lock the run folder; refuse one holding another run unless overwriting; tidy it."""
-        out = self.out_dir
-        assert out is not None
-        for parent in (out, *out.parents):
-            if parent.exists() and not parent.is_dir():
-                where = "is a file" if parent == out else f"is under the file {parent}"
-                raise ConfigError(f"output folder {out} {where}; choose a folder (--out DIR)")
-        # What this claim creates, removed again if the run fails before it starts.
-        self._made = [p for p in (out, out / ".lock", out / "checkpoints") if not p.exists()]
-        lock = RunLock(out).acquire()
-        try:
-            held = run_state(out)
-            if not resuming and held in ("checkpoint", "started"):
-                if not self.overwrite:
-                    what = ("a run" if held == "checkpoint"
-                            else "the start of a run that saved no checkpoint")
-                    raise TrainingError(
-                        f"{out} already holds {what}; continue it with --resume {out}, replace "
-                        "it with --overwrite, or choose another folder (--out)")
-                clear_run(out)
-            elif not resuming and held == "dry":
-                clear_run(out)  # a dry run's files are scratch
-            for folder in (out, out / "checkpoints"):
-                remove_orphans(folder)  # temporary files of writers that were killed
-        except BaseException:
-            lock.release()
-            raise
-        return lock
 
     def _output_error(self, message: str, path: Any) -> OutputError:
         hint = resume_hint(self.out_dir)
-        if hint and self._started:
+        if hint and (self._started or self.source is not None):  # a resume failing again too
             message += f"; once that is fixed, resume with: {hint}"
         return OutputError(message, path=path, run_dir=self.out_dir)
 
@@ -597,6 +551,13 @@ class Trainer:
         start_epoch, start_step = 0, 0
         if state is not None:
             start_epoch, start_step = self._load_state(state)
+            if (self.run is not None and self.best is not None and not start_step
+                    and self.best.get("epoch") == start_epoch):
+                # last.pt holds the best epoch's weights: write best.pt again, since a fault
+                # (a full disk) between the two writes may have cost it.
+                with self.stop.saving():
+                    save_checkpoint(self._state(start_epoch, 0),
+                                    self.run.checkpoints / "best.pt")
         steps = len(self.loader) if not cfg.limit_batches else min(cfg.limit_batches,
                                                                    len(self.loader))
         epochs = cfg.epochs
@@ -613,10 +574,10 @@ class Trainer:
             if self.thread_policy is not None:  # threads=0 on a CPU: the most it will use
                 env["cpu_threads"] = self.thread_policy.max_threads
                 env["cpu_thread_policy"] = "load-aware"
-            self.run.write_config(cfg.to_dict(), env)
+            self.run.write_config({**cfg.to_dict(), "model_kwargs": self.model_kwargs}, env)
             self.run.write_history(self.history, self.steps_log)
             self.run.tensorboard(purge_step=self.global_step if state is not None else None)
-        self._in_loop = self._started = True  # from here a first Ctrl-C finishes the step and saves
+        self.stop.in_loop = self._started = True  # a first Ctrl-C now finishes the step, saves
         verb = "resuming" if state is not None else "training"
         where = f"device {self.device}" + (f" x{self.dist.world_size}" if self.dist.enabled
                                              else "")
@@ -638,13 +599,13 @@ class Trainer:
             for epoch in range(start_epoch, epochs):
                 self._train_epoch(epoch, start_step if epoch == start_epoch else 0, progress)
                 row = self._end_epoch(epoch, epochs, progress)
-                if self._interrupted:
+                if self.stop.signum:
                     self._raise_interrupted(epoch + 1, 0)
-                if self._should_stop(row):
+                if self._should_stop(row) or (self.on_epoch and self.on_epoch(dict(row))):
                     stopped_early = True
                     break
         finally:
-            self._in_loop = False
+            self.stop.in_loop = False
             progress.close()
         return self._finish(stopped_early)
 
@@ -857,41 +818,19 @@ class Trainer:
 
     # -- Ctrl-C and SIGTERM --------------------------------------------------------------------
 
-    def _install_signals(self) -> dict[int, Any]:
-        """SIGINT (Ctrl-C) and SIGTERM: the first finishes the step, checkpoints and stops; a
-        second stops at once (but never in the middle of writing a checkpoint)."""
-        if threading.current_thread() is not threading.main_thread():
-            return {}
-
-        def handler(signum: int, frame: Any) -> None:
-            if not self._in_loop:  # setting up or finishing: nothing to save, stop now
-                raise HardInterrupt(signum, self.out_dir)
-            if not self._interrupted:
-                self._interrupted = signum
-            elif self._saving:  # the checkpoint being written completes first
-                self._interrupted = signum
-            else:
-                raise HardInterrupt(signum, self.out_dir)
-
-        return {sig: signal.signal(sig, handler) for sig in (signal.SIGINT, signal.SIGTERM)}
-
-    def _restore_signals(self, old: dict[int, Any]) -> None:
-        for sig, h in old.items():
-            signal.signal(sig, h)
-
     def _interrupt_requested(self, done: int) -> bool:
         if not self.dist.enabled:
-            return bool(self._interrupted)
+            return bool(self.stop.signum)
         # Ranks must stop at the same step: agree at the log_every syncs.
         if done % self.config.log_every:
             return False
-        flag = torch.tensor([float(self._interrupted)], device=self.device)
+        flag = torch.tensor([float(self.stop.signum)], device=self.device)
         if ddp.all_reduce_sum(flag, self.dist).item() > 0:
-            self._interrupted = self._interrupted or int(signal.SIGINT)
-        return bool(self._interrupted)
+            self.stop.signum = self.stop.signum or int(signal.SIGINT)
+        return bool(self.stop.signum)
 
     def _raise_interrupted(self, epoch: int, step: int) -> None:
-        signum = int(self._interrupted) or int(signal.SIGINT)
+        signum = int(self.stop.signum) or int(signal.SIGINT)
         name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
         where = f"training stopped by {name} at {_where(epoch, step)}"
         hint = resume_hint(self.out_dir)
@@ -949,10 +888,3 @@ def _shard(split: Any, rank: int, world_size: int) -> Any:
         return split
     return split.subset(torch.arange(rank, len(split), world_size))
 
-
-if __name__ == "__main__":
-    # `python -m cnnlab.train ARGS` (and `torchrun -m cnnlab.train ARGS`) is `cnnlab train ARGS`:
-    # one parser, one set of flags. The CLI is imported only here, when this file is the script.
-    from cnnlab.cli import main
-
-    sys.exit(main(["train", *sys.argv[1:]]))

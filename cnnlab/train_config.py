@@ -10,9 +10,10 @@ import dataclasses
 import math
 import typing
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from cnnlab.errors import ConfigError
+from cnnlab.errors import ConfigError, suggest
 
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("constant", "cosine", "onecycle")
@@ -22,59 +23,82 @@ PROGRESS_MODES = ("auto", "bar", "plain", "none")
 MONITORS = ("val_acc", "val_loss")
 
 
+def knob(default: Any, help: str) -> Any:
+    """A TrainConfig field with its --help sentence (a whole sentence, ending with a period)."""
+    return dataclasses.field(default=default, metadata={"help": help})
+
+
 @dataclass
 class TrainConfig:
     """Hyperparameters, data pipeline and run mechanics of one training run."""
 
+    # Each field's help (metadata) is the sentence `cnnlab train --help` shows for its flag.
+
     # --- what to train on -------------------------------------------------------------------
-    model: str = ""  # zoo name (`cnnlab models`), as the positional; recorded for `resume`
-    dataset: str = "fashion-mnist"  # fashion-mnist, mnist, cifar10 or folder:PATH (class folders)
-    data_root: str | None = None  # folder holding the datasets (None: cnnlab.data's search order)
-    image_size: int = 0  # folder:PATH only: side images are stored at (0: the smallest side rule)
-    resize: tuple[int, int] | None = None  # (H, W); None: on 28x28 data the model's book size
-    normalize: bool = False  # standardize with the train split's mean/std (dataset_stats)
-    augment_crop: int = 0  # random-crop padding in pixels (0: no crop augmentation)
-    augment_flip: bool = False  # random horizontal flips
-    val_size: float = 0  # 0: validate on the test split (as the book); <1: a fraction; else a count
-    train_samples: int = 0  # train on a seeded stratified subset of this many samples (0: all)
-    test_samples: int = 0  # test on a seeded stratified subset of the test split (0: all of it)
+    model: str = knob("", "Zoo name (`cnnlab models`), as the positional; recorded for `resume`.")
+    dataset: str = knob("fashion-mnist", "fashion-mnist, mnist, cifar10 or folder:PATH (a folder "
+                        "of class folders).")
+    data_root: str | None = knob(None, "Folder holding the datasets (none: cnnlab.data's search "
+                                 "order).")
+    image_size: int = knob(0, "For folder:PATH only: the side images are stored at (0: the "
+                           "smallest-side rule).")
+    resize: tuple[int, int] | None = knob(None, "Resize batches to H,W (none: on 28x28 data the "
+                                          "model's book size, else the data's own size).")
+    normalize: bool = knob(False, "Standardize with the train split's mean and std.")
+    augment_crop: int = knob(0, "Random-crop padding in pixels (0: no crop augmentation).")
+    augment_flip: bool = knob(False, "Flip training images horizontally at random.")
+    val_size: float = knob(0, "Validation carved from train: 0 validates on the test split (as "
+                           "the book), below 1 a fraction, else a count.")
+    train_samples: int = knob(0, "Train on a seeded stratified subset of this many samples (0: "
+                              "all).")
+    test_samples: int = knob(0, "Test on a seeded stratified subset of the test split (0: all of "
+                             "it).")
 
     # --- optimization ----------------------------------------------------------------------
-    epochs: int = 10  # passes over the training split
-    batch_size: int = 128  # global batch (split evenly across processes under torchrun)
-    eval_batch_size: int = 1024  # evaluation needs no gradients, so larger batches are cheaper
-    optimizer: str = "sgd"  # "sgd" or "adamw"
-    lr: float = 0.1  # peak learning rate
-    momentum: float = 0.0  # SGD momentum (the book uses plain SGD: 0)
-    nesterov: bool = False  # Nesterov momentum for SGD (needs momentum > 0)
-    weight_decay: float = 0.0  # decoupled for AdamW, L2 for SGD
-    schedule: str = "constant"  # "constant", "cosine" or "onecycle" (per step)
-    warmup_epochs: float = 0.0  # linear warmup from 0 to lr; for onecycle the ramp (default 30%)
-    label_smoothing: float = 0.0  # cross-entropy label smoothing in [0, 1)
-    grad_clip: float = 0.0  # clip the global gradient norm to this (0: off)
+    epochs: int = knob(10, "Passes over the training split.")
+    batch_size: int = knob(128, "Global batch (split evenly across processes under torchrun).")
+    eval_batch_size: int = knob(1024, "Evaluation batch (no gradients, so larger batches are "
+                                "cheaper).")
+    optimizer: str = knob("sgd", "The optimizer: sgd or adamw.")
+    lr: float = knob(0.1, "Peak learning rate.")
+    momentum: float = knob(0.0, "SGD momentum (the book uses plain SGD: 0).")
+    nesterov: bool = knob(False, "Nesterov momentum for SGD (needs momentum > 0).")
+    weight_decay: float = knob(0.0, "Weight decay: decoupled for AdamW, L2 for SGD.")
+    schedule: str = knob("constant", "Learning-rate schedule, per step: constant, cosine or "
+                         "onecycle.")
+    warmup_epochs: float = knob(0.0, "Linear warmup from 0 to lr over this many epochs (for "
+                                "onecycle the ramp, default 30%).")
+    label_smoothing: float = knob(0.0, "Cross-entropy label smoothing in [0, 1).")
+    grad_clip: float = knob(0.0, "Clip the global gradient norm to this (0: off).")
 
     # --- speed and reproducibility ---------------------------------------------------------
-    amp: str = "auto"  # auto: bf16 on CUDA, float32 elsewhere; fast: bf16 also on CPUs with
-    # native bf16; off: float32; bf16/fp16: always. config.json records the resolved word.
-    channels_last: bool = True  # NHWC memory format: faster convs on CPUs (oneDNN) and GPUs
-    compile: bool = False  # torch.compile the model (opt-in: compilation takes a while)
-    seed: int = 0  # seeds model init (zoo models), data order, augmentation and dropout
-    deterministic: bool = False  # deterministic kernels (bitwise reproducible on the CPU)
-    device: str = "auto"  # "auto" picks cuda, then mps, then cpu; or "cpu", "cuda", "cuda:1", "mps"
-    threads: int = 0  # CPU threads (0: all cores, fewer while other programs load the CPU)
+    amp: str = knob("auto", "Precision: auto is bf16 on CUDA and float32 elsewhere; fast is bf16 "
+                    "also on CPUs with native bf16; off is float32; bf16 and fp16 always apply. "
+                    "config.json records the resolved word.")
+    channels_last: bool = knob(True, "NHWC memory format: faster convolutions on CPUs (oneDNN) "
+                               "and GPUs.")
+    compile: bool = knob(False, "torch.compile the model (opt-in: compilation takes a while).")
+    seed: int = knob(0, "Seeds model init (zoo models), data order, augmentation and dropout.")
+    deterministic: bool = knob(False, "Deterministic kernels (bitwise reproducible on the CPU).")
+    device: str = knob("auto", "auto picks cuda, then mps, then cpu; or cpu, cuda, cuda:1, mps.")
+    threads: int = knob(0, "CPU threads (0: all cores, fewer while other programs load the CPU).")
 
     # --- run mechanics ---------------------------------------------------------------------
-    eval_every: int = 1  # validate every this many epochs, and after the last (0: never)
-    checkpoint_every: int = 0  # also write checkpoints/last.pt every this many steps (0: per epoch)
-    patience: int = 0  # early stopping: epochs without improvement of `monitor` (0: off)
-    monitor: str = "val_acc"  # metric that picks best.pt and drives early stopping
-    limit_batches: int = 0  # train/evaluate only the first N batches of each epoch (0: all)
-    progress: str = "auto"  # "auto" (bar on a terminal, else plain), "bar", "plain", "none"
-    log_every: int = 50  # steps between progress-bar refreshes (the only per-step host syncs)
-    tensorboard: bool = True  # write TensorBoard event files when tensorboard is installed
-    plot: bool = True  # redraw curves.png after every epoch
-    report: bool = True  # write report.html when the run ends (cnnlab train; kept on --resume)
-    dry_run: bool = False  # stop after one training batch and one evaluation batch
+    eval_every: int = knob(1, "Validate every this many epochs, and after the last (0: never).")
+    checkpoint_every: int = knob(0, "Also write checkpoints/last.pt every this many steps (0: "
+                                 "once per epoch).")
+    patience: int = knob(0, "Early stopping: epochs without improvement of monitor (0: off).")
+    monitor: str = knob("val_acc", "The metric that picks best.pt and drives early stopping.")
+    limit_batches: int = knob(0, "Train and evaluate only the first N batches of each epoch (0: "
+                              "all).")
+    progress: str = knob("auto", "Progress display: auto (a bar on a terminal, else plain), bar, "
+                         "plain or none.")
+    log_every: int = knob(50, "Steps between progress refreshes (the only per-step host syncs).")
+    tensorboard: bool = knob(True, "Write TensorBoard event files when tensorboard is installed.")
+    plot: bool = knob(True, "Redraw curves.png after every epoch.")
+    report: bool = knob(True, "Write report.html when the run ends (a --resume keeps the run's "
+                        "choice).")
+    dry_run: bool = knob(False, "Stop after one training batch and one evaluation batch.")
 
     def __post_init__(self) -> None:
         # JSON has no tuples; accept a list or a single int for resize.
@@ -138,9 +162,10 @@ class TrainConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
-        """Build and validate a config from a dict such as config.json (skips "environment")."""
+        """Build and validate a config from a dict such as config.json (skips "environment" and
+        the model's "model_kwargs")."""
         names = {f.name for f in dataclasses.fields(cls)}
-        unknown = sorted(set(d) - names - {"environment"})
+        unknown = sorted(set(d) - names - {"environment", "model_kwargs"})
         if unknown:
             raise ConfigError(f"unknown config field(s) {', '.join(unknown)}; "
                               f"known fields are: {', '.join(sorted(names))}")
@@ -149,6 +174,59 @@ class TrainConfig:
     def replace(self, **changes: Any) -> TrainConfig:
         """A validated copy with some fields changed."""
         return dataclasses.replace(self, **changes).validate()
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Settings from a TOML file: keys are TrainConfig fields ('-' or '_'), plus `recipe`."""
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        try:
+            import tomli as tomllib  # type: ignore[no-redef]
+        except ModuleNotFoundError:
+            raise ConfigError("--config needs Python 3.11+ (tomllib) or `pip install tomli`"
+                              ) from None
+    try:
+        with open(path, "rb") as f:
+            raw = tomllib.load(f)
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path} does not exist") from None
+    except IsADirectoryError:
+        raise ConfigError(f"config file {path} is a folder; name a TOML file") from None
+    except OSError as err:
+        raise ConfigError(f"cannot read config file {path}: {err.strerror or err}") from None
+    except UnicodeDecodeError as err:
+        line = err.object[:err.start].count(b"\n") + 1
+        raise ConfigError(f"config file {path} is not UTF-8 text (line {line} holds byte "
+                          f"0x{err.object[err.start]:02x}); save it as UTF-8") from None
+    except tomllib.TOMLDecodeError as err:
+        raise ConfigError(f"config file {path} is not valid TOML: {err}") from None
+    # Settings are top-level keys, or keys of a [train] table, or both (each key once).
+    # The model's knobs: a [model] table (its `name` may name the model to train).
+    knobs = raw.pop("model") if isinstance(raw.get("model"), dict) else None
+    table = raw.pop("train", {})
+    if not isinstance(table, dict):
+        raise ConfigError(f"{path}: 'train' must be a [train] table of settings, "
+                          f"not {type(table).__name__}")
+    names = [f.name for f in dataclasses.fields(TrainConfig)] + ["recipe"]
+    out: dict[str, Any] = {}
+    for where, settings in (("", raw), (" in [train]", table)):
+        for key, value in settings.items():
+            name = key.replace("-", "_")
+            if name not in names:
+                kind = "table" if isinstance(value, dict) else "setting"
+                raise ConfigError(f"{path}: unknown {kind} {key!r}{where}{suggest(name, names)}")
+            if name in out:
+                raise ConfigError(f"{path}: {key!r} is set both at the top level and in "
+                                  "[train]; keep one")
+            out[name] = value
+    if isinstance(out.get("resize"), list):
+        out["resize"] = tuple(out["resize"])
+    if knobs is not None:
+        if "name" in knobs:
+            out["model"] = knobs.pop("name")
+        out["model_args"] = knobs
+    return out
 
 
 def make_optimizer(params: Any, optimizer: str, lr: float, momentum: float = 0.0,
@@ -175,16 +253,8 @@ def format_setting(value: Any) -> str:
 
 
 def field_help() -> dict[str, str]:
-    """Field name -> the comment that documents it (for CLI --help)."""
-    import inspect
-    import re
-
-    helps = {}
-    for line in inspect.getsource(TrainConfig).splitlines():
-        m = re.match(r"\s+(\w+): [^=]+=.*?#\s*(.+)$", line)
-        if m:
-            helps[m.group(1)] = m.group(2).strip()
-    return helps
+    """Field name -> the sentence that documents it (its metadata; the CLI's --help)."""
+    return {f.name: f.metadata.get("help", "") for f in dataclasses.fields(TrainConfig)}
 
 
 CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "amp": AMP_MODES,
@@ -195,10 +265,9 @@ def add_arguments(parser: Any, exclude: tuple[str, ...] = (),
                   shown: dict[str, str] | None = None) -> None:
     """Add one --flag per TrainConfig field to an argparse parser or group (defaults None).
 
-    The one generator of training flags: `cnnlab train` (and `python -m cnnlab.train`, which
-    forwards to it) takes exactly these. A flag left out parses as None, so a recipe or a config
-    file keeps its value (see `config_from_args`). `shown` replaces the default --help states
-    for some fields (a recipe's value, say).
+    The one generator of training flags: `cnnlab train` takes exactly these. A flag left out
+    parses as None, so a recipe or a config file keeps its value (see `config_from_args`).
+    `shown` replaces the default --help states for some fields (a recipe's value, say).
     """
     import argparse
 
@@ -314,4 +383,4 @@ def _non_negative(name: str, value: float) -> None:
 
 
 __all__ = ["OPTIMIZERS", "TrainConfig", "add_arguments", "config_from_args", "field_help",
-           "make_optimizer", "parse_hw", "parse_ints"]
+           "load_toml", "make_optimizer", "parse_hw", "parse_ints"]

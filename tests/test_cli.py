@@ -15,9 +15,10 @@ from pathlib import Path
 import matplotlib.image
 import pytest
 
-from cnnlab.cli import COMMANDS, build_parser, default_run_dir, main, plan_train
+from cnnlab.cli import COMMANDS, build_parser, main, plan_train
 from cnnlab.errors import ConfigError, HardInterrupt
 from cnnlab.recipes import RECIPES, recipe_table
+from cnnlab.runlog import default_run_dir
 from cnnlab.train_config import TrainConfig
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,7 +60,19 @@ def test_every_config_field_is_a_flag() -> None:
         (96, 64), False, None, 0.1, "adamw")
     assert train.parse_args(["x", "--resize", "32"]).resize == (32, 32)
     assert train.parse_args(["x"]).epochs is None  # an absent flag keeps the recipe's value
-    assert "[default 'sgd']" in train.format_help()  # help text comes from the field comments
+    assert "[default 'sgd']" in train.format_help()  # help text comes from the field metadata
+
+
+def test_every_training_flag_says_a_whole_sentence() -> None:
+    """Help comes from each field's metadata (no source scraping), one whole sentence each."""
+    train = build_parser()._subparsers._group_actions[0].choices["train"]  # type: ignore[union-attr]
+    helps = {a.dest: a.help for a in train._actions}
+    for f in dataclasses.fields(TrainConfig):
+        text = helps[f.name].rpartition(" [default ")[0]
+        assert text == f.metadata["help"].replace("%", "%%"), f.name
+        assert text.endswith(".") and len(text.split()) >= 3, f"--{f.name}: {text!r}"
+    amp = helps["amp"].rpartition(" [default ")[0]
+    assert "also on CPUs with native bf16; off is float32" in amp  # it once stopped at "with"
 
 
 @pytest.mark.parametrize("argv,says", [
@@ -130,14 +143,15 @@ def test_resume_takes_no_model_flag(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 
 def test_module_train_is_the_cli_train_command() -> None:
-    """`python -m cnnlab.train` forwards to `cnnlab train`: one parser, one set of flags."""
+    """`python -m cnnlab train` is `cnnlab train` (through __main__.py): one parser, one set of
+    flags; the engine no longer forwards to the CLI (that made an import cycle)."""
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.run([sys.executable, "-m", "cnnlab.train", "--help"], env=env,
+    proc = subprocess.run([sys.executable, "-m", "cnnlab", "train", "--help"], env=env,
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-2000:]  # a "30%" in a help string crashed it
     assert proc.stdout.startswith("usage: cnnlab train")
-    assert "(default 30%)" in proc.stdout and "--no-report" in proc.stdout
-    proc = subprocess.run([sys.executable, "-m", "cnnlab.train", "lenet", "--epochs", "0"],
+    assert "default 30%)." in " ".join(proc.stdout.split()) and "--no-report" in proc.stdout
+    proc = subprocess.run([sys.executable, "-m", "cnnlab", "train", "lenet", "--epochs", "0"],
                           env=env, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2 and _lines(proc.stderr) == [
         "cnnlab: error: epochs=0 must be positive"]
@@ -659,3 +673,41 @@ def test_a_full_disk_mid_run_in_a_real_process(idx_root: Path, tmpfs) -> None:
         f"some space or choose another folder; once that is fixed, resume with: cnnlab train "
         f"--resume {out}")
     assert not list(out.rglob("*.tmp")) and (out / "checkpoints" / "last.pt").is_file()
+
+
+def test_a_run_resumed_after_a_full_disk_ends_as_one_that_never_failed(
+        idx_root: Path, tmp_path: Path, tmpfs, capsys: pytest.CaptureFixture[str]) -> None:
+    """best.pt fails on a full disk; a resume on the still-full disk fails again with the resume
+    hint; after the disk grows, the resume ends with best.pt, result.json, report.html and
+    errors.png, as a run that never failed; `eval --checkpoint best` never answers with last.pt."""
+    flags = [a for a in quick(idx_root, "--limit-batches", "4") if a != "--no-report"]
+    whole = tmp_path / "whole"
+    assert run(["train", "lenet", *flags, "--out", str(whole)], capsys)[0] == 0
+    disk = tmpfs("400k")
+    out = disk / "run"
+    rc, _, err = run(["train", "lenet", *flags, "--out", str(out)], capsys)
+    assert rc == 2 and "best.pt: No space left" in _error(err)
+    assert not (out / "checkpoints" / "best.pt").exists()
+    rc, _, err = run(["eval", str(out), "--checkpoint", "best"], capsys)
+    assert rc == 2 and _error(err) == (
+        f"cnnlab: error: {out}/checkpoints/best.pt is missing although the run validated (a "
+        "fault such as a full disk stopped it before it was written); resume the run to write "
+        f"it (cnnlab train --resume {out}) or use last.pt")
+    rc, _, err = run(["train", "--resume", str(out)], capsys)  # the disk is still full
+    assert rc == 2 and _error(err).endswith(f"; once that is fixed, resume with: cnnlab train "
+                                            f"--resume {out}")
+    subprocess.run(["mount", "-o", "remount,size=8m", str(disk)], check=True)
+    rc, stdout, err = run(["train", "--resume", str(out)], capsys)
+    assert rc == 0 and f"report: {out / 'report.html'}" in stdout, err
+    files = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
+    assert files == {str(p.relative_to(whole)) for p in whole.rglob("*") if p.is_file()}
+    assert {"checkpoints/best.pt", "result.json", "report.html", "errors.png"} <= files
+    ran, never_failed = (json.loads((d / "result.json").read_text()) for d in (out, whole))
+    assert ran["test_acc"] == never_failed["test_acc"] and ran["best"]["val_acc"] == \
+        never_failed["best"]["val_acc"]
+    assert run(["eval", str(out), "--checkpoint", "best"], capsys)[0] == 0
+    # A run whose result.json was written but whose report was not is finished; its resume
+    # writes the missing report instead of only saying so.
+    (out / "report.html").unlink()
+    rc, stdout, err = run(["train", "--resume", str(out)], capsys)
+    assert rc == 0 and "has finished" in err and (out / "report.html").is_file()

@@ -15,7 +15,7 @@ from cnnlab.cli import main
 from cnnlab.compare import collect_runs, format_table, read_run, write_compare
 from cnnlab.errors import DataError
 from cnnlab.train import TrainConfig, train
-from tests._trainkit import make_dataset
+from tests._trainkit import make_dataset, write_image_folder
 from tests.test_report import Page
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # conftest.py
@@ -28,9 +28,8 @@ def runs(tmp_path_factory: pytest.TempPathFactory) -> Path:
     ds = make_dataset(320, 100)
     cfg = TrainConfig(epochs=2, batch_size=64, lr=0.05, progress="none", tensorboard=False,
                       plot=False, threads=1, test_samples=50, resize=(28, 28), amp="off")
-    train("lenet", ds, cfg, out_dir=root / "lenet", model_kwargs={"input_size": (28, 28)})
-    train("bn_lenet", ds, cfg.replace(epochs=1), out_dir=root / "bn_lenet",
-          model_kwargs={"input_size": (28, 28)})
+    train("lenet", ds, cfg, out_dir=root / "lenet")
+    train("bn_lenet", ds, cfg.replace(epochs=1), out_dir=root / "bn_lenet")
     # A run still going (or killed): no result.json, one epoch of its two recorded.
     shutil.copytree(root / "lenet", root / "lenet_running")
     (root / "lenet_running" / "result.json").unlink()
@@ -165,3 +164,26 @@ def test_damaged_run_is_skipped_with_its_reason(runs: Path, tmp_path: Path) -> N
     found, skipped = collect_runs([bad, runs / "bn_lenet"])
     assert [r.label for r in found] == ["bn_lenet"]
     assert skipped[0][0] == bad and "not valid JSON" in skipped[0][1]
+
+
+def test_an_rgb_run_costs_what_its_report_and_summary_say(tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture[str]):
+    """A 3-channel folder run: compare builds the network the run trained (3 input channels,
+    its size, its classes), not a 1-channel one: the same figures as report.html and as
+    `cnnlab summary MODEL --input 3,H,W`."""
+    from cnnlab.report import write_report
+
+    folder = tmp_path / "photos"
+    write_image_folder(folder, {"cat": 10, "dog": 10, "fox": 10}, size=(16, 16), mode="RGB")
+    cfg = TrainConfig(dataset=f"folder:{folder}", epochs=1, batch_size=8, lr=0.05,
+                      progress="none", tensorboard=False, plot=False, threads=1, amp="off")
+    train("lenet", None, cfg, out_dir=tmp_path / "rgb")
+    row = read_run(tmp_path / "rgb").row()
+    assert main(["summary", "lenet", "--input", "3,16,16", "--classes", "3", "--format", "json",
+                 "--no-measure"]) == 0
+    summary = json.loads(capsys.readouterr().out)
+    assert (row["params"], row["macs"]) == (summary["total_params"], summary["total_macs"])
+    assert summary["total_params"] != 61_706  # not the 1-channel, 10-class LeNet
+    page = write_report(tmp_path / "rgb").read_text()
+    assert f"<b>{summary['total_params']:,}</b><span>parameters</span>" in page
+    assert "(input 3&times;16&times;16)" in page

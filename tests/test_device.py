@@ -20,6 +20,7 @@ from cnnlab.device import (
     pick_device,
     precision_dtype,
     resolve_precision,
+    run_settings,
     threads_for_load,
 )
 from cnnlab.errors import ConfigError
@@ -167,3 +168,22 @@ def test_available_memory_reads_the_host_and_takes_an_override(monkeypatch) -> N
     monkeypatch.setenv(MEMORY_ENV, "lots")
     with pytest.raises(ConfigError, match=f"{MEMORY_ENV}='lots' is not a size such as 8G"):
         available_memory(CPU)
+
+
+def test_run_settings_puts_the_process_wide_settings_back() -> None:
+    """A run's threads, deterministic kernels and cuDNN autotuning are set inside, restored after
+    (also when the run fails), so a second run or the caller's code sees what it had."""
+    before = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
+              torch.backends.cudnn.benchmark)
+    want = 1 if before[0] != 1 else 2
+    with pytest.raises(RuntimeError, match="boom"):
+        with run_settings(torch.device("cpu"), threads=want, deterministic=True, seed=5) as pol:
+            assert pol is None  # fixed threads: no load-aware policy
+            assert torch.get_num_threads() == want and torch.are_deterministic_algorithms_enabled()
+            assert torch.initial_seed() == 5
+            raise RuntimeError("boom")
+    assert (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
+            torch.backends.cudnn.benchmark) == before
+    with run_settings(torch.device("cpu")) as pol:  # threads=0 on a CPU: the load-aware policy
+        assert pol is not None and pol.max_threads == before[0]
+    assert torch.get_num_threads() == before[0]

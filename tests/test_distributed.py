@@ -40,8 +40,7 @@ def flags(d: dict) -> list[str]:
 def torchrun(*args: str) -> subprocess.CompletedProcess:
     launcher = [str(TORCHRUN)] if TORCHRUN.exists() else [sys.executable, "-m",
                                                            "torch.distributed.run"]
-    # `-m cnnlab.train ARGS` is `-m cnnlab train ARGS`: the old module entry keeps working.
-    cmd = launcher + ["--standalone", "--nproc_per_node", "2", "-m", "cnnlab.train", *args,
+    cmd = launcher + ["--standalone", "--nproc_per_node", "2", "-m", "cnnlab", "train", *args,
                       "--no-report"]
     env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
     res = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)

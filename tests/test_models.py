@@ -405,7 +405,7 @@ def test_building_models_runs_nothing_on_the_meta_device() -> None:
     import subprocess
     import sys
 
-    code = ("import sys\nfrom cnnlab.cli import model_rows\nfrom cnnlab.models import "
+    code = ("import sys\nfrom cnnlab.cost import model_rows\nfrom cnnlab.models import "
             "create_model\nrows = model_rows()\ncreate_model('lenet', input_size=(28, 28))\n"
             "create_model('fastnet_mid', input_size=28)\n"
             "print(len(rows), 'torch._dynamo' in sys.modules)")

@@ -207,7 +207,7 @@ def test_report_of_a_resized_normalized_run(data_root: Path, tmp_path: Path) -> 
     cfg = TrainConfig(model="lenet", dataset="mnist", data_root=str(data_root), resize=(32, 32),
                       normalize=True, epochs=1, limit_batches=2, progress="none",
                       tensorboard=False)  # (a dry run leaves no checkpoint to report on)
-    train("lenet", None, cfg, out_dir=tmp_path, model_kwargs={"input_size": (32, 32)})
+    train("lenet", None, cfg, out_dir=tmp_path)
     run = load_run(tmp_path)
     assert run.input_size == (32, 32) and run.classes == [str(d) for d in range(10)]
     path = write_report(tmp_path, limit=300, max_errors=0)

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -140,11 +141,11 @@ def test_resume_needs_the_model_for_custom_modules(tmp_path):
 
 
 def test_module_entry_sigint_exits_130_and_resumes(tmp_path):
-    """`python -m cnnlab.train` (= `cnnlab train`): Ctrl-C -> checkpoint, resume hint, exit 130."""
+    """`python -m cnnlab train` (= `cnnlab train`): Ctrl-C -> checkpoint, resume hint, exit 130."""
     root = write_idx_dataset(tmp_path / "fashion-mnist")
     out = tmp_path / "run"
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, "-m", "cnnlab.train", "--model", "lenet", "--data-root", str(root),
+    cmd = [sys.executable, "-m", "cnnlab", "train", "--model", "lenet", "--data-root", str(root),
            "--epochs", "1000", "--batch-size", "32", "--checkpoint-every", "2", "--threads", "1",
            "--device", "cpu", "--no-plot", "--no-tensorboard", "--progress", "plain",
            "--no-report", "--out", str(out)]
@@ -160,7 +161,7 @@ def test_module_entry_sigint_exits_130_and_resumes(tmp_path):
     assert f"resume with: cnnlab train --resume {out}" in err
     state = load_checkpoint(last)
     done = state["epoch"] + 1
-    res = subprocess.run(cmd[:3] + ["--resume", str(out), "--epochs", str(done), "--no-report"],
+    res = subprocess.run(cmd[:4] + ["--resume", str(out), "--epochs", str(done), "--no-report"],
                          env=env,
                          capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
@@ -353,3 +354,58 @@ def test_ctrl_c_before_training_stops_at_once_without_a_resume_hint(tmp_path, mo
     assert rc == 130 and err.strip().splitlines()[-1] == "cnnlab: interrupted"
     assert not (out / "checkpoints" / "last.pt").exists()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+
+
+STUCK_SAVE = """
+def stuck_save(obj, f, *a, **k):  # killed in the middle of its first checkpoint write
+    f.write(b"PK" * 4096)
+    f.flush()
+    print("SAVING", file=sys.stderr, flush=True)
+    time.sleep(600)
+torch.save = stuck_save
+"""
+
+
+def test_a_run_killed_in_its_first_checkpoint_write_is_no_dead_end(tmp_path):
+    """While it lives, --resume says "in use"; once killed, --resume and --out both say to start
+    over with --overwrite (there is nothing to resume), the orphan temporary file goes, and
+    --overwrite then trains in the same folder."""
+    out = tmp_path / "run"
+    child = _cli_child(tmp_path, out, STUCK_SAVE)
+    try:
+        assert child.stderr is not None
+        for line in child.stderr:
+            if "SAVING" in line:
+                break
+        orphan = out / "checkpoints" / f".last.pt.cnnlab-{child.pid}.tmp"
+        assert orphan.is_file() and not (out / "checkpoints" / "last.pt").exists()
+        rc, err = _cli(["train", "--resume", str(out)])
+        assert rc == 2 and err == [f"cnnlab: error: run folder {out} is in use by process "
+                                   f"{child.pid} {socket.gethostname()}; wait for that run to "
+                                   "finish, stop it, or choose another output folder"]
+    finally:
+        child.kill()
+        child.wait(timeout=60)
+    assert orphan.is_file()  # what SIGKILL leaves
+    rc, err = _cli(["train", "--resume", str(out)])
+    assert rc == 2 and err == [
+        f"cnnlab: error: {out} holds a run that stopped before its first checkpoint, so there "
+        f"is nothing to resume; start it over in the same folder: cnnlab train lenet --out "
+        f"{out} --overwrite (with the flags it had)"]
+    assert not orphan.exists()
+    flags = ["--data-root", str(tmp_path / "fashion-mnist"), "--epochs", "1", "--threads", "1",
+             "--limit-batches", "2", "--progress", "none", "--no-plot", "--no-tensorboard",
+             "--no-report", "--out", str(out)]
+    rc, err = _cli(["train", "lenet", *flags])
+    assert rc == 2 and err == [f"cnnlab: error: {out} already holds the start of a run that "
+                               "saved no checkpoint; start it over with --overwrite, or choose "
+                               "another folder (--out)"]
+    assert _cli(["train", "lenet", *flags, "--overwrite"])[0] == 0
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["epoch"] == 1
+
+
+def _cli(argv: list[str]) -> tuple[int, list[str]]:
+    """cnnlab in a real process: (exit status, its stderr lines)."""
+    proc = subprocess.run([sys.executable, "-m", "cnnlab", *argv], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
+    return proc.returncode, proc.stderr.strip().splitlines()

@@ -523,3 +523,20 @@ def test_a_full_disk_mid_run_is_one_line_with_the_resume_command(tmp_path, data,
     assert msg.endswith(f"once that is fixed, resume with: cnnlab train --resume {tmp_path}")
     assert err.value.run_dir == tmp_path and not list(tmp_path.rglob("*.tmp"))
     assert load_checkpoint(tmp_path / "checkpoints" / "last.pt")["epoch"] == 1
+
+
+def test_on_epoch_hears_each_row_and_can_end_the_run(data, tmp_path) -> None:
+    """train(on_epoch=...) is told every epoch's metrics; True ends the run there (sweeps prune
+    this way), recorded as an early stop; on_start hears the resolved config first."""
+    rows, started = [], []
+
+    def on_epoch(row):
+        rows.append(row)
+        return row["epoch"] == 2
+
+    result = train(TinyNet(), data, cfg(epochs=5), out_dir=tmp_path / "r", on_epoch=on_epoch,
+                   on_start=started.append)
+    assert [r["epoch"] for r in rows] == [1, 2] and len(result.history) == 2
+    assert result.stopped_early and rows[-1]["val_acc"] == result.history[-1]["val_acc"]
+    assert len(started) == 1 and started[0].dataset == "fashion-mnist"
+    assert json.loads((tmp_path / "r" / "result.json").read_text())["stopped_early"]

@@ -18,11 +18,13 @@ from torch.nn import functional as F  # noqa: N812
 from cnnlab.errors import ConfigError
 
 __all__ = [
+    "ACTIVATIONS",
     "Bottleneck",
     "DenseBlock",
     "Inception",
     "ResNeXtBlock",
     "Residual",
+    "activation_class",
     "check_stem",
     "dense_conv_block",
     "dropout_mlp",
@@ -31,6 +33,21 @@ __all__ = [
     "transition_block",
     "vgg_block",
 ]
+
+
+# The activations the exercises try (7.6.2: "adjust ... the activation function"), by name.
+ACTIVATIONS: dict[str, type[nn.Module]] = {
+    "sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "relu": nn.ReLU, "leaky_relu": nn.LeakyReLU,
+    "elu": nn.ELU, "gelu": nn.GELU, "silu": nn.SiLU,
+}
+
+
+def activation_class(name: str) -> type[nn.Module]:
+    """The activation layer class called `name` (ACTIVATIONS); a ConfigError naming the choices
+    otherwise."""
+    if name not in ACTIVATIONS:
+        raise ConfigError(f"activation {name!r} is not one of {', '.join(ACTIVATIONS)}")
+    return ACTIVATIONS[name]
 
 
 def check_stem(kind: str) -> str:

@@ -1,36 +1,80 @@
-"""The model registry: a decorator and a dict, nothing more (timm's `_registry.py` pattern)."""
+"""The model registry: a decorator and a dict (timm's `_registry.py` pattern), with each model's
+architecture knobs (cnnlab.models._knobs) so every name can be varied without code."""
 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Callable
-from typing import TypeVar
+import functools
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 from torch import nn
 
 from cnnlab.errors import ConfigError, suggest
+from cnnlab.models._knobs import Knob, KnobSet, format_value, split_pairs
 
-__all__ = ["create_model", "default_input_size", "list_models", "register_model"]
+__all__ = [
+    "create_model",
+    "default_input_size",
+    "knob_table",
+    "knob_text",
+    "list_models",
+    "model_knobs",
+    "non_default_knobs",
+    "parse_model_args",
+    "register_model",
+]
 
 ModelFn = TypeVar("ModelFn", bound=Callable[..., nn.Module])
 
-# name -> (constructor, the square input size the book trains that network at)
-_MODELS: dict[str, tuple[Callable[..., nn.Module], int]] = {}
+
+@dataclass(frozen=True)
+class _Entry:
+    fn: Callable[..., nn.Module]  # the one-line constructor, its knobs' defaults applied
+    input_size: int  # the square side the book trains the network at
+    knobs: KnobSet
 
 
-def register_model(input_size: int) -> Callable[[ModelFn], ModelFn]:
-    """Register a one-line constructor under its function name, with the book's input size."""
+_MODELS: dict[str, _Entry] = {}
+# What every model takes besides its knobs (create_model's arguments, the engine's input size).
+_COMMON = ("num_classes", "in_channels", "input_size")
+
+
+def register_model(input_size: int, knobs: Iterable[Knob] = (),
+                   defaults: Mapping[str, Any] | None = None) -> Callable[[ModelFn], ModelFn]:
+    """Register a one-line constructor under its function name, with the book's input size.
+
+    `knobs` are its family's architecture knobs; `defaults` this model's values of some of them
+    (vgg16's `arch`, lenet_wide's `channels`, ...). The constructor is called with every knob's
+    default filled in, so the registered network is defined here, once.
+    """
 
     def decorator(fn: ModelFn) -> ModelFn:
         if fn.__name__ in _MODELS:
             raise ValueError(f"model {fn.__name__!r} is registered twice")
-        _MODELS[fn.__name__] = (fn, input_size)
-        return fn
+        knob_set = KnobSet(fn.__name__, knobs, defaults or {})
+        base = knob_set.defaults()
+
+        @functools.wraps(fn)
+        def build(**kwargs: Any) -> nn.Module:
+            common = {k: kwargs.pop(k) for k in _COMMON if k in kwargs}
+            given = knob_set.check(kwargs)
+            try:
+                return fn(**common, **{**base, **given})
+            except ValueError as err:  # a layer refusing the mix (groups that do not divide...)
+                if not given:
+                    raise
+                text = " ".join(f"{k}={format_value(v)}" for k, v in given.items())
+                raise ConfigError(f"{fn.__name__} cannot be built with {text}: {err}") from None
+
+        _MODELS[fn.__name__] = _Entry(build, input_size, knob_set)
+        return build  # type: ignore[return-value]
 
     return decorator
 
 
-def _lookup(name: str) -> tuple[Callable[..., nn.Module], int]:
+def _lookup(name: str) -> _Entry:
     """Registry entry for `name`, or a ConfigError naming the closest registered names."""
     try:
         return _MODELS[name]
@@ -42,13 +86,60 @@ def _lookup(name: str) -> tuple[Callable[..., nn.Module], int]:
 def create_model(
     name: str, num_classes: int = 10, in_channels: int = 1, **kwargs: object
 ) -> nn.Module:
-    """Build the registered model `name` (extra kwargs go to its class, e.g. input_size=...)."""
-    fn, _ = _lookup(name)
-    if num_classes < 1 or in_channels < 1:
+    """Build the registered model `name`; kwargs are its knobs (`model_knobs(name)`), checked,
+    and `input_size` (H, W) for networks whose classifier is sized by a flatten."""
+    entry = _lookup(name)
+    counts = (num_classes, in_channels)
+    if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in counts):
         raise ConfigError(
-            f"num_classes={num_classes} and in_channels={in_channels} must both be at least 1"
+            f"num_classes={num_classes!r} and in_channels={in_channels!r} must both be integers "
+            "of at least 1"
         )
-    return fn(num_classes=num_classes, in_channels=in_channels, **kwargs)
+    return entry.fn(num_classes=num_classes, in_channels=in_channels, **kwargs)
+
+
+def model_knobs(name: str) -> list[Knob]:
+    """The architecture knobs of model `name`, with its defaults (`cnnlab models NAME`)."""
+    return list(_lookup(name).knobs)
+
+
+def parse_model_args(name: str, args: Mapping[str, Any] | Sequence[str]) -> dict[str, Any]:
+    """Validated, typed kwargs for `create_model(name, ...)` from {"channels": "32,64", ...}
+    (text or Python values) or ["channels=32,64", ...]; a ConfigError names the knob at fault."""
+    entry = _lookup(name)
+    if isinstance(args, str):
+        args = [args]
+    pairs = split_pairs(args) if not isinstance(args, Mapping) else args
+    if "input_size" in pairs:
+        raise ConfigError(f"{name}: the input size is not a knob; set it with --resize H,W "
+                          "(the `resize` setting)")
+    return entry.knobs.check(pairs)
+
+
+def non_default_knobs(name: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """The knobs in `kwargs` whose values differ from model `name`'s defaults (input_size left
+    out): what a run header and report show."""
+    knobs = _lookup(name).knobs
+    known = {k: v for k, v in kwargs.items() if k != "input_size"}
+    return knobs.changed(known)
+
+
+def knob_text(name: str, kwargs: Mapping[str, Any]) -> str:
+    """'channels=32,64,128 kernel_size=3': the knobs in `kwargs` that differ from the defaults
+    of model `name`, as --model-arg would take them ('' when none do)."""
+    changed = non_default_knobs(name, kwargs)
+    return " ".join(f"{k}={format_value(v)}" for k, v in changed.items())
+
+
+def knob_table(name: str) -> str:
+    """Model `name`'s knobs as aligned text: name, default, what it takes, what it changes."""
+    knobs = model_knobs(name)
+    if not knobs:
+        return "  (none)"
+    rows = [(k.name, format_value(k.default), k.allowed(), k.help) for k in knobs]
+    w = [max(len(r[i]) for r in rows) for i in range(2)]
+    return "\n".join(f"  {a.ljust(w[0])}  {b.ljust(w[1])}  {d}\n  {''.ljust(w[0])}  "
+                     f"{''.ljust(w[1])}  takes {c}" for a, b, c, d in rows)
 
 
 def list_models(pattern: str | None = None) -> list[str]:
@@ -59,5 +150,4 @@ def list_models(pattern: str | None = None) -> list[str]:
 
 def default_input_size(name: str) -> tuple[int, int, int]:
     """(C, H, W) the book feeds `name`: 28 for LeNets, 224 for AlexNet/VGG/NiN, 96 for the rest."""
-    _, size = _lookup(name)
-    return (1, size, size)
+    return (1, _lookup(name).input_size, _lookup(name).input_size)

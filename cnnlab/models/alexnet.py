@@ -8,6 +8,7 @@ from torch import nn
 
 from cnnlab.layers.blocks import check_stem, dropout_mlp
 from cnnlab.models._base import ZooModel
+from cnnlab.models._knobs import DENSE_WIDTH, DROPOUT, STEM
 from cnnlab.models._registry import register_model
 
 __all__ = ["AlexNet"]
@@ -28,6 +29,7 @@ class AlexNet(ZooModel):
         input_size: int | tuple[int, int] = 224,
         dropout: float = 0.5,
         stem: Literal["imagenet", "small"] = "imagenet",
+        dense: int = 4096,
     ) -> None:
         super().__init__()
         conv1 = (nn.Conv2d(in_channels, 96, kernel_size=11, stride=4, padding=1)
@@ -43,18 +45,22 @@ class AlexNet(ZooModel):
             nn.Conv2d(384, 256, kernel_size=3, padding=1), nn.ReLU(),
             nn.MaxPool2d(kernel_size=3, stride=2),
         ]
-        self._build_flat(features, lambda n: dropout_mlp(n, num_classes, dropout=dropout),
+        self._build_flat(features,
+                         lambda n: dropout_mlp(n, num_classes, hidden=dense, dropout=dropout),
                          in_channels, input_size)
 
 
-@register_model(input_size=224)
+_KNOBS = (DENSE_WIDTH, DROPOUT, STEM)
+
+
+@register_model(input_size=224, knobs=_KNOBS)
 def alexnet(**kwargs: object) -> AlexNet:
     """AlexNet as in section 8.1, 224x224."""
     return AlexNet(**kwargs)
 
 
-@register_model(input_size=28)
+@register_model(input_size=28, knobs=_KNOBS, defaults=dict(stem="small"))
 def alexnet_small(**kwargs: object) -> AlexNet:
     """AlexNet with a 3x3 stride-1 first convolution, for 28x28 inputs."""
     kwargs.setdefault("input_size", 28)
-    return AlexNet(stem="small", **kwargs)
+    return AlexNet(**kwargs)

@@ -9,9 +9,18 @@ from torch import nn
 from cnnlab.layers.blocks import DenseBlock, transition_block
 from cnnlab.layers.blocks import stem as stem_layers
 from cnnlab.models._base import ZooModel
+from cnnlab.models._knobs import STEM, Knob
 from cnnlab.models._registry import register_model
 
-__all__ = ["DenseNet"]
+__all__ = ["DENSENET_KNOBS", "DenseNet"]
+
+DENSENET_KNOBS = (
+    Knob("growth_rate", "int", 32, "channels each conv of a dense block adds", low=1),
+    Knob("arch", "ints", (4, 4, 4, 4), "convs in each dense block (a transition halves channels "
+         "and H, W between blocks)", low=1),
+    Knob("num_channels", "int", 64, "channels of the stem", low=1),
+    STEM,
+)
 
 
 class DenseNet(ZooModel):
@@ -53,13 +62,13 @@ class DenseNet(ZooModel):
 
 
 
-@register_model(input_size=96)
+@register_model(input_size=96, knobs=DENSENET_KNOBS)
 def densenet(**kwargs: object) -> DenseNet:
     """DenseNet as in section 8.7 (growth 32, four blocks of 4 convs), 96x96."""
     return DenseNet(**kwargs)
 
 
-@register_model(input_size=28)
+@register_model(input_size=28, knobs=DENSENET_KNOBS, defaults=dict(stem="small"))
 def densenet_small(**kwargs: object) -> DenseNet:
     """DenseNet with a 3x3 stride-1 stem and no max-pool, for 28x28 inputs."""
-    return DenseNet(stem="small", **kwargs)
+    return DenseNet(**kwargs)

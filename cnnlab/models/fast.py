@@ -20,19 +20,31 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
+from cnnlab.errors import ConfigError
+from cnnlab.layers.blocks import ACTIVATIONS, activation_class
 from cnnlab.models._base import ZooModel, flat_features, min_input_size
+from cnnlab.models._knobs import Knob
 from cnnlab.models._registry import register_model
 from cnnlab.shapes import pair
 
-__all__ = ["FastNet"]
+__all__ = ["FASTNET_KNOBS", "FastNet"]
 
-_ACTIVATIONS = {"relu": nn.ReLU, "gelu": nn.GELU, "silu": nn.SiLU}
+FASTNET_KNOBS = (
+    Knob("widths", "ints", (16, 32, 64), "channels of each stage", low=1),
+    Knob("depth", "ints", (1, 1, 1), "conv-BN-activation layers in each stage (one per width)",
+         low=1),
+    Knob("head", "choice", "flatten", "classifier on the flattened last map (sized for the "
+         "input) or on its global max (any size)", choices=("flatten", "pool")),
+    Knob("activation", "choice", "relu", "activation after every batch norm",
+         choices=tuple(ACTIVATIONS), aliases=("act",)),
+    Knob("tta", "bool", True, "in eval mode, average the logits with the mirror image's"),
+)
 
 
-def conv_bn(c_in: int, c_out: int, act: str = "relu") -> list[nn.Module]:
+def conv_bn(c_in: int, c_out: int, activation: str = "relu") -> list[nn.Module]:
     """3x3 conv (no bias: batch norm's shift replaces it) -> batch norm -> activation."""
     return [nn.Conv2d(c_in, c_out, kernel_size=3, padding=1, bias=False),
-            nn.BatchNorm2d(c_out), _ACTIVATIONS[act]()]
+            nn.BatchNorm2d(c_out), activation_class(activation)()]
 
 
 class FastNet(ZooModel):
@@ -50,21 +62,21 @@ class FastNet(ZooModel):
         widths: Sequence[int] = (16, 32, 64),
         depth: Sequence[int] = (1, 1, 1),
         head: str = "flatten",
-        act: str = "relu",
+        activation: str = "relu",
         tta: bool = True,
     ) -> None:
         super().__init__()
         if len(widths) != len(depth) or not widths or min(depth) < 1:
-            raise ValueError(f"widths={widths} and depth={depth} need one entry (>= 1) per stage")
+            raise ConfigError(f"widths={widths} and depth={depth} need one entry (>= 1) per "
+                              "stage")
         if head not in ("flatten", "pool"):
-            raise ValueError(f"head={head!r} must be 'flatten' or 'pool'")
-        if act not in _ACTIVATIONS:
-            raise ValueError(f"act={act!r} must be one of {', '.join(_ACTIVATIONS)}")
+            raise ConfigError(f"head={head!r} must be 'flatten' or 'pool'")
+        activation_class(activation)  # checked before any layer is built
         features: list[nn.Module] = []
         c = in_channels
         for width, n in zip(widths, depth, strict=True):
             for _ in range(n):
-                features += conv_bn(c, width, act)
+                features += conv_bn(c, width, activation)
                 c = width
             features.append(nn.MaxPool2d(2))
         body = nn.Sequential(*features)
@@ -90,25 +102,27 @@ class FastNet(ZooModel):
         return (self.net(X) + self.net(X.flip(3))) / 2
 
 
-@register_model(input_size=28)
+@register_model(input_size=28, knobs=FASTNET_KNOBS)
 def fastnet(**kwargs: object) -> FastNet:
     """Three conv-BN-ReLU stages of 16-32-64 channels + linear (~29k params)."""
     return FastNet(**kwargs)
 
 
-@register_model(input_size=28)
+@register_model(input_size=28, knobs=FASTNET_KNOBS, defaults=dict(depth=(1, 2, 1)))
 def fastnet_mid(**kwargs: object) -> FastNet:
     """16-32-64 with two convs in the middle stage (~38k params): the first `fast` recipe's net."""
-    return FastNet(widths=(16, 32, 64), depth=(1, 2, 1), **kwargs)
+    return FastNet(**kwargs)
 
 
-@register_model(input_size=28)
+@register_model(input_size=28, knobs=FASTNET_KNOBS,
+                defaults=dict(widths=(16, 32, 96), depth=(1, 2, 2)))
 def fastnet_deep(**kwargs: object) -> FastNet:
     """16-32-96 with two convs in the last two stages (~134k params): the `fast` recipe's net."""
-    return FastNet(widths=(16, 32, 96), depth=(1, 2, 2), **kwargs)
+    return FastNet(**kwargs)
 
 
-@register_model(input_size=28)
+@register_model(input_size=28, knobs=FASTNET_KNOBS,
+                defaults=dict(widths=(32, 64, 128), depth=(1, 2, 2)))
 def fastnet_wide(**kwargs: object) -> FastNet:
     """32-64-128 with two convs in the last two stages (~289k params): the `best_cpu` network."""
-    return FastNet(widths=(32, 64, 128), depth=(1, 2, 2), **kwargs)
+    return FastNet(**kwargs)

@@ -9,6 +9,7 @@ from torch import nn
 from cnnlab.layers.blocks import Inception
 from cnnlab.layers.blocks import stem as stem_layers
 from cnnlab.models._base import ZooModel
+from cnnlab.models._knobs import STEM
 from cnnlab.models._registry import register_model
 
 __all__ = ["GoogLeNet"]
@@ -74,13 +75,13 @@ class GoogLeNet(ZooModel):
         )
 
 
-@register_model(input_size=96)
+@register_model(input_size=96, knobs=(STEM,))
 def googlenet(**kwargs: object) -> GoogLeNet:
     """GoogLeNet as in section 8.4, 96x96."""
     return GoogLeNet(**kwargs)
 
 
-@register_model(input_size=28)
+@register_model(input_size=28, knobs=(STEM,), defaults=dict(stem="small"))
 def googlenet_small(**kwargs: object) -> GoogLeNet:
     """GoogLeNet with a 3x3 stride-1 stem and no first max-pool, for 28x28 inputs."""
-    return GoogLeNet(stem="small", **kwargs)
+    return GoogLeNet(**kwargs)

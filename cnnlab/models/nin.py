@@ -8,6 +8,7 @@ from torch import nn
 
 from cnnlab.layers.blocks import check_stem, nin_block
 from cnnlab.models._base import ZooModel
+from cnnlab.models._knobs import DROPOUT, STEM
 from cnnlab.models._registry import register_model
 
 __all__ = ["NiN"]
@@ -46,13 +47,13 @@ class NiN(ZooModel):
         self._finish(in_channels, input_size)
 
 
-@register_model(input_size=224)
+@register_model(input_size=224, knobs=(DROPOUT, STEM))
 def nin(**kwargs: object) -> NiN:
     """Network in Network as in section 8.3, 224x224."""
     return NiN(**kwargs)
 
 
-@register_model(input_size=28)
+@register_model(input_size=28, knobs=(DROPOUT, STEM), defaults=dict(stem="small"))
 def nin_small(**kwargs: object) -> NiN:
     """NiN whose first block has a 3x3 stride-1 convolution, for 28x28 inputs."""
-    return NiN(stem="small", **kwargs)
+    return NiN(**kwargs)

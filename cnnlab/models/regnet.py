@@ -4,11 +4,22 @@ from __future__ import annotations
 
 from torch import nn
 
+from cnnlab.errors import ConfigError
 from cnnlab.layers.blocks import ResNeXtBlock
 from cnnlab.models._base import ZooModel
+from cnnlab.models._knobs import Knob
 from cnnlab.models._registry import register_model
 
-__all__ = ["AnyNet"]
+__all__ = ["REGNET_KNOBS", "AnyNet"]
+
+REGNET_KNOBS = (
+    Knob("depths", "ints", (4, 6), "ResNeXt blocks in each stage (the book's d_i)", low=1),
+    Knob("widths", "ints", (32, 80), "channels of each stage (the book's c_i)", low=1),
+    Knob("group_width", "int", 16, "channels per group of the 3x3 convolutions (g)", low=1),
+    Knob("bot_mul", "float", 1.0, "bottleneck ratio: 3x3 width / block width (b)", low=0.01,
+         high=4.0),
+    Knob("stem_channels", "int", 32, "channels of the 3x3/2 stem", low=1),
+)
 
 
 class AnyNet(ZooModel):
@@ -58,13 +69,12 @@ class AnyNet(ZooModel):
         return nn.Sequential(*blk)
 
 
-@register_model(input_size=96)
-def regnetx32(**kwargs: object) -> AnyNet:
+@register_model(input_size=96, knobs=REGNET_KNOBS)
+def regnetx32(*, depths: tuple[int, ...], widths: tuple[int, ...], group_width: int,
+              bot_mul: float, **kwargs: object) -> AnyNet:
     """The book's RegNetX-32: stem 32, depths (4, 6), widths (32, 80), group width 16, 96x96."""
-    stem_channels, group_width, bot_mul = 32, 16, 1.0
-    depths, channels = (4, 6), (32, 80)
-    return AnyNet(
-        arch=((depths[0], channels[0], group_width, bot_mul),
-              (depths[1], channels[1], group_width, bot_mul)),
-        stem_channels=stem_channels, **kwargs,
-    )
+    if len(depths) != len(widths):
+        raise ConfigError(f"regnetx32: depths has {len(depths)} stages and widths "
+                          f"{len(widths)}; give one depth per width")
+    arch = tuple((d, c, group_width, bot_mul) for d, c in zip(depths, widths, strict=True))
+    return AnyNet(arch=arch, **kwargs)

@@ -19,9 +19,24 @@ from cnnlab.errors import ConfigError
 from cnnlab.layers.blocks import Bottleneck, Residual
 from cnnlab.layers.blocks import stem as stem_layers
 from cnnlab.models._base import ZooModel
+from cnnlab.models._knobs import STEM, Knob
 from cnnlab.models._registry import register_model
 
-__all__ = ["ResNet"]
+__all__ = ["RESNET_KNOBS", "ResNet"]
+
+_BASIC18 = ((2, 64), (2, 128), (2, 256), (2, 512))
+
+RESNET_KNOBS = (
+    Knob("arch", "blocks", _BASIC18, "the stages: NUM_BLOCKSxCHANNELS each, every stage after "
+         "the first halving H and W (resnet34: 3x64,4x128,6x256,3x512)", low=1),
+    Knob("block", "choice", "basic", "residual block: two 3x3 convs, or 1x1-3x3-1x1 "
+         "(ResNet-50, ResNeXt)", choices=("basic", "bottleneck")),
+    Knob("groups", "int", 1, "groups of the bottleneck's 3x3 conv (ResNeXt's cardinality)",
+         low=1),
+    Knob("bot_mul", "float", 0.25, "bottleneck's 3x3 width / block width", low=0.01, high=4.0),
+    STEM,
+    Knob("stem_channels", "int", 64, "channels of the stem", low=1),
+)
 
 
 class ResNet(ZooModel):
@@ -38,7 +53,7 @@ class ResNet(ZooModel):
 
     def __init__(
         self,
-        arch: tuple[tuple[int, int], ...] = ((2, 64), (2, 128), (2, 256), (2, 512)),
+        arch: tuple[tuple[int, int], ...] = _BASIC18,
         block: Literal["basic", "bottleneck"] = "basic",
         num_classes: int = 10,
         in_channels: int = 1,
@@ -83,7 +98,6 @@ class ResNet(ZooModel):
         return nn.Sequential(*blk)
 
 
-_BASIC18 = ((2, 64), (2, 128), (2, 256), (2, 512))
 _BOTTLENECK = {  # the number of bottleneck blocks per stage; widths are always 256..2048
     50: (3, 4, 6, 3), 101: (3, 4, 23, 3), 152: (3, 8, 36, 3),
 }
@@ -93,56 +107,64 @@ def _bottleneck_arch(depth: int) -> tuple[tuple[int, int], ...]:
     return tuple(zip(_BOTTLENECK[depth], (256, 512, 1024, 2048), strict=True))
 
 
-@register_model(input_size=96)
+@register_model(input_size=96, knobs=RESNET_KNOBS)
 def resnet18(**kwargs: object) -> ResNet:
     """ResNet-18 (the book's ResNet18), 96x96."""
-    return ResNet(arch=_BASIC18, block="basic", **kwargs)
+    return ResNet(**kwargs)
 
 
-@register_model(input_size=28)
+@register_model(input_size=28, knobs=RESNET_KNOBS, defaults=dict(stem="small"))
 def resnet18_small(**kwargs: object) -> ResNet:
     """ResNet-18 for small inputs: 3x3 stride-1 stem, no max-pool (book ch. 13.6), 28x28."""
-    return ResNet(arch=_BASIC18, block="basic", stem="small", **kwargs)
+    return ResNet(**kwargs)
 
 
-@register_model(input_size=28)
+@register_model(input_size=28, knobs=RESNET_KNOBS,
+                defaults=dict(block="bottleneck", bot_mul=1.0, groups=32, stem="small"))
 def resnext_small(**kwargs: object) -> ResNet:
     """ResNeXt for 28x28: ResNet-18 layout, bottleneck blocks with 32-group 3x3 convs."""
-    return ResNet(arch=_BASIC18, block="bottleneck", bot_mul=1.0, groups=32, stem="small",
-                  **kwargs)
+    return ResNet(**kwargs)
 
 
-@register_model(input_size=96)
+@register_model(input_size=96, knobs=RESNET_KNOBS,
+                defaults=dict(arch=((3, 64), (4, 128), (6, 256), (3, 512))))
 def resnet34(**kwargs: object) -> ResNet:
     """ResNet-34, 96x96."""
-    return ResNet(arch=((3, 64), (4, 128), (6, 256), (3, 512)), block="basic", **kwargs)
+    return ResNet(**kwargs)
 
 
-@register_model(input_size=96)
+@register_model(input_size=96, knobs=RESNET_KNOBS,
+                defaults=dict(arch=_bottleneck_arch(50), block="bottleneck"))
 def resnet50(**kwargs: object) -> ResNet:
     """ResNet-50 (bottleneck blocks, v1.5: stride on the 3x3), 96x96."""
-    return ResNet(arch=_bottleneck_arch(50), block="bottleneck", **kwargs)
+    return ResNet(**kwargs)
 
 
-@register_model(input_size=96)
+@register_model(input_size=96, knobs=RESNET_KNOBS,
+                defaults=dict(arch=_bottleneck_arch(101), block="bottleneck"))
 def resnet101(**kwargs: object) -> ResNet:
     """ResNet-101, 96x96."""
-    return ResNet(arch=_bottleneck_arch(101), block="bottleneck", **kwargs)
+    return ResNet(**kwargs)
 
 
-@register_model(input_size=96)
+@register_model(input_size=96, knobs=RESNET_KNOBS,
+                defaults=dict(arch=_bottleneck_arch(152), block="bottleneck"))
 def resnet152(**kwargs: object) -> ResNet:
     """ResNet-152, 96x96."""
-    return ResNet(arch=_bottleneck_arch(152), block="bottleneck", **kwargs)
+    return ResNet(**kwargs)
 
 
-@register_model(input_size=96)
+@register_model(input_size=96, knobs=RESNET_KNOBS,
+                defaults=dict(arch=_bottleneck_arch(50), block="bottleneck", bot_mul=0.5,
+                              groups=32))
 def resnext50_32x4d(**kwargs: object) -> ResNet:
     """ResNeXt-50 32x4d: 32 groups, 4 channels per group in the first stage, 96x96."""
-    return ResNet(arch=_bottleneck_arch(50), block="bottleneck", bot_mul=0.5, groups=32, **kwargs)
+    return ResNet(**kwargs)
 
 
-@register_model(input_size=96)
+@register_model(input_size=96, knobs=RESNET_KNOBS,
+                defaults=dict(arch=_bottleneck_arch(101), block="bottleneck", bot_mul=1.0,
+                              groups=32))
 def resnext101_32x8d(**kwargs: object) -> ResNet:
     """ResNeXt-101 32x8d: 32 groups, 8 channels per group in the first stage, 96x96."""
-    return ResNet(arch=_bottleneck_arch(101), block="bottleneck", bot_mul=1.0, groups=32, **kwargs)
+    return ResNet(**kwargs)

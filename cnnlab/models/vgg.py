@@ -6,9 +6,10 @@ from typing import Literal
 
 from cnnlab.layers.blocks import check_stem, dropout_mlp, vgg_block
 from cnnlab.models._base import ZooModel
+from cnnlab.models._knobs import DENSE_WIDTH, DROPOUT, STEM, Knob
 from cnnlab.models._registry import register_model
 
-__all__ = ["VGG", "VGG_ARCHS"]
+__all__ = ["VGG", "VGG_ARCHS", "VGG_KNOBS"]
 
 # Exercise 8.2.3 / Simonyan & Zisserman table 1 (configurations A, B, D, E).
 VGG_ARCHS: dict[str, tuple[tuple[int, int], ...]] = {
@@ -38,6 +39,7 @@ class VGG(ZooModel):
         input_size: int | tuple[int, int] = 224,
         dropout: float = 0.5,
         stem: Literal["imagenet", "small"] = "imagenet",
+        dense: int = 4096,
     ) -> None:
         super().__init__()
         small = check_stem(stem) == "small"
@@ -50,48 +52,57 @@ class VGG(ZooModel):
                 blk = blk[:-1]  # the first block keeps the resolution: no max-pool
             conv_blks.append(blk)
             c_in = out_channels
-        self._build_flat(conv_blks, lambda n: dropout_mlp(n, num_classes, dropout=dropout),
+        self._build_flat(conv_blks,
+                         lambda n: dropout_mlp(n, num_classes, hidden=dense, dropout=dropout),
                          in_channels, input_size)
 
 
-@register_model(input_size=224)
+VGG_KNOBS = (
+    Knob("arch", "blocks", VGG_ARCHS["vgg11"], "the conv blocks: NUM_CONVSxCHANNELS each, every "
+         "block halving H and W (vgg16: 2x64,2x128,3x256,3x512,3x512)", low=1),
+    DENSE_WIDTH, DROPOUT, STEM,
+)
+
+
+@register_model(input_size=224, knobs=VGG_KNOBS)
 def vgg(**kwargs: object) -> VGG:
     """VGG with any `arch` of (num_convs, out_channels) blocks (default VGG-11), 224x224."""
     return VGG(**kwargs)
 
 
-@register_model(input_size=224)
+@register_model(input_size=224, knobs=VGG_KNOBS, defaults=dict(arch=VGG_ARCHS["vgg11"]))
 def vgg11(**kwargs: object) -> VGG:
     """VGG-11 (configuration A), 224x224."""
-    return VGG(arch=VGG_ARCHS["vgg11"], **kwargs)
+    return VGG(**kwargs)
 
 
-@register_model(input_size=224)
+@register_model(input_size=224, knobs=VGG_KNOBS, defaults=dict(arch=VGG_ARCHS["vgg13"]))
 def vgg13(**kwargs: object) -> VGG:
     """VGG-13 (configuration B), 224x224."""
-    return VGG(arch=VGG_ARCHS["vgg13"], **kwargs)
+    return VGG(**kwargs)
 
 
-@register_model(input_size=224)
+@register_model(input_size=224, knobs=VGG_KNOBS, defaults=dict(arch=VGG_ARCHS["vgg16"]))
 def vgg16(**kwargs: object) -> VGG:
     """VGG-16 (configuration D), 224x224."""
-    return VGG(arch=VGG_ARCHS["vgg16"], **kwargs)
+    return VGG(**kwargs)
 
 
-@register_model(input_size=224)
+@register_model(input_size=224, knobs=VGG_KNOBS, defaults=dict(arch=VGG_ARCHS["vgg19"]))
 def vgg19(**kwargs: object) -> VGG:
     """VGG-19 (configuration E), 224x224."""
-    return VGG(arch=VGG_ARCHS["vgg19"], **kwargs)
+    return VGG(**kwargs)
 
 
-@register_model(input_size=224)
+@register_model(input_size=224, knobs=VGG_KNOBS, defaults=dict(arch=VGG_ARCHS["vgg11_small"]))
 def vgg11_small(**kwargs: object) -> VGG:
     """The book's narrow VGG-11 (channels / 4) it trains on Fashion-MNIST, 224x224."""
-    return VGG(arch=VGG_ARCHS["vgg11_small"], **kwargs)
+    return VGG(**kwargs)
 
 
-@register_model(input_size=28)
+@register_model(input_size=28, knobs=VGG_KNOBS,
+                defaults=dict(arch=VGG_ARCHS["vgg11_small"], stem="small"))
 def vgg11_small28(**kwargs: object) -> VGG:
     """The book's narrow VGG-11 (channels / 4) for 28x28: no max-pool in the first block."""
     kwargs.setdefault("input_size", 28)
-    return VGG(arch=VGG_ARCHS["vgg11_small"], stem="small", **kwargs)
+    return VGG(**kwargs)

@@ -12,7 +12,7 @@ from _trainkit import write_idx_dataset
 
 from cnnlab.cli import main
 from cnnlab.errors import DataError
-from cnnlab.runlog import read_run_json, read_run_lines
+from cnnlab.runfiles import read_run_json, read_run_lines
 
 DAMAGED = "cnnlab: error: this run folder is damaged: "
 
