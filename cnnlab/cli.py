@@ -776,6 +776,7 @@ def main(argv: list[str] | None = None) -> int:
     number when Ctrl-C (130) or SIGTERM (143) stopped a training, with the command that resumes
     it when a checkpoint exists.
     """
+    entry = argv is None  # the process's own command line: it exits when main returns
     argv = sys.argv[1:] if argv is None else list(argv)
     # `cnnlab train NAME --help`: the flags' defaults are NAME's (e.g. its learning rate).
     asks_help = "-h" in argv or "--help" in argv
@@ -786,18 +787,31 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except TrainingInterrupted as err:  # the engine checkpointed (if it could): say how to go on
+        _exiting_on_a_signal(entry)
         print(f"cnnlab: {_one_line(err)}", file=sys.stderr)
         return err.exit_code
     except CnnlabError as err:
         print(f"cnnlab: error: {_one_line(err)}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt as err:  # a second signal, or one outside a training loop
+        _exiting_on_a_signal(entry)
         from cnnlab.train import resume_hint
 
         hint = resume_hint(err.run_dir) if isinstance(err, HardInterrupt) else ""
         print("cnnlab: interrupted" + (f"; resume with: {hint}" if hint else ""),
               file=sys.stderr)
         return err.exit_code if isinstance(err, HardInterrupt) else EXIT_INTERRUPTED
+
+
+def _exiting_on_a_signal(entry: bool) -> None:
+    """The process ends because of Ctrl-C or SIGTERM: one more (20 ms later, say) must not
+    interrupt the interpreter's exit ("Exception ignored in atexit callback", a traceback). Only
+    for the process's own command line: an in-process caller keeps its handlers."""
+    if entry:
+        import signal
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
 
 
 def _one_line(err: Exception) -> str:

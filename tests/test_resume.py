@@ -409,3 +409,30 @@ def _cli(argv: list[str]) -> tuple[int, list[str]]:
     proc = subprocess.run([sys.executable, "-m", "cnnlab", *argv], capture_output=True,
                           text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
     return proc.returncode, proc.stderr.strip().splitlines()
+
+
+@pytest.mark.parametrize("gap", [0.0, 0.02])
+def test_two_ctrl_c_20_ms_apart_exit_130_without_an_atexit_traceback(tmp_path, gap):
+    """The second Ctrl-C lands while the process exits: it used to interrupt an atexit callback
+    ("Exception ignored in atexit callback ... KeyboardInterrupt")."""
+    root = write_idx_dataset(tmp_path / "fashion-mnist")
+    out = tmp_path / "run"
+    child = subprocess.Popen(
+        [sys.executable, "-m", "cnnlab", "train", "lenet", "--data-root", str(root), "--epochs",
+         "1000", "--batch-size", "32", "--threads", "1", "--no-plot", "--no-tensorboard",
+         "--progress", "plain", "--out", str(out)],
+        env={**os.environ, "PYTHONPATH": str(REPO)}, stderr=subprocess.PIPE, text=True)
+    assert child.stderr is not None
+    seen = []
+    for line in child.stderr:
+        seen.append(line)
+        if "training lenet" in line:
+            child.send_signal(signal.SIGINT)
+        if "training stopped by Ctrl-C" in line:
+            time.sleep(gap)
+            child.send_signal(signal.SIGINT)
+            break
+    err = "".join(seen) + child.stderr.read()
+    assert child.wait(timeout=120) == 130, err
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    assert err.strip().splitlines()[-1].startswith("cnnlab: training stopped by Ctrl-C at ")
