@@ -187,6 +187,8 @@ def resume(out_dir: str | Path, model: nn.Module | None = None, data: Any = None
     trainer = Trainer(model, data, config, out_dir, model_kwargs=kwargs, stream=stream,
                       preflight=preflight, on_start=on_start, on_epoch=on_epoch)
     trainer.source = path
+    if not config.threads and not config.deterministic:  # the count the run chose at its start
+        trainer.kept_threads = int(state.get("cpu_threads") or 0)
     return trainer.fit(state)
 
 
@@ -320,6 +322,7 @@ class Trainer:
         self.stream = stream
         self.overwrite = overwrite
         self.source: Path | None = None  # the checkpoint file fit(state) continues from
+        self.kept_threads = 0  # resume: the CPU thread count the run chose at its start
         self._model_arg = model
         self._data_arg = data
         self.stop = StopSignals(self.out_dir)  # Ctrl-C and SIGTERM (cnnlab.stopsignals)
@@ -350,7 +353,8 @@ class Trainer:
         self.amp = precision_dtype(precision)
         # Threads, deterministic kernels, cuDNN autotuning, the seed: put back when fit() ends.
         self.thread_policy = self._settings.enter_context(run_settings(
-            self.device, threads=cfg.threads, deterministic=cfg.deterministic, seed=cfg.seed))
+            self.device, threads=cfg.threads or self.kept_threads,
+            deterministic=cfg.deterministic, seed=cfg.seed))
         # Recorded as used, never as "auto": the device type (threads: see _threads_text).
         self.config = cfg = cfg.replace(
             device=self.device.type if cfg.device == "auto" else cfg.device)
@@ -438,6 +442,7 @@ class Trainer:
                 "epoch_sums": self.sums.detach().cpu(), "epoch_count": self.count,
                 "epoch_seconds": self._epoch_elapsed(),
                 "config": self.config.to_dict(), "model_kwargs": self.model_kwargs,
+                "cpu_threads": torch.get_num_threads(),  # a resume keeps the run's count
                 "history": self.history, "steps_log": self.steps_log,
                 "steps_window": list(self._window), "best": self.best,
                 "elapsed": self._elapsed(),
@@ -571,9 +576,10 @@ class Trainer:
                 "shorten it, and the 28x28 models of `cnnlab suite chapter8` train in minutes")
         if self.run is not None:
             env = environment(self.device)
-            if self.thread_policy is not None:  # threads=0 on a CPU: the most it will use
-                env["cpu_threads"] = self.thread_policy.max_threads
-                env["cpu_thread_policy"] = "load-aware"
+            if self.thread_policy is not None:  # threads=0 on a CPU: chosen from the load
+                env["cpu_thread_policy"] = "chosen from the load at the start, then kept"
+            elif self.kept_threads and not cfg.threads:
+                env["cpu_thread_policy"] = "kept from the run's start (resumed)"
             self.run.write_config({**cfg.to_dict(), "model_kwargs": self.model_kwargs}, env)
             self.run.write_history(self.history, self.steps_log)
             self.run.tensorboard(purge_step=self.global_step if state is not None else None)
@@ -610,11 +616,12 @@ class Trainer:
         return self._finish(stopped_early)
 
     def _threads_text(self) -> str:
+        n = plural(torch.get_num_threads(), "thread")
         if self.thread_policy is not None:
-            n = self.thread_policy.max_threads
-            return plural(n, "thread") + (" (fewer while other programs load the CPU)"
-                                          if n > 1 else "")
-        return plural(torch.get_num_threads(), "thread")
+            return n + " (chosen from the CPU's load now, kept for the whole run)"
+        if self.kept_threads and not self.config.threads:
+            return n + " (as the run chose at its start)"
+        return n
 
     def _train_epoch(self, epoch: int, start: int, progress: Progress) -> None:
         cfg, model, opt = self.config, self.model, self.optimizer

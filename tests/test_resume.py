@@ -436,3 +436,45 @@ def test_two_ctrl_c_20_ms_apart_exit_130_without_an_atexit_traceback(tmp_path, g
     assert child.wait(timeout=120) == 130, err
     assert "Traceback" not in err and "Exception ignored" not in err, err
     assert err.strip().splitlines()[-1].startswith("cnnlab: training stopped by Ctrl-C at ")
+
+
+def _metrics(out: Path) -> list[tuple]:
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return [(r["epoch"], r["train_loss"], r["train_acc"], r["val_loss"], r["val_acc"])
+            for r in rows]
+
+
+def test_the_numbers_do_not_depend_on_a_busy_neighbour(tmp_path):
+    """Float results depend on the thread count, and the default picks it from the load: once,
+    at the start, so a run resumed while two busy-looping processes hold both cores continues
+    bitwise with the count it recorded; --deterministic fixes the count, so it gives the same
+    numbers quiet or busy."""
+    root = write_idx_dataset(tmp_path / "fashion-mnist")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+
+    def train_(out: Path, *more: str) -> None:
+        new = [] if "--resume" in more else [
+            "--data-root", str(root), "--batch-size", "32", "--limit-batches", "6", "--seed",
+            "3", "--progress", "none", "--no-plot", "--no-tensorboard", "--no-report", "--out",
+            str(out)]
+        subprocess.run([sys.executable, "-m", "cnnlab", "train", *more, *new], env=env,
+                       check=True, timeout=600, capture_output=True)
+
+    train_(tmp_path / "whole", "lenet_modern", "--epochs", "2")
+    train_(tmp_path / "cut", "lenet_modern", "--epochs", "1")
+    train_(tmp_path / "det-quiet", "lenet_modern", "--epochs", "2", "--deterministic")
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        time.sleep(1.5)  # the neighbours show in /proc/stat before the next run looks
+        train_(tmp_path / "cut", "--resume", str(tmp_path / "cut"), "--epochs", "2")
+        train_(tmp_path / "det-busy", "lenet_modern", "--epochs", "2", "--deterministic")
+    finally:
+        for p in busy:
+            p.kill()
+            p.wait()
+    assert _metrics(tmp_path / "cut") == _metrics(tmp_path / "whole")
+    recorded = [json.loads((tmp_path / d / "config.json").read_text())["environment"]
+                for d in ("whole", "cut")]
+    assert recorded[1]["cpu_threads"] == recorded[0]["cpu_threads"]
+    assert recorded[1]["cpu_thread_policy"] == "kept from the run's start (resumed)"
+    assert _metrics(tmp_path / "det-busy") == _metrics(tmp_path / "det-quiet")
