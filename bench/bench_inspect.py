@@ -81,7 +81,7 @@ def main() -> int:
 
     import torch
 
-    from cnnlab.inspect import report_section
+    from cnnlab.inspect_page import report_section
     from cnnlab.report import write_report
     from cnnlab.run import evaluate_run, load_run
 

@@ -23,7 +23,6 @@ from cnnlab.errors import (
     HardInterrupt,
     RunFinished,
     TrainingInterrupted,
-    suggest,
 )
 
 EXIT_USER_ERROR = 2
@@ -170,8 +169,8 @@ def _add_config_flags(p: argparse.ArgumentParser, target: str | None = None) -> 
 
 def _add_model_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model-arg", action="append", dest="model_args", default=[],
-                   metavar="KEY=VALUE", help="set an architecture knob of the model (repeat "
-                   "the flag for several; `cnnlab models NAME` lists them)")
+                   metavar="KEY=VALUE", help="Set an architecture knob of the model; repeat "
+                   "the flag for several (`cnnlab models NAME` lists them).")
 
 
 def _recipe_names() -> list[str]:
@@ -666,13 +665,13 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_inspect(args: argparse.Namespace) -> int:
     """Write a run's filters, feature maps, Grad-CAM and saliency (or the edge demo) as PNGs and
     one inspect.html."""
-    from cnnlab import inspect
-
     if args.edge_demo:
+        from cnnlab.edgedemo import edge_demo_page
+
         if args.run_dir or args.index is not None or args.image or args.layer:
             raise ConfigError("--edge-demo needs no run, image or layer: `cnnlab inspect "
                               "--edge-demo --out DIR`")
-        page, demo = inspect.edge_demo_page(args.out or Path("edge-demo"), steps=args.steps)
+        page, demo = edge_demo_page(args.out or Path("edge-demo"), steps=args.steps)
         k = demo.kernel[0]
         print(f"learned kernel [{k[0]:.4f}, {k[1]:.4f}] (the book's: [1, -1]); squared error "
               f"{demo.losses[0]:.3f} -> {demo.losses[-1]:.4f} in {len(demo.losses)} steps")
@@ -682,7 +681,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         raise ConfigError("name a run folder (`cnnlab inspect RUN_DIR`), or --edge-demo")
     if args.mistakes < 0:
         raise ConfigError(f"--mistakes {args.mistakes} must not be negative")
-    *pngs, page = inspect.inspect_run(args.run_dir, args.out, index=args.index, image=args.image,
+    from cnnlab.inspect_page import inspect_run
+
+    *pngs, page = inspect_run(args.run_dir, args.out, index=args.index, image=args.image,
                                       layer=args.layer, checkpoint=args.checkpoint,
                                       n_mistakes=args.mistakes)
     print(f"pictures: {', '.join(p.name for p in pngs)} in {page.parent}")
@@ -711,38 +712,18 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def cmd_suite(args: argparse.Namespace) -> int:
     """Train a suite of models under one recipe and budget; resumable; writes compare.html."""
-    from cnnlab.suite import SUITE_RECIPE, SUITES, run_suite
-    from cnnlab.train_config import TrainConfig
+    from cnnlab.suite import plan_suite, run_suite
 
-    if args.name is None and not args.models:
-        raise ConfigError("name a suite (chapter8) or the models to train: --models a,b,c")
-    if args.name is not None and args.name not in SUITES:
-        raise ConfigError(f"no suite named {args.name!r}{suggest(args.name, list(SUITES))} "
-                          f"(suites: {', '.join(SUITES)})")
-    suite = SUITES.get(args.name or "")
-    name = args.name or "custom"
-    recipe = dict(suite.overrides if suite else SUITE_RECIPE)
-    for key, value in (("epochs", args.epochs), ("data_root", args.data_root),
-                       ("test_samples", args.test_samples)):
-        if value is not None:
-            recipe[key] = value
-    config = TrainConfig(**recipe).validate()
-    budget = args.budget if args.budget is not None else (suite.budget_minutes if suite else 30)
-    models = args.models or list(suite.models)
-    out = args.out or Path("runs") / name
-    again = " ".join(["cnnlab suite", *([args.name] if args.name else []),
-                      *([f"--models {','.join(args.models)}"] if args.models else []),
-                      *([f"--epochs {args.epochs}"] if args.epochs is not None else []),
-                      *([f"--test-samples {args.test_samples}"]
-                        if args.test_samples is not None else []),
-                      f"--budget {budget:g}", f"--out {out}"])
+    plan = plan_suite(args.name, args.models, epochs=args.epochs, data_root=args.data_root,
+                      test_samples=args.test_samples, budget=args.budget, out=args.out)
+    name, out, budget = plan.name, plan.out_dir, plan.budget_minutes
     t0 = time.perf_counter()
     try:
-        result = run_suite(models, out, budget_s=budget * 60, config=config, name=name,
+        result = run_suite(plan.models, out, budget_s=budget * 60, config=plan.config, name=name,
                            stream=sys.stderr)
     except (KeyboardInterrupt, TrainingInterrupted) as err:
         print("cnnlab: suite interrupted; finished members are kept", file=sys.stderr)
-        print(f"resume with: {again}", file=sys.stderr)
+        print(f"resume with: {plan.again}", file=sys.stderr)
         return getattr(err, "exit_code", EXIT_INTERRUPTED)
     from cnnlab.compare import collect_runs, format_table, write_compare
 

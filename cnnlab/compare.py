@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from cnnlab.atomic import write_atomic
 from cnnlab.errors import CnnlabError, DataError
 
 __all__ = ["RunSummary", "collect_runs", "format_table", "read_run", "write_compare"]
@@ -133,9 +134,21 @@ class RunSummary:
         n = self.config.get("test_samples")
         return int(n) if n else None
 
+    @property
+    def knobs(self) -> str:
+        """The model's architecture knobs that differ from its defaults: 'channels=4,8' or ''."""
+        from cnnlab.models import knob_text
+
+        model = self.config.get("model")
+        try:
+            return knob_text(model, self.config.get("model_kwargs") or {}) if model else ""
+        except CnnlabError:  # a model or knob this install does not know
+            return "?"
+
     def row(self) -> dict[str, Any]:
         """The table's values (None where unknown), JSON-ready."""
         return {"run": self.label, "model": self.config.get("model") or "custom module",
+                "knobs": self.knobs,
                 "dataset": self.config.get("dataset"), "params": self.params, "macs": self.macs,
                 "precision": self.precision, "epochs": self.epochs, "test_acc": self.test_acc,
                 "best_val_acc": self.best_val_acc, "train_seconds": self.train_seconds,
@@ -185,7 +198,8 @@ def _cost(config: dict[str, Any]) -> tuple[int | None, int | None]:
         shape = recorded_shape(config)  # the channels, size and classes the run trained with
         if shape is None:
             return None, None  # its data is gone (a folder dataset): nothing to build it for
-        kwargs = config.get("model_kwargs") or {}  # the run's knobs
+        kwargs = {k: v for k, v in (config.get("model_kwargs") or {}).items()
+                  if k != "input_size"}  # the knobs; the size is the recorded shape's
         key = (model, shape, json.dumps(kwargs, sort_keys=True))
         if key not in _COST_CACHE:
             # Built for real, not on the meta device: about a second, and the counts never depend
@@ -278,6 +292,8 @@ def _cell(key: str, v: Any) -> str:
 def _cells(run: RunSummary) -> list[str]:
     row = run.row()
     out = [_cell(k, row[k]) for k, _ in COLUMNS]
+    if row["knobs"]:  # the model as it was varied: `lenet (channels=4,8)`
+        out[1] += f" ({row['knobs']})"
     if not run.finished:
         out[0] += " (unfinished)"
     return out
@@ -342,7 +358,6 @@ def write_compare(runs: list[RunSummary] | list[str | Path], out: str | Path = "
     if not runs:
         raise DataError("no run folder to compare")
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     series = [_series(r) for r in runs]
     points = [{"label": r.label, "test_acc": r.test_acc, "seconds": r.train_seconds,
                "macs": r.macs} for r in runs if r.test_acc is not None]
@@ -352,11 +367,7 @@ def write_compare(runs: list[RunSummary] | list[str | Path], out: str | Path = "
                   .read_bytes() for c in (2, 1)]
         trade = [plot_tradeoffs(points, Path(tmp) / f"trade{c}.png", columns=c).read_bytes()
                  for c in (2, 1)] if points else None
-    page = _render(runs, curves, trade, title)
-    tmp_out = out.with_name(f".{out.name}.tmp")
-    tmp_out.write_text(page, encoding="utf-8")
-    tmp_out.replace(out)
-    return out
+    return write_atomic(out, _render(runs, curves, trade, title))
 
 
 def _series(run: RunSummary) -> dict[str, Any]:

@@ -1,10 +1,10 @@
 """Look inside a network: its filters, what each conv stage makes of an image, and where it looks
-when it decides (Grad-CAM, saliency). Plus chapter 7.2: a 1x2 kernel learning to find edges.
+when it decides (Grad-CAM, saliency).
 
 The functions take any `nn.Module` (a zoo model, a d2l drop-in model, your own) and return arrays
-or matplotlib Figures, so a notebook shows them inline; `inspect_run` writes a run's pictures and a
-self-contained inspect.html, and `report_section` is the "What the network sees" part of
-report.html. Layers are named as `cnnlab summary` names them: module paths such as "net.0" or
+or matplotlib Figures, so a notebook shows them inline; cnnlab.inspect_page turns them into
+inspect.html and the report's "What the network sees", and cnnlab.edgedemo is chapter 7.2's
+edge detector. Layers are named as `cnnlab summary` names them: module paths such as "net.0" or
 "net.b2.0.conv1".
 
 Attribution comes from Captum (the PyTorch project's attribution library) rather than hand-written
@@ -15,11 +15,9 @@ against the papers' definitions by their maintainers. So it is a core dependency
 
 from __future__ import annotations
 
-import html
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -28,13 +26,10 @@ from matplotlib.figure import Figure
 from torch import nn
 
 from cnnlab.errors import ConfigError, ShapeError
-from cnnlab.pages import figure, png
 
 __all__ = [
-    "EdgeDemo", "Stage", "conf_text", "conv_layers", "conv_stages", "edge_demo", "feature_maps",
-    "filters", "find_layer", "gradcam", "inspect_run", "mistake_caption", "plot_attributions",
-    "plot_edge_demo", "plot_feature_maps", "plot_filters", "report_section", "saliency",
-    "top_mistakes",
+    "Stage", "colorize", "conv_layers", "conv_stages", "feature_maps", "filters", "find_layer",
+    "gradcam", "overlay", "plot_attributions", "plot_feature_maps", "plot_filters", "saliency",
 ]
 
 MAX_FILTERS_OUT = 64  # output channels drawn by plot_filters (the first ones)
@@ -470,322 +465,7 @@ def plot_attributions(images: np.ndarray, cams: np.ndarray, sals: np.ndarray,
     return fig
 
 
-# --- chapter 7.2: learning an edge detector ----------------------------------------------------
-
-@dataclass
-class EdgeDemo:
-    """Chapter 7.2's experiment: a 1x2 kernel learned from X and Y = corr2d(X, [[1, -1]])."""
-
-    X: np.ndarray  # (6, 8): ones, with zeros in columns 2-5 (two vertical edges)
-    Y: np.ndarray  # (6, 7): +1 at the light-to-dark edge, -1 at the dark-to-light one
-    kernels: np.ndarray  # (steps + 1, 2): the kernel before training and after each step
-    losses: np.ndarray  # (steps,): the summed squared error at each step, before its update
-    lr: float
-
-    @property
-    def kernel(self) -> np.ndarray:
-        """The learned kernel (1, 2)."""
-        return self.kernels[-1][None]
-
-
-def edge_demo(steps: int = 10, lr: float = 3e-2, seed: int = 0) -> EdgeDemo:
-    """Train the book's 1x2 kernel on its 6x8 edge image by plain gradient descent (section 7.2)."""
-    from cnnlab.ops import corr2d
-
-    if steps < 1:
-        raise ConfigError(f"steps={steps} must be at least 1")
-    X = torch.ones((6, 8))
-    X[:, 2:6] = 0
-    Y = corr2d(X, torch.tensor([[1.0, -1.0]]))
-    g = torch.Generator().manual_seed(seed)
-    # The book's LazyConv2d(1, kernel_size=(1, 2)) starts from U(-1/sqrt(2), 1/sqrt(2)).
-    K = ((torch.rand((1, 2), generator=g) * 2 - 1) / math.sqrt(2)).requires_grad_(True)
-    kernels, losses = [K.detach().clone()], []
-    for _ in range(steps):
-        loss = ((corr2d(X, K) - Y) ** 2).sum()
-        loss.backward()
-        with torch.no_grad():
-            K -= lr * K.grad
-        K.grad = None
-        losses.append(loss.item())
-        kernels.append(K.detach().clone())
-    return EdgeDemo(X.numpy(), Y.numpy(), torch.cat(kernels).numpy(), np.array(losses), lr)
-
-
-def plot_edge_demo(demo: EdgeDemo, narrow: bool = False) -> Figure:
-    """X, Y, the kernel approaching [1, -1], and the loss per step (2x2, or 4x1 for a phone)."""
-    fig = Figure(figsize=(4.2, 11.0) if narrow else (9.0, 6.4))
-    axes = fig.subplots(4, 1) if narrow else fig.subplots(2, 2)
-    ax_x, ax_y, ax_k, ax_l = np.ravel(axes)
-    for ax, a, t, cmap in ((ax_x, demo.X, "X: the 6×8 image (0 = black)", "gray"),
-                           (ax_y, demo.Y, "Y = corr2d(X, [[1, -1]]): its edges", "RdBu_r")):
-        lim = 1.0
-        ax.imshow(a, cmap=cmap, vmin=-lim if cmap != "gray" else 0, vmax=lim)
-        for (r, c), v in np.ndenumerate(a):
-            ax.text(c, r, f"{v:g}", ha="center", va="center", fontsize=8,
-                    color="white" if (cmap == "gray" and v < 0.5) or abs(v) > 0.5 and
-                    cmap != "gray" else "black")
-        ax.set_title(t, fontsize=10)
-        ax.set_xticks([])
-        ax.set_yticks([])
-    steps = np.arange(len(demo.kernels))
-    for j, (target, color) in enumerate(((1.0, "#d64545"), (-1.0, "#2f6fde"))):
-        ax_k.plot(steps, demo.kernels[:, j], marker="o", markersize=3, color=color,
-                  label=f"K[0, {j}] → {demo.kernels[-1, j]:+.3f}")
-        ax_k.axhline(target, color=color, linestyle="--", linewidth=0.8)
-    ax_k.set_title("the learned kernel approaches [1, -1]", fontsize=10)
-    ax_k.set_xlabel("step")
-    ax_k.legend(frameon=False, fontsize=8.5)
-    ax_k.grid(alpha=0.3)
-    ax_l.semilogy(np.arange(1, len(demo.losses) + 1), demo.losses, marker="o", markersize=3)
-    ax_l.set_title(f"squared error per step (lr {demo.lr:g})", fontsize=10)
-    ax_l.set_xlabel("step")
-    ax_l.grid(alpha=0.3, which="both")
-    fig.set_layout_engine("constrained")
-    return fig
-
-
-# --- a run's images ----------------------------------------------------------------------------
-
-def top_mistakes(ev: Any, n: int) -> torch.Tensor:
-    """Indices of the n most confident misclassified test images, most confident first."""
-    wrong = (ev.preds != ev.labels).nonzero().flatten()
-    return wrong[ev.confidence[wrong].argsort(descending=True)][:n]
-
-
-def _run_inputs(run: Any, split: Any) -> tuple[torch.Tensor, np.ndarray]:
-    """(what the model takes, on its device; what to show, (N, C, H, W) in [0, 1]) for a split."""
-    from cnnlab.loader import Loader
-
-    x = next(iter(run.loader(split, len(split))))[0]  # as training fed the model
-    show = next(iter(Loader(split, len(split), resize=run.input_size)))[0]  # not normalized
-    return x, show.numpy()
-
-
-def _test_images(run: Any, indices: Sequence[int]) -> tuple[torch.Tensor, np.ndarray]:
-    n = len(run.dataset.test)
-    for i in indices:
-        if not 0 <= i < n:
-            raise ConfigError(f"--index {i} is out of range: the {run.dataset.name} test split "
-                              f"has {n} images (0 to {n - 1})")
-    return _run_inputs(run, run.dataset.test.subset(torch.as_tensor(list(indices))))
-
-
-def _file_image(run: Any, path: str | Path) -> tuple[torch.Tensor, np.ndarray]:
-    from cnnlab.run import files_split
-
-    return _run_inputs(run, files_split(run, [Path(path)]))
-
-
-# --- pictures for pages: numpy -> PNG, captions in HTML (legible at any width) -----------------
-
-def _colorize(a: np.ndarray, cmap: str, lo: float, hi: float) -> np.ndarray:
+def colorize(a: np.ndarray, cmap: str, lo: float, hi: float) -> np.ndarray:
     """A 2-D array through a colour map to (H, W, 3); NaN (the gaps) is light gray."""
     rgb = _cmap(cmap)(np.ma.masked_invalid((a - lo) / ((hi - lo) or 1.0)))[..., :3]
     return rgb.astype(np.float32)
-
-
-def filters_html(model: nn.Module, layer: str | None = None) -> str:
-    """The filters of a conv as an HTML figure with its caption and scale."""
-    name, w = filters(model, layer)
-    mos, o, i = _filter_mosaic(w)
-    vmax = float(np.abs(w[:o, :i]).max()) or 1.0
-    cap = html.escape(_filters_caption(name, find_layer(model, name), w, o, i))
-    cap += (f'<br><span class="muted">red positive, blue negative, one scale '
-            f"(±{vmax:.3g}) for all</span>")
-    return figure(png(_colorize(mos, "RdBu_r", -vmax, vmax), 320), f"filters of {name}", cap,
-                   "wide")
-
-
-def maps_html(model: nn.Module, x: torch.Tensor, show: np.ndarray) -> str:
-    """The input and each stage's feature maps, one figure each with its label and shape."""
-    parts = [figure(png(_image_rgb(show), 84, 4), "input image",
-                     f"input {_shape(show.shape)}", "thumb")]
-    for stage, a in feature_maps(model, x):
-        a, shown = _strongest(a, MAX_MAPS)
-        mos = _mosaic(a, min(shown, 8))
-        name, lo, hi = _scale(a)
-        parts.append(figure(png(_colorize(mos, name, lo, hi), 200), stage.label,
-                             html.escape(_maps_caption(stage, shown)), "maps"))
-    return f'<div class="fmaps">{"".join(parts)}</div>'
-
-
-def attribution_cards(images: np.ndarray, cams: np.ndarray, sals: np.ndarray,
-                      captions: Sequence[str], where: str = "the last conv stage") -> str:
-    """One card per image: image | Grad-CAM overlay | saliency, captioned in HTML."""
-    cards = []
-    for img, cam, sal, cap in zip(images, cams, sals, captions):
-        g = _image_rgb(img)
-        g3 = np.repeat(g[..., None], 3, axis=2) if g.ndim == 2 else g
-        gap = np.ones((g3.shape[0], 2, 3), dtype=np.float32)
-        strip = np.concatenate([g3, gap, overlay(img, cam), gap,
-                                _colorize(sal, "magma", 0.0, 1.0)], axis=1)
-        cards.append(figure(png(strip, 240, 4), "image, Grad-CAM, saliency", cap, "card"))
-    return ('<div class="cards">' + "".join(cards) + "</div><p class=muted>Each: the image, "
-            f"Grad-CAM of the predicted class at {where} (red: where the evidence is), and "
-            "input-gradient saliency (bright: pixels the score is most sensitive to).</p>")
-
-
-def conf_text(p: float) -> str:
-    """A probability as text that never rounds a mistake up to a certain 100%."""
-    return ">99.9%" if p >= 0.9995 else f"{p:.1%}" if p >= 0.99 else f"{p:.0%}"
-
-
-def mistake_caption(classes: Sequence[str], pred: int, conf: float, true: int) -> str:
-    """HTML caption of a misclassified image: the predicted class in red with its probability,
-    then the true class."""
-    return (f'<b class="bad">{html.escape(classes[pred])}</b> {conf_text(conf)}'
-            f'<br><span class="muted">true: {html.escape(classes[true])}</span>')
-
-
-# --- the report's section, and `cnnlab inspect` ------------------------------------------------
-
-def report_section(run: Any, ev: Any, n_mistakes: int = 8) -> str:
-    """report.html's "What the network sees": first filters, the feature maps of one correct and
-    one wrong test image, Grad-CAM and saliency of the most confident mistakes."""
-    model, classes = run.model, run.classes
-    parts = ["<section id=sees><h2>What the network sees</h2>",
-             "<h3>First-layer filters</h3>", filters_html(model)]
-    right = (ev.preds == ev.labels).nonzero().flatten()
-    mistakes = top_mistakes(ev, n_mistakes)
-    pair = []
-    for title, idx in (("a correctly classified test image", right[:1]),
-                       ("a misclassified test image", mistakes[:1])):
-        if not len(idx):
-            continue
-        i = int(idx[0])
-        x, show = _test_images(run, [i])
-        what = (f"test image {i}: {html.escape(classes[int(ev.labels[i])])}, predicted "
-                f"{html.escape(classes[int(ev.preds[i])])} ({conf_text(float(ev.confidence[i]))})")
-        pair.append(f"<div><h3>Feature maps of {title}</h3><p class=muted>{what}</p>"
-                    + maps_html(model, x, show[0]) + "</div>")
-    parts.append(f'<div class="pair">{"".join(pair)}</div>')
-    if len(mistakes):
-        x, show = _test_images(run, mistakes.tolist())
-        wrong = ev.preds[mistakes]  # explain the class the model chose, TTA and all
-        cams, sals = gradcam(model, x, target=wrong), saliency(model, x, target=wrong)
-        caps = [mistake_caption(classes, int(ev.preds[i]), float(ev.confidence[i]),
-                                 int(ev.labels[i])) for i in mistakes]
-        parts.append(f"<h3>Where it looked: the {len(mistakes)} most confident mistakes</h3>")
-        parts.append(attribution_cards(show, cams, sals, caps))
-    parts.append("<p class=muted>More: <code>cnnlab inspect "
-                 f"{html.escape(str(run.run_dir))}</code> (any image, any layer).</p></section>")
-    return "".join(parts)
-
-
-def inspect_run(run_dir: str | Path, out_dir: str | Path | None = None, *,
-                index: int | None = None, image: str | Path | None = None,
-                layer: str | None = None, checkpoint: str = "last",
-                n_mistakes: int = 8) -> list[Path]:
-    """Write a run's pictures (PNG) and inspect.html into out_dir (default: RUN/inspect); the
-    files written, inspect.html last."""
-    from cnnlab.pages import page
-    from cnnlab.plots import save_figure
-    from cnnlab.run import evaluate_run, load_run
-
-    if index is not None and image is not None:
-        raise ConfigError("give --index N or --image PATH, not both")
-    run = load_run(run_dir, checkpoint)
-    model, classes = run.model, run.classes
-    out = Path(out_dir) if out_dir is not None else run.run_dir / "inspect"
-    if layer is not None:  # fail on a wrong name before any work
-        find_layer(model, layer)
-    if image is not None:
-        x, show = _file_image(run, image)
-        what = f"image {Path(image).name}"
-    else:
-        index = 0 if index is None else index
-        x, show = _test_images(run, [index])
-        what = (f"test image {index} (true class: "
-                f"{classes[int(run.dataset.test.labels[index])]})")
-    with torch.no_grad():
-        probs = model(x).float().softmax(dim=1)[0].cpu()
-    pred = int(probs.argmax())
-    what_html = (f"{html.escape(what)}: predicted <b>{html.escape(classes[pred])}</b> "
-                 f"({conf_text(float(probs[pred]))})")
-    # --layer names a conv (its filters are drawn too) or any block with an image-shaped output.
-    conv_layer = layer if layer is not None and _is_conv(find_layer(model, layer)) else None
-
-    title = f"{run.config.get('model')} on {run.dataset.name}: inside"
-    sections = [f"<header><h1>{html.escape(title)}</h1><p>run <code>"
-                f"{html.escape(run.run_dir.resolve().name)}</code> &middot; {what_html}</p>"
-                "</header><main>"]
-    written = [save_figure(plot_filters(model), out / "filters.png")]
-    body = filters_html(model)
-    if conv_layer and conv_layer != conv_layers(model)[0]:
-        written.append(save_figure(plot_filters(model, conv_layer),
-                                   out / f"filters-{conv_layer}.png"))
-        body += filters_html(model, conv_layer)
-    sections.append(f"<section><h2>Filters</h2>{body}</section>")
-
-    written.append(save_figure(plot_feature_maps(model, x, torch.from_numpy(show), what),
-                               out / "feature-maps.png"))
-    sections.append(f"<section><h2>Feature maps</h2><p class=muted>{what_html}; each stage's "
-                    "channels share one colour scale</p>" + maps_html(model, x, show[0])
-                    + "</section>")
-
-    cl = layer or default_cam_layer(model, x)
-    where_html = f"<code>{html.escape(cl)}</code>" + ("" if layer else " (the last conv stage)")
-    cams, sals = gradcam(model, x, pred, layer=cl), saliency(model, x, pred)
-    cap = (f"{html.escape(what)}<br>predicted {html.escape(classes[pred])} "
-           f"{conf_text(float(probs[pred]))}")
-    written.append(save_figure(plot_attributions(show, cams, sals, [f"{classes[pred]}"],
-                                                 f"Grad-CAM at {cl}"), out / "attribution.png"))
-    sections.append(f"<section><h2>Where it looks</h2><p class=muted>Grad-CAM at {where_html}"
-                    "</p>" + attribution_cards(show, cams, sals, [cap], where_html) + "</section>")
-
-    ev = evaluate_run(run)
-    mistakes = top_mistakes(ev, n_mistakes)
-    if len(mistakes):
-        xm, showm = _test_images(run, mistakes.tolist())
-        wrong = ev.preds[mistakes]
-        camsm, salsm = gradcam(model, xm, wrong, layer=cl), saliency(model, xm, wrong)
-        caps = [f"{classes[int(ev.preds[i])]} {conf_text(float(ev.confidence[i]))}\ntrue: "
-                f"{classes[int(ev.labels[i])]}" for i in mistakes]
-        written.append(save_figure(plot_attributions(showm, camsm, salsm, caps,
-                                                     "the most confident mistakes"),
-                                   out / "mistakes.png"))
-        html_caps = [mistake_caption(classes, int(ev.preds[i]), float(ev.confidence[i]),
-                                      int(ev.labels[i])) for i in mistakes]
-        sections.append(f"<section><h2>The {len(mistakes)} most confident mistakes</h2>"
-                        f"<p class=muted>of {int((ev.preds != ev.labels).sum()):,} "
-                        f"misclassified among the {ev.n:,} test images (accuracy "
-                        f"{ev.acc:.2%})</p>"
-                        + attribution_cards(showm, camsm, salsm, html_caps, where_html)
-                        + "</section>")
-    files = ", ".join(p.name for p in written)
-    sections.append(f"<footer>cnnlab inspect &middot; {html.escape(str(run.checkpoint))} "
-                    f"&middot; pictures also written as {html.escape(files)}</footer></main>")
-    path = out / "inspect.html"
-    _write_text(path, page(title, "".join(sections)))
-    return [*written, path]
-
-
-def edge_demo_page(out_dir: str | Path, steps: int = 10,
-                   lr: float = 3e-2) -> tuple[Path, EdgeDemo]:
-    """Chapter 7.2 reproduced: edge-demo.png and an inspect.html showing it; (html, demo)."""
-    from cnnlab.pages import page, picture_tag
-    from cnnlab.plots import figure_png, save_figure
-
-    demo = edge_demo(steps, lr)
-    out = Path(out_dir)
-    wide = save_figure(plot_edge_demo(demo), out / "edge-demo.png")
-    narrow = figure_png(plot_edge_demo(demo, narrow=True))
-    k = demo.kernel[0]
-    body = ("<header><h1>Chapter 7.2: learning an edge detector</h1><p>a 1&times;2 kernel, "
-            f"{len(demo.losses)} steps of gradient descent, lr {demo.lr:g}</p></header><main>"
-            "<section><h2>The kernel approaches [1, -1]</h2>"
-            f"<p>learned kernel <b>[{k[0]:.4f}, {k[1]:.4f}]</b>, squared error "
-            f"{demo.losses[0]:.3f} &rarr; {demo.losses[-1]:.4f}</p>"
-            + picture_tag(wide.read_bytes(), narrow, "edge image, target, kernel and loss per step")
-            + "</section></main>")
-    path = out / "inspect.html"
-    _write_text(path, page("cnnlab: chapter 7.2 edge detector", body))
-    return path, demo
-
-
-def _write_text(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)

@@ -25,11 +25,13 @@ from cnnlab.progress import plural
 from cnnlab.run import (
     Evaluation,
     Run,
+    best_row,
     evaluate_run,
     load_run,
     read_history,
     read_json,
     read_steps,
+    top_mistakes,
     torn_lines,
 )
 from cnnlab.schedule import format_lr
@@ -115,8 +117,6 @@ def write_report(run_dir: str | Path, checkpoint: str = "last", max_errors: int 
     cm = ev.confusion(k)
     plot_confusion(cm, classes, run_dir / "confusion.png")
 
-    from cnnlab.inspect import top_mistakes
-
     # The most confident mistakes are the most telling ones (and often label noise).
     wrong = top_mistakes(ev, max_errors)
     if len(wrong):
@@ -143,15 +143,17 @@ def _render(run: Run, result: dict[str, Any], history: list[dict[str, Any]], ev:
     name = run.run_dir.resolve().name
     knobs = _knobs(cfg)
     title = f"{cfg.get('model')}{f' ({knobs})' if knobs else ''} on {ev.dataset}"
-    best = _best_epoch(history)
+    monitor = str(cfg.get("monitor") or "val_acc")
+    best = best_row(history, monitor)  # the epoch best.pt holds
     seconds = result.get("seconds")
     ips = [h["images_per_second"] for h in history if h.get("images_per_second")]
     n_test = len(run.dataset.test)
     test_part = f", {_part(ev.n, n_test)}" if ev.n < n_test else ""
     cards = [("hero", _pct(ev.acc), f"test accuracy ({checkpoint}.pt{test_part})"),
              ("", f"{ev.loss:.4f}", "test loss"),
-             ("", _pct(best.get("val_acc")),
-              f"best val acc (epoch {best.get('epoch')}{_val_part(run, best)})"),
+             ("", _pct(best.get("val_acc")) if monitor == "val_acc"
+              else _num(best.get("val_loss")),
+              f"best val {monitor[4:]} (epoch {best.get('epoch')}{_val_part(run, best)})"),
              ("", str(len(history)), "epochs run"),
              ("", _duration(seconds), "training time"),
              ("", f"{sum(ips) / len(ips):,.0f}" if ips else "n/a", "train images / s")]
@@ -222,7 +224,8 @@ def _render(run: Run, result: dict[str, Any], history: list[dict[str, Any]], ev:
     env_rows.append(("report written by", f"torch {torch.__version__}, python "
                      f"{platform.python_version()} on {html.escape(platform.node())}"))
     parts.append('<div class="grid2"><section><h2>Configuration</h2>' + _config_html(cfg)
-                 + "</section><section><h2>Result and timings</h2>" + _result_html(result, n_test)
+                 + "</section><section><h2>Result and timings</h2>"
+                 + _result_html(result, history[-1] if history else {}, best)
                  + "<h2 style='margin-top:18px'>Environment</h2>" + _table(env_rows, cls="kv")
                  + "</section></div>")
     now = datetime.datetime.now().strftime("%Y-%m-%d %H:%M")
@@ -246,7 +249,7 @@ def _curves_html(curves: Path, history: list[dict[str, Any]],
 def _mistake_cards(run: Run, ev: Evaluation, n: int) -> str:
     """The n most confident mistakes, each a picture with its caption in HTML (errors.png holds
     the same grid as one picture; HTML captions stay legible on a phone)."""
-    from cnnlab.inspect import mistake_caption, top_mistakes
+    from cnnlab.inspect_page import mistake_caption
     from cnnlab.pages import figure, png
 
     cards = []
@@ -262,7 +265,7 @@ def _mistake_cards(run: Run, ev: Evaluation, n: int) -> str:
 def _sees_section(run: Run, ev: Evaluation) -> str:
     """"What the network sees" (cnnlab.inspect); its failure costs the section, not the report."""
     try:
-        from cnnlab.inspect import report_section
+        from cnnlab.inspect_page import report_section
 
         return report_section(run, ev)
     except CnnlabError as err:  # e.g. a model with no convolution: say so in place
@@ -322,21 +325,19 @@ def _config_html(cfg: dict[str, Any]) -> str:
             + _table(every, cls="kv") + "</details>")
 
 
-def _result_html(result: dict[str, Any], n_test: int) -> str:
-    """result.json: final and best epochs side by side, then test metrics and timings."""
+def _result_html(result: dict[str, Any], final: dict[str, Any], best: dict[str, Any]) -> str:
+    """The final and best epochs (from metrics.jsonl) side by side, then result.json's timings.
+
+    Each figure has one source: the test accuracy is the page's evaluation (top), the epochs
+    come from the history, "best" is the epoch best.pt holds (the run's monitor)."""
     if not result:
         return "<p class=muted>no result.json (the run has not finished)</p>"
     keys = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc")
     rows = [(f"<b>{name}</b>", *(f'<span class="num">{_esc(row.get(k))}</span>' for k in keys))
-            for name, row in (("final", result.get("final")), ("best", result.get("best")))
-            if isinstance(row, dict) and row]
+            for name, row in (("final", final), ("best", best)) if row]
     head = ("", "epoch", "train loss", "train acc", "val loss", "val acc")
     epochs = f'<div class="scroll">{_table(rows, head)}</div>' if rows else ""
-    covered = result.get("test_images")
-    part = f", {_part(covered, n_test)}" if isinstance(covered, int) and covered < n_test else ""
-    facts = [(f"test accuracy (final model{part})", _pct(result.get("test_acc"))),
-             ("test loss", _esc(result.get("test_loss"))),
-             ("training time", _duration(result.get("seconds"))),
+    facts = [("training time", _duration(result.get("seconds"))),
              ("epochs completed", _esc(result.get("epochs_completed"))),
              ("stopped early", _esc(result.get("stopped_early"))),
              ("mean train images / s", _count(result.get("images_per_second")))]
@@ -346,9 +347,8 @@ def _result_html(result: dict[str, Any], n_test: int) -> str:
             + f"<details><summary>result.json</summary>{_table(other, cls='kv')}</details>")
 
 
-def _best_epoch(history: list[dict[str, Any]]) -> dict[str, Any]:
-    scored = [h for h in history if h.get("val_acc") is not None]
-    return max(scored, key=lambda h: h["val_acc"]) if scored else {}
+def _num(v: Any) -> str:
+    return f"{v:.4f}" if isinstance(v, (int, float)) else "n/a"
 
 
 def _history_table(run: Run, history: list[dict[str, Any]]) -> str:

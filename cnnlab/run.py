@@ -25,10 +25,10 @@ from cnnlab.device import PRECISIONS, autocast, pick_device, precision_dtype, re
 from cnnlab.errors import ConfigError, DataError, ShapeError
 from cnnlab.runfiles import read_run_json, read_run_lines
 
-__all__ = ["Evaluation", "Run", "evaluate", "evaluate_run", "evaluate_sums", "evaluation",
-           "file_images", "is_book_data", "load_run", "model_device", "predict", "predict_files",
-           "read_history", "read_image", "read_json", "read_steps", "to_dataset_image",
-           "torn_lines"]
+__all__ = ["Evaluation", "Run", "best_row", "better", "evaluate", "evaluate_run", "evaluate_sums",
+           "evaluation", "file_images", "is_book_data", "load_run", "model_device", "predict",
+           "predict_files", "read_history", "read_image", "read_json", "read_steps",
+           "to_dataset_image", "top_mistakes", "torn_lines"]
 
 
 # --- one forward path for every metric ---------------------------------------------------------
@@ -292,6 +292,31 @@ def evaluation(model: nn.Module, batches: Iterable[Any], device: torch.device,
     n = len(y)
     return Evaluation(dataset, loss_sum / max(n, 1), int((y == k).sum()) / max(n, 1), n, y, k,
                       torch.cat(conf), split)
+
+
+def top_mistakes(ev: Any, n: int) -> torch.Tensor:
+    """Indices of the n most confident misclassified test images, most confident first."""
+    wrong = (ev.preds != ev.labels).nonzero().flatten()
+    return wrong[ev.confidence[wrong].argsort(descending=True)][:n]
+
+
+def better(row: dict[str, Any], best: dict[str, Any] | None, monitor: str) -> bool:
+    """True when `row` beats `best` on `monitor` (val_acc: higher; val_loss: lower): what makes
+    an epoch best.pt, for the engine and for every page that says "best"."""
+    if row.get(monitor) is None:
+        return False
+    if best is None or best.get(monitor) is None:
+        return True
+    return row[monitor] > best[monitor] if monitor == "val_acc" else row[monitor] < best[monitor]
+
+
+def best_row(history: list[dict[str, Any]], monitor: str = "val_acc") -> dict[str, Any]:
+    """The epoch best.pt holds: the first one no later epoch beat on `monitor` ({}: none)."""
+    best: dict[str, Any] | None = None
+    for row in history:
+        if better(row, best, monitor):
+            best = row
+    return best or {}
 
 
 # --- images from files ------------------------------------------------------------------------

@@ -39,8 +39,8 @@ from typing import Any, TextIO
 from cnnlab.errors import CnnlabError, ConfigError, DataError, TrainingInterrupted
 from cnnlab.train_config import TrainConfig
 
-__all__ = ["SUITES", "SUITE_RECIPE", "Probe", "Suite", "SuiteResult", "plan_samples",
-           "run_suite"]
+__all__ = ["SUITES", "SUITE_RECIPE", "Probe", "Suite", "SuitePlan", "SuiteResult", "plan_samples",
+           "plan_suite", "run_suite"]
 
 SUITE_FILE = "suite.json"
 PAGE_SECONDS = 20.0  # kept back from the budget for the comparison page at the end
@@ -201,15 +201,14 @@ def _check_models(models: Sequence[str], config: TrainConfig) -> dict[str, dict[
     kwargs: dict[str, dict[str, Any]] = {}
     bad = []
     for m in models:
-        kw = {"input_size": tuple(config.resize)} if config.resize else {}
-        kwargs[m] = kw
+        kwargs[m] = {}  # the input size comes from the run's inputs, never as a knob
         if not config.resize or default_input_size(m)[1:] == tuple(config.resize):
             continue  # built for this size (tests/test_models.py checks every model at its own)
         shape = recorded_shape({**config.to_dict(), "model": m})  # what the run will feed it
         try:
             with torch.device("meta"):  # shapes only: no memory, no init
                 if shape is None:
-                    create_model(m, **kw)
+                    create_model(m, input_size=tuple(config.resize))
                 else:
                     build_model(m, shape)
         except CnnlabError as err:
@@ -237,6 +236,49 @@ class _Console:
 
 
 # --- running -----------------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class SuitePlan:
+    """What `cnnlab suite` will run: the members, their shared config, budget and folder, and
+    the command that runs (or resumes) exactly this suite again."""
+
+    name: str
+    models: list[str]
+    config: TrainConfig
+    budget_minutes: float
+    out_dir: Path
+    again: str
+
+
+def plan_suite(name: str | None, models: Sequence[str] | None = None, *,
+               epochs: int | None = None, data_root: str | None = None,
+               test_samples: int | None = None, budget: float | None = None,
+               out: str | Path | None = None) -> SuitePlan:
+    """A named suite (SUITES) or a custom list of models, with the given settings changed."""
+    if name is None and not models:
+        raise ConfigError("name a suite (chapter8) or the models to train: --models a,b,c")
+    if name is not None and name not in SUITES:
+        from cnnlab.errors import suggest
+
+        raise ConfigError(f"no suite named {name!r}{suggest(name, list(SUITES))} "
+                          f"(suites: {', '.join(SUITES)})")
+    suite = SUITES.get(name or "")
+    label = name or "custom"
+    recipe = dict(suite.overrides if suite else SUITE_RECIPE)
+    for key, value in (("epochs", epochs), ("data_root", data_root),
+                       ("test_samples", test_samples)):
+        if value is not None:
+            recipe[key] = value
+    config = TrainConfig(**recipe).validate()
+    minutes = budget if budget is not None else (suite.budget_minutes if suite else 30)
+    out_dir = Path(out) if out is not None else Path("runs") / label
+    again = " ".join(["cnnlab suite", *([name] if name else []),
+                      *([f"--models {','.join(models)}"] if models else []),
+                      *([f"--epochs {epochs}"] if epochs is not None else []),
+                      *([f"--test-samples {test_samples}"] if test_samples is not None else []),
+                      f"--budget {minutes:g}", f"--out {out_dir}"])
+    return SuitePlan(label, list(models or suite.models), config, minutes, out_dir, again)
+
 
 def run_suite(models: Sequence[str], out_dir: str | Path, *, budget_s: float = 1800.0,
               config: TrainConfig | None = None, name: str = "custom",

@@ -38,26 +38,22 @@ from cnnlab.checkpoint import (
 from cnnlab.device import (
     PRECISION_NAMES,
     autocast,
-    pick_device,
-    precision_dtype,
-    resolve_precision,
-    run_settings,
 )
 from cnnlab.errors import (
     CnnlabError,
     ConfigError,
     OutputError,
     RunFinished,
-    ShapeError,
     TrainingError,
     TrainingInterrupted,
 )
 from cnnlab.progress import Progress, plural
-from cnnlab.run import _acc_dtype, evaluate, evaluate_sums, evaluation, predict
+from cnnlab.run import _acc_dtype, better, evaluate, evaluate_sums, evaluation, predict
 from cnnlab.runlog import RunFolder, claim_run_folder, environment, run_state
+from cnnlab.runsetup import set_up
 from cnnlab.schedule import lr_at
 from cnnlab.stopsignals import StopSignals
-from cnnlab.train_config import TrainConfig, make_optimizer
+from cnnlab.train_config import TrainConfig
 
 __all__ = ["TrainConfig", "TrainResult", "TrainingInterrupted", "Trainer", "evaluate", "predict",
            "resume", "train"]
@@ -263,25 +259,6 @@ def _dataset_key(name: str) -> str:
         return name
 
 
-def _too_small(err: ShapeError, cfg: TrainConfig, inputs: Any) -> ShapeError:
-    """A zoo model's "needs inputs of at least S" said with the flags that fix it: --image-size
-    for a class folder read at a small size (its smallest image sets it), else --resize."""
-    need = getattr(err, "min_size", None)
-    if need is None or inputs is None or not isinstance(cfg.model, str):
-        return err
-    from cnnlab.data import is_folder_dataset
-
-    h, w = inputs.size
-    if is_folder_dataset(inputs.dataset.name) and cfg.resize is None:
-        how = f"give --image-size {need} or more"
-        if not cfg.image_size:
-            how = (f"the class folder is read at the shorter side of its smallest image; {how} "
-                   "(every image is resized to it), or remove the small images")
-    else:
-        how = f"give --resize {need} or more"
-    return ShapeError(f"{cfg.model} needs inputs of at least {need}x{need}, got {h}x{w}: {how}")
-
-
 def resume_hint(run_dir: str | Path | None) -> str:
     """The command that resumes run_dir when it holds a checkpoint, else ''.
 
@@ -315,9 +292,9 @@ class Trainer:
                               "--out out for a fresh runs/<name>-<time>")
         self.out_dir = Path(out_dir) if out_dir is not None else None
         if isinstance(model, str) and model_kwargs:  # checked, typed, old names renamed
-            from cnnlab.models import parse_model_args
+            from cnnlab.models import check_model_kwargs
 
-            model_kwargs = parse_model_args(model, model_kwargs)
+            model_kwargs = check_model_kwargs(model, model_kwargs)
         self.model_kwargs = dict(model_kwargs or {})
         self.stream = stream
         self.overwrite = overwrite
@@ -335,100 +312,12 @@ class Trainer:
     # -- setup ------------------------------------------------------------------------------
 
     def _setup(self) -> None:
-        cfg = self.config
-        self.device = pick_device(cfg.device)
-        self.dist = ddp.setup(self.device.type)
-        if self.dist.enabled and self.device.type == "cuda":
-            self.device = torch.device("cuda", self.dist.local_rank)
-        if cfg.batch_size % self.dist.world_size:
-            raise ConfigError(f"batch_size={cfg.batch_size} must divide evenly among "
-                              f"{self.dist.world_size} processes")
-        # The precision is resolved here, once, and recorded as the word it resolved to.
-        precision = resolve_precision(cfg.amp, self.device)
-        self.notes: list[str] = []
-        if cfg.amp == "fast" and precision == "off" and self.device.type == "cpu":
-            self.notes.append("this CPU has no native bf16 (avx512_bf16/AMX): training in "
-                              "float32, where emulated bf16 would be slower")
-        self.config = cfg = cfg.replace(amp=precision)
-        self.amp = precision_dtype(precision)
-        # Threads, deterministic kernels, cuDNN autotuning, the seed: put back when fit() ends.
-        self.thread_policy = self._settings.enter_context(run_settings(
-            self.device, threads=cfg.threads or self.kept_threads,
-            deterministic=cfg.deterministic, seed=cfg.seed))
-        # Recorded as used, never as "auto": the device type (threads: see _threads_text).
-        self.config = cfg = cfg.replace(
-            device=self.device.type if cfg.device == "auto" else cfg.device)
-        try:  # the preflight and the model both build the network for the loader's size
-            self._setup_data()
-            self._setup_model()
-        except ShapeError as e:
-            raise _too_small(e, self.config, getattr(self, "inputs", None)) from None
-        params = [p for p in self.raw_model.parameters() if p.requires_grad]
-        self.optimizer = make_optimizer(params, cfg.optimizer, cfg.lr, cfg.momentum, cfg.nesterov,
-                                        cfg.weight_decay)
-        # fp16 needs loss scaling to keep small gradients; bf16 has float32's range and does not.
-        self.scaler = torch.amp.GradScaler(self.device.type, enabled=self.amp == torch.float16)
-
-    def _setup_data(self) -> None:
-        from cnnlab.inputs import RunInputs
-
-        cfg = self.config
-        model = self._model_arg if isinstance(self._model_arg, str) else None
-        inputs = RunInputs.load(cfg, self._data_arg, model=model)
-        self.inputs = inputs
-        ds = self.dataset = inputs.dataset
-        if getattr(ds, "note", ""):  # e.g. a subset of MNIST: say so before comparing accuracies
-            self.notes.append(f"{ds.name}: {ds.note}")
-        self.config = cfg = cfg.replace(dataset=ds.name, model=model or cfg.model,
-                                        resize=inputs.resize)
-        inputs.config = cfg
-        if self.preflight is not None:  # before any copy to the device or any model is built
-            self.preflight(cfg, ds, self.device, self.model_kwargs)
-        if self.on_start is not None:
-            self.on_start(cfg)
-
-        train_split, val_split, test_split = inputs.splits()
-        self.val_is_test = inputs.val_is_test
-        self.normalize = inputs.normalize
-        common = dict(device=self.device, channels_last=cfg.channels_last)
-        self.loader = inputs.loader(train_split, cfg.batch_size // self.dist.world_size,
-                                    shuffle=True, seed=cfg.seed, augment=inputs.augment(),
-                                    rank=self.dist.rank, world_size=self.dist.world_size, **common)
-        # Evaluation is sharded by stride without padding: every sample is counted exactly once.
-        r, w = self.dist.rank, self.dist.world_size
-        self.val_loader = inputs.loader(_shard(val_split, r, w), cfg.eval_batch_size, **common)
-        self.test_loader = self.val_loader if self.val_is_test else inputs.loader(
-            _shard(test_split, r, w), cfg.eval_batch_size, **common)
-        self.n_train = len(train_split)
-        if len(self.loader) == 0:
-            raise ConfigError(f"batch_size={cfg.batch_size} leaves no batch from "
-                              f"{len(train_split)} training samples; lower it")
-
-    def _setup_model(self) -> None:
-        cfg = self.config
-        model = self._model_arg
-        if isinstance(model, str):
-            torch.manual_seed(cfg.seed)  # zoo models initialize from the run's seed
-            model = self.inputs.build_model(model, self.model_kwargs)
-        if not isinstance(model, nn.Module):
-            raise ConfigError(f"model must be an nn.Module or a zoo name, "
-                              f"got {type(model).__name__}")
-        self.raw_model = model.to(self.device)
-        if cfg.channels_last:
-            self.raw_model = self.raw_model.to(memory_format=torch.channels_last)
-        self.model = self.raw_model
-        if self.dist.enabled:
-            from torch.nn.parallel import DistributedDataParallel
-
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self.model = DistributedDataParallel(self.raw_model, device_ids=ids)
-        if cfg.compile and self.device.type == "cpu" and not _cxx_compiler():
-            # Inductor builds C++ kernels on the CPU; without a compiler it fails at the first
-            # step. Train eagerly instead and say so: a recipe's speed knob must not break it.
-            self.notes.append("torch.compile needs a C++ compiler (g++, clang++ or $CXX) on the "
-                              "CPU and none was found: training without compile")
-        elif cfg.compile:
-            self.model = torch.compile(self.model)
+        """Device, precision, settings, inputs, model and optimizer (cnnlab.runsetup)."""
+        setup = set_up(self.config, self._model_arg, self._data_arg, self._settings,
+                       model_kwargs=self.model_kwargs, preflight=self.preflight,
+                       on_start=self.on_start, kept_threads=self.kept_threads)
+        # device, dist, amp, thread_policy, notes, inputs, dataset, loaders, models, optimizer...
+        vars(self).update(vars(setup))
 
     # -- state --------------------------------------------------------------------------------
 
@@ -766,7 +655,7 @@ class Trainer:
                    train_seconds=round(train_seconds, 4),
                    images_per_second=round(n / max(train_seconds, 1e-9), 1))
         self.history.append(row)
-        improved = self._is_better(row)
+        improved = better(row, self.best, self.config.monitor)
         if improved:
             self.best = dict(row)
         self.sums.zero_()
@@ -783,14 +672,6 @@ class Trainer:
                                    "images_per_second")}, row["epoch"])
         progress.end_epoch(row)
         return row
-
-    def _is_better(self, row: dict[str, Any]) -> bool:
-        key = self.config.monitor
-        if row.get(key) is None:
-            return False
-        if self.best is None or self.best.get(key) is None:
-            return True
-        return row[key] > self.best[key] if key == "val_acc" else row[key] < self.best[key]
 
     def _should_stop(self, row: dict[str, Any]) -> bool:
         """Early stopping: `patience` epochs since the best epoch."""
@@ -877,21 +758,3 @@ def _first_problem(err: BaseException) -> str:
         if at >= 0:
             return text[at:at + 200].split(". ", 1)[0].rstrip(".")
     return text[:200]
-
-
-def _cxx_compiler() -> str | None:
-    """Path of the C++ compiler torch.compile would use on the CPU, or None."""
-    import shutil
-
-    for name in (os.environ.get("CXX"), "g++", "c++", "clang++"):
-        path = shutil.which(name) if name else None
-        if path:
-            return path
-    return None
-
-
-def _shard(split: Any, rank: int, world_size: int) -> Any:
-    if world_size == 1:
-        return split
-    return split.subset(torch.arange(rank, len(split), world_size))
-

@@ -18,7 +18,7 @@ import torch
 from _trainkit import write_idx_dataset
 from torch import nn
 
-from cnnlab import cli
+from cnnlab import cli, edgedemo, inspect_page
 from cnnlab import inspect as ins
 from cnnlab.errors import ConfigError
 from cnnlab.models import create_model, list_models
@@ -243,14 +243,14 @@ def test_layer_names_are_checked_with_a_suggestion() -> None:
 # --- chapter 7.2 ------------------------------------------------------------------------------
 
 def test_edge_demo_learns_the_books_kernel() -> None:
-    demo = ins.edge_demo()  # the book: 10 steps, lr 3e-2
+    demo = edgedemo.edge_demo()  # the book: 10 steps, lr 3e-2
     assert demo.X.shape == (6, 8) and (demo.X[:, 2:6] == 0).all() and (demo.X[:, :2] == 1).all()
     assert (demo.Y[:, 1] == 1).all() and (demo.Y[:, 5] == -1).all() and abs(demo.Y).sum() == 12
     assert np.abs(demo.kernel - [[1, -1]]).max() < 0.1
     assert np.abs(demo.kernels[0] - [1, -1]).max() > 0.5  # it started far away
     assert (np.diff(demo.losses) < 0).all() and demo.losses[-1] < 0.1 * demo.losses[0]
-    assert np.abs(ins.edge_demo(steps=40).kernel - [[1, -1]]).max() < 1e-3
-    fig = ins.plot_edge_demo(demo)
+    assert np.abs(edgedemo.edge_demo(steps=40).kernel - [[1, -1]]).max() < 1e-3
+    fig = edgedemo.plot_edge_demo(demo)
     titles = [ax.get_title() for ax in fig.axes]
     assert titles[2] == "the learned kernel approaches [1, -1]" and "per step" in titles[3]
     assert len(fig.axes[3].lines[0].get_ydata()) == 10
@@ -346,7 +346,7 @@ def test_inspect_an_image_file(run_dir: Path, tmp_path: Path) -> None:
     img = np.full((40, 40), 255, np.uint8)
     img[8:32, 14:26] = 0  # a dark trouser-ish bar on white: inverted like the dataset
     Image.fromarray(img).save(tmp_path / "mine.png")
-    *pngs, page = ins.inspect_run(run_dir, tmp_path / "o", image=tmp_path / "mine.png",
+    *pngs, page = inspect_page.inspect_run(run_dir, tmp_path / "o", image=tmp_path / "mine.png",
                                   n_mistakes=2)
     assert [p.name for p in pngs] == ["filters.png", "feature-maps.png", "attribution.png",
                                       "mistakes.png"]
@@ -453,7 +453,7 @@ def test_pages_render_in_chromium(run_dir: Path, tmp_path: Path, width: int) -> 
     from cnnlab.report import write_report
 
     report = write_report(run_dir, max_errors=6)
-    look = ins.inspect_run(run_dir, tmp_path / "look", n_mistakes=3)[-1]
+    look = inspect_page.inspect_run(run_dir, tmp_path / "look", n_mistakes=3)[-1]
     for page in (report, look):
         got = _probe(page, width)
         got["page"] = page.name

@@ -232,6 +232,9 @@ def test_every_reader_rebuilds_the_run_with_its_knobs(knob_run: tuple[Path, str]
     proc = cnnlab(["compare", str(run_dir), "--no-page", "--format", "json"], run_dir.parent)
     assert proc.returncode == 0, proc.stderr
     assert f'"params": {expected.num_params()}' in proc.stdout.replace("'", '"')
+    assert '"knobs": "channels=4,8 activation=relu pool=max dense=32"' in proc.stdout
+    proc = cnnlab(["compare", str(run_dir), "--no-page"], run_dir.parent)
+    assert "lenet (channels=4,8 activation=relu pool=max dense=32)" in proc.stdout, proc.stdout
     proc = cnnlab(["export", str(run_dir), "--out", "m.onnx"], run_dir.parent)
     assert proc.returncode == 0 and (run_dir.parent / "m.onnx").is_file(), proc.stderr
 
@@ -241,6 +244,11 @@ def test_resume_keeps_the_recorded_knobs(knob_run: tuple[Path, str]) -> None:
     proc = cnnlab(["train", "--resume", str(run_dir), "--model-arg", "channels=8,8"],
                   run_dir.parent)
     assert proc.returncode == 2 and "drop --model and --model-arg" in proc.stderr
+    proc = cnnlab(["train", "--resume", str(run_dir), "--epochs", "2", "--no-report"],
+                  run_dir.parent)
+    assert proc.returncode == 0, proc.stderr
+    assert len((run_dir / "metrics.jsonl").read_text().splitlines()) == 2
+    assert json.loads((run_dir / "config.json").read_text())["model_kwargs"] == KNOBS
 
 
 @pytest.mark.parametrize("flag,message", [

@@ -37,10 +37,11 @@ GROUPS: dict[str, tuple[str, ...]] = {
                  "cnnlab.distributed", "cnnlab.schedule", "cnnlab.stopsignals"),
     "inputs": ("cnnlab.inputs",),  # what a run feeds its model: data and models meet here
     "run": ("cnnlab.run",),
-    "engine": ("cnnlab.train",),
+    "engine": ("cnnlab.train", "cnnlab.runsetup"),
     "recipes": ("cnnlab.recipes", "cnnlab.suite"),  # named experiments and running several
     "cost": ("cnnlab.cost", "cnnlab.opcount", "cnnlab.memory"),
-    "pages": ("cnnlab.report", "cnnlab.inspect", "cnnlab.compare", "cnnlab.export"),
+    "pages": ("cnnlab.report", "cnnlab.inspect", "cnnlab.inspect_page", "cnnlab.edgedemo",
+              "cnnlab.compare", "cnnlab.export"),
     "face": ("cnnlab.cli", "cnnlab.__main__"),
     "d2l": ("cnnlab.d2l",),
     "package": ("cnnlab",),  # cnnlab/__init__.py: the public names, loaded lazily

@@ -142,7 +142,7 @@ def model_table() -> str:
         with torch.device("meta"):  # counted, not run: no memory, no time
             model = create_model(name, num_classes=10, in_channels=c)
         s = summary(model, (c, h, w), measure_memory=False)
-        doc = (_lookup(name)[0].__doc__ or "").strip().splitlines()[0]
+        doc = (_lookup(name).fn.__doc__ or "").strip().splitlines()[0]
         doc = re.sub(rf",? {h}x{w}\.?$", "", doc).rstrip(".")
         lines.append(f"| `{name}` | {doc} | {c},{h},{w} | {s.total_params:,} | "
                      f"{format_si(s.total_macs, spec='.3g')} |")

@@ -149,7 +149,7 @@ def test_cli_suite_end_to_end_and_bad_input(tmp_path: Path, capsys) -> None:
         assert len((out / model / "metrics.jsonl").read_text().splitlines()) == 1
         # one recipe: every member's settings equal the suite's, bar the sized training subset
         # (and the device, which a run records as resolved: 'auto' -> 'cpu')
-        skip = ("model", "environment", "train_samples", "progress", "device")
+        skip = ("model", "model_kwargs", "environment", "train_samples", "progress", "device")
         assert {k: v for k, v in cfg.items() if k not in skip} \
             == {k: v for k, v in state["recipe"].items() if k not in skip}
         assert cfg["test_samples"] == 100 and cfg["epochs"] == 1 and cfg["threads"] == 0

@@ -28,6 +28,7 @@ from cnnlab.models import (  # noqa: F401
 from cnnlab.models._base import ZooModel, init_cnn
 from cnnlab.models._knobs import Knob
 from cnnlab.models._registry import (
+    check_model_kwargs,
     create_model,
     default_input_size,
     knob_table,
@@ -42,6 +43,7 @@ from cnnlab.models._registry import (
 __all__ = [
     "Knob",
     "ZooModel",
+    "check_model_kwargs",
     "create_model",
     "default_input_size",
     "init_cnn",

@@ -15,6 +15,7 @@ from cnnlab.errors import ConfigError, suggest
 from cnnlab.models._knobs import Knob, KnobSet, format_value, split_pairs
 
 __all__ = [
+    "check_model_kwargs",
     "create_model",
     "default_input_size",
     "knob_table",
@@ -114,6 +115,14 @@ def parse_model_args(name: str, args: Mapping[str, Any] | Sequence[str]) -> dict
         raise ConfigError(f"{name}: the input size is not a knob; set it with --resize H,W "
                           "(the `resize` setting)")
     return entry.knobs.check(pairs)
+
+
+def check_model_kwargs(name: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:
+    """Python kwargs for `create_model(name, ...)` as a run records them: the knobs checked,
+    typed and under their current names; `input_size` passed on as given."""
+    common = {k: v for k, v in kwargs.items() if k == "input_size"}
+    knobs = {k: v for k, v in kwargs.items() if k != "input_size"}
+    return {**_lookup(name).knobs.check(knobs), **common}
 
 
 def non_default_knobs(name: str, kwargs: Mapping[str, Any]) -> dict[str, Any]:

@@ -22,17 +22,17 @@ __all__ = ["LENET_KNOBS", "BNLeNet", "LeNet"]
 _POOLS = {"avg": nn.AvgPool2d, "max": nn.MaxPool2d}
 
 LENET_KNOBS = (
-    Knob("channels", "ints", (6, 16), "output channels of each conv stage (one stage per entry)",
+    Knob("channels", "ints", (6, 16), "output channels, one entry per conv stage",
          low=1),
     Knob("kernel_size", "int", 5, "convolution window of every conv", low=1, high=15),
-    Knob("padding", "ints", None, "padding of each conv (one value for all); auto: the book's "
-         "2,0 for two 5x5 convs, else kernel_size // 2 (sizes kept)", low=0, auto=True),
+    Knob("padding", "ints", None, "padding of each conv (one value: all); auto: 2,0 for the "
+         "book's two 5x5 convs, else kernel_size // 2", low=0, auto=True),
     Knob("activation", "choice", "sigmoid", "activation after every conv and hidden dense layer",
          choices=tuple(ACTIVATIONS)),
     Knob("pool", "choice", "avg", "the 2x2 stride-2 pooling after every conv",
          choices=tuple(_POOLS)),
-    Knob("dense", "ints", (120, 84), "widths of the hidden fully connected layers (none: a "
-         "single linear layer)", low=1, min_len=0, aliases=("hidden",)),
+    Knob("dense", "ints", (120, 84), "widths of the hidden dense layers (none: one linear "
+         "layer)", low=1, min_len=0, aliases=("hidden",)),
     Knob("batch_norm", "bool", False, "batch norm after every conv and hidden dense layer "
          "(section 8.5)"),
 )
