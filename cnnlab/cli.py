@@ -27,7 +27,7 @@ from cnnlab.errors import (
 
 EXIT_USER_ERROR = 2
 EXIT_INTERRUPTED = 130
-RUN_HELP = "a run folder written by `cnnlab train`"
+RUN_HELP = "a run folder written by `cnnlab train`."
 
 EPILOGS = {
     "main": """\
@@ -134,6 +134,19 @@ Every member gets the same share of --budget (minutes, the whole suite): a short
 sizes its training subset so its --epochs and learning-rate schedule finish inside it.
 Results land in --out (default runs/<suite>): one run folder per model, suite.json and
 compare.html.""",
+    "sweep": """\
+examples:
+  cnnlab sweep lenet --param lr=log:1e-3..0.3 --param momentum=0,0.9 --trials 20 --out runs/s
+  cnnlab sweep lenet --param model.activation=relu,sigmoid --sampler grid --out runs/act
+  cnnlab sweep lenet --param lr=0.03,0.1,0.3 --seeds 0,1,2 --sampler grid --out runs/seeds
+  cnnlab sweep --join runs/s                   one more worker on the same sweep
+  cnnlab sweep --resume runs/s --retrain-best  the best configuration on the whole training
+                                               split, scored on the test split once
+
+Trials rank on validation (val_size carved from the training split; 0.1 when unset) and never
+see the test split. Every trial is a run folder under DIR/trials; DIR holds sweep.json,
+sweep.csv, sweep.html and the study (study.journal, or --storage postgresql://...). Running the
+same command again continues the sweep.""",
 }
 
 
@@ -194,19 +207,19 @@ def build_parser(train_target: str | None = None) -> argparse.ArgumentParser:
 
     t = _parser(sub, "train", "Train a recipe or a zoo model; writes a run folder and its report.")
     t.add_argument("target", nargs="?", metavar="RECIPE_OR_MODEL",
-                   help="a recipe (`cnnlab recipes`) or a model (`cnnlab models`)")
+                   help="a recipe (`cnnlab recipes`) or a model (`cnnlab models`).")
     t.add_argument("--config", type=Path, metavar="FILE.toml",
-                   help="TOML file of settings (keys: the flags' names, with _ or -)")
+                   help="TOML file of settings (keys: the flags' names, with _ or -).")
     t.add_argument("--out", metavar="DIR",
                    help="run folder (default: runs/<recipe>-<timestamp>, always a new one); "
-                        "one that holds a run is refused unless --overwrite")
+                        "one that holds a run is refused unless --overwrite.")
     t.add_argument("--overwrite", action="store_true",
-                   help="replace the run in --out DIR: first remove everything it wrote")
+                   help="replace the run in --out DIR: first remove everything it wrote.")
     t.add_argument("--resume", type=Path, metavar="DIR",
-                   help="continue the run in DIR from checkpoints/last.pt")
+                   help="continue the run in DIR from checkpoints/last.pt.")
     t.add_argument("--from", dest="from_checkpoint", choices=("last", "best"), default=None,
                    help="with --resume: continue from last.pt (default) or best.pt (the epochs "
-                        "after best are dropped and trained again)")
+                        "after best are dropped and trained again).")
     _add_model_arg(t)
     _add_config_flags(t, train_target)
 
@@ -214,40 +227,41 @@ def build_parser(train_target: str | None = None) -> argparse.ArgumentParser:
     e.add_argument("run_dir", type=Path, metavar="RUN_DIR", help=RUN_HELP)
     e.add_argument("--checkpoint", choices=("best", "last"), default="last",
                    help="last: the final model, whose accuracy `train` printed (default); best: "
-                        "the epoch with the best validation score")
+                        "the epoch with the best validation score.")
     e.add_argument("--split", choices=("train", "val", "test"), default="test",
                    help="which images: test (default), train (what the run trained on) or val "
-                        "(what it validated on: the test split unless it set val_size)")
+                        "(what it validated on: the test split unless it set val_size).")
     e.add_argument("--format", choices=("text", "json"), default="text",
-                   help="text for people, json for programs")
+                   help="text for people, json for programs.")
 
     pr = _parser(sub, "predict", "Classify image files (PNG/JPEG) with a trained run.")
     pr.add_argument("run_dir", type=Path, metavar="RUN_DIR",
-                    help=RUN_HELP + ", or an exported .onnx file (with its .json sidecar)")
-    pr.add_argument("images", type=Path, nargs="+", metavar="IMAGE", help="PNG or JPEG files")
+                    help="a run folder written by `cnnlab train`, or an exported .onnx file "
+                         "(with its .json sidecar).")
+    pr.add_argument("images", type=Path, nargs="+", metavar="IMAGE", help="PNG or JPEG files.")
     pr.add_argument("--checkpoint", choices=("best", "last"), default="last",
-                    help="which checkpoint of the run (default: last)")
-    pr.add_argument("--top", type=int, default=3, help="how many classes to show per image")
+                    help="which checkpoint of the run (default: last).")
+    pr.add_argument("--top", type=int, default=3, help="how many classes to show per image.")
     pr.add_argument("--invert", choices=("auto", "yes", "no"), default="auto",
-                    help="invert light-background images to the dataset's dark ground")
+                    help="invert light-background images to the dataset's dark ground.")
     pr.add_argument("--format", choices=("text", "json"), default="text",
-                    help="text for people, json for programs")
+                    help="text for people, json for programs.")
 
     s = _parser(sub, "summary", "Per-layer shapes, parameters, MACs/FLOPs and memory of a model.")
-    s.add_argument("model", metavar="MODEL", help="a zoo model (`cnnlab models`)")
+    s.add_argument("model", metavar="MODEL", help="a zoo model (`cnnlab models`).")
     s.add_argument("--input", type=_triple, metavar="C,H,W",
-                   help="input size (default: the size the book uses for this model)")
-    s.add_argument("--classes", type=int, default=10, metavar="N", help="output classes")
+                   help="input size (default: the size the book uses for this model).")
+    s.add_argument("--classes", type=int, default=10, metavar="N", help="output classes.")
     s.add_argument("--batch-size", type=int, default=1, metavar="N",
-                   help="batch the figures are for (FLOPs and memory scale with it)")
+                   help="batch the figures are for (FLOPs and memory scale with it).")
     s.add_argument("--no-measure", dest="measure", action="store_false",
                    help="skip running one real training step to measure its peak memory "
-                        "(the counts and the memory estimate need no step)")
+                        "(the counts and the memory estimate need no step).")
     s.add_argument("--format", choices=("table", "markdown", "json"), default="table")
     _add_model_arg(s)
 
     m = _parser(sub, "models", "List the model zoo: input size and parameter count.")
-    m.add_argument("pattern", nargs="?", help="fnmatch pattern, e.g. 'resnet*'")
+    m.add_argument("pattern", nargs="?", help="fnmatch pattern, e.g. 'resnet*'.")
     m.add_argument("--format", choices=("table", "markdown"), default="table")
 
     r = _parser(sub, "recipes", "List the recipes: model, data, hyperparameters, measured result.")
@@ -255,55 +269,101 @@ def build_parser(train_target: str | None = None) -> argparse.ArgumentParser:
 
     d = _parser(sub, "data", "Download, verify or look at a dataset.")
     d.add_argument("action", choices=("download", "verify", "show"))
-    d.add_argument("name", metavar="NAME", help="fashion-mnist, mnist, cifar10 or folder:PATH")
+    d.add_argument("name", metavar="NAME", help="fashion-mnist, mnist, cifar10 or folder:PATH.")
     d.add_argument("--root", "--data-root", dest="root", type=Path,
-                   help="datasets folder, as `train --data-root` takes it (default: CNNLAB_DATA, "
-                        "...)")
-    d.add_argument("--split", choices=("train", "test"), default="train", help="show: which split")
-    d.add_argument("--count", type=int, default=32, help="show: how many samples (1-256)")
-    d.add_argument("--seed", type=int, default=0, help="show: which samples (seeded)")
-    d.add_argument("--out", type=Path, help="show: PNG path (default: <name>-samples.png)")
+                   help="datasets folder, as `train --data-root` takes it (default: "
+                        "$CNNLAB_DATA, then the user cache).")
+    d.add_argument("--split", choices=("train", "test"), default="train", help="show: which split.")
+    d.add_argument("--count", type=int, default=32, help="show: how many samples (1-256).")
+    d.add_argument("--seed", type=int, default=0, help="show: which samples (seeded).")
+    d.add_argument("--out", type=Path, help="show: PNG path (default: <name>-samples.png).")
 
     x = _parser(sub, "export", "Export a run's model as ONNX or TorchScript, checked against "
                                "PyTorch.")
     x.add_argument("run_dir", type=Path, metavar="RUN_DIR", help=RUN_HELP)
     x.add_argument("--format", choices=("onnx", "torchscript"), default="onnx",
-                   help="onnx (needs cnnlab[export]) or torchscript (default: onnx)")
+                   help="onnx (needs cnnlab[export]) or torchscript (default: onnx).")
     x.add_argument("--out", type=Path, metavar="FILE",
-                   help="where to write (default: <run>/<model>.onnx or .torchscript.pt)")
+                   help="where to write (default: <run>/<model>.onnx or .torchscript.pt).")
     x.add_argument("--checkpoint", choices=("best", "last"), default="last",
-                   help="which checkpoint of the run (default: last)")
+                   help="which checkpoint of the run (default: last).")
 
     rp = _parser(sub, "report", "Write a run's report.html (plus confusion.png and errors.png).")
     rp.add_argument("run_dir", type=Path, metavar="RUN_DIR", help=RUN_HELP)
     rp.add_argument("--checkpoint", choices=("best", "last"), default="last",
-                    help="the checkpoint to evaluate (default: last, the final model)")
+                    help="the checkpoint to evaluate (default: last, the final model).")
     rp.add_argument("--max-errors", type=int, default=32, metavar="N",
-                    help="misclassified images to show (most confident first)")
+                    help="misclassified images to show (most confident first).")
 
     c = _parser(sub, "compare", "Compare runs side by side: table, curves, accuracy vs cost.")
     c.add_argument("run_dirs", type=Path, nargs="+", metavar="RUN_DIR",
-                   help="run folders, or folders holding run folders")
+                   help="run folders, or folders holding run folders.")
     c.add_argument("--out", type=Path, default=Path("compare.html"),
-                   help="the page to write (default: compare.html)")
+                   help="the page to write (default: compare.html).")
     c.add_argument("--format", choices=("text", "markdown", "json"), default="text",
-                   help="how the table is printed")
-    c.add_argument("--no-page", action="store_true", help="print the table only")
+                   help="how the table is printed.")
+    c.add_argument("--no-page", action="store_true", help="print the table only.")
 
     su = _parser(sub, "suite", "Train several models under one recipe and budget, then compare.")
     su.add_argument("name", nargs="?", metavar="SUITE",
-                    help="a named suite: chapter8 (every chapter 7-8 architecture at 28x28)")
+                    help="a named suite: chapter8 (every chapter 7-8 architecture at 28x28).")
     su.add_argument("--models", type=_names, metavar="A,B,C",
-                    help="zoo models to train instead of the suite's (`cnnlab models`)")
-    su.add_argument("--epochs", type=int, help="epochs per model (default: the suite's, 3)")
+                    help="zoo models to train instead of the suite's (`cnnlab models`).")
+    su.add_argument("--epochs", type=int, help="epochs per model (default: the suite's, 3).")
     su.add_argument("--budget", type=float, metavar="MINUTES",
-                    help="wall-clock minutes for the whole suite (default 30)")
-    su.add_argument("--out", type=Path, metavar="DIR", help="suite folder (default runs/SUITE)")
-    su.add_argument("--data-root", type=str, metavar="PATH", help="datasets folder")
+                    help="wall-clock minutes for the whole suite (default 30).")
+    su.add_argument("--out", type=Path, metavar="DIR", help="suite folder (default runs/SUITE).")
+    su.add_argument("--data-root", type=str, metavar="PATH", help="datasets folder.")
     su.add_argument("--test-samples", type=int, metavar="N",
-                    help="test images (stratified subset; 0: all 10,000; default 1,000)")
+                    help="test images (stratified subset; 0: all 10,000; default 1,000).")
     _add_inspect_parser(sub)
+    _add_sweep_parser(sub)
     return p
+
+
+def _add_sweep_parser(sub: Any) -> None:
+    from cnnlab.sweep_space import PRUNERS, SAMPLERS
+    from cnnlab.train_config import MONITORS, add_arguments
+
+    w = _parser(sub, "sweep", "Search training settings and model knobs; every trial a run.")
+    w.add_argument("target", nargs="?", metavar="RECIPE_OR_MODEL",
+                   help="A recipe (`cnnlab recipes`) or a model (`cnnlab models`).")
+    w.add_argument("--param", action="append", metavar="SPEC",
+                   help="What to vary, as NAME=VALUES (repeatable): lr=log:1e-3..0.3, "
+                        "momentum=0,0.9, model.channels=6-16,32-64 (a TrainConfig field or "
+                        "model.KNOB).")
+    w.add_argument("--trials", type=int, metavar="N", help="How many trials in all.")
+    w.add_argument("--budget", metavar="TIME",
+                   help="Wall time of this command (30m, 2h, 90s): no trial starts after it.")
+    w.add_argument("--sampler", choices=SAMPLERS, help="How trials are proposed: tpe (default), "
+                                                        "random or grid.")
+    w.add_argument("--prune", choices=PRUNERS,
+                   help="How poor trials stop after an epoch: median (default), halving or off.")
+    w.add_argument("--metric", choices=MONITORS,
+                   help="The validation metric that ranks trials (default val_acc).")
+    w.add_argument("--seeds", type=_seeds, metavar="A,B,C",
+                   help="Run each configuration with these seeds and rank on the mean.")
+    w.add_argument("--storage", metavar="URL",
+                   help="A database server for the study (postgresql://user@host/db); by "
+                        "default the study lives in DIR/study.journal.")
+    w.add_argument("--out", metavar="DIR", help="The sweep folder (default runs/sweep-NAME).")
+    w.add_argument("--join", type=Path, metavar="DIR", help="Add a worker to the sweep in DIR.")
+    w.add_argument("--resume", type=Path, metavar="DIR", help="Continue the sweep in DIR.")
+    w.add_argument("--retrain-best", action="store_true",
+                   help="Then train the best configuration on the whole training split and "
+                        "report its test accuracy, once.")
+    w.add_argument("--config", type=Path, metavar="FILE.toml",
+                   help="A TOML file of training settings, with a [sweep] table of these "
+                        "options.")
+    _add_model_arg(w)
+    add_arguments(w.add_argument_group("training settings of every trial (TrainConfig fields)"))
+
+
+def _seeds(text: str) -> list[int]:
+    try:
+        return [int(s) for s in text.split(",") if s.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not seeds such as 0,1,2") from None
 
 
 def _add_inspect_parser(sub: Any) -> None:
@@ -312,24 +372,24 @@ def _add_inspect_parser(sub: Any) -> None:
     ins.add_argument("run_dir", type=Path, nargs="?", metavar="RUN_DIR", help=RUN_HELP)
     which = ins.add_mutually_exclusive_group()
     which.add_argument("--index", type=int, metavar="N",
-                       help="the test image to follow through the network (default: 0)")
+                       help="the test image to follow through the network (default: 0).")
     which.add_argument("--image", type=Path, metavar="PATH",
-                       help="a PNG or JPEG of your own instead of a test image")
+                       help="a PNG or JPEG of your own instead of a test image.")
     ins.add_argument("--layer", metavar="NAME",
                      help="a layer as `cnnlab summary` names it: its filters (a conv) and "
                           "Grad-CAM there (default: first conv's filters, Grad-CAM on the last "
-                          "conv stage)")
+                          "conv stage).")
     ins.add_argument("--checkpoint", choices=("best", "last"), default="last",
-                     help="the checkpoint to look into (default: last, the final model)")
+                     help="the checkpoint to look into (default: last, the final model).")
     ins.add_argument("--mistakes", type=int, default=8, metavar="N",
-                     help="most confident mistakes to explain (default: 8)")
+                     help="most confident mistakes to explain (default: 8).")
     ins.add_argument("--out", type=Path, metavar="DIR",
                      help="folder for the PNGs and inspect.html (default: RUN_DIR/inspect, or "
-                          "edge-demo/ with --edge-demo)")
+                          "edge-demo/ with --edge-demo).")
     ins.add_argument("--edge-demo", action="store_true",
-                     help="chapter 7.2: train a 1x2 kernel to detect edges (needs no run)")
+                     help="chapter 7.2: train a 1x2 kernel to detect edges (needs no run).")
     ins.add_argument("--steps", type=int, default=10, metavar="N",
-                     help="--edge-demo: gradient steps (the book: 10)")
+                     help="--edge-demo: gradient steps (the book: 10).")
 
 
 def _names(text: str) -> list[str]:
@@ -742,10 +802,58 @@ def cmd_suite(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_sweep(args: argparse.Namespace) -> int:
+    """Run (or join, or resume) a sweep; print one line per trial, the best, the page."""
+    from cnnlab import sweep as sw
+    from cnnlab.sweep_space import OPTIONS, plan_spec, sweep_options
+
+    opts = sweep_options(args.config, {n: getattr(args, n, None) for n in OPTIONS})
+    folder = args.join or args.resume
+    if folder is not None:
+        if args.join and args.resume:
+            raise ConfigError("--join DIR and --resume DIR do the same; give one")
+        if args.target or opts.get("param") or opts.get("out") or _flags(args) \
+                or args.model_args:
+            raise ConfigError(f"--{'join' if args.join else 'resume'} DIR takes the sweep's "
+                              "settings from DIR; drop the name, --param, --out and training "
+                              "flags (--trials, --budget and --retrain-best still apply)")
+        spec, out = None, Path(folder)
+    else:
+        ns = argparse.Namespace(target=args.target, config=args.config,
+                                model_args=args.model_args, out=opts.get("out") or "-",
+                                **_flags(args))
+        recipe, config, _, model_kwargs = plan_train(ns)
+        spec = plan_spec(recipe, config, model_kwargs, opts, _flags(args), args.config)
+        out = Path(opts.get("out") or Path("runs") / f"sweep-{recipe.name}")
+    try:
+        if spec is not None or not opts.get("retrain_best") or opts.get("trials") or \
+                opts.get("budget"):
+            best = sw.run_sweep(spec, out, trials=opts.get("trials"),
+                                budget_s=sw.parse_budget(opts.get("budget")),
+                                storage=opts.get("storage"), stream=sys.stderr).best
+        else:
+            best = sw.read_sweep(out).get("best")
+    except (KeyboardInterrupt, TrainingInterrupted) as err:
+        print("cnnlab: sweep interrupted; finished trials are kept; continue with: "
+              f"cnnlab sweep --resume {out}", file=sys.stderr)
+        return getattr(err, "exit_code", EXIT_INTERRUPTED)
+    if best:
+        saved = sw.read_sweep(out)
+        print(f"best: trial {best['number']}, {saved['spec']['metric']} "
+              f"{sw.fmt_score(best)} ({sw.fmt_params(best['params'])})")
+        print(f"train it: {saved['best_command']}")
+    print(f"sweep: {out / 'sweep.html'}", flush=True)
+    if opts.get("retrain_best"):
+        res = sw.retrain_best(out, stream=sys.stderr)
+        print(f"test accuracy of the best configuration, trained on the whole training split: "
+              f"{res.test_acc:.4f} (run folder {res.out_dir})")
+    return 0
+
+
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "train": cmd_train, "eval": cmd_eval, "predict": cmd_predict, "summary": cmd_summary,
     "models": cmd_models, "recipes": cmd_recipes, "data": cmd_data, "report": cmd_report,
-    "export": cmd_export, "compare": cmd_compare, "suite": cmd_suite,
+    "export": cmd_export, "compare": cmd_compare, "suite": cmd_suite, "sweep": cmd_sweep,
 }
 COMMANDS["inspect"] = cmd_inspect
 

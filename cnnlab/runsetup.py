@@ -18,9 +18,17 @@ import torch
 from torch import nn
 
 from cnnlab import distributed as ddp
-from cnnlab.device import pick_device, precision_dtype, resolve_precision, run_settings
+from cnnlab.device import (
+    PRECISION_NAMES,
+    pick_device,
+    precision_dtype,
+    resolve_precision,
+    run_settings,
+)
 from cnnlab.errors import ConfigError, ShapeError
 from cnnlab.inputs import RunInputs
+from cnnlab.progress import plural
+from cnnlab.runlog import environment
 from cnnlab.train_config import TrainConfig, make_optimizer
 
 __all__ = ["RunSetup", "set_up"]
@@ -48,6 +56,39 @@ class RunSetup:
     optimizer: Any
     scaler: Any
     notes: list[str] = field(default_factory=list)  # said once before training starts
+    kept_threads: int = 0  # a resumed run's thread count, as it chose it at its start
+
+    def describe(self, steps: int, epochs: int) -> str:
+        """'lenet on fashion-mnist: 60,000 train samples, 469 steps/epoch, ...': the run's
+        first line."""
+        cfg = self.config
+        where = f"device {self.device}" + (f" x{self.dist.world_size}" if self.dist.enabled
+                                             else "")
+        if self.device.type == "cpu":
+            where += f", {self._threads_text()}"
+        return (f"{cfg.model or type(self.raw_model).__name__} on {cfg.dataset}: "
+                f"{plural(self.n_train, 'train sample')}, {plural(steps, 'step')}/epoch, "
+                f"{plural(epochs, 'epoch')}, {where}, {PRECISION_NAMES[cfg.amp]}"
+                + (", validating on the test split" if self.val_is_test and cfg.eval_every
+                   else ""))
+
+    def _threads_text(self) -> str:
+        n = plural(torch.get_num_threads(), "thread")
+        if self.thread_policy is not None:
+            return n + " (chosen from the CPU's load now, kept for the whole run)"
+        if self.kept_threads and not self.config.threads:
+            return n + " (as the run chose at its start)"
+        return n
+
+    def environment(self) -> dict[str, Any]:
+        """config.json's "environment": the machine, and the CPU threads the run uses (threads=0:
+        chosen from the load as it started, then kept; a resume keeps that count)."""
+        env = environment(self.device)  # cpu_threads: the count in force
+        if self.thread_policy is not None:
+            env["cpu_thread_policy"] = "chosen from the load at the start, then kept"
+        elif self.kept_threads and not self.config.threads:
+            env["cpu_thread_policy"] = "kept from the run's start (resumed)"
+        return env
 
 
 def set_up(config: TrainConfig, model: nn.Module | str, data: Any,
@@ -122,7 +163,7 @@ def set_up(config: TrainConfig, model: nn.Module | str, data: Any,
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
     return RunSetup(cfg, device, dist, amp, policy, inputs, ds, loader, val_loader, test_loader,
                     inputs.val_is_test, inputs.normalize, len(train_split), raw, wrapped,
-                    optimizer, scaler, notes)
+                    optimizer, scaler, notes, kept_threads)
 
 
 def _too_small(err: ShapeError, cfg: TrainConfig, inputs: RunInputs) -> ShapeError:

@@ -16,7 +16,7 @@ import math
 import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -36,7 +36,6 @@ from cnnlab.checkpoint import (
     set_rng_state,
 )
 from cnnlab.device import (
-    PRECISION_NAMES,
     autocast,
 )
 from cnnlab.errors import (
@@ -47,9 +46,9 @@ from cnnlab.errors import (
     TrainingError,
     TrainingInterrupted,
 )
-from cnnlab.progress import Progress, plural
+from cnnlab.progress import Progress
 from cnnlab.run import _acc_dtype, better, evaluate, evaluate_sums, evaluation, predict
-from cnnlab.runlog import RunFolder, claim_run_folder, environment, run_state
+from cnnlab.runlog import RunFolder, claim_run_folder, run_state
 from cnnlab.runsetup import set_up
 from cnnlab.schedule import lr_at
 from cnnlab.stopsignals import StopSignals
@@ -318,6 +317,7 @@ class Trainer:
                        on_start=self.on_start, kept_threads=self.kept_threads)
         # device, dist, amp, thread_policy, notes, inputs, dataset, loaders, models, optimizer...
         vars(self).update(vars(setup))
+        self.setup = setup
 
     # -- state --------------------------------------------------------------------------------
 
@@ -394,19 +394,12 @@ class Trainer:
                                                     overwrite=self.overwrite)
                 self.run = RunFolder(self.out_dir, tensorboard=self.config.tensorboard,
                                      plot=self.config.plot)
-            self._setup()
-            if state is not None:
-                self._check_resumed_data(state)
-            return self._fit(state)
-        except OutputError as err:  # a write failed: say where, and how to go on
-            raise self._output_error(str(err), err.path) from None
-        except OSError as err:  # a write the atomic writer did not make (folders, TensorBoard)
-            inside = err.filename and self.out_dir is not None and Path(
-                os.path.abspath(err.filename)).is_relative_to(self.out_dir.absolute())
-            if not (is_storage_error(err) and inside):
-                raise
-            where = err.filename
-            raise self._output_error(str(output_error(err, where)), where) from None
+            # A resume failing again (a disk still full) gets the resume hint too.
+            with _output_errors(self.out_dir, lambda: self._started or self.source is not None):
+                self._setup()
+                if state is not None:
+                    self._check_resumed_data(state)
+                return self._fit(state)
         finally:
             self.stop.__exit__(None, None, None)
             if self.run is not None:
@@ -417,12 +410,6 @@ class Trainer:
                 _remove_empty(self._made)
             self._settings.close()
             ddp.teardown(self.dist)
-
-    def _output_error(self, message: str, path: Any) -> OutputError:
-        hint = resume_hint(self.out_dir)
-        if hint and (self._started or self.source is not None):  # a resume failing again too
-            message += f"; once that is fixed, resume with: {hint}"
-        return OutputError(message, path=path, run_dir=self.out_dir)
 
     def _check_resumed_data(self, state: dict[str, Any]) -> None:
         """The dataset actually loaded (a Dataset object may be passed) is the recorded one."""
@@ -464,29 +451,15 @@ class Trainer:
                 "That is long for a CPU: fewer --epochs, a smaller --resize or --train-samples "
                 "shorten it, and the 28x28 models of `cnnlab suite chapter8` train in minutes")
         if self.run is not None:
-            env = environment(self.device)
-            if self.thread_policy is not None:  # threads=0 on a CPU: chosen from the load
-                env["cpu_thread_policy"] = "chosen from the load at the start, then kept"
-            elif self.kept_threads and not cfg.threads:
-                env["cpu_thread_policy"] = "kept from the run's start (resumed)"
-            self.run.write_config({**cfg.to_dict(), "model_kwargs": self.model_kwargs}, env)
+            self.run.write_config({**cfg.to_dict(), "model_kwargs": self.model_kwargs},
+                                  self.setup.environment())
             self.run.write_history(self.history, self.steps_log)
             self.run.tensorboard(purge_step=self.global_step if state is not None else None)
         self.stop.in_loop = self._started = True  # a first Ctrl-C now finishes the step, saves
-        verb = "resuming" if state is not None else "training"
-        where = f"device {self.device}" + (f" x{self.dist.world_size}" if self.dist.enabled
-                                             else "")
-        if self.device.type == "cpu":
-            where += f", {self._threads_text()}"
-        progress.message(f"{verb} {cfg.model or type(self.raw_model).__name__} on {cfg.dataset}: "
-                         f"{plural(self.n_train, 'train sample')}, {plural(steps, 'step')}/epoch, "
-                         f"{plural(epochs, 'epoch')}, {where}, {PRECISION_NAMES[cfg.amp]}"
-                         + (", validating on the test split" if self.val_is_test
-                            and cfg.eval_every else "")
-                         + (f", from {_where(start_epoch, start_step)}"
-                            + (f" ({self.source.name})" if self.source
-                               and self.source.name != "last.pt" else "")
-                            if state is not None else ""))
+        start = "" if state is None else f", from {_where(start_epoch, start_step)}" + (
+            f" ({self.source.name})" if self.source and self.source.name != "last.pt" else "")
+        progress.message(("resuming " if state is not None else "training ")
+                         + self.setup.describe(steps, epochs) + start)
         for note in self.notes:
             progress.message(note)
         stopped_early = False
@@ -503,14 +476,6 @@ class Trainer:
             self.stop.in_loop = False
             progress.close()
         return self._finish(stopped_early)
-
-    def _threads_text(self) -> str:
-        n = plural(torch.get_num_threads(), "thread")
-        if self.thread_policy is not None:
-            return n + " (chosen from the CPU's load now, kept for the whole run)"
-        if self.kept_threads and not self.config.threads:
-            return n + " (as the run chose at its start)"
-        return n
 
     def _train_epoch(self, epoch: int, start: int, progress: Progress) -> None:
         cfg, model, opt = self.config, self.model, self.optimizer
@@ -684,6 +649,8 @@ class Trainer:
         if self.val_is_test and final.get("val_acc") is not None:
             test_loss, test_acc = final["val_loss"], final["val_acc"]
             test_images = final.get("val_images")
+        elif not self.config.score_test:  # validation-only (a sweep's trial): test unseen
+            test_loss = test_acc = test_images = None
         else:
             limit = 1 if self.config.dry_run else self.config.limit_batches
             sums = ddp.all_reduce_sum(evaluate_sums(self.raw_model, self.test_loader, self.device,
@@ -729,6 +696,28 @@ class Trainer:
             raise TrainingInterrupted(f"{where}; no checkpoint was saved", self.out_dir, signum)
         raise TrainingInterrupted(f"{where}; checkpoint saved; resume with: {hint}",
                                   self.out_dir, signum)
+
+
+@contextlib.contextmanager
+def _output_errors(out_dir: Path | None, started: Callable[[], bool]) -> Iterator[None]:
+    """A failed write as one OutputError naming the file, and, once training has started, the
+    command that resumes the run when it is fixed."""
+    def error(message: str, path: Any) -> OutputError:
+        hint = resume_hint(out_dir)
+        if hint and started():
+            message += f"; once that is fixed, resume with: {hint}"
+        return OutputError(message, path=path, run_dir=out_dir)
+
+    try:
+        yield
+    except OutputError as err:  # a write failed: say where, and how to go on
+        raise error(str(err), err.path) from None
+    except OSError as err:  # a write the atomic writer did not make (folders, TensorBoard)
+        inside = err.filename and out_dir is not None and Path(
+            os.path.abspath(err.filename)).is_relative_to(out_dir.absolute())
+        if not (is_storage_error(err) and inside):
+            raise
+        raise error(str(output_error(err, err.filename)), err.filename) from None
 
 
 def _remove_empty(paths: list[Path]) -> None:

@@ -53,6 +53,8 @@ class TrainConfig:
                               "all).")
     test_samples: int = knob(0, "Test on a seeded stratified subset of the test split (0: all of "
                              "it).")
+    score_test: bool = knob(True, "Score the final model on the test split (off: validation "
+                            "only, as a sweep's trials; needs val_size).")
 
     # --- optimization ----------------------------------------------------------------------
     epochs: int = knob(10, "Passes over the training split.")
@@ -149,6 +151,9 @@ class TrainConfig:
             raise ConfigError(f"warmup_epochs={self.warmup_epochs} exceeds epochs={self.epochs}")
         if self.val_size >= 1 and self.val_size != int(self.val_size):
             raise ConfigError(f"val_size={self.val_size}: a count must be whole, a fraction < 1")
+        if not self.score_test and not self.val_size:
+            raise ConfigError("score_test=False needs val_size > 0: without a validation split "
+                              "the run validates on the test split")
         if self.resize is not None and (len(self.resize) != 2 or min(self.resize) < 1):
             raise ConfigError(f"resize={self.resize} must be (height, width) with positive sizes")
         return self
@@ -176,8 +181,8 @@ class TrainConfig:
         return dataclasses.replace(self, **changes).validate()
 
 
-def load_toml(path: str | Path) -> dict[str, Any]:
-    """Settings from a TOML file: keys are TrainConfig fields ('-' or '_'), plus `recipe`."""
+def read_toml(path: str | Path) -> dict[str, Any]:
+    """A TOML file's tables and keys; ConfigError (one line) when it cannot be read."""
     try:
         import tomllib
     except ModuleNotFoundError:  # Python 3.10
@@ -201,6 +206,14 @@ def load_toml(path: str | Path) -> dict[str, Any]:
                           f"0x{err.object[err.start]:02x}); save it as UTF-8") from None
     except tomllib.TOMLDecodeError as err:
         raise ConfigError(f"config file {path} is not valid TOML: {err}") from None
+    return raw
+
+
+def load_toml(path: str | Path) -> dict[str, Any]:
+    """Settings from a TOML file: keys are TrainConfig fields ('-' or '_'), plus `recipe`;
+    a [sweep] table is `cnnlab sweep`'s (read with read_toml)."""
+    raw = read_toml(path)
+    raw.pop("sweep", None)
     # Settings are top-level keys, or keys of a [train] table, or both (each key once).
     # The model's knobs: a [model] table (its `name` may name the model to train).
     knobs = raw.pop("model") if isinstance(raw.get("model"), dict) else None
@@ -383,4 +396,4 @@ def _non_negative(name: str, value: float) -> None:
 
 
 __all__ = ["OPTIMIZERS", "TrainConfig", "add_arguments", "config_from_args", "field_help",
-           "load_toml", "make_optimizer", "parse_hw", "parse_ints"]
+           "load_toml", "make_optimizer", "parse_hw", "parse_ints", "read_toml"]

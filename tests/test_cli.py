@@ -73,6 +73,11 @@ def test_every_training_flag_says_a_whole_sentence() -> None:
         assert text.endswith(".") and len(text.split()) >= 3, f"--{f.name}: {text!r}"
     amp = helps["amp"].rpartition(" [default ")[0]
     assert "also on CPUs with native bf16; off is float32" in amp  # it once stopped at "with"
+    for name, sub in build_parser()._subparsers._group_actions[0].choices.items():  # type: ignore
+        for action in sub._actions:
+            if action.dest != "help" and action.help:
+                text = action.help.rpartition(" [default ")[0] or action.help
+                assert text.endswith("."), f"cnnlab {name} {action.option_strings}: {text!r}"
 
 
 @pytest.mark.parametrize("argv,says", [

@@ -38,7 +38,8 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "inputs": ("cnnlab.inputs",),  # what a run feeds its model: data and models meet here
     "run": ("cnnlab.run",),
     "engine": ("cnnlab.train", "cnnlab.runsetup"),
-    "recipes": ("cnnlab.recipes", "cnnlab.suite"),  # named experiments and running several
+    "recipes": ("cnnlab.recipes", "cnnlab.suite",  # named experiments and running several
+                "cnnlab.sweep", "cnnlab.sweep_space", "cnnlab.sweep_page"),
     "cost": ("cnnlab.cost", "cnnlab.opcount", "cnnlab.memory"),
     "pages": ("cnnlab.report", "cnnlab.inspect", "cnnlab.inspect_page", "cnnlab.edgedemo",
               "cnnlab.compare", "cnnlab.export"),

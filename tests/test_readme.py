@@ -57,6 +57,11 @@ ELSEWHERE = {
     "cnnlab suite chapter8": "tests/test_suite.py::test_cli_suite_end_to_end_and_bad_input",
     "cnnlab suite chapter8 --models lenet,bn_lenet,resnet18_small --budget 10 --out runs/three":
         "tests/test_suite.py::test_cli_suite_end_to_end_and_bad_input",
+    # 20 trials of 5 epochs, and a second worker: the same on tiny data and trials
+    "cnnlab sweep lenet --param lr=log:1e-3..0.3 --param momentum=0,0.9 --trials 20 --epochs 5 "
+    "--out runs/sweep-lr": "tests/test_sweep.py::test_sigkill_then_the_same_command_continues",
+    "cnnlab sweep --join runs/sweep-lr":
+        "tests/test_sweep.py::test_two_workers_share_a_sweep_without_running_a_trial_twice",
 }
 
 # What a successful command prints, by subcommand: each string must appear in its output.
@@ -65,7 +70,7 @@ EXPECT = {"train": ("run folder:",), "report": ("report: ",), "eval": ("accuracy
           "recipes": ("lenet",), "verify": ("OK, 60000 train + 10000 test", "images decode"),
           "export": ("predicted classes agree 100%",), "inspect": ("page: ",),
           "download": (" train + ",), "show": ("with their labels",),
-          "compare": ("best val acc",)}
+          "compare": ("best val acc",), "sweep": ("sweep: ",)}
 
 # Image files README's `predict` line names: (test image index, make it a light-ground photo).
 PREDICT_INPUTS = {"shoe.png": (0, False), "shirt.jpg": (1, True)}
