@@ -119,33 +119,44 @@ def bench_lenet(args: argparse.Namespace) -> None:
               f" vs d2l {d2l_all[-1]['val_acc']:.4f} (target: within 2 points after 10 epochs)")
 
 
-def bench_throughput(name: str, args: argparse.Namespace) -> None:
-    """Steady training images/s of both sides, start-up excluded on both.
+def steady_rates(name: str, n: int, threads: int = 0, d2l: bool = True, device: str = "auto",
+                 size: int | None = None) -> dict[str, tuple[float, float, float]]:
+    """label -> (seconds for n batches, for 2n batches, steady images/s) of cnnlab and d2l.
 
     Each side is timed at N and 2N training batches; (2N - N) * 128 images over the difference in
     seconds cancels what is paid once. d2l: its `trainer.fit` seconds (DataLoader workers and the
     first batches cancel). cnnlab: the engine's own training seconds of the epoch (setup and the
-    final evaluation are outside that clock; the first batches cancel).
+    final evaluation are outside that clock; the first batches cancel). `size` replaces the
+    book's input size on cnnlab's side only (a CPU smoke test; d2l then has nothing to match).
     """
-    zoo, d2l_name, size, lr = MODELS[name]
-    n = args.limit_batches
-    print(f"\n## {zoo} at {size}x{size}: training throughput, batches of 128, "
-          f"{n} and {2 * n} batches (difference = steady state)")
+    zoo, d2l_name, book_size, lr = MODELS[name]
+    size = size or book_size
     rates = {}
-    for label in ("cnnlab",) + (() if args.skip_d2l else ("d2l 1.0.3",)):
+    for label in ("cnnlab",) + (("d2l 1.0.3",) if d2l else ()):
         runs = []
         for limit in (n, 2 * n):
             if label == "cnnlab":
-                r = run_cnnlab(zoo, 1, limit, args.threads, lr, size, None, eval_batch_size=128)
+                r = run_cnnlab(zoo, 1, limit, threads, lr, size, None, eval_batch_size=128,
+                               device=device)
                 runs.append(r["train_seconds"])
             else:
-                runs.append(run_d2l(d2l_name, 1, limit, args.threads)["seconds"])
-        rate = n * 128 / max(runs[1] - runs[0], 1e-9)
-        rates[label] = rate
-        print(f"  {label:<10} {n} batches {runs[0]:7.2f} s, {2 * n} batches {runs[1]:7.2f} s "
-              f"-> {rate:7.1f} img/s steady ({2 * n * 128 / runs[1]:.1f} img/s over {2 * n})")
+                runs.append(run_d2l(d2l_name, 1, limit, threads)["seconds"])
+        rates[label] = (runs[0], runs[1], n * 128 / max(runs[1] - runs[0], 1e-9))
+    return rates
+
+
+def bench_throughput(name: str, args: argparse.Namespace) -> None:
+    """Steady training images/s of both sides, start-up excluded on both (see steady_rates)."""
+    zoo, _, size, _ = MODELS[name]
+    n = args.limit_batches
+    print(f"\n## {zoo} at {size}x{size}: training throughput, batches of 128, "
+          f"{n} and {2 * n} batches (difference = steady state)")
+    rates = steady_rates(name, n, args.threads, not args.skip_d2l)
+    for label, (t1, t2, rate) in rates.items():
+        print(f"  {label:<10} {n} batches {t1:7.2f} s, {2 * n} batches {t2:7.2f} s "
+              f"-> {rate:7.1f} img/s steady ({2 * n * 128 / t2:.1f} img/s over {2 * n})")
     if len(rates) == 2:
-        print(f"speedup (steady images/s): {rates['cnnlab'] / rates['d2l 1.0.3']:.2f}x"
+        print(f"speedup (steady images/s): {rates['cnnlab'][2] / rates['d2l 1.0.3'][2]:.2f}x"
               "  (target >= 2x)")
 
 

@@ -104,7 +104,7 @@ examples:
 The file takes float32 images (N, C, H, W) in [0, 1] at the run's input size; the run's
 normalization is inside it. The .json sidecar holds the class names, the input shape and the
 normalization. Each export is checked on 256 test images against PyTorch (every class must
-agree). ONNX needs the export extra: pip install 'cnnlab[export]'.""",
+agree). ONNX needs onnx, onnxscript and onnxruntime: pip install onnx onnxscript onnxruntime.""",
     "report": """\
 examples:
   cnnlab report runs/lenet-20260101-120000      writes report.html, confusion.png, errors.png""",
@@ -282,7 +282,8 @@ def build_parser(train_target: str | None = None) -> argparse.ArgumentParser:
                                "PyTorch.")
     x.add_argument("run_dir", type=Path, metavar="RUN_DIR", help=RUN_HELP)
     x.add_argument("--format", choices=("onnx", "torchscript"), default="onnx",
-                   help="onnx (needs cnnlab[export]) or torchscript (default: onnx).")
+                   help="onnx (needs pip install onnx onnxscript onnxruntime) or torchscript "
+                   "(default: onnx).")
     x.add_argument("--out", type=Path, metavar="FILE",
                    help="where to write (default: <run>/<model>.onnx or .torchscript.pt).")
     x.add_argument("--checkpoint", choices=("best", "last"), default="last",

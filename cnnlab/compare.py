@@ -34,6 +34,10 @@ COLUMNS = (("run", "run"), ("model", "model"), ("dataset", "dataset"), ("params"
            ("test_acc", "test acc"), ("best_val_acc", "best val acc"),
            ("train_seconds", "train s"), ("images_per_second", "images/s"),
            ("machine", "machine"))
+# Which columns a narrow screen keeps (pages.py hides p3, then p2): the run and its test accuracy
+# always, then what says how it was trained; the rest on wide screens.
+PRIORITY = {"run": "", "model": "", "test_acc": "", "best_val_acc": "p2", "epochs": "p2",
+            "train_seconds": "p2"}
 
 # Runs record the precision they resolved to (off, bf16, fp16); older runs recorded the setting.
 _UNRESOLVED = {"auto": "auto (unresolved)", "fast": "fast (unresolved)"}
@@ -129,6 +133,12 @@ class RunSummary:
         return f"{text} @ {host}" if host else text
 
     @property
+    def limit_batches(self) -> int:
+        """N when the run trained only the first N batches of each epoch (--limit-batches)."""
+        n = self.config.get("limit_batches")
+        return int(n) if isinstance(n, int) and not isinstance(n, bool) and n > 0 else 0
+
+    @property
     def test_images(self) -> int | None:
         """How many test images the test accuracy counts (None: the whole test split)."""
         n = self.config.get("test_samples")
@@ -155,7 +165,7 @@ class RunSummary:
                 "images_per_second": self.images_per_second, "machine": self.machine,
                 "finished": self.finished, "test_images": self.test_images,
                 "train_samples": self.config.get("train_samples") or None,
-                "path": str(self.path)}
+                "limit_batches": self.limit_batches or None, "path": str(self.path)}
 
 
 # --- reading -----------------------------------------------------------------------------------
@@ -224,9 +234,14 @@ def collect_runs(paths: list[str | Path]) -> tuple[list[RunSummary], list[tuple[
             return
         seen.add(key)
         try:
-            runs.append(read_run(p))
+            run = read_run(p)
         except CnnlabError as err:
             skipped.append((p, " ".join(str(err).split())))
+            return
+        if run.config.get("dry_run") is True:  # one batch: its numbers mean nothing
+            skipped.append((p, "is a --dry-run (one training batch), left out of the comparison"))
+        else:
+            runs.append(run)
 
     for raw in paths:
         p = Path(raw)
@@ -296,7 +311,14 @@ def _cells(run: RunSummary) -> list[str]:
         out[1] += f" ({row['knobs']})"
     if not run.finished:
         out[0] += " (unfinished)"
+    if run.limit_batches:
+        out[0] += f" ({_partial(run)})"
     return out
+
+
+def _partial(run: RunSummary) -> str:
+    """'20 batches/epoch': the flag of a run that trained on part of each epoch."""
+    return f"{run.limit_batches} batches/epoch"
 
 
 def format_table(runs: list[RunSummary], fmt: str = "text") -> str:
@@ -337,6 +359,11 @@ def _notes(runs: list[RunSummary]) -> list[str]:
         notes.append("trained on a subset of the training split (budget): " + ", ".join(
             f"{r.label} {r.config['train_samples']:,}" for r in runs
             if r.config.get("train_samples")))
+    partial = [r for r in runs if r.limit_batches]
+    if partial:
+        notes.append("partial: trained and evaluated on the first N batches of each epoch "
+                     "(--limit-batches), not comparable with whole runs: " + ", ".join(
+                         f"{r.label} {r.limit_batches}" for r in partial))
     if any(not r.finished for r in runs):
         notes.append("unfinished: no result.json yet; epochs, time and val acc so far")
     return notes
@@ -377,7 +404,9 @@ def _series(run: RunSummary) -> dict[str, Any]:
         t += float(h.get("seconds") or 0.0)
         pts.append({"epoch": h.get("epoch", i + 1), "seconds": t, "val_acc": h.get("val_acc"),
                     "val_loss": h.get("val_loss")})
-    return {"label": run.label + ("" if run.finished else " (unfinished)"), "points": pts,
+    flag = ("" if run.finished else " (unfinished)") + (f" ({_partial(run)})"
+                                                         if run.limit_batches else "")
+    return {"label": run.label + flag, "points": pts,
             "finished": run.finished}
 
 
@@ -417,12 +446,18 @@ def _render(runs: list[RunSummary], curves: list[bytes], trade: list[bytes] | No
         for k, _ in columns:
             text = esc(cells[k])
             if k == "run":
-                text = (f"<b>{esc(r.label)}</b>" if r.finished else
-                        f'{esc(r.label)}<br><span class="muted">unfinished</span>')
+                flags = ([] if r.finished else ["unfinished"]) + (
+                    [_partial(r)] if r.limit_batches else [])
+                text = (f"<b>{esc(r.label)}</b>" if not flags else
+                        f'{esc(r.label)}<br><span class="muted">{esc(", ".join(flags))}</span>')
             row.append(f'<span class="num">{text}</span>' if k in right else text)
         rows.append(tuple(row))
     notes = "".join(f"<p class=muted>{esc(n)}.</p>" for n in _notes(runs))
-    runs_table = table(rows, tuple(h for _, h in columns), cls="runs nowrap")
+    runs_table = table(rows, tuple(h for _, h in columns), cls="runs nowrap",
+                       col_cls=tuple(PRIORITY.get(k, "p3") for k, _ in columns))
+    hidden = ", ".join(h for k, h in columns if PRIORITY.get(k, "p3"))
+    notes += (f'<p class="muted narrow-only">On this narrow screen some columns are hidden '
+              f"({esc(hidden)}): widen the window or turn the phone to see them.</p>")
     parts.append("<section><h2>Runs, best test accuracy first</h2>"
                  f'<div class="scroll">{runs_table}</div>{notes}</section>')
     parts.append("<section><h2>Validation accuracy and loss</h2><p class=muted>Every run's "

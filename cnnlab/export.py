@@ -9,7 +9,7 @@ normalization (already applied inside) and how an image file becomes an input, s
 used without cnnlab. Each export then runs itself (onnxruntime, or the TorchScript module) on 256
 test images beside the PyTorch model and fails unless every predicted class agrees.
 
-ONNX needs the `export` extra: pip install 'cnnlab[export]' (onnx, onnxscript, onnxruntime).
+ONNX needs onnx, onnxscript and onnxruntime: pip install onnx onnxscript onnxruntime.
 """
 
 from __future__ import annotations
@@ -36,7 +36,8 @@ __all__ = ["FORMATS", "ExportResult", "export_run", "load_onnx", "predict_onnx",
 FORMATS = ("onnx", "torchscript")
 SUFFIX = {"onnx": ".onnx", "torchscript": ".torchscript.pt"}
 CHECK_IMAGES = 256
-INSTALL = "pip install 'cnnlab[export]'"
+# The packages by name: a user who installed cnnlab from a repository URL has no extra to name.
+INSTALL = "pip install onnx onnxscript onnxruntime (the cnnlab[export] extra)"
 
 
 class Normalized(nn.Module):

@@ -6,6 +6,7 @@ every file written through atomic.py.
 from __future__ import annotations
 
 import html
+import math
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -17,8 +18,9 @@ from torch import nn
 from cnnlab.atomic import write_atomic
 from cnnlab.errors import ConfigError
 from cnnlab.inspect import (
+    MAX_FILTERS_IN,
+    MAX_FILTERS_OUT,
     MAX_MAPS,
-    _filter_mosaic,
     _filters_caption,
     _image_rgb,
     _is_conv,
@@ -40,7 +42,7 @@ from cnnlab.inspect import (
     plot_filters,
     saliency,
 )
-from cnnlab.pages import figure, png
+from cnnlab.pages import figure, img_tag, png
 from cnnlab.run import top_mistakes
 
 __all__ = ["attribution_cards", "conf_text", "filters_html", "inspect_run", "maps_html",
@@ -74,13 +76,19 @@ def _file_image(run: Any, path: str | Path) -> tuple[torch.Tensor, np.ndarray]:
 def filters_html(model: nn.Module, layer: str | None = None) -> str:
     """The filters of a conv as an HTML figure with its caption and scale."""
     name, w = filters(model, layer)
-    mos, o, i = _filter_mosaic(w)
+    o, i = min(len(w), MAX_FILTERS_OUT), min(w.shape[1], MAX_FILTERS_IN)
     vmax = float(np.abs(w[:o, :i]).max()) or 1.0
     cap = html.escape(_filters_caption(name, find_layer(model, name), w, o, i))
-    cap += (f'<br><span class="muted">red positive, blue negative, one scale '
-            f"(±{vmax:.3g}) for all</span>")
-    return figure(png(colorize(mos, "RdBu_r", -vmax, vmax), 320), f"filters of {name}", cap,
-                   "wide")
+    inside = "" if i == 1 else " (its input channels side by side)"
+    cap += (f'<br><span class="muted">one tile per filter{inside}; red positive, blue negative, '
+            f"one scale (±{vmax:.3g}) for all</span>")
+    # Each filter its own picture: on a phone the tiles wrap instead of shrinking into one strip.
+    kh, kw = w.shape[2:]
+    wide = 40 * math.ceil((i * (kw + 1) - 1) / kh)  # enlarged until the tile is ~40 px tall
+    tiles = "".join(img_tag(png(colorize(_mosaic(w[k, :i], ncols=i), "RdBu_r", -vmax, vmax),
+                                wide, 16), f"filter {k}") for k in range(o))
+    return (f'<figure class="filters"><div class="tiles">{tiles}</div>'
+            f"<figcaption>{cap}</figcaption></figure>")
 
 
 def maps_html(model: nn.Module, x: torch.Tensor, show: np.ndarray) -> str:
@@ -187,14 +195,14 @@ def inspect_run(run_dir: str | Path, out_dir: str | Path | None = None, *,
     with torch.no_grad():
         probs = model(x).float().softmax(dim=1)[0].cpu()
     pred = int(probs.argmax())
-    what_html = (f"{html.escape(what)}: predicted <b>{html.escape(classes[pred])}</b> "
-                 f"({conf_text(float(probs[pred]))})")
+    # Said once each: the image in the header, the prediction under its Grad-CAM card.
+    pred_html = f"predicted <b>{html.escape(classes[pred])}</b> ({conf_text(float(probs[pred]))})"
     # --layer names a conv (its filters are drawn too) or any block with an image-shaped output.
     conv_layer = layer if layer is not None and _is_conv(find_layer(model, layer)) else None
 
     title = f"{run.config.get('model')} on {run.dataset.name}: inside"
     sections = [f"<header><h1>{html.escape(title)}</h1><p>run <code>"
-                f"{html.escape(run.run_dir.resolve().name)}</code> &middot; {what_html}</p>"
+                f"{html.escape(run.run_dir.resolve().name)}</code> &middot; {html.escape(what)}</p>"
                 "</header><main>"]
     written = [save_figure(plot_filters(model), out / "filters.png")]
     body = filters_html(model)
@@ -206,19 +214,18 @@ def inspect_run(run_dir: str | Path, out_dir: str | Path | None = None, *,
 
     written.append(save_figure(plot_feature_maps(model, x, torch.from_numpy(show), what),
                                out / "feature-maps.png"))
-    sections.append(f"<section><h2>Feature maps</h2><p class=muted>{what_html}; each stage's "
-                    "channels share one colour scale</p>" + maps_html(model, x, show[0])
+    sections.append("<section><h2>Feature maps</h2><p class=muted>Each stage's channels share "
+                    "one colour scale.</p>" + maps_html(model, x, show[0])
                     + "</section>")
 
     cl = layer or default_cam_layer(model, x)
     where_html = f"<code>{html.escape(cl)}</code>" + ("" if layer else " (the last conv stage)")
     cams, sals = gradcam(model, x, pred, layer=cl), saliency(model, x, pred)
-    cap = (f"{html.escape(what)}<br>predicted {html.escape(classes[pred])} "
-           f"{conf_text(float(probs[pred]))}")
+    cap = pred_html
     written.append(save_figure(plot_attributions(show, cams, sals, [f"{classes[pred]}"],
                                                  f"Grad-CAM at {cl}"), out / "attribution.png"))
-    sections.append(f"<section><h2>Where it looks</h2><p class=muted>Grad-CAM at {where_html}"
-                    "</p>" + attribution_cards(show, cams, sals, [cap], where_html) + "</section>")
+    sections.append("<section><h2>Where it looks</h2>"
+                    + attribution_cards(show, cams, sals, [cap], where_html) + "</section>")
 
     ev = evaluate_run(run)
     mistakes = top_mistakes(ev, n_mistakes)

@@ -66,6 +66,9 @@ figcaption { font-size:13.5px; line-height:1.35; margin-top:5px; overflow-wrap:a
 .cards { display:grid; grid-template-columns:repeat(auto-fill, minmax(230px, 1fr)); gap:16px 14px; }
 .cards.small { grid-template-columns:repeat(auto-fill, minmax(104px, 1fr)); gap:12px 10px; }
 .cards img { width:100%; }
+.tiles { display:flex; flex-wrap:wrap; gap:6px; margin-bottom:6px; }
+.tiles img { margin:0; width:auto; height:40px; image-rendering:pixelated;
+             outline:1px solid var(--line); }
 .fmaps figure { margin:0 0 16px; }
 .fmaps img { width:100%; max-width:440px; }
 .fmaps figure.thumb img { width:112px; }
@@ -75,6 +78,11 @@ img.zoom { max-width:100%; }
 @media (max-width: 640px) { img.zoom { max-width:none; width:560px; } }
 @media (max-width: 860px) { .grid2 { grid-template-columns: minmax(0, 1fr); } main { padding:16px; }
                              header { padding:20px 16px 56px; } }
+/* Columns by priority (pages.table's col_cls): p3 goes first as the screen narrows, then p2, so
+   the columns that matter (a run's name and its accuracy) fit a phone without scrolling. */
+.narrow-only { display:none; }
+@media (max-width: 1000px) { .p3 { display:none; } .narrow-only { display:block; } }
+@media (max-width: 560px) { .p2 { display:none; } }
 """
 
 
@@ -116,15 +124,25 @@ def figure(png_data: bytes, alt: str, caption: str, cls: str = "") -> str:
     return f"<figure{klass}>{img_tag(png_data, alt)}<figcaption>{caption}</figcaption></figure>"
 
 
-def table(rows: list[tuple[Any, ...]], head: tuple[str, ...] | None = None, cls: str = "") -> str:
-    """A <table> of already-escaped cells, with an optional escaped header row."""
+def table(rows: list[tuple[Any, ...]], head: tuple[str, ...] | None = None, cls: str = "",
+          col_cls: tuple[str, ...] | None = None) -> str:
+    """A <table> of already-escaped cells, with an optional escaped header row.
+
+    col_cls: a class per column, set on its <th> and <td>s (e.g. "p3": hidden on a phone).
+    """
+    attrs = [f' class="{c}"' if c else "" for c in col_cls] if col_cls else None
+
+    def attr(i: int) -> str:
+        return attrs[i] if attrs and i < len(attrs) else ""
+
     out = [f'<table class="{cls}">' if cls else "<table>"]
     if head:
-        out.append("<thead><tr>" + "".join(f"<th>{html.escape(h)}</th>" for h in head)
-                   + "</tr></thead>")
+        out.append("<thead><tr>" + "".join(f"<th{attr(i)}>{html.escape(h)}</th>"
+                                           for i, h in enumerate(head)) + "</tr></thead>")
     out.append("<tbody>")
     for row in rows:
-        out.append("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>")
+        out.append("<tr>" + "".join(f"<td{attr(i)}>{c}</td>" for i, c in enumerate(row))
+                   + "</tr>")
     out.append("</tbody></table>")
     return "".join(out)
 

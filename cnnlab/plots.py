@@ -22,8 +22,9 @@ from matplotlib.figure import Figure
 from cnnlab.atomic import write_atomic
 from cnnlab.errors import ConfigError
 
-__all__ = ["MAX_GRID_IMAGES", "curves_figure", "figure_png", "plot_compare_curves",
-           "plot_confusion", "plot_curves", "plot_tradeoffs", "save_figure", "save_image_grid"]
+__all__ = ["MAX_GRID_IMAGES", "confusion_figure", "constant_lr", "curves_figure", "figure_png",
+           "plot_compare_curves", "plot_confusion", "plot_curves", "plot_tradeoffs", "save_figure",
+           "save_image_grid"]
 
 # A grid larger than this is no longer a picture a person reads, and its figure grows without
 # bound (60,000 subplots take minutes and gigabytes): refuse it instead.
@@ -54,6 +55,15 @@ def plot_curves(history: Sequence[dict], path: str | os.PathLike, title: str | N
     return save_figure(curves_figure(history, title, steps), path, tight=False)
 
 
+def constant_lr(history: Sequence[dict], steps: Sequence[dict] | None = None) -> float | None:
+    """The learning rate when every recorded one is the same (a constant schedule), else None.
+
+    A constant rate is said in a line of text, not drawn as a flat panel."""
+    lrs = {float(p["lr"]) for p in [*(steps or []), *history]
+           if isinstance(p.get("lr"), (int, float))}
+    return lrs.pop() if len(lrs) == 1 else None
+
+
 def curves_figure(history: Sequence[dict], title: str | None = None,
                   steps: Sequence[dict] | None = None, stacked: bool = False) -> Figure:
     """Loss, accuracy and learning rate against epochs; missing keys are skipped.
@@ -66,7 +76,8 @@ def curves_figure(history: Sequence[dict], title: str | None = None,
     from matplotlib.ticker import MaxNLocator
 
     steps = [p for p in (steps or []) if p.get("epoch") is not None]
-    has_lr = any(p.get("lr") is not None for p in [*steps, *history])
+    has_lr = (any(p.get("lr") is not None for p in [*steps, *history])
+              and constant_lr(history, steps) is None)  # a constant rate is text (constant_lr)
     n = 3 if has_lr else 2
     fig = Figure(figsize=(4.2, 2.8 * n) if stacked else (11.5 if has_lr else 9, 3.4))
     axes = fig.subplots(n, 1) if stacked else fig.subplots(1, n)
@@ -114,8 +125,9 @@ def curves_figure(history: Sequence[dict], title: str | None = None,
     # overlaps its neighbour): one draw per save. Redrawn every epoch, a tight bbox or a
     # constrained layout would triple the cost (0.3 s instead of 0.1 s for a LeNet epoch of 3 s).
     if stacked:
-        fig.subplots_adjust(left=0.18, right=0.97, bottom=0.06, top=0.95 if title else 0.98,
-                            hspace=0.42)
+        # bottom: room for the last panel's "epoch" label (0.5 in of a 2.8 in panel's height)
+        fig.subplots_adjust(left=0.18, right=0.97, bottom=0.5 / (2.8 * n),
+                            top=0.95 if title else 0.98, hspace=0.42)
     else:
         fig.subplots_adjust(left=0.06 if has_lr else 0.075, right=0.985, bottom=0.15,
                             top=0.86 if title else 0.95, wspace=0.3)
@@ -181,6 +193,13 @@ def plot_confusion(
     matrix: torch.Tensor | np.ndarray, classes: Sequence[str], path: str | os.PathLike
 ) -> Path:
     """Confusion matrix (rows: true class, columns: predicted): counts, row-normalized shading."""
+    return save_figure(confusion_figure(matrix, classes), path)
+
+
+def confusion_figure(matrix: torch.Tensor | np.ndarray, classes: Sequence[str],
+                     narrow: bool = False) -> Figure:
+    """The confusion matrix figure; narrow=True: no colour bar and smaller type, so ten classes
+    fit a phone's width (about 400 px) at full size instead of being scaled down unreadably."""
     m = matrix.detach().cpu().numpy() if isinstance(matrix, torch.Tensor) else np.asarray(matrix)
     k = len(classes)
     if m.shape != (k, k):
@@ -188,20 +207,23 @@ def plot_confusion(
     rows = m.sum(axis=1, keepdims=True)
     frac = np.divide(m, rows, out=np.zeros(m.shape, dtype=float), where=rows > 0)
     size = 1.6 + 0.55 * k
-    fig = Figure(figsize=(size + 1.2, size))
+    fig = Figure(figsize=(3.4, 3.4) if narrow else (size + 1.2, size))
     ax = fig.subplots()
     im = ax.imshow(frac, cmap="Blues", vmin=0.0, vmax=1.0)
-    fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of true class")
-    ax.set_xticks(range(k), classes, rotation=45, ha="right", fontsize=8)
-    ax.set_yticks(range(k), classes, fontsize=8)
+    if not narrow:
+        fig.colorbar(im, ax=ax, fraction=0.046, pad=0.04, label="fraction of true class")
+    small = 6 if narrow else 8
+    ax.set_xticks(range(k), classes, rotation=45, ha="right", fontsize=small + (1 if narrow else 0))
+    ax.set_yticks(range(k), classes, fontsize=small + (1 if narrow else 0))
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     for i in range(k):
         for j in range(k):
             if m[i, j]:
-                ax.text(j, i, str(int(m[i, j])), ha="center", va="center", fontsize=8,
+                ax.text(j, i, str(int(m[i, j])), ha="center", va="center",
+                        fontsize=small if m[i, j] < 1000 or not narrow else small - 1,
                         color="white" if frac[i, j] > 0.5 else "black")
-    return save_figure(fig, path)
+    return fig
 
 
 def _colors(n: int) -> list:

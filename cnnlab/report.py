@@ -197,8 +197,7 @@ def _render(run: Run, result: dict[str, Any], history: list[dict[str, Any]], ev:
                           confused, f"{rows[i].item()}"))
     parts.append(
         '<div class="grid2"><section><h2>Confusion matrix</h2>'
-        f'<div class="scroll">{_img_tag(run.run_dir / "confusion.png", "confusion matrix", "zoom")}'
-        "</div></section>"
+        f"{_confusion_html(run.run_dir / 'confusion.png', cm, classes)}</section>"
         "<section><h2>Per-class accuracy</h2>"
         + _table(per_class, ("class", "acc", "", "most confused with", "n"))
         + "<p class=muted>Red bars: more than 5 points below the overall accuracy.</p>"
@@ -238,12 +237,24 @@ def _curves_html(curves: Path, history: list[dict[str, Any]],
                  steps: list[dict[str, Any]]) -> str:
     """curves.png, and on a phone the same curves stacked, so their labels stay legible."""
     from cnnlab.pages import picture_tag
-    from cnnlab.plots import curves_figure, figure_png
+    from cnnlab.plots import constant_lr, curves_figure, figure_png
 
     if not history:
         return _img_tag(curves, "training curves")
     narrow = curves_figure(history, steps=steps, stacked=True)
-    return picture_tag(curves, figure_png(narrow, tight=False), "training curves")
+    lr = constant_lr(history, steps)
+    text = (f'<p class="muted">Learning rate {lr:g} throughout (constant).</p>'
+            if lr is not None else "")
+    return picture_tag(curves, figure_png(narrow, tight=False), "training curves") + text
+
+
+def _confusion_html(path: Path, cm: Any, classes: list[str]) -> str:
+    """confusion.png, and on a phone a compact drawing of the same matrix that fits the width."""
+    from cnnlab.pages import picture_tag
+    from cnnlab.plots import confusion_figure, figure_png
+
+    narrow = figure_png(confusion_figure(cm, classes, narrow=True))
+    return picture_tag(path, narrow, "confusion matrix")
 
 
 def _mistake_cards(run: Run, ev: Evaluation, n: int) -> str:

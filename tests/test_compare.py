@@ -166,6 +166,49 @@ def test_damaged_run_is_skipped_with_its_reason(runs: Path, tmp_path: Path) -> N
     assert skipped[0][0] == bad and "not valid JSON" in skipped[0][1]
 
 
+def test_runs_that_are_not_whole_are_marked(runs: Path, tmp_path: Path,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    """A --dry-run is left out with a note; a --limit-batches run is flagged wherever it shows
+    (its row, a footnote, the page, the curves' legend), never unmarked beside whole runs."""
+    ds = make_dataset(320, 100)
+    cfg = TrainConfig(epochs=1, batch_size=32, lr=0.05, progress="none", tensorboard=False,
+                      plot=False, threads=1, resize=(28, 28), amp="off")
+    train("lenet", ds, cfg.replace(limit_batches=3), out_dir=tmp_path / "partial")
+    train("lenet", ds, cfg.replace(dry_run=True), out_dir=tmp_path / "dry")
+    found, skipped = collect_runs([runs / "lenet", tmp_path / "partial", tmp_path / "dry"])
+    assert [r.label for r in found] == ["lenet", "partial"]
+    assert [(p.name, why) for p, why in skipped] == [
+        ("dry", "is a --dry-run (one training batch), left out of the comparison")]
+    text = format_table(found)
+    row = next(line for line in text.splitlines() if line.startswith("partial"))
+    assert row.startswith("partial (3 batches/epoch)")
+    assert "(--limit-batches), not comparable with whole runs: partial 3" in text
+    assert json.loads(format_table(found, "json"))[1]["limit_batches"] == 3
+    assert "lenet (" not in text  # the whole run carries no flag
+    page = write_compare(found, tmp_path / "c.html").read_text()
+    assert '<span class="muted">3 batches/epoch</span>' in page
+    assert main(["compare", str(tmp_path / "partial"), str(tmp_path / "dry"), "--no-page"]) == 0
+    err = capsys.readouterr().err
+    assert "dry: is a --dry-run (one training batch), left out of the comparison" in err
+
+
+def test_narrow_screens_keep_the_run_and_its_test_accuracy(runs: Path, tmp_path: Path) -> None:
+    """Columns carry a priority class; pages.py hides p3 then p2 as the screen narrows, never the
+    run, the model or the test accuracy (checked at 420 px in Chromium by hand, see README)."""
+    import re
+
+    found, _ = collect_runs([runs])
+    html = write_compare(found, tmp_path / "c.html").read_text()
+    head = re.search(r'<table class="runs nowrap"><thead><tr>(.*?)</tr>', html)[1]
+    classes = dict((name, cls) for cls, name in re.findall(r"<th(?: class=\"(p\d)\")?>([^<]+)<",
+                                                           head))
+    assert classes["run"] == classes["model"] == classes["test acc"] == ""
+    assert classes["best val acc"] == classes["epochs"] == "p2"
+    assert classes["params"] == classes["machine"] == classes["images/s"] == "p3"
+    assert "@media (max-width: 560px) { .p2 { display:none; } }" in html
+    assert "On this narrow screen some columns are hidden" in html
+
+
 def test_an_rgb_run_costs_what_its_report_and_summary_say(tmp_path: Path,
                                                           capsys: pytest.CaptureFixture[str]):
     """A 3-channel folder run: compare builds the network the run trained (3 input channels,

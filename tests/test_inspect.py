@@ -335,9 +335,16 @@ def test_inspect_command_writes_pictures_and_a_self_contained_page(
     assert "net.3 (Conv2d): 16 filters of 6×5×5" in page.captions[1]
     assert "input 1×28×28" in page.captions
     assert "net.3 … net.5 (Conv2d, ReLU, MaxPool2d) → 16×5×5" in page.captions
-    assert any(c.startswith("test image 3 (true class: ") for c in page.captions)
     html = (out / "inspect.html").read_text()
-    assert "Grad-CAM at <code>net.3</code>" in html  # --layer moves Grad-CAM too
+    # Each fact once: the image in the header, its prediction under its Grad-CAM card.
+    assert html.count("test image 3 (true class: ") == 1
+    assert html.index("test image 3 (true class: ") < html.index("<main>")
+    assert sum(c.startswith("predicted ") for c in page.captions) == 1
+    assert html.count("Grad-CAM of the predicted class at <code>net.3</code>") == 2  # two cards
+    assert html.count("Grad-CAM at") == 0  # the cards' note says it; no second caption
+    # the first layer's filters: one picture each (6), then the --layer's (16)
+    tiles = re.findall(r'<div class="tiles">(.*?)</div>', html)
+    assert [t.count("<img") for t in tiles] == [6, 16]
 
 
 def test_inspect_an_image_file(run_dir: Path, tmp_path: Path) -> None:
@@ -351,7 +358,7 @@ def test_inspect_an_image_file(run_dir: Path, tmp_path: Path) -> None:
     assert [p.name for p in pngs] == ["filters.png", "feature-maps.png", "attribution.png",
                                       "mistakes.png"]
     text = page.read_text()
-    assert "image mine.png: predicted <b>" in text
+    assert "image mine.png</p>" in text and "predicted <b>" in text
     assert len(Page(text).captions) >= 4
 
 

@@ -39,8 +39,21 @@ def test_curves_show_steps_within_epochs_and_the_learning_rate():
     for ax in fig.axes:
         ticks = [t for t in ax.get_xticks() if ax.get_xlim()[0] <= t <= ax.get_xlim()[1]]
         assert ticks and all(float(t).is_integer() for t in ticks), ticks
-    assert len(plots.curves_figure(hist[:1]).axes) == 3  # lr from the epochs' rows alone
+    assert len(plots.curves_figure(hist[:2]).axes) == 3  # lr from the epochs' rows alone
     assert len(plots.curves_figure([{"epoch": 1, "train_loss": 0.3}]).axes) == 2  # no lr known
+
+
+def test_a_constant_learning_rate_is_not_drawn():
+    """A flat lr panel says one number: constant_lr gives it (for a line of text), no panel."""
+    hist = [{"epoch": e, "train_loss": 1 / e, "val_acc": 0.5 + e / 12, "lr": 0.1} for e in (1, 2)]
+    steps = [{"epoch": s / 4, "train_loss": 2 / (1 + s), "lr": 0.1} for s in range(1, 9)]
+    assert plots.constant_lr(hist, steps) == 0.1
+    assert len(plots.curves_figure(hist, steps=steps).axes) == 2
+    assert len(plots.curves_figure(hist, steps=steps, stacked=True).axes) == 2
+    steps[3]["lr"] = 0.05  # one change anywhere: a schedule, drawn
+    assert plots.constant_lr(hist, steps) is None
+    assert len(plots.curves_figure(hist, steps=steps).axes) == 3
+    assert plots.constant_lr([{"epoch": 1}]) is None  # nothing recorded: nothing to say
 
 
 def test_curves_single_epoch_and_missing_keys(tmp_path):

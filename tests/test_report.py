@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -80,13 +81,25 @@ def test_report_is_self_contained_and_every_image_decodes(run_dir: Path) -> None
     alts = [img["alt"] for img in page.images]
     assert alts[:2] == ["training curves", "confusion matrix"]
     assert sum(a.startswith("test image ") for a in alts) == 32  # the mistakes, one card each
-    assert "filters of net.0" in alts  # "What the network sees" (tests/test_inspect.py)
+    # "What the network sees" (tests/test_inspect.py): the first layer's 6 filters, a tile each
+    assert [a for a in alts if a.startswith("filter ")] == [f"filter {k}" for k in range(6)]
     for img in page.images:
         pixels = _decode(img["src"] or "")
-        assert pixels.ndim in (2, 3) and pixels.shape[0] >= 40 and pixels.shape[1] >= 80
+        wide = 40 if img["alt"].startswith("filter ") else 80  # a 5x5 kernel: a 40x40 tile
+        assert pixels.ndim in (2, 3) and pixels.shape[0] >= 40 and pixels.shape[1] >= wide
         assert pixels.std() > 0.01  # a drawing, not a blank canvas
     for name in ("confusion.png", "errors.png", "curves.png"):
         assert matplotlib.image.imread(run_dir / name).shape[0] > 100
+    # At phone width: the curves and the confusion matrix each have a drawing that fits 420 px,
+    # and the constant learning rate is a line of text, not a flat third panel.
+    text = path.read_text(encoding="utf-8")
+    assert text.count('<source media="(max-width: 640px)"') == 2
+    sources = re.findall(r'<source media="\(max-width: 640px\)" srcset="([^"]+)"', text)
+    narrow = [_decode(src) for src in sources]
+    assert narrow[1].shape[1] <= 420  # the matrix: no colour bar, small type
+    assert "Learning rate 0.1 throughout (constant)." in text
+    curves = matplotlib.image.imread(run_dir / "curves.png")
+    assert curves.shape[1] < 2.9 * curves.shape[0]  # two panels side by side, not three
     for heading in ("Learning curves", "Confusion matrix", "Per-class accuracy",
                     "Most confident mistakes", "What the network sees", "Model cost",
                     "Configuration", "Result and timings", "Environment"):
@@ -216,7 +229,7 @@ def test_report_of_a_resized_normalized_run(data_root: Path, tmp_path: Path) -> 
     alts = [img["alt"] for img in page.images]
     assert alts[:2] == ["training curves", "confusion matrix"]
     assert not any(a.startswith("test image ") for a in alts)  # --max-errors 0: no mistakes
-    assert "filters of net.0" in alts
+    assert "filter 0" in alts
     assert "input 32&times;32" in path.read_text() and "300 test images" in path.read_text()
     # The shared mnist folder is a 10,000-image subset: the page says so beside its accuracy.
     assert ('<p class="note"><b>mnist:</b> not the official files: 8,004 of the official 60,000 '
