@@ -272,8 +272,10 @@ def run_settings(device: torch.device, *, threads: int = 0, deterministic: bool 
         if threads:
             torch.set_num_threads(threads)
         elif device.type == "cpu" and not deterministic:
-            # threads=0: all cores, fewer while other programs hold some.
-            policy = ThreadPolicy(torch.get_num_threads())
+            # threads=0: all cores, fewer when other programs hold some as the run starts. Chosen
+            # once and kept (float results depend on the thread count): a run's numbers never
+            # change with what else runs during it, and a resume keeps the count it recorded.
+            policy = ThreadPolicy(torch.get_num_threads(), interval=math.inf)
         if deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS determinism
         torch.use_deterministic_algorithms(deterministic)

@@ -360,7 +360,9 @@ def run_suite(models: Sequence[str], out_dir: str | Path, *, budget_s: float = 1
             run_dir = out / model
             info = state["members"].setdefault(model, {})
             if (run_dir / "result.json").exists():
-                res = json.loads((run_dir / "result.json").read_text())
+                from cnnlab.run import read_json  # damaged: one line naming the file
+
+                res = read_json(run_dir / "result.json")
                 results.append(MemberResult(model, run_dir, "skipped", res.get("test_acc"),
                                             info.get("wall_seconds", 0.0),
                                             info.get("budget_seconds", 0.0),

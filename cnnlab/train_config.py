@@ -98,6 +98,8 @@ class TrainConfig:
     log_every: int = knob(50, "Steps between progress refreshes (the only per-step host syncs).")
     tensorboard: bool = knob(True, "Write TensorBoard event files when tensorboard is installed.")
     plot: bool = knob(True, "Redraw curves.png after every epoch.")
+    report: bool = knob(True, "Write report.html when the run ends (a --resume keeps the run's "
+                        "choice).")
     dry_run: bool = knob(False, "Stop after one training batch and one evaluation batch.")
 
     def __post_init__(self) -> None:

@@ -33,8 +33,8 @@ GROUPS: dict[str, tuple[str, ...]] = {
     # the foundations the engine and the pages stand on; they know no models
     "base": ("cnnlab.data", "cnnlab.imagefolder", "cnnlab.download", "cnnlab.device",
              "cnnlab.plots", "cnnlab.pages", "cnnlab.train_config", "cnnlab.notebook"),
-    "services": ("cnnlab.checkpoint", "cnnlab.runlog", "cnnlab.progress", "cnnlab.distributed",
-                 "cnnlab.schedule", "cnnlab.stopsignals"),
+    "services": ("cnnlab.checkpoint", "cnnlab.runlog", "cnnlab.runfiles", "cnnlab.progress",
+                 "cnnlab.distributed", "cnnlab.schedule", "cnnlab.stopsignals"),
     "inputs": ("cnnlab.inputs",),  # what a run feeds its model: data and models meet here
     "run": ("cnnlab.run",),
     "engine": ("cnnlab.train", "cnnlab.runsetup"),
