@@ -4,11 +4,12 @@
     write_atomic(path, lambda f: torch.save(state, f))   # or a function writing a binary file
     with atomic_target(path) as tmp: ...          # or any writer that wants a file name
 
-The data goes to a temporary sibling `.<name>.<pid>.tmp`, is flushed and fsynced, then renamed
-over `path`, and the folder is fsynced so the rename itself survives a power cut. A crash at any
-moment leaves the old file or the new one. A failure (or Ctrl-C) removes the temporary file; a
-writer killed outright leaves it behind, and `remove_orphans` deletes it the next time the folder
-is used (its name carries the dead writer's pid).
+The data goes to a temporary sibling `.<name>.cnnlab-<pid>.tmp`, is flushed and fsynced, then
+renamed over `path`, and the folder is fsynced so the rename itself survives a power cut. A crash
+at any moment leaves the old file or the new one. A failure (or Ctrl-C) removes the temporary
+file; a writer killed outright leaves it behind, and `remove_orphans` deletes it the next time the
+folder is used (its name carries the dead writer's pid, and `cnnlab-`, so a user's own dotfile
+that merely looks similar is never touched).
 
 A write the file system refuses (no space, read-only, a path under a file, ...) raises
 OutputError naming the path; other errors, such as a network error inside a writer function,
@@ -39,7 +40,7 @@ _HINTS = {errno.ENOSPC: "free some space or choose another folder",
           errno.EPERM: "you may not write there; choose another folder",
           errno.ENOTDIR: "a part of the path is a file, not a folder; choose another path",
           errno.EISDIR: "the path is a folder; choose a file name"}
-_ORPHAN = re.compile(r"^\..+\.(\d+)\.tmp$")
+_ORPHAN = re.compile(r"^\..+\.cnnlab-(\d+)\.tmp$")  # tmp_path's names, and only those
 
 
 def output_error(err: OSError, path: str | os.PathLike) -> OutputError:
@@ -55,7 +56,7 @@ def is_storage_error(err: BaseException) -> bool:
 
 def tmp_path(path: Path) -> Path:
     """The temporary sibling this process writes `path` through."""
-    return path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    return path.with_name(f".{path.name}.cnnlab-{os.getpid()}.tmp")
 
 
 @contextmanager

@@ -239,7 +239,6 @@ def build_parser(train_target: str | None = None) -> argparse.ArgumentParser:
     t.add_argument("--from", dest="from_checkpoint", choices=("last", "best"), default=None,
                    help="with --resume: continue from last.pt (default) or best.pt (the epochs "
                         "after best are dropped and trained again).")
-    t.add_argument("--no-report", action="store_true", help="skip writing report.html at the end.")
     _add_model_arg(t)
     _add_config_flags(t, train_target)
 
@@ -626,6 +625,9 @@ def _finished_run(done: RunFinished, run_dir: Path) -> int:
     if result.get("test_acc") is not None:
         print(f"test accuracy: {result['test_acc']:.4f}")
     print(f"run folder: {run_dir}", flush=True)
+    wanted = read_json(run_dir / "config.json").get("report", True)
+    if wanted and not (run_dir / "report.html").is_file():  # a fault cost it: write it now
+        print(f"report: {_write_report(run_dir)}")
     return 0
 
 
@@ -647,7 +649,8 @@ def _finish_train(result: Any, out: Path, args: argparse.Namespace) -> int:
         print(f"test accuracy: {result.test_acc:.4f}{part}")
     print(f"time: {result.seconds:.1f} s")
     print(f"run folder: {run_dir}", flush=True)
-    if not args.no_report and not result.config.dry_run:  # a dry run has nothing to report
+    # --no-report is a config field: recorded, so a --resume of the run keeps it.
+    if result.config.report and not result.config.dry_run:  # a dry run has nothing to report
         # The engine's last validation was the final model on the test split: reused.
         path = _write_report(run_dir, evaluation=getattr(result, "evaluation", None))
         print(f"report: {path}")
@@ -813,6 +816,11 @@ def cmd_report(args: argparse.Namespace) -> int:
 
         check_writable(args.run_dir)
     path = _write_report(args.run_dir, checkpoint=args.checkpoint, max_errors=args.max_errors)
+    from cnnlab.run import torn_lines
+
+    for name in torn_lines(args.run_dir):  # the report says so too
+        print(f"cnnlab: note: the last line of {Path(args.run_dir) / name} is torn; the report "
+              "skipped it", file=sys.stderr)
     print(f"report: {path}")
     return 0
 
@@ -863,6 +871,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
     from cnnlab.compare import collect_runs, format_table, write_compare
 
     runs, skipped = collect_runs(args.run_dirs)
+    if not runs and len(skipped) == 1:  # one line: why this one path is not a run to compare
+        path, why = skipped[0]
+        raise DataError(why if str(path) in why else f"{path} {why}")
     for path, why in skipped:
         print(f"cnnlab: warning: skipping {path}: {why}", file=sys.stderr)
     if not runs:
@@ -971,6 +982,7 @@ def main(argv: list[str] | None = None) -> int:
     number when Ctrl-C (130) or SIGTERM (143) stopped a training, with the command that resumes
     it when a checkpoint exists.
     """
+    entry = argv is None  # the process's own command line: it exits when main returns
     argv = sys.argv[1:] if argv is None else list(argv)
     # `cnnlab train NAME --help`: the flags' defaults are NAME's (e.g. its learning rate).
     asks_help = "-h" in argv or "--help" in argv
@@ -981,18 +993,31 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return COMMANDS[args.command](args)
     except TrainingInterrupted as err:  # the engine checkpointed (if it could): say how to go on
+        _exiting_on_a_signal(entry)
         print(f"cnnlab: {_one_line(err)}", file=sys.stderr)
         return err.exit_code
     except CnnlabError as err:
         print(f"cnnlab: error: {_one_line(err)}", file=sys.stderr)
         return EXIT_USER_ERROR
     except KeyboardInterrupt as err:  # a second signal, or one outside a training loop
+        _exiting_on_a_signal(entry)
         from cnnlab.train import resume_hint
 
         hint = resume_hint(err.run_dir) if isinstance(err, HardInterrupt) else ""
         print("cnnlab: interrupted" + (f"; resume with: {hint}" if hint else ""),
               file=sys.stderr)
         return err.exit_code if isinstance(err, HardInterrupt) else EXIT_INTERRUPTED
+
+
+def _exiting_on_a_signal(entry: bool) -> None:
+    """The process ends because of Ctrl-C or SIGTERM: one more (20 ms later, say) must not
+    interrupt the interpreter's exit ("Exception ignored in atexit callback", a traceback). Only
+    for the process's own command line: an in-process caller keeps its handlers."""
+    if entry:
+        import signal
+
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(sig, signal.SIG_IGN)
 
 
 def _one_line(err: Exception) -> str:

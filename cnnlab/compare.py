@@ -306,14 +306,11 @@ def read_run(path: str | Path) -> RunSummary:
         raise DataError(f"{path} is not a folder")
     if not _is_run(path):
         raise DataError(f"{path} has no config.json, so it is not a run folder")
-    config = read_json(path / "config.json")
-    if not isinstance(config, dict) or not ("model" in config or "dataset" in config):
+    config = read_json(path / "config.json")  # damaged or ill-typed: a DataError naming it
+    if not ("model" in config or "dataset" in config):
         raise DataError(f"{path}/config.json is not a cnnlab run configuration")
     result = read_json(path / "result.json") if (path / "result.json").exists() else None
-    try:
-        history = read_history(path)
-    except json.JSONDecodeError as err:
-        raise DataError(f"{path}/metrics.jsonl is damaged ({err})") from None
+    history = read_history(path)
     run = RunSummary(path, path.name, config, result, history)
     run.params, run.macs = _cost(config)
     return run

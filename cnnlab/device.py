@@ -19,6 +19,9 @@ place:
   asks for "fast": the same command gives the same numbers on every CPU by default.
 - `CNNLAB_CPU_BF16=1` / `=0` overrides the detection of native bf16 (the avx512_bf16 or amx_bf16
   flags of /proc/cpuinfo), e.g. to exercise both branches of "fast" on any machine.
+- The CPU load (for the thread policy) and the free memory (for the memory guard) are read from
+  Linux's /proc, which also honours a container's cgroup memory limit, and through psutil on
+  macOS, Windows and anywhere /proc is missing. `source` ("auto", "proc", "psutil") picks one.
 """
 
 from __future__ import annotations
@@ -29,16 +32,17 @@ import math
 import os
 import re
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from typing import Any
 
 import torch
 
 from cnnlab.errors import ConfigError
 from cnnlab.train_config import AMP_MODES
 
-__all__ = ["AMP_MODES", "PRECISIONS", "ThreadPolicy", "autocast", "available_memory",
-           "cpu_has_native_bf16", "pick_device", "precision_dtype", "resolve_precision",
-           "run_settings", "threads_for_load"]
+__all__ = ["AMP_MODES", "PRECISIONS", "SOURCES", "ThreadPolicy", "autocast", "available_memory",
+           "cpu_has_native_bf16", "host_memory", "pick_device", "precision_dtype",
+           "resolve_precision", "run_settings", "threads_for_load"]
 
 PRECISIONS = {"off": None, "bf16": torch.bfloat16, "fp16": torch.float16}  # resolved word -> dtype
 PRECISION_NAMES = {"off": "float32", "bf16": "bfloat16 autocast", "fp16": "float16 autocast"}
@@ -117,10 +121,36 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
+# --- where the load and the free memory are read from -----------------------------------------
+
+SOURCES = ("auto", "proc", "psutil")  # auto: /proc where it exists (Linux), else psutil
+
+
+def _first(source: str, proc: Callable[[], Any], by_psutil: Callable[[], Any]) -> Any:
+    """The first reading that `source` allows and that this system can give, or None."""
+    if source not in SOURCES:
+        raise ValueError(f"source={source!r} is not one of {', '.join(SOURCES)}")
+    for reader in {"auto": (proc, by_psutil), "proc": (proc,), "psutil": (by_psutil,)}[source]:
+        value = reader()
+        if value is not None:
+            return value
+    return None
+
+
+def _psutil() -> Any:
+    try:
+        import psutil  # a dependency; imported on first use (the CLI starts faster without it)
+    except ImportError:
+        return None
+    return psutil
+
+
 # --- CPU threads that hold up under load -------------------------------------------------------
 
-def _cpu_times() -> tuple[float, float, float, float] | None:
-    """(monotonic s, busy s of all CPUs, stolen s, this process's CPU s), or None off Linux."""
+CpuTimes = tuple[float, float, float, float]
+
+
+def _proc_cpu_times() -> CpuTimes | None:
     try:
         with open("/proc/stat") as f:
             v = [int(x) for x in f.readline().split()[1:]]
@@ -131,6 +161,22 @@ def _cpu_times() -> tuple[float, float, float, float] | None:
     t = os.times()
     return (time.monotonic(), (user + nice + system + irq + softirq) / hz, steal / hz,
             t.user + t.system)
+
+
+def _psutil_cpu_times() -> CpuTimes | None:
+    psutil = _psutil()
+    if psutil is None:
+        return None
+    t, ours = psutil.cpu_times(), psutil.Process().cpu_times()
+    # Fields differ by system (macOS: nice; Windows: interrupt, dpc; Linux: irq, softirq, steal).
+    busy = t.user + t.system + sum(getattr(t, k, 0.0)
+                                   for k in ("nice", "irq", "softirq", "interrupt", "dpc"))
+    return (time.monotonic(), busy, getattr(t, "steal", 0.0), ours.user + ours.system)
+
+
+def _cpu_times(source: str = "auto") -> CpuTimes | None:
+    """(monotonic s, busy s of all CPUs, stolen s, this process's CPU s), or None if unknown."""
+    return _first(source, _proc_cpu_times, _psutil_cpu_times)
 
 
 def threads_for_load(max_threads: int, busy_elsewhere: float) -> int:
@@ -150,15 +196,17 @@ class ThreadPolicy:
     the policy looks at the load itself instead of guessing from the model.
     """
 
-    def __init__(self, max_threads: int, interval: float = 1.0, sample: float = 0.1) -> None:
+    def __init__(self, max_threads: int, interval: float = 1.0, sample: float = 0.1,
+                 source: str = "auto") -> None:
         self.max_threads = max(1, int(max_threads))
         self.interval = interval
+        self.source = source  # where the load is read: see SOURCES
         self._thread_seconds = 0.0
         self._seconds = 0.0
         self.threads = self.max_threads
         self._mark = time.monotonic()
-        self._last = _cpu_times()
-        if self._last is None:  # no /proc/stat: keep torch's setting
+        self._last = _cpu_times(source)
+        if self._last is None:  # the load cannot be read here: keep torch's setting
             self.interval = math.inf
         elif self.max_threads > 1 and sample > 0:
             # A first look before the first step: a small network's run is over in seconds, and
@@ -177,7 +225,7 @@ class ThreadPolicy:
         if now < self._next:
             return self.threads
         self._next = now + self.interval
-        cur = _cpu_times()
+        cur = _cpu_times(self.source)
         if cur is None or self._last is None:
             return self.threads
         dt = cur[0] - self._last[0]
@@ -212,10 +260,11 @@ MEMORY_ENV = "CNNLAB_AVAILABLE_MEMORY"
 
 @contextlib.contextmanager
 def run_settings(device: torch.device, *, threads: int = 0, deterministic: bool = False,
-                 seed: int = 0) -> Iterator[ThreadPolicy | None]:
+                 seed: int | None = 0) -> Iterator[ThreadPolicy | None]:
     """The process-wide torch settings of one training run, put back as they were on exit:
     CPU threads (threads=0 on a CPU: a load-aware ThreadPolicy, yielded), deterministic
-    kernels, cuDNN autotuning and the global seed. Yields the ThreadPolicy, or None."""
+    kernels, cuDNN autotuning and the global seed (None: the RNG is left as it is, for code
+    that seeds itself, as the d2l drop-in's users do). Yields the ThreadPolicy, or None."""
     saved = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
              torch.backends.cudnn.benchmark)
     policy = None
@@ -223,13 +272,16 @@ def run_settings(device: torch.device, *, threads: int = 0, deterministic: bool 
         if threads:
             torch.set_num_threads(threads)
         elif device.type == "cpu" and not deterministic:
-            # threads=0: all cores, fewer while other programs hold some.
-            policy = ThreadPolicy(torch.get_num_threads())
+            # threads=0: all cores, fewer when other programs hold some as the run starts. Chosen
+            # once and kept (float results depend on the thread count): a run's numbers never
+            # change with what else runs during it, and a resume keeps the count it recorded.
+            policy = ThreadPolicy(torch.get_num_threads(), interval=math.inf)
         if deterministic:
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS determinism
         torch.use_deterministic_algorithms(deterministic)
         torch.backends.cudnn.benchmark = device.type == "cuda" and not deterministic
-        torch.manual_seed(seed)
+        if seed is not None:
+            torch.manual_seed(seed)
         yield policy
     finally:
         torch.set_num_threads(saved[0])
@@ -246,8 +298,8 @@ def _read_int(path: str) -> int | None:
     return int(text) if text.isdigit() else None  # "max" (no cgroup limit) -> None
 
 
-def _host_available() -> int | None:
-    """MemAvailable of /proc/meminfo, else free pages; less if a cgroup limit leaves less."""
+def _proc_available() -> int | None:
+    """MemAvailable of /proc/meminfo, less if a cgroup limit leaves less (None off Linux)."""
     found = None
     try:
         with open("/proc/meminfo") as f:
@@ -258,10 +310,7 @@ def _host_available() -> int | None:
     except (OSError, ValueError, IndexError):
         pass
     if found is None:
-        try:
-            found = os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-        except (ValueError, OSError, AttributeError):  # not a POSIX system
-            return None
+        return None
     # A container's memory limit (cgroup v2, else v1) can be far below the host's free memory.
     for limit, usage in (("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory.current"),
                          ("/sys/fs/cgroup/memory/memory.limit_in_bytes",
@@ -273,12 +322,24 @@ def _host_available() -> int | None:
     return found
 
 
+def _psutil_available() -> int | None:
+    psutil = _psutil()
+    return int(psutil.virtual_memory().available) if psutil is not None else None
+
+
+def host_memory(source: str = "auto") -> int | None:
+    """Bytes of the machine's memory free for a new allocation (None when unknown); no override,
+    no device: `available_memory` is what a run asks."""
+    return _first(source, _proc_available, _psutil_available)
+
+
 def available_memory(device: torch.device) -> int | None:
     """Bytes a run can still allocate on `device` (None when it cannot be told).
 
     CUDA: the device's free memory. CPU (and MPS, which shares it): MemAvailable, capped by a
-    cgroup's limit. $CNNLAB_AVAILABLE_MEMORY (e.g. 8G, 512M) overrides the figure: lower it to
-    test a small machine, raise it to go ahead where swap makes room.
+    cgroup's limit, on Linux; psutil's available memory elsewhere. $CNNLAB_AVAILABLE_MEMORY
+    (e.g. 8G, 512M) overrides the figure: lower it to test a small machine, raise it to go ahead
+    where swap makes room.
     """
     forced = os.environ.get(MEMORY_ENV, "").strip()
     if forced:
@@ -291,4 +352,4 @@ def available_memory(device: torch.device) -> int | None:
     if device.type == "cuda":
         free, _ = torch.cuda.mem_get_info(device)
         return int(free)
-    return _host_available()
+    return host_memory()

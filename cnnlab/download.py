@@ -1,8 +1,8 @@
 """Getting data files safely: mirror fallback, checksums, atomic writes, SHA256SUMS verification.
 
 Nothing here knows about datasets; cnnlab.data says which files, mirrors and checksums to use.
-A download goes to a hidden `.NAME.<pid>.tmp` file beside its destination (cnnlab.atomic) and is
-renamed into place only after its length and published checksum check out, so an interrupted or
+A download goes to a hidden `.NAME.cnnlab-<pid>.tmp` file beside its destination (cnnlab.atomic),
+then renamed into place only after its length and published checksum check out, so an interrupted or
 corrupt download never leaves a file that looks complete.
 """
 

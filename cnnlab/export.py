@@ -15,6 +15,7 @@ ONNX needs onnx, onnxscript and onnxruntime: pip install onnx onnxscript onnxrun
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import warnings
@@ -26,7 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from cnnlab.atomic import atomic_target, write_atomic
+from cnnlab.atomic import write_atomic
 from cnnlab.errors import ConfigError, ExportError
 
 __all__ = ["FORMATS", "ExportResult", "export_run", "load_onnx", "predict_onnx", "read_sidecar",
@@ -100,41 +101,49 @@ def _quiet() -> Iterator[None]:
             lg.setLevel(level)
 
 
-def _write_onnx(module: nn.Module, example: torch.Tensor, path: Path) -> None:
+def _onnx_bytes(module: nn.Module, example: torch.Tensor) -> bytes:
     _require_onnx()
     batch = torch.export.Dim("batch", min=1, max=1 << 16)
+    buf = io.BytesIO()
     with _quiet():
         try:
-            torch.onnx.export(module, (example,), str(path), input_names=["images"],
+            torch.onnx.export(module, (example,), buf, input_names=["images"],
                               output_names=["logits"], dynamo=True, external_data=False,
                               verbose=False, dynamic_shapes=({0: batch},))
         except Exception as e:  # the exporter's own error types vary between torch versions
             raise ExportError(f"ONNX export of {type(module.model).__name__} failed: "
                               f"{type(e).__name__}: {str(e).splitlines()[0]}") from e
+    return buf.getvalue()
 
 
-def _write_torchscript(module: nn.Module, example: torch.Tensor, path: Path) -> None:
+def _torchscript_bytes(module: nn.Module, example: torch.Tensor) -> bytes:
+    buf = io.BytesIO()
     with _quiet(), torch.no_grad():  # torch.jit warns that it is deprecated; it still works
         traced = torch.jit.trace(module, example, check_trace=False)  # we check it ourselves
-        torch.jit.save(traced, str(path))
+        torch.jit.save(traced, buf)
+    return buf.getvalue()
 
 
-def load_onnx(path: str | Path) -> Any:
-    """An onnxruntime InferenceSession for `path` on the CPU (ExportError without the extra)."""
+def load_onnx(path: str | Path | bytes) -> Any:
+    """An onnxruntime InferenceSession for `path` (or a model's bytes) on the CPU (ExportError
+    without the extra)."""
     _, ort = _require_onnx()
     try:
-        return ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        return ort.InferenceSession(path if isinstance(path, bytes) else str(path),
+                                    providers=["CPUExecutionProvider"])
     except Exception as e:  # onnxruntime raises its own Fail/InvalidGraph types
-        raise ExportError(f"{path} is not a readable ONNX model ({str(e).splitlines()[0]})"
+        name = "the exported model" if isinstance(path, bytes) else path
+        raise ExportError(f"{name} is not a readable ONNX model ({str(e).splitlines()[0]})"
                           ) from None
 
 
-def _run_exported(fmt: str, path: Path, x: torch.Tensor) -> torch.Tensor:
+def _run_exported(fmt: str, data: bytes, x: torch.Tensor) -> torch.Tensor:
+    """The exported model's logits for x, run from its bytes (the file is not written yet)."""
     if fmt == "onnx":
-        sess = load_onnx(path)
+        sess = load_onnx(data)
         return torch.from_numpy(sess.run(["logits"], {"images": x.numpy()})[0])
     with _quiet(), torch.no_grad():
-        return torch.jit.load(str(path), map_location="cpu")(x)
+        return torch.jit.load(io.BytesIO(data), map_location="cpu")(x)
 
 
 def _check_images(run: Any, n: int) -> torch.Tensor:
@@ -209,23 +218,28 @@ def export_run(run: Any, format: str = "onnx", out: str | Path | None = None, *,
     module = Normalized(model, *(norm or ([0.0], [1.0])), channels=channels).eval()
     path = Path(out) if out is not None else (
         Path(run.run_dir) / f"{run.config['model']}{SUFFIX[format]}")
-    path.parent.mkdir(parents=True, exist_ok=True)
     x = _check_images(run, check_images)
-    # Written beside its destination and renamed into place only once it has passed its check.
-    with atomic_target(path) as tmp:
-        (_write_onnx if format == "onnx" else _write_torchscript)(module, x[:2], tmp)
-        with torch.no_grad():
-            want = module(x)
-        got = _run_exported(format, tmp, x).float()
-        diff = float((got - want).abs().max()) if len(x) else 0.0
-        agree = float((got.argmax(1) == want.argmax(1)).float().mean()) if len(x) else 1.0
-        result = ExportResult(path, sidecar_path(path), format, diff, agree, len(x))
-        if agree < 1.0:
-            raise ExportError(f"the exported {format} model predicts a different class than "
-                              f"PyTorch for {round((1 - agree) * len(x))} of {len(x)} test "
-                              f"images (largest logit difference {diff:.3g}); not written")
+    # Made in memory and checked there; only a file that passed its check is written (through
+    # atomic.py: a full or read-only disk is one OutputError, no temporary file stays behind;
+    # torch.jit.save writing to a path aborts the process with a C++ error on a full disk).
+    data = (_onnx_bytes if format == "onnx" else _torchscript_bytes)(module, x[:2])
+    with torch.no_grad():
+        want = module(x)
+    got = _run_exported(format, data, x).float()
+    diff = float((got - want).abs().max()) if len(x) else 0.0
+    agree = float((got.argmax(1) == want.argmax(1)).float().mean()) if len(x) else 1.0
+    result = ExportResult(path, sidecar_path(path), format, diff, agree, len(x))
+    if agree < 1.0:
+        raise ExportError(f"the exported {format} model predicts a different class than "
+                          f"PyTorch for {round((1 - agree) * len(x))} of {len(x)} test "
+                          f"images (largest logit difference {diff:.3g}); not written")
     sidecar = _sidecar(run, format, path, norm, result, channels)
-    write_atomic(result.sidecar, json.dumps(sidecar, indent=2) + "\n")
+    write_atomic(path, data)
+    try:
+        write_atomic(result.sidecar, json.dumps(sidecar, indent=2) + "\n")
+    except BaseException:  # a model file never stays without the sidecar that describes it
+        path.unlink(missing_ok=True)
+        raise
     return result
 
 

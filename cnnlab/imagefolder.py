@@ -19,10 +19,13 @@ a temporary file and a rename, so an interrupted first load leaves nothing half-
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import logging
 import os
+import re
+import stat
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -36,8 +39,8 @@ from cnnlab.errors import ConfigError, DataError, OutputError
 
 log = logging.getLogger(__name__)
 
-__all__ = ["FolderImages", "IMAGE_EXTENSIONS", "available_memory", "decode_image",
-           "read_image_folder"]
+__all__ = ["FolderImages", "IMAGE_EXTENSIONS", "MAX_PIXELS", "available_memory", "check_pixels",
+           "decode_image", "open_image", "read_image_folder"]
 
 # torchvision's IMG_EXTENSIONS (lower case).
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp")
@@ -76,10 +79,13 @@ def _subfolders(folder: Path) -> list[str]:
 
 
 def _class_files(folder: Path) -> list[tuple[str, int, int]]:
-    """(path, size, mtime_ns) of every file under `folder`, sorted, hidden names skipped."""
+    """(path, size, mtime_ns) of every file under `folder`, sorted, hidden names skipped. Only
+    regular files are listed (a FIFO named *.png would block the reader forever) and a symlink
+    loop is named: each a DataError."""
     out: list[tuple[str, int, int]] = []
     todo = [str(folder)]
-    while todo:  # os.scandir: one stat per file, no per-path string work beyond a join
+    seen = {_inode(folder)}  # the folders listed: a link back to one of them is a loop
+    while todo:  # os.scandir: one stat per entry, no per-path string work beyond a join
         where = todo.pop()
         try:
             with os.scandir(where) as it:
@@ -90,19 +96,52 @@ def _class_files(folder: Path) -> list[tuple[str, int, int]]:
         for e in entries:
             if _is_hidden(e.name):
                 continue
-            if e.is_dir():
+            st = _stat(e.path)
+            if stat.S_ISDIR(st.st_mode):
+                if (st.st_dev, st.st_ino) in seen:
+                    raise DataError(f"{e.path} leads back to a folder already read (a symlink "
+                                    "loop); remove the link")
+                seen.add((st.st_dev, st.st_ino))
                 todo.append(e.path)
                 continue
             if not e.name.lower().endswith(IMAGE_EXTENSIONS):
                 raise DataError(f"{e.path} is not an image file (cnnlab reads "
                                 f"{', '.join(IMAGE_EXTENSIONS)}); move it out of the class folder")
-            try:
-                st = e.stat()
-            except OSError as err:
-                raise DataError(f"cannot read {e.path}: {err.strerror or err}") from err
+            _require_regular(e.path, st)
             out.append((e.path, st.st_size, st.st_mtime_ns))
     out.sort()
     return out
+
+
+def _inode(path: str | Path) -> tuple[int, int]:
+    st = _stat(path)
+    return st.st_dev, st.st_ino
+
+
+def _stat(path: str | Path) -> os.stat_result:
+    """os.stat (through links) as a DataError naming the file: a symlink loop, a dangling link,
+    a file that cannot be read."""
+    try:
+        return os.stat(path)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise DataError(f"{path} is a symlink loop ({e.strerror}); remove it") from None
+        if e.errno == errno.ENOENT:
+            what = "is a link to nothing" if os.path.islink(path) else "does not exist"
+            raise DataError(f"image {path} {what}; check the path") from None
+        raise DataError(f"cannot read {path}: {e.strerror or e}; check its permissions") from None
+
+
+def _require_regular(path: str | Path, st: os.stat_result) -> None:
+    """DataError unless `st` is a regular file: reading a FIFO or a device could block forever."""
+    if stat.S_ISREG(st.st_mode):
+        return
+    if stat.S_ISDIR(st.st_mode):
+        raise DataError(f"{path} is a folder, not an image; give an image file (PNG, JPEG, ...)")
+    kind = ("a FIFO (named pipe)" if stat.S_ISFIFO(st.st_mode) else
+            "a socket" if stat.S_ISSOCK(st.st_mode) else "a device")
+    raise DataError(f"{path} is {kind}, not a regular file; cnnlab reads only regular image "
+                    "files: remove it or replace it with the image itself")
 
 
 def _scan_classes(folder: Path, classes: list[str] | None = None
@@ -114,6 +153,9 @@ def _scan_classes(folder: Path, classes: list[str] | None = None
         raise DataError(f"{folder} has no class subfolders (it holds {n} file(s) directly); put "
                         f"each class's images in its own folder, {folder}/<class>/<image>")
     if classes is None:
+        if len(found) < 2:  # it would "learn" to answer the one class: 100%, meaningless
+            raise DataError(f"{folder} has one class folder ({found[0]}); a classifier needs "
+                            f"at least two: add a folder of images per class, {folder}/<class>/")
         classes = found
     else:
         extra = sorted(set(found) - set(classes))
@@ -151,14 +193,45 @@ def _layout(root: Path) -> tuple[list[str], list[tuple[str, int, int]], list[int
 # --- decoding ---------------------------------------------------------------------------------
 
 
-def _open(path: str):  # -> PIL.Image.Image
+# One decompression-bomb limit for every image cnnlab reads (class folders, `data verify`,
+# predict, inspect --image): Pillow's own default, checked from the header before any decoding.
+MAX_PIXELS = 89_478_485
+
+
+def check_pixels(path: str | Path, pixels: int) -> None:
+    """DataError when an image's header claims more than MAX_PIXELS pixels (decoding it would
+    take gigabytes: a decompression bomb)."""
+    if pixels > MAX_PIXELS:
+        raise DataError(f"image {path} claims {pixels:,} pixels, more than the {MAX_PIXELS:,} "
+                        "cnnlab decodes (a decompression bomb?); use a smaller image or remove "
+                        "it")
+
+
+def open_image(path: str | Path):  # -> PIL.Image.Image, its pixels not decoded yet
+    """The one way cnnlab opens an image file: only a regular file, and only one whose header
+    claims at most MAX_PIXELS pixels; anything else is a DataError naming the file."""
+    import warnings
+
     from PIL import Image, UnidentifiedImageError
 
+    _require_regular(path, _stat(path))
     try:
-        return Image.open(path)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # checked below
+            im = Image.open(path)
+    except Image.DecompressionBombError as e:  # past twice the limit Pillow refuses by itself
+        claimed = re.search(r"\((\d+) pixels\)", str(e))
+        check_pixels(path, int(claimed.group(1)) if claimed else MAX_PIXELS + 1)
+        raise  # unreachable: the claim is above the limit
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as e:
-        raise DataError(f"{path} is not a readable image ({type(e).__name__}: {e}); replace or "
-                        "remove it") from None
+        raise DataError(f"cannot read image {path}: it is not a readable image "
+                        f"({type(e).__name__}: {e}); replace or remove it") from None
+    try:
+        check_pixels(path, im.size[0] * im.size[1])
+    except DataError:
+        im.close()
+        raise
+    return im
 
 
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
@@ -172,10 +245,11 @@ def _header(path: str) -> tuple[int, int, bool]:
         if head[:8] == _PNG_MAGIC and head[12:16] == b"IHDR":
             w, h = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
             if w and h:
+                check_pixels(path, w * h)
                 return w, h, head[25] in (0, 4)  # colour type 0: grey, 4: grey + alpha
     except OSError:
         pass  # PIL's open below names the problem
-    with _open(path) as im:
+    with open_image(path) as im:
         return im.size[0], im.size[1], im.mode in GREY_MODES
 
 
@@ -185,7 +259,7 @@ def decode_image(path: str, side: int, channels: int) -> np.ndarray:
 
     mode = "L" if channels == 1 else "RGB"
     try:
-        with _open(path) as im:
+        with open_image(path) as im:
             w, h = im.size
             if (w, h) != (side, side) and im.format == "JPEG":
                 im.draft(mode, (side, side))  # decode at 1/2, 1/4, 1/8 scale when that suffices
@@ -206,18 +280,11 @@ def decode_image(path: str, side: int, channels: int) -> np.ndarray:
 
 
 def available_memory() -> int:
-    """Bytes of memory available to a new allocation (Linux MemAvailable, else free pages)."""
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    try:
-        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
-    except (ValueError, OSError, AttributeError):
-        return 1 << 62  # unknown: do not refuse
+    """Bytes of memory available to a new allocation (cnnlab.device's reading of the host)."""
+    from cnnlab.device import host_memory
+
+    free = host_memory()
+    return free if free is not None else 1 << 62  # unknown: do not refuse
 
 
 def _gb(n: float) -> str:

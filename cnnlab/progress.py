@@ -1,4 +1,5 @@
-"""What a person sees while a run goes: a live bar in a terminal, plain epoch lines elsewhere."""
+"""What a person sees while a run goes: a live view in a notebook, a live bar in a terminal,
+plain epoch lines elsewhere."""
 
 from __future__ import annotations
 
@@ -8,11 +9,16 @@ import sys
 import time
 from typing import Any, TextIO
 
+from cnnlab.notebook import LiveView, in_notebook
 from cnnlab.schedule import format_lr
 
 
 def resolve_mode(mode: str, stream: TextIO) -> str:
-    """'auto' becomes 'bar' on a terminal and 'plain' otherwise (CI, a log file, a pipe)."""
+    """'auto' becomes 'notebook' in a Jupyter or Colab kernel, 'bar' on a terminal and 'plain'
+    otherwise (CI, a log file, a pipe); 'notebook' outside a kernel, where nothing can draw the
+    view, becomes 'plain'."""
+    if mode == "notebook" or (mode == "auto" and in_notebook()):
+        return "notebook" if in_notebook() else "plain"
     if mode != "auto":
         return mode
     isatty = getattr(stream, "isatty", None)
@@ -146,9 +152,35 @@ def plain_progress(epoch: int, epochs: int, done: int, total: int, eta: float | 
     return "  ".join(parts)
 
 
+def summary_line(rows: list[dict[str, Any]], epochs: int) -> str:
+    """What a finished (or stopped) run did, in one line: the epochs, the time, the accuracy."""
+    if not rows:
+        return "stopped before its first epoch ended"
+    last = rows[-1]
+    done = last["epoch"] >= epochs
+    text = (f"finished: {plural(epochs, 'epoch')}" if done
+            else f"stopped after epoch {last['epoch']} of {epochs}")
+    seconds = sum(r.get("seconds") or 0.0 for r in rows)
+    text += f" in {format_duration(seconds)}"
+    vals = [r for r in rows if r.get("val_acc") is not None]
+    if vals:
+        best = max(vals, key=lambda r: r["val_acc"])
+        text += f"; val_acc {vals[-1]['val_acc']:.4f}"
+        if best["val_acc"] > vals[-1]["val_acc"]:
+            text += f" (best {best['val_acc']:.4f}, epoch {best['epoch']})"
+    elif last.get("train_acc") is not None:
+        text += f"; train_acc {last['train_acc']:.4f}"
+    return text
+
+
 class Progress:
-    """Progress display in one of three modes: 'bar' (a live line), 'plain' (a line per epoch,
-    and a line every few minutes inside a long one), 'none'.
+    """Progress display in one of four modes: 'notebook' (a live view in a Jupyter cell: the
+    epoch's progress, a table of finished epochs and the curves, updated in place, with a summary
+    at the end; cnnlab.notebook), 'bar' (a live line), 'plain' (a line per epoch, and a line every
+    few minutes inside a long one), 'none'.
+
+    Anything that runs epochs (train, resume, a learning-rate finder, a sweep's trials) gets
+    all four by reporting through one Progress: message, start_epoch, update, end_epoch, close.
 
     In 'bar' and 'plain' mode a long run also gets one forecast line: how long its remaining
     epochs take at the pace of the steps timed so far. `long_run_hint`, when set, is added to
@@ -164,12 +196,23 @@ class Progress:
         self._val: dict[str, float] = {}  # the last validation, shown until the next one
         self._forecast_done = False
         self._t0: float | None = None  # when the open epoch started (None: none started yet)
+        self.view = LiveView() if self.mode == "notebook" else None
+
+    def earlier(self, rows: list[dict[str, Any]]) -> None:
+        """The epochs a resumed run trained before: the live view's table and curves start with
+        them (the other modes show only what happens now)."""
+        for row in rows:
+            if self.view is not None:
+                self.view.add_row(row)
 
     def message(self, text: str) -> None:
         """A one-off line (run start, resume notice); silent in 'none' mode."""
         if self.mode == "none":
             return
-        if self._open:  # the message goes above the bar, which is drawn again below it
+        if self.view is not None:
+            self.view.message(text)
+            self.view.refresh()
+        elif self._open:  # the message goes above the bar, which is drawn again below it
             self._write("\r\x1b[K" + text + "\n")
             self._draw()
         else:
@@ -186,6 +229,10 @@ class Progress:
         if self.mode == "bar":
             self._open = True
             self._draw()
+        elif self.view is not None:
+            self.view.set_progress(plain_progress(epoch, self.epochs, start, steps, None, {}),
+                                   start / max(steps, 1))
+            self.view.refresh()
 
     def update(self, steps_done: int, stats: dict[str, float]) -> None:
         """Move the bar to steps_done and show loss, accuracy and throughput (plain mode: a
@@ -197,6 +244,11 @@ class Progress:
         self._forecast(elapsed)
         if self._open:
             self._draw()
+        elif self.view is not None:
+            self.view.set_progress(plain_progress(self._epoch, self.epochs, self._done,
+                                                  self._total, self._eta(elapsed), self._stats),
+                                   self._done / max(self._total, 1))
+            self.view.refresh()
         elif self.mode == "plain" and elapsed >= self._next_plain:
             print(plain_progress(self._epoch, self.epochs, self._done, self._total,
                                  self._eta(elapsed), self._stats), file=self.stream, flush=True)
@@ -229,6 +281,9 @@ class Progress:
         """Close the epoch: the bar's final line (with validation), or one plain line."""
         if self.mode == "plain":
             print(format_epoch(row, self.epochs), file=self.stream, flush=True)
+        elif self.view is not None:
+            self.view.add_row(row)
+            self.view.refresh()
         elif self._open:
             if row.get("val_acc") is not None:
                 self._val = {k: row[k] for k in ("val_loss", "val_acc") if row.get(k) is not None}
@@ -239,7 +294,10 @@ class Progress:
             self._open = False
 
     def close(self) -> None:
-        """End an open bar line (on errors and interrupts)."""
+        """End an open bar line (on errors and interrupts); the live view's final draw."""
+        if self.view is not None:
+            self.view.finish(summary_line(self.view.rows, self.epochs))
+            self.view.refresh(force=True)
         if self._open:
             self._write("\n")
             self._open = False

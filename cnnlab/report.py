@@ -32,6 +32,7 @@ from cnnlab.run import (
     read_json,
     read_steps,
     top_mistakes,
+    torn_lines,
 )
 from cnnlab.schedule import format_lr
 
@@ -107,7 +108,7 @@ def write_report(run_dir: str | Path, checkpoint: str = "last", max_errors: int 
     run_dir = Path(run_dir)
     run = load_run(run_dir, checkpoint)
     result = read_json(run_dir / "result.json") if (run_dir / "result.json").exists() else {}
-    history = read_history(run_dir)
+    history = read_history(run_dir, skip_torn=True)  # a torn last line: skipped, and said
     reuse = (evaluation is not None and checkpoint == "last" and limit is None
              and evaluation.split == "test" and evaluation.n == len(run.dataset.test))
     ev = evaluation if reuse else evaluate_run(run, limit=limit)
@@ -126,7 +127,7 @@ def write_report(run_dir: str | Path, checkpoint: str = "last", max_errors: int 
                         title_colors=["#b22222"] * len(wrong))
     curves = run_dir / "curves.png"
     if history and not curves.exists():
-        plot_curves(history, curves, steps=read_steps(run_dir))
+        plot_curves(history, curves, steps=read_steps(run_dir, skip_torn=True))
 
     page = _render(run, result, history, ev, cm, len(wrong), checkpoint)
     out = run_dir / "report.html"
@@ -169,12 +170,16 @@ def _render(run: Run, result: dict[str, Any], history: list[dict[str, Any]], ev:
              f" &middot; {_scope(cfg)}, {optim}, "
              f"batch {_esc(cfg.get('batch_size'))}, input {run.input_size[0]}&times;"
              f"{run.input_size[1]}</p></header><main>", f'<div class="stats">{stats}</div>']
+    for torn in torn_lines(run.run_dir):
+        parts.append(f'<p class="note"><b>{torn}:</b> its last line is torn (a crash or an '
+                     "unfinished copy left it); this report skipped it</p>")
     if getattr(run.dataset, "note", ""):  # before anyone compares the accuracy with a paper's
         parts.append(f'<p class="note"><b>{html.escape(run.dataset.name)}:</b> '
                      f"{html.escape(run.dataset.note)}</p>")
 
     curves = run.run_dir / "curves.png"
-    body = _curves_html(curves, history, read_steps(run.run_dir)) if curves.exists() else (
+    steps = read_steps(run.run_dir, skip_torn=True)
+    body = _curves_html(curves, history, steps) if curves.exists() else (
         "<p class=muted>no epochs recorded</p>")
     parts.append(f"<section><h2>Learning curves</h2>{body}{_history_table(run, history)}</section>")
     if isinstance(cfg.get("lr_find"), dict):

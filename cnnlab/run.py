@@ -11,9 +11,6 @@ same way, in the precision the run recorded.
 
 from __future__ import annotations
 
-import json
-import re
-import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,11 +23,12 @@ from torch.nn import functional as F
 
 from cnnlab.device import PRECISIONS, autocast, pick_device, precision_dtype, resolve_precision
 from cnnlab.errors import ConfigError, DataError, ShapeError
+from cnnlab.runfiles import read_run_json, read_run_lines
 
 __all__ = ["Evaluation", "Run", "best_row", "better", "evaluate", "evaluate_run", "evaluate_sums",
            "evaluation", "file_images", "is_book_data", "load_run", "model_device", "predict",
            "predict_files", "read_history", "read_image", "read_json", "read_steps",
-           "to_dataset_image", "top_mistakes"]
+           "to_dataset_image", "top_mistakes", "torn_lines"]
 
 
 # --- one forward path for every metric ---------------------------------------------------------
@@ -197,29 +195,27 @@ class Evaluation:
 
 
 def read_json(path: Path) -> dict[str, Any]:
-    """A JSON file of the run folder, as a dict; DataError when it is missing or corrupt."""
-    try:
-        return json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise DataError(f"{path} is missing; is {Path(path).parent} a cnnlab run folder?") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise DataError(f"{path} is not valid JSON ({err}); the run folder is damaged") from None
+    """A JSON file of the run folder, as a dict; DataError when it is missing, damaged or
+    ill-typed (runlog.read_run_json, the one reader)."""
+    return read_run_json(path)
 
 
-def read_history(run_dir: str | Path) -> list[dict[str, Any]]:
-    """metrics.jsonl as a list of per-epoch dicts ([] when the run has none yet)."""
-    path = Path(run_dir) / "metrics.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+def read_history(run_dir: str | Path, *, skip_torn: bool = False) -> list[dict[str, Any]]:
+    """metrics.jsonl as a list of per-epoch dicts ([] when the run has none yet); a damaged line
+    is a DataError, except a torn last line with skip_torn (see torn_lines)."""
+    return read_run_lines(Path(run_dir) / "metrics.jsonl", skip_torn=skip_torn)[0]
 
 
-def read_steps(run_dir: str | Path) -> list[dict[str, Any]]:
+def read_steps(run_dir: str | Path, *, skip_torn: bool = False) -> list[dict[str, Any]]:
     """steps.jsonl: the training loss and lr logged within epochs ([] for older runs)."""
-    path = Path(run_dir) / "steps.jsonl"
-    if not path.exists():
-        return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return read_run_lines(Path(run_dir) / "steps.jsonl", skip_torn=skip_torn)[0]
+
+
+def torn_lines(run_dir: str | Path) -> list[str]:
+    """The run's .jsonl files whose last line is torn (a crash or a half-finished copy): the
+    report skips that line and says so."""
+    return [name for name in ("metrics.jsonl", "steps.jsonl")
+            if read_run_lines(Path(run_dir) / name, skip_torn=True)[1]]
 
 
 def load_run(run_dir: str | Path, checkpoint: str = "last", device: str | None = None) -> Run:
@@ -241,11 +237,18 @@ def load_run(run_dir: str | Path, checkpoint: str = "last", device: str | None =
     if checkpoint not in ("last", "best"):
         raise ConfigError(f"checkpoint {checkpoint!r} must be last or best")
     path = run_dir / "checkpoints" / f"{checkpoint}.pt"
-    if checkpoint == "best" and not path.exists():
+    missing = checkpoint == "best" and not path.exists()
+    if missing:
         path = run_dir / "checkpoints" / "last.pt"  # a run without validation keeps only last.pt
+    state = load_checkpoint(path)
+    if missing and state.get("best") is not None:
+        # It had a best epoch, so best.pt belongs beside last.pt: never answer with another
+        # model silently.
+        raise DataError(f"{path.with_name('best.pt')} is missing although the run validated (a "
+                        "fault such as a full disk stopped it before it was written); resume the "
+                        f"run to write it (cnnlab train --resume {run_dir}) or use last.pt")
     inputs = RunInputs.load(config, download=False)
     dev = pick_device(device or config.get("device"), fallback=device is None)
-    state = load_checkpoint(path)
     knobs = state.get("model_kwargs") or config.get("model_kwargs") or {}  # the run's knobs
     model = inputs.build_model(config["model"], knobs)
     weights = state.get("model", state)
@@ -321,26 +324,13 @@ def best_row(history: list[dict[str, Any]], monitor: str = "val_acc") -> dict[st
 def read_image(path: str | Path) -> torch.Tensor:
     """A PNG/JPEG file as a float (H, W) grayscale tensor in [0, 1]."""
     # Pillow is always there: matplotlib, a dependency, requires it (its imread uses it too).
-    from PIL import Image, UnidentifiedImageError
+    from cnnlab.imagefolder import open_image
 
     path = Path(path)
-    if not path.is_file():
-        raise DataError(f"image {path} does not exist")
-    try:
-        # A file whose header claims more pixels than Pillow's limit (Image.MAX_IMAGE_PIXELS,
-        # 89 million) would take gigabytes to decode: refuse it before decoding, not only past
-        # twice the limit where Pillow itself stops (its warning becomes the error here).
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(path) as im:
-                arr = torch.from_numpy(np.asarray(im.convert("RGBA"), dtype=np.float32) / 255.0)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as err:
-        claimed = re.search(r"\((\d+) pixels\)", str(err))
-        size = f"{int(claimed.group(1)):,} pixels" if claimed else "too many pixels"
-        raise DataError(f"image {path} claims {size}, more than the {Image.MAX_IMAGE_PIXELS:,} "
-                        "cnnlab decodes (a decompression bomb?); give a smaller PNG or JPEG"
-                        ) from None
-    except (OSError, ValueError, UnidentifiedImageError) as err:
+    try:  # only a regular file, within the one decompression-bomb limit: else a DataError
+        with open_image(path) as im:
+            arr = torch.from_numpy(np.asarray(im.convert("RGBA"), dtype=np.float32) / 255.0)
+    except (OSError, ValueError) as err:  # truncated or corrupt pixel data
         raise DataError(f"cannot read image {path} ({err}); give a PNG or JPEG file") from None
     rgb, alpha = arr[..., :3], arr[..., 3]  # (H, W, 3), (H, W)
     gray = rgb @ torch.tensor([0.299, 0.587, 0.114])  # ITU-R 601 luma, as PIL's convert("L")
@@ -380,9 +370,6 @@ def file_images(paths: list[Path], size: tuple[int, int], channels: int = 1,
         return torch.stack([to_dataset_image(read_image(p), size, invert) for p in paths])
     from cnnlab.imagefolder import decode_image
 
-    for p in paths:
-        if not Path(p).is_file():
-            raise DataError(f"image {p} does not exist")
     arrays = [torch.from_numpy(decode_image(str(p), size[0], channels)) for p in paths]
     return torch.stack([a.permute(2, 0, 1) if a.dim() == 3 else a for a in arrays])
 

@@ -22,13 +22,18 @@ from cnnlab.checkpoint import RunLock
 from cnnlab.distributed import is_rank0
 from cnnlab.errors import ConfigError, TrainingError
 
-# Everything a run (and its report, inspection and exports) writes into its folder:
-# `--overwrite` removes exactly these, so files of the user's own beside them survive.
-RUN_OUTPUTS = ("config.json", "metrics.jsonl", "metrics.csv", "steps.jsonl", "curves.png",
-               "lr-find.json", "lr-find.png",
-               "result.json", "report.html", "confusion.png", "errors.png", "checkpoints",
-               "tensorboard", "inspect")
-EXPORT_SUFFIXES = (".onnx", ".onnx.json", ".torchscript.pt", ".torchscript.pt.json")
+# Everything a run (and its report, inspection and exports) writes into its folder, by name:
+# `--overwrite` removes exactly these files, so the user's own files beside them (and in the
+# same subfolders) survive. A subfolder is removed only when nothing else is left in it.
+RUN_FILES = ("config.json", "metrics.jsonl", "metrics.csv", "steps.jsonl", "curves.png",
+             "lr-find.json", "lr-find.png", "result.json", "report.html", "confusion.png",
+             "errors.png", "checkpoints/last.pt", "checkpoints/best.pt")
+RUN_PATTERNS = ("tensorboard/events.out.tfevents.*",  # SummaryWriter's own naming
+                "inspect/inspect.html", "inspect/filters.png", "inspect/filters-*.png",
+                "inspect/feature-maps.png", "inspect/attribution.png", "inspect/mistakes.png",
+                "inspect/edge-demo.png")
+RUN_SUBFOLDERS = ("checkpoints", "tensorboard", "inspect")
+EXPORT_SUFFIXES = (".onnx", ".torchscript.pt")  # `<model><suffix>`, with its `.json` sidecar
 
 CSV_FIRST = ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "seconds",
              "images_per_second")
@@ -50,22 +55,42 @@ def run_state(folder: str | Path) -> str | None:
     return "started" if (folder / "metrics.jsonl").is_file() else None
 
 
-def clear_run(folder: str | Path) -> None:
-    """Remove what a run wrote into folder (RUN_OUTPUTS, its default exports), nothing else."""
-    import shutil
-
+def run_files(folder: str | Path) -> list[Path]:
+    """The files in `folder` that a run wrote (RUN_FILES, RUN_PATTERNS, its default exports):
+    what `--overwrite` removes. An export counts only beside the sidecar cnnlab wrote for it."""
     folder = Path(folder)
+    found = [folder / name for name in RUN_FILES]
+    found += [p for pattern in RUN_PATTERNS for p in sorted(folder.glob(pattern))]
     try:  # `cnnlab export` names its files after the run's model
         model = json.loads((folder / "config.json").read_text()).get("model")
     except (OSError, ValueError, AttributeError):
         model = None
-    exports = [f"{model}{suffix}" for suffix in EXPORT_SUFFIXES] if model else []
-    for name in (*RUN_OUTPUTS, *exports):
-        path = folder / name
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        elif path.exists() or path.is_symlink():
-            path.unlink()
+    for suffix in EXPORT_SUFFIXES if isinstance(model, str) else ():
+        exported = folder / f"{model}{suffix}"
+        sidecar = exported.with_name(exported.name + ".json")
+        try:
+            meta = json.loads(sidecar.read_text())
+            ours = isinstance(meta, dict) and meta.get("file") == exported.name and "cnnlab" in meta
+        except (OSError, ValueError):
+            ours = False
+        if ours:
+            found += [exported, sidecar]
+    return [p for p in found if p.is_symlink() or p.is_file()]
+
+
+def clear_run(folder: str | Path) -> list[Path]:
+    """Remove what a run wrote into folder (`run_files`), by name, and the subfolders that this
+    leaves empty; never a folder wholesale, never another file. Returns what was removed."""
+    folder = Path(folder)
+    removed = run_files(folder)
+    for path in removed:
+        path.unlink()
+    for sub in RUN_SUBFOLDERS:
+        try:
+            (folder / sub).rmdir()  # only when empty: a user's file in it keeps it
+        except OSError:
+            pass
+    return removed
 
 
 def claim_run_folder(out: Path, *, resuming: bool, overwrite: bool = False
@@ -85,12 +110,14 @@ def claim_run_folder(out: Path, *, resuming: bool, overwrite: bool = False
     try:
         held = run_state(out)
         if not resuming and held in ("checkpoint", "started"):
-            if not overwrite:
-                what = ("a run" if held == "checkpoint"
-                        else "the start of a run that saved no checkpoint")
+            if not overwrite and held == "checkpoint":
                 raise TrainingError(
-                    f"{out} already holds {what}; continue it with --resume {out}, replace "
+                    f"{out} already holds a run; continue it with --resume {out}, replace "
                     "it with --overwrite, or choose another folder (--out)")
+            if not overwrite:  # nothing to --resume from
+                raise TrainingError(
+                    f"{out} already holds the start of a run that saved no checkpoint; start "
+                    "it over with --overwrite, or choose another folder (--out)")
             clear_run(out)
         elif not resuming and held == "dry":
             clear_run(out)  # a dry run's files are scratch

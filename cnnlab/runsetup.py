@@ -25,7 +25,7 @@ from cnnlab.device import (
     resolve_precision,
     run_settings,
 )
-from cnnlab.errors import ConfigError
+from cnnlab.errors import ConfigError, ShapeError
 from cnnlab.inputs import RunInputs
 from cnnlab.progress import plural
 from cnnlab.runlog import environment
@@ -56,6 +56,7 @@ class RunSetup:
     optimizer: Any
     scaler: Any
     notes: list[str] = field(default_factory=list)  # said once before training starts
+    kept_threads: int = 0  # a resumed run's thread count, as it chose it at its start
 
     def describe(self, steps: int, epochs: int) -> str:
         """'lenet on fashion-mnist: 60,000 train samples, 469 steps/epoch, ...': the run's
@@ -72,28 +73,33 @@ class RunSetup:
                    else ""))
 
     def _threads_text(self) -> str:
+        n = plural(torch.get_num_threads(), "thread")
         if self.thread_policy is not None:
-            n = self.thread_policy.max_threads
-            return plural(n, "thread") + (" (fewer while other programs load the CPU)"
-                                          if n > 1 else "")
-        return plural(torch.get_num_threads(), "thread")
+            return n + " (chosen from the CPU's load now, kept for the whole run)"
+        if self.kept_threads and not self.config.threads:
+            return n + " (as the run chose at its start)"
+        return n
 
     def environment(self) -> dict[str, Any]:
-        """config.json's "environment": the machine, and the CPU threads the run may use."""
-        env = environment(self.device)
-        if self.thread_policy is not None:  # threads=0 on a CPU: the most it will use
-            env["cpu_threads"] = self.thread_policy.max_threads
-            env["cpu_thread_policy"] = "load-aware"
+        """config.json's "environment": the machine, and the CPU threads the run uses (threads=0:
+        chosen from the load as it started, then kept; a resume keeps that count)."""
+        env = environment(self.device)  # cpu_threads: the count in force
+        if self.thread_policy is not None:
+            env["cpu_thread_policy"] = "chosen from the load at the start, then kept"
+        elif self.kept_threads and not self.config.threads:
+            env["cpu_thread_policy"] = "kept from the run's start (resumed)"
         return env
 
 
 def set_up(config: TrainConfig, model: nn.Module | str, data: Any,
            settings: contextlib.ExitStack, *, model_kwargs: dict[str, Any] | None = None,
            preflight: Callable[..., None] | None = None,
-           on_start: Callable[[TrainConfig], None] | None = None) -> RunSetup:
+           on_start: Callable[[TrainConfig], None] | None = None,
+           kept_threads: int = 0) -> RunSetup:
     """Set a run up. The process-wide settings enter `settings` (the caller closes it when the
     run ends); preflight (the memory guard) and on_start hear the resolved config before any
-    data is copied to the device or any model is built."""
+    data is copied to the device or any model is built. kept_threads: a resumed run's thread
+    count, as it chose it at its start (used when config.threads is 0)."""
     cfg = config
     device = pick_device(cfg.device)
     dist = ddp.setup(device.type)
@@ -111,7 +117,8 @@ def set_up(config: TrainConfig, model: nn.Module | str, data: Any,
     cfg = cfg.replace(amp=precision)
     # Threads, deterministic kernels, cuDNN autotuning, the seed: put back when the run ends.
     policy = settings.enter_context(run_settings(
-        device, threads=cfg.threads, deterministic=cfg.deterministic, seed=cfg.seed))
+        device, threads=cfg.threads or kept_threads, deterministic=cfg.deterministic,
+        seed=cfg.seed))
     # Recorded as used, never as "auto": the device type.
     cfg = cfg.replace(device=device.type if cfg.device == "auto" else cfg.device)
 
@@ -123,7 +130,10 @@ def set_up(config: TrainConfig, model: nn.Module | str, data: Any,
     cfg = inputs.config = cfg.replace(dataset=ds.name, model=name or cfg.model,
                                       resize=inputs.resize)
     if preflight is not None:  # before any copy to the device or any model is built
-        preflight(cfg, ds, device, dict(model_kwargs or {}))
+        try:  # the memory guard builds the network for the loader's size
+            preflight(cfg, ds, device, dict(model_kwargs or {}))
+        except ShapeError as e:
+            raise _too_small(e, cfg, inputs) from None
     if on_start is not None:
         on_start(cfg)
 
@@ -141,7 +151,10 @@ def set_up(config: TrainConfig, model: nn.Module | str, data: Any,
         raise ConfigError(f"batch_size={cfg.batch_size} leaves no batch from "
                           f"{len(train_split)} training samples; lower it")
 
-    raw, wrapped = _model(cfg, model, inputs, device, dist, model_kwargs or {}, notes)
+    try:
+        raw, wrapped = _model(cfg, model, inputs, device, dist, model_kwargs or {}, notes)
+    except ShapeError as e:
+        raise _too_small(e, cfg, inputs) from None
     params = [p for p in raw.parameters() if p.requires_grad]
     optimizer = make_optimizer(params, cfg.optimizer, cfg.lr, cfg.momentum, cfg.nesterov,
                                cfg.weight_decay)
@@ -150,7 +163,26 @@ def set_up(config: TrainConfig, model: nn.Module | str, data: Any,
     scaler = torch.amp.GradScaler(device.type, enabled=amp == torch.float16)
     return RunSetup(cfg, device, dist, amp, policy, inputs, ds, loader, val_loader, test_loader,
                     inputs.val_is_test, inputs.normalize, len(train_split), raw, wrapped,
-                    optimizer, scaler, notes)
+                    optimizer, scaler, notes, kept_threads)
+
+
+def _too_small(err: ShapeError, cfg: TrainConfig, inputs: RunInputs) -> ShapeError:
+    """A zoo model's "needs inputs of at least S" said with the flags that fix it: --image-size
+    for a class folder read at a small size (its smallest image sets it), else --resize."""
+    need = getattr(err, "min_size", None)
+    if need is None or not isinstance(cfg.model, str) or not cfg.model:
+        return err
+    from cnnlab.data import is_folder_dataset
+
+    h, w = inputs.size
+    if is_folder_dataset(inputs.dataset.name) and cfg.resize is None:
+        how = f"give --image-size {need} or more"
+        if not cfg.image_size:
+            how = (f"the class folder is read at the shorter side of its smallest image; {how} "
+                   "(every image is resized to it), or remove the small images")
+    else:
+        how = f"give --resize {need} or more"
+    return ShapeError(f"{cfg.model} needs inputs of at least {need}x{need}, got {h}x{w}: {how}")
 
 
 def _model(cfg: TrainConfig, model: nn.Module | str, inputs: RunInputs, device: torch.device,

@@ -308,6 +308,7 @@ def run_suite(models: Sequence[str], out_dir: str | Path, *, budget_s: float = 1
     (cnnlab.lrfind) on its training split, instead of config.lr.
     """
     from cnnlab import data as cdata
+    from cnnlab.run import read_json
     from cnnlab.train import resume, train
 
     t_session = time.perf_counter()
@@ -387,7 +388,7 @@ def run_suite(models: Sequence[str], out_dir: str | Path, *, budget_s: float = 1
             dirs = {seed: _run_dir(out, model, seed, seeds) for seed in seeds}
             if all((d / "result.json").exists() for d in dirs.values()):
                 for seed, run_dir in dirs.items():
-                    res = json.loads((run_dir / "result.json").read_text())
+                    res = read_json(run_dir / "result.json")  # damaged: one line naming it
                     results.append(MemberResult(model, run_dir, "skipped", res.get("test_acc"),
                                                 info.get("wall_seconds", 0.0),
                                                 info.get("budget_seconds", 0.0),
@@ -431,7 +432,7 @@ def run_suite(models: Sequence[str], out_dir: str | Path, *, budget_s: float = 1
             failed = 0
             for seed, run_dir in dirs.items():
                 if (run_dir / "result.json").exists():
-                    res = json.loads((run_dir / "result.json").read_text())
+                    res = read_json(run_dir / "result.json")
                     results.append(MemberResult(model, run_dir, "skipped", res.get("test_acc"),
                                                 seed=seed))
                     continue

@@ -27,9 +27,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from cnnlab import distributed as ddp
-from cnnlab.atomic import is_storage_error, output_error, write_atomic
+from cnnlab.atomic import is_storage_error, output_error, remove_orphans, write_atomic
 from cnnlab.checkpoint import (
     FORMAT_VERSION,
+    RunLock,
     load_checkpoint,
     rng_state,
     save_checkpoint,
@@ -48,7 +49,7 @@ from cnnlab.errors import (
 )
 from cnnlab.progress import Progress
 from cnnlab.run import _acc_dtype, better, evaluate, evaluate_sums, evaluation, predict
-from cnnlab.runlog import RunFolder, claim_run_folder
+from cnnlab.runlog import RunFolder, claim_run_folder, run_state
 from cnnlab.runsetup import set_up
 from cnnlab.schedule import lr_at
 from cnnlab.stopsignals import StopSignals
@@ -159,6 +160,8 @@ def resume(out_dir: str | Path, model: nn.Module | None = None, data: Any = None
         raise ConfigError(f"checkpoint={checkpoint!r} is not 'last' or 'best'")
     out_dir = Path(out_dir)
     path = out_dir / "checkpoints" / f"{checkpoint}.pt"
+    if not path.is_file():
+        _no_checkpoint(out_dir, path)
     state = load_checkpoint(path)
     missing = [k for k in STATE_KEYS if k not in state]
     if missing:
@@ -184,7 +187,35 @@ def resume(out_dir: str | Path, model: nn.Module | None = None, data: Any = None
                       preflight=preflight, on_start=on_start, on_epoch=on_epoch,
                       record=state.get("record"))
     trainer.source = path
+    if not config.threads and not config.deterministic:  # the count the run chose at its start
+        trainer.kept_threads = int(state.get("cpu_threads") or 0)
     return trainer.fit(state)
+
+
+def _no_checkpoint(out_dir: Path, path: Path) -> None:
+    """Why `resume` has nothing to continue from, as a TrainingError: a live run that has not
+    checkpointed yet holds the folder ("in use"); a run stopped before its first checkpoint
+    starts over with --overwrite (its killed writers' temporary files are removed now)."""
+    if (out_dir / ".lock").is_file():  # a run folder: is a run in it alive?
+        with RunLock(out_dir):  # "in use by process N" for a live run
+            for folder in (out_dir, out_dir / "checkpoints"):
+                remove_orphans(folder)
+    if path.name == "last.pt" and run_state(out_dir) == "started":
+        model = _recorded_model(out_dir)
+        raise TrainingError(
+            f"{out_dir} holds a run that stopped before its first checkpoint, so there is "
+            f"nothing to resume; start it over in the same folder: cnnlab train {model} --out "
+            f"{out_dir} --overwrite (with the flags it had)")
+    load_checkpoint(path)  # its one-line message for a folder that holds no run
+
+
+def _recorded_model(out_dir: Path) -> str:
+    from cnnlab.run import read_json
+
+    try:
+        return str(read_json(out_dir / "config.json").get("model") or "MODEL")
+    except CnnlabError:
+        return "MODEL"
 
 
 def _finished(out_dir: Path, state: dict[str, Any], config: TrainConfig,
@@ -275,6 +306,7 @@ class Trainer:
         self.stream = stream
         self.overwrite = overwrite
         self.source: Path | None = None  # the checkpoint file fit(state) continues from
+        self.kept_threads = 0  # resume: the CPU thread count the run chose at its start
         self._model_arg = model
         self._data_arg = data
         self.stop = StopSignals(self.out_dir)  # Ctrl-C and SIGTERM (cnnlab.stopsignals)
@@ -290,7 +322,7 @@ class Trainer:
         """Device, precision, settings, inputs, model and optimizer (cnnlab.runsetup)."""
         setup = set_up(self.config, self._model_arg, self._data_arg, self._settings,
                        model_kwargs=self.model_kwargs, preflight=self.preflight,
-                       on_start=self.on_start)
+                       on_start=self.on_start, kept_threads=self.kept_threads)
         # device, dist, amp, thread_policy, notes, inputs, dataset, loaders, models, optimizer...
         vars(self).update(vars(setup))
         self.setup = setup
@@ -308,6 +340,7 @@ class Trainer:
                 "epoch_seconds": self._epoch_elapsed(),
                 "config": self.config.to_dict(), "model_kwargs": self.model_kwargs,
                 "record": self.record,
+                "cpu_threads": torch.get_num_threads(),  # a resume keeps the run's count
                 "history": self.history, "steps_log": self.steps_log,
                 "steps_window": list(self._window), "best": self.best,
                 "elapsed": self._elapsed(),
@@ -370,7 +403,8 @@ class Trainer:
                                                     overwrite=self.overwrite)
                 self.run = RunFolder(self.out_dir, tensorboard=self.config.tensorboard,
                                      plot=self.config.plot)
-            with _output_errors(self.out_dir, lambda: self._started):
+            # A resume failing again (a disk still full) gets the resume hint too.
+            with _output_errors(self.out_dir, lambda: self._started or self.source is not None):
                 self._setup()
                 if state is not None:
                     self._check_resumed_data(state)
@@ -407,6 +441,13 @@ class Trainer:
         start_epoch, start_step = 0, 0
         if state is not None:
             start_epoch, start_step = self._load_state(state)
+            if (self.run is not None and self.best is not None and not start_step
+                    and self.best.get("epoch") == start_epoch):
+                # last.pt holds the best epoch's weights: write best.pt again, since a fault
+                # (a full disk) between the two writes may have cost it.
+                with self.stop.saving():
+                    save_checkpoint(self._state(start_epoch, 0),
+                                    self.run.checkpoints / "best.pt")
         steps = len(self.loader) if not cfg.limit_batches else min(cfg.limit_batches,
                                                                    len(self.loader))
         epochs = cfg.epochs
@@ -414,6 +455,7 @@ class Trainer:
             steps, epochs = 1, 1
         self.steps_per_epoch, self.total_steps = steps, steps * epochs
         progress = Progress(cfg.progress if self.dist.is_main else "none", epochs, self.stream)
+        progress.earlier(self.history)  # a resumed run's epochs so far (the notebook view's)
         if self.device.type == "cpu":
             progress.long_run_hint = (
                 "That is long for a CPU: fewer --epochs, a smaller --resize or --train-samples "

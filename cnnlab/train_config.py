@@ -19,7 +19,7 @@ OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("constant", "cosine", "onecycle")
 AMP_MODES = ("auto", "fast", "off", "bf16", "fp16")  # resolved by cnnlab.device
 DEVICES = ("auto", "cpu", "cuda", "mps")
-PROGRESS_MODES = ("auto", "bar", "plain", "none")
+PROGRESS_MODES = ("auto", "notebook", "bar", "plain", "none")
 MONITORS = ("val_acc", "val_loss")
 
 
@@ -93,11 +93,13 @@ class TrainConfig:
     monitor: str = knob("val_acc", "The metric that picks best.pt and drives early stopping.")
     limit_batches: int = knob(0, "Train and evaluate only the first N batches of each epoch (0: "
                               "all).")
-    progress: str = knob("auto", "Progress display: auto (a bar on a terminal, else plain), bar, "
-                         "plain or none.")
+    progress: str = knob("auto", "Progress display: auto (a live view in Jupyter or Colab, a bar "
+                         "on a terminal, else plain), notebook, bar, plain or none.")
     log_every: int = knob(50, "Steps between progress refreshes (the only per-step host syncs).")
     tensorboard: bool = knob(True, "Write TensorBoard event files when tensorboard is installed.")
     plot: bool = knob(True, "Redraw curves.png after every epoch.")
+    report: bool = knob(True, "Write report.html when the run ends (a --resume keeps the run's "
+                        "choice).")
     dry_run: bool = knob(False, "Stop after one training batch and one evaluation batch.")
 
     def __post_init__(self) -> None:

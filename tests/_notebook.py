@@ -4,7 +4,8 @@
 interpreter (`sys.executable`), in a temporary folder put first on JUPYTER_PATH: a notebook then
 runs against the cnnlab the tests import (PYTHONPATH and CNNLAB_DATA are inherited), whatever
 kernels the machine has. `execute(nb)` runs a notebook in such a kernel and returns it with its
-outputs; `outputs(nb)` and `text(nb)` read them back.
+outputs; `outputs(nb)` and `text(nb)` read them back, `updates(cell)` says how many times a cell's
+displays were drawn again in place.
 """
 
 from __future__ import annotations
@@ -42,6 +43,21 @@ def kernel_name() -> str:
     return KERNEL
 
 
+class _Client(nbclient.NotebookClient):
+    """nbclient's client that also counts, per cell, the outputs drawn again in place
+    (update_display_data messages): read them back with `updates(cell)`."""
+
+    def process_message(self, msg: dict, cell: Any, cell_index: int) -> Any:
+        if msg.get("msg_type") == "update_display_data":
+            cell.metadata["display_updates"] = cell.metadata.get("display_updates", 0) + 1
+        return super().process_message(msg, cell, cell_index)
+
+
+def updates(cell: Any) -> int:
+    """How many times the cell's displays were drawn again in place while it ran."""
+    return cell.metadata.get("display_updates", 0)
+
+
 def execute(nb: Any, cwd: str | Path, timeout: int = 300, env: dict[str, str] | None = None) -> Any:
     """Run every cell of `nb` in a fresh kernel started in `cwd`; return nb with its outputs.
 
@@ -52,8 +68,8 @@ def execute(nb: Any, cwd: str | Path, timeout: int = 300, env: dict[str, str] | 
     saved = {k: os.environ.get(k) for k in env or {}}
     os.environ.update(env or {})  # the kernel is a child process: it inherits os.environ
     try:
-        client = nbclient.NotebookClient(nb, timeout=timeout, kernel_name=name,
-                                         resources={"metadata": {"path": str(cwd)}})
+        client = _Client(nb, timeout=timeout, kernel_name=name,
+                         resources={"metadata": {"path": str(cwd)}})
         client.execute()
     finally:
         for k, v in saved.items():

@@ -71,15 +71,17 @@ def test_a_path_under_a_file_is_one_line(tmp_path: Path) -> None:
 def test_remove_orphans_deletes_only_dead_writers_files(tmp_path: Path) -> None:
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True).stdout.strip()
-    orphan = tmp_path / f".last.pt.{dead}.tmp"
-    live = tmp_path / f".best.pt.{os.getppid()}.tmp"  # a running process's write in progress
+    orphan = tmp_path / f".last.pt.cnnlab-{dead}.tmp"
+    live = tmp_path / f".best.pt.cnnlab-{os.getppid()}.tmp"  # a live process's write in progress
     mine = atomic.tmp_path(tmp_path / "x.json")
     keep = tmp_path / "last.pt"
-    for p in (orphan, live, mine, keep):
+    users = tmp_path / f".notes.{dead}.tmp"  # a user's dotfile that only looks like one of ours
+    for p in (orphan, live, mine, keep, users):
         p.write_bytes(b"...")
+    assert mine.name == f".x.json.cnnlab-{os.getpid()}.tmp"
     assert remove_orphans(tmp_path) == [orphan]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-        [live.name, mine.name, keep.name])
+        [live.name, mine.name, keep.name, users.name])
 
 
 def test_a_real_full_disk(tmpfs) -> None:

@@ -387,6 +387,9 @@ def test_predict_image_files(trained: tuple[Path, str], tmp_path: Path,
                         r"\d+\.\d%\n", out)
     rc, out, err = run(["predict", str(run_dir), str(tmp_path / "none.png")], capsys)
     assert rc == 2 and "does not exist" in err
+    rc, out, err = run(["predict", str(run_dir), str(tmp_path)], capsys)  # not "does not exist"
+    assert rc == 2 and _lines(err) == [f"cnnlab: error: {tmp_path} is a folder, not an image; "
+                                       "give an image file (PNG, JPEG, ...)"]
     from _trainkit import bomb_png
 
     bomb = bomb_png(tmp_path / "bomb.png", 100_000, 100_000)
@@ -593,6 +596,47 @@ def test_run_folder_rules(idx_root: Path, tmp_path: Path,
     assert rc == 0 and len((Path(out) / "metrics.jsonl").read_text().splitlines()) == 1
 
 
+def test_no_report_is_remembered_on_resume(idx_root: Path, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "r"
+    flags = [a for a in quick(idx_root, "--out", str(out), "--limit-batches", "2")
+             if a != "--no-report"]
+    assert run(["train", "lenet", *flags, "--no-report"], capsys)[0] == 0
+    assert json.loads((out / "config.json").read_text())["report"] is False
+    rc, stdout, _ = run(["train", "--resume", str(out), "--epochs", "2"], capsys)
+    assert rc == 0 and "report:" not in stdout and not (out / "report.html").exists()
+    rc, stdout, _ = run(["train", "--resume", str(out), "--epochs", "3", "--report"], capsys)
+    assert rc == 0 and f"report: {out / 'report.html'}" in stdout  # a flag still changes it
+
+
+def test_overwrite_removes_exactly_what_a_run_wrote(idx_root: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """By name: the run's files, its events, its inspection, an export beside its sidecar; the
+    user's files in every subfolder, and a `lenet.onnx` cnnlab did not write, survive."""
+    out = tmp_path / "r"
+    flags = quick(idx_root, "--out", str(out), "--limit-batches", "2")
+    with_events = [a for a in flags if a != "--no-tensorboard"]
+    assert run(["train", "lenet", *with_events], capsys)[0] == 0
+    assert run(["export", str(out), "--format", "torchscript"], capsys)[0] == 0
+    (out / "inspect").mkdir()
+    for name in ("inspect.html", "filters.png", "filters-conv2.png"):  # what inspect writes
+        (out / "inspect" / name).write_text("old")
+    mine = {"notes.txt": "a", "lenet.onnx": "mine, no sidecar",
+            "checkpoints/epoch5_backup.pt": "b", "checkpoints/my_notes.txt": "c",
+            "tensorboard/my_run.txt": "d", "inspect/my.png": "e", "my_folder/x.txt": "f"}
+    for name, text in mine.items():
+        (out / name).parent.mkdir(exist_ok=True)
+        (out / name).write_text(text)
+    events = list((out / "tensorboard").glob("events.out.tfevents.*"))
+    assert events and (out / "lenet.torchscript.pt.json").is_file()
+    assert run(["train", "lenet", *flags, "--overwrite"], capsys)[0] == 0
+    left = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
+    assert left == {*mine, "config.json", "metrics.jsonl", "metrics.csv", "steps.jsonl",
+                    "result.json", "checkpoints/last.pt", "checkpoints/best.pt", ".lock"}
+    assert all((out / name).read_text() == text for name, text in mine.items())
+    assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
+
+
 @pytest.mark.parametrize(("argv", "message"), [
     (["--out", ""], '--out "" names no folder'),
     (["--out", "file"], "output folder file is a file; choose a folder"),
@@ -634,3 +678,41 @@ def test_a_full_disk_mid_run_in_a_real_process(idx_root: Path, tmpfs) -> None:
         f"some space or choose another folder; once that is fixed, resume with: cnnlab train "
         f"--resume {out}")
     assert not list(out.rglob("*.tmp")) and (out / "checkpoints" / "last.pt").is_file()
+
+
+def test_a_run_resumed_after_a_full_disk_ends_as_one_that_never_failed(
+        idx_root: Path, tmp_path: Path, tmpfs, capsys: pytest.CaptureFixture[str]) -> None:
+    """best.pt fails on a full disk; a resume on the still-full disk fails again with the resume
+    hint; after the disk grows, the resume ends with best.pt, result.json, report.html and
+    errors.png, as a run that never failed; `eval --checkpoint best` never answers with last.pt."""
+    flags = [a for a in quick(idx_root, "--limit-batches", "4") if a != "--no-report"]
+    whole = tmp_path / "whole"
+    assert run(["train", "lenet", *flags, "--out", str(whole)], capsys)[0] == 0
+    disk = tmpfs("400k")
+    out = disk / "run"
+    rc, _, err = run(["train", "lenet", *flags, "--out", str(out)], capsys)
+    assert rc == 2 and "best.pt: No space left" in _error(err)
+    assert not (out / "checkpoints" / "best.pt").exists()
+    rc, _, err = run(["eval", str(out), "--checkpoint", "best"], capsys)
+    assert rc == 2 and _error(err) == (
+        f"cnnlab: error: {out}/checkpoints/best.pt is missing although the run validated (a "
+        "fault such as a full disk stopped it before it was written); resume the run to write "
+        f"it (cnnlab train --resume {out}) or use last.pt")
+    rc, _, err = run(["train", "--resume", str(out)], capsys)  # the disk is still full
+    assert rc == 2 and _error(err).endswith(f"; once that is fixed, resume with: cnnlab train "
+                                            f"--resume {out}")
+    subprocess.run(["mount", "-o", "remount,size=8m", str(disk)], check=True)
+    rc, stdout, err = run(["train", "--resume", str(out)], capsys)
+    assert rc == 0 and f"report: {out / 'report.html'}" in stdout, err
+    files = {str(p.relative_to(out)) for p in out.rglob("*") if p.is_file()}
+    assert files == {str(p.relative_to(whole)) for p in whole.rglob("*") if p.is_file()}
+    assert {"checkpoints/best.pt", "result.json", "report.html", "errors.png"} <= files
+    ran, never_failed = (json.loads((d / "result.json").read_text()) for d in (out, whole))
+    assert ran["test_acc"] == never_failed["test_acc"] and ran["best"]["val_acc"] == \
+        never_failed["best"]["val_acc"]
+    assert run(["eval", str(out), "--checkpoint", "best"], capsys)[0] == 0
+    # A run whose result.json was written but whose report was not is finished; its resume
+    # writes the missing report instead of only saying so.
+    (out / "report.html").unlink()
+    rc, stdout, err = run(["train", "--resume", str(out)], capsys)
+    assert rc == 0 and "has finished" in err and (out / "report.html").is_file()

@@ -287,6 +287,40 @@ def test_8_5_batch_norm_fits_above_chance(env: Path):
     png_ok(env / "BNLeNetScratch_progress.png")
 
 
+def test_fit_trains_on_the_cores_a_busy_neighbour_leaves(env: Path):
+    """The engine's load-aware thread policy: with a process spinning on one core, the book's
+    fit trains on one thread fewer than torch's setting, which it puts back afterwards."""
+    import subprocess
+    import sys
+    import time
+
+    seen: list[int] = []
+
+    class Probe(d2l.LeNet):
+        def training_step(self, batch):
+            seen.append(torch.get_num_threads())
+            return super().training_step(batch)
+
+    torch.set_num_threads(2)  # (the env fixture restores the test session's setting)
+    busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    try:
+        time.sleep(0.3)  # the neighbour is spinning before the policy's first look
+        data = d2l.FashionMNIST(batch_size=128)
+        d2l.Trainer(max_epochs=1).fit(Probe(lr=0.1), data)
+        assert seen and set(seen) == {1}, seen
+        assert torch.get_num_threads() == 2
+        seen.clear()  # deterministic algorithms: a fixed thread count, whatever the load
+        torch.use_deterministic_algorithms(True)
+        try:
+            d2l.Trainer(max_epochs=1).fit(Probe(lr=0.1), data)
+        finally:
+            torch.use_deterministic_algorithms(False)
+        assert seen and set(seen) == {2}, seen
+    finally:
+        busy.kill()
+        busy.wait()
+
+
 # --- the engine underneath: sample-weighted metrics, no wasted syncs, pictures -----------------
 
 
@@ -348,26 +382,6 @@ def test_board_throttles_saves_and_flushes(env: Path):
     quiet = d2l.ProgressBoard(display=False, path=env / "never.png")
     quiet.draw(0, 1.0, "a")
     assert quiet.data["a"] == [_base.Point(0, 1.0)] and not (env / "never.png").exists()
-
-
-def test_board_and_images_draw_inline_in_jupyter(monkeypatch: pytest.MonkeyPatch, env: Path):
-    from IPython import display
-
-    shown, cleared = [], []
-    monkeypatch.setattr(_base, "in_notebook", lambda: True)
-    monkeypatch.setattr(display, "display", lambda obj: shown.append(obj))
-    monkeypatch.setattr(display, "clear_output", lambda wait=False: cleared.append(wait))
-    board = d2l.ProgressBoard()
-    board.draw(0, 1.0, "a")
-    board.draw(1, 0.5, "a")
-    d2l.show_images(torch.rand(2, 8, 8), 1, 2, titles=["p", "q"])
-    assert len(shown) == 3 and cleared == [True, True]
-    assert all(isinstance(o, display.Image) and o.data[:8] == b"\x89PNG\r\n\x1a\n" for o in shown)
-    assert not list(env.glob("*.png"))  # nothing written to disk in a notebook
-
-
-def test_in_notebook_is_false_in_a_plain_process():
-    assert _base.in_notebook() is False
 
 
 # --- data ---------------------------------------------------------------------------------------

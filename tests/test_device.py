@@ -17,6 +17,7 @@ from cnnlab.device import (
     autocast,
     available_memory,
     cpu_has_native_bf16,
+    host_memory,
     pick_device,
     precision_dtype,
     resolve_precision,
@@ -85,15 +86,20 @@ def test_a_run_records_what_it_used(native, amp, want, tmp_path: Path, monkeypat
     assert state["config"]["amp"] == want
 
 
-def test_a_default_threads_run_records_its_most_threads_and_the_policy(tmp_path: Path) -> None:
+def test_a_default_threads_run_records_the_threads_it_chose_and_the_policy(tmp_path: Path
+                                                                          ) -> None:
     ds = make_dataset(n_train=64, n_test=32)
     cfg = TrainConfig(epochs=1, batch_size=32, progress="none", plot=False, tensorboard=False,
                       threads=0, device="cpu")
     most = torch.get_num_threads()  # what threads=0 starts from
     train(TinyNet(), ds, cfg, out_dir=tmp_path / "run")
     env = json.loads((tmp_path / "run" / "config.json").read_text())["environment"]
-    assert env["cpu_threads"] == most  # a number, as for a fixed count
-    assert env["cpu_thread_policy"] == "load-aware"
+    assert 1 <= env["cpu_threads"] <= most  # the count it chose from the load, and kept
+    assert env["cpu_thread_policy"] == "chosen from the load at the start, then kept"
+    from cnnlab.checkpoint import load_checkpoint
+
+    assert load_checkpoint(tmp_path / "run" / "checkpoints" / "last.pt")["cpu_threads"] == \
+        env["cpu_threads"]  # what a resume keeps
 
 
 def test_threads_for_load() -> None:
@@ -110,7 +116,7 @@ def test_thread_policy_follows_the_load(monkeypatch) -> None:
 
     clock = {"t": 0.0, "busy": 0.0, "ours": 0.0}
     monkeypatch.setattr(device, "_cpu_times",
-                        lambda: (clock["t"], clock["busy"], 0.0, clock["ours"]))
+                        lambda source: (clock["t"], clock["busy"], 0.0, clock["ours"]))
     monkeypatch.setattr(device.time, "monotonic", lambda: clock["t"])
     old = torch.get_num_threads()
     try:
@@ -133,18 +139,24 @@ def test_thread_policy_follows_the_load(monkeypatch) -> None:
         torch.set_num_threads(old)
 
 
-def test_thread_policy_sees_a_real_neighbour() -> None:
-    import os
+def _skip_without(source: str) -> None:
+    if source == "proc" and not os.path.exists("/proc/stat"):
+        pytest.skip("the proc source needs Linux's /proc/stat")
+
+
+@pytest.mark.parametrize("source", ["proc", "psutil"])  # psutil: what macOS and Windows use
+def test_thread_policy_sees_a_real_neighbour(source: str) -> None:
     import subprocess
     import sys
     import time
 
+    _skip_without(source)
     n = torch.get_num_threads()
-    if n < 2 or not os.path.exists("/proc/stat"):
-        pytest.skip("needs two cores and Linux's /proc/stat")
+    if n < 2:
+        pytest.skip("needs two cores")
     busy = subprocess.Popen([sys.executable, "-c", "while True: pass"])
     try:
-        policy = ThreadPolicy(n, interval=0.5)
+        policy = ThreadPolicy(n, interval=0.5, source=source)
         deadline = time.monotonic() + 5
         while time.monotonic() < deadline and policy.step() == n:
             time.sleep(0.05)
@@ -153,6 +165,33 @@ def test_thread_policy_sees_a_real_neighbour() -> None:
         busy.kill()
         busy.wait()
         torch.set_num_threads(n)
+
+
+def test_the_two_sources_read_the_same_cpu_times() -> None:
+    """On Linux both read the kernel's counters: psutil (macOS and Windows' source) agrees with
+    /proc/stat on the CPUs' busy time and this process's CPU time."""
+    from cnnlab.device import _cpu_times
+
+    _skip_without("proc")
+    proc, ps = _cpu_times("proc"), _cpu_times("psutil")
+    assert proc is not None and ps is not None
+    assert abs(ps[1] - proc[1]) <= 0.01 * proc[1] + 1.0, (proc, ps)  # busy s of all CPUs
+    assert abs(ps[3] - proc[3]) <= 0.1, (proc, ps)  # this process's CPU s
+    assert _cpu_times("auto") is not None
+    with pytest.raises(ValueError, match="source='wmi'"):
+        _cpu_times("wmi")
+
+
+@pytest.mark.parametrize("source", ["proc", "psutil"])
+def test_host_memory_from_each_source(source: str) -> None:
+    import psutil
+
+    _skip_without(source)
+    free, total = host_memory(source), psutil.virtual_memory().total
+    assert free is not None and 0 < free <= total
+    if source == "psutil" and os.path.exists("/proc/meminfo"):
+        # the proc source is MemAvailable, lowered only by a cgroup limit
+        assert host_memory("proc") <= free * 1.1
 
 
 def test_available_memory_reads_the_host_and_takes_an_override(monkeypatch) -> None:

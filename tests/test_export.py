@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import warnings
 from pathlib import Path
 
@@ -169,3 +170,32 @@ def test_a_disagreeing_export_is_not_written(runs: dict[str, Path], tmp_path: Pa
     with pytest.raises(ExportError, match="different class than PyTorch"):
         export_run(runs["lenet"], "torchscript", tmp_path / "bad.pt")
     assert list(tmp_path.iterdir()) == []  # no file, no .part, no sidecar
+
+
+def _export_in_a_process(run_dir: Path, *argv: str) -> subprocess.CompletedProcess:
+    import os
+    import sys
+
+    repo = Path(__file__).resolve().parents[1]
+    return subprocess.run([sys.executable, "-m", "cnnlab", "export", str(run_dir), *argv],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(repo)})
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_full_or_read_only_disk_is_one_line_in_a_real_process(
+        fmt: str, runs: dict[str, Path], tmpfs, read_only) -> None:
+    """torch.jit.save to a full disk used to abort the process (a C++ c10::Error, exit 134) and
+    leave `.m.pt.<pid>.tmp`; on a read-only folder it was a traceback. Now both formats are made
+    in memory and written through atomic.py, as one OutputError."""
+    disk = tmpfs("100k", "full")
+    (disk / "filler").write_bytes(b"\0" * 90_000)  # LeNet's export (~250 kB) cannot fit
+    ro = read_only()
+    for out in (disk / f"m.{fmt}", ro / "sub" / f"m.{fmt}"):
+        proc = _export_in_a_process(runs["lenet"], "--format", fmt, "--out", str(out))
+        lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("cnnlab")]
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert len(lines) == 1 and lines[0].startswith(f"cnnlab: error: cannot write {out}: ")
+        assert ("No space left" if out.parent == disk else "Read-only") in lines[0]
+    assert sorted(p.name for p in disk.iterdir()) == ["filler"]  # no .tmp, no sidecar
+    assert list(ro.iterdir()) == []

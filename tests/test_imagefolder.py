@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from _trainkit import write_image_folder
+from _trainkit import bomb_png, write_image_folder
 from PIL import Image
 
 from cnnlab import imagefolder
@@ -104,7 +104,8 @@ def test_an_interrupted_cache_write_leaves_nothing(tmp_path: Path, _own_cache: P
 
 
 @pytest.mark.parametrize("case", ["corrupt", "truncated", "empty class", "no classes",
-                                  "not an image", "too large"])
+                                  "not an image", "too large", "symlink loop", "folder loop",
+                                  "bomb 20000", "bomb 10000", "one class"])
 def test_bad_input_names_the_file(tmp_path: Path, case: str, _own_cache: Path,
                                   monkeypatch: pytest.MonkeyPatch,
                                   capsys: pytest.CaptureFixture[str]) -> None:
@@ -126,6 +127,19 @@ def test_bad_input_names_the_file(tmp_path: Path, case: str, _own_cache: Path,
     elif case == "not an image":
         bad = root / "a" / "notes.txt"
         bad.write_text("hello")
+    elif case == "symlink loop":  # was an OSError traceback
+        bad = root / "a" / "loop"  # the message names loop.png or loop2.png
+        (root / "a" / "loop.png").symlink_to("loop2.png")
+        (root / "a" / "loop2.png").symlink_to("loop.png")
+    elif case == "folder loop":  # a link back up the tree: never listed forever
+        (root / "a" / "up").symlink_to("..")
+        bad = root / "a" / "up" / "a"
+    elif case.startswith("bomb"):  # PIL's DecompressionBombError traceback at 20000; 10000 was
+        side = int(case.split()[1])  # decoded (402 MB): one limit for every reader, 89 Mpx
+        bad = bomb_png(root / "b" / "big.png", side, side)
+    elif case == "one class":  # trained to a meaningless 100%
+        bad = root = tmp_path / "one"
+        write_image_folder(root, {"only": 4})
     else:
         bad = root
         monkeypatch.setattr(imagefolder, "available_memory", lambda: 5000)  # 4 x 40 x 40 = 6400
@@ -138,6 +152,42 @@ def test_bad_input_names_the_file(tmp_path: Path, case: str, _own_cache: Path,
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) <= 2 and err[-1].startswith("cnnlab: error: ")  # (a header)
     assert str(bad) in err[-1]
+
+
+def test_only_regular_files_are_read_a_fifo_never_hangs(tmp_path: Path) -> None:
+    """A FIFO named *.png in a class folder hung `train` forever (SIGTERM did not stop it): now
+    `train` and `data verify` name it in one line, exit 2, in real processes."""
+    import subprocess
+    import sys
+
+    root = tmp_path / "f"
+    write_image_folder(root, {"a": 2, "b": 2})
+    fifo = root / "b" / "zz.png"
+    os.mkfifo(fifo)
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    for argv in (["train", "lenet", "--dataset", f"folder:{root}", "--dry-run", "--progress",
+                  "none", "--out", str(tmp_path / "run")], ["data", "verify", f"folder:{root}"]):
+        proc = subprocess.run([sys.executable, "-m", "cnnlab", *argv], capture_output=True,
+                              text=True, timeout=120, env=env)  # a hang fails here
+        assert proc.returncode == 2, proc.stderr
+        assert proc.stderr.splitlines()[-1] == (
+            f"cnnlab: error: {fifo} is a FIFO (named pipe), not a regular file; cnnlab reads "
+            "only regular image files: remove it or replace it with the image itself")
+
+
+def test_a_small_folder_image_names_the_image_size_flag(tmp_path: Path,
+                                                        capsys: pytest.CaptureFixture[str]
+                                                        ) -> None:
+    root = tmp_path / "f"
+    write_image_folder(root, {"a": 3, "b": 3})
+    Image.fromarray(np.zeros((1, 1), np.uint8)).save(root / "a" / "tiny.png")
+    rc = main(["train", "lenet", "--dataset", f"folder:{root}", "--dry-run", "--progress",
+               "none", "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert rc == 2 and "Loader(resize" not in err
+    assert err == ("cnnlab: error: lenet needs inputs of at least 12x12, got 1x1: the class "
+                   "folder is read at the shorter side of its smallest image; give --image-size "
+                   "12 or more (every image is resized to it), or remove the small images")
 
 
 def test_image_size_is_for_folders_only(tmp_path: Path) -> None:

@@ -369,14 +369,20 @@ def test_inspect_an_image_file(run_dir: Path, tmp_path: Path) -> None:
     (["--index", "-1"], "--index -1 is out of range"),
     (["--image", "NOTIMG"], "cannot read image"),
     (["--image", "MISSING"], "does not exist"),
+    (["--image", "BOMB"], "claims 100,000,000 pixels, more than the 89,478,485 cnnlab decodes"),
+    (["--image", "FOLDER"], "is a folder, not an image"),
     (["--mistakes", "-1"], "must not be negative"),
 ])
 def test_inspect_bad_input_is_one_line_exit_2(run_dir: Path, tmp_path: Path, argv: list[str],
                                               message: str,
                                               capsys: pytest.CaptureFixture[str]) -> None:
+    from _trainkit import bomb_png
+
     (tmp_path / "not.png").write_text("not an image")
-    argv = [{"NOTIMG": str(tmp_path / "not.png"),
-             "MISSING": str(tmp_path / "nope.png")}.get(a, a) for a in argv]
+    bomb_png(tmp_path / "bomb.png", 10_000, 10_000)  # the one limit: 89 Mpx, as for predict
+    argv = [{"NOTIMG": str(tmp_path / "not.png"), "MISSING": str(tmp_path / "nope.png"),
+             "BOMB": str(tmp_path / "bomb.png"), "FOLDER": str(tmp_path)}.get(a, a)
+            for a in argv]
     assert cli.main(["inspect", str(run_dir), *argv, "--out", str(tmp_path / "o")]) == 2
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and message in err

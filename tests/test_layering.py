@@ -32,9 +32,9 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "loader": ("cnnlab.loader",),  # Split and Loader: below the datasets that fill them
     # the foundations the engine and the pages stand on; they know no models
     "base": ("cnnlab.data", "cnnlab.imagefolder", "cnnlab.download", "cnnlab.device",
-             "cnnlab.plots", "cnnlab.pages", "cnnlab.train_config"),
-    "services": ("cnnlab.checkpoint", "cnnlab.runlog", "cnnlab.progress", "cnnlab.distributed",
-                 "cnnlab.schedule", "cnnlab.stopsignals"),
+             "cnnlab.plots", "cnnlab.pages", "cnnlab.train_config", "cnnlab.notebook"),
+    "services": ("cnnlab.checkpoint", "cnnlab.runlog", "cnnlab.runfiles", "cnnlab.progress",
+                 "cnnlab.distributed", "cnnlab.schedule", "cnnlab.stopsignals"),
     "inputs": ("cnnlab.inputs",),  # what a run feeds its model: data and models meet here
     "run": ("cnnlab.run",),
     "engine": ("cnnlab.train", "cnnlab.runsetup"),

@@ -7,6 +7,7 @@ import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -353,3 +354,127 @@ def test_ctrl_c_before_training_stops_at_once_without_a_resume_hint(tmp_path, mo
     assert rc == 130 and err.strip().splitlines()[-1] == "cnnlab: interrupted"
     assert not (out / "checkpoints" / "last.pt").exists()
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+
+
+STUCK_SAVE = """
+def stuck_save(obj, f, *a, **k):  # killed in the middle of its first checkpoint write
+    f.write(b"PK" * 4096)
+    f.flush()
+    print("SAVING", file=sys.stderr, flush=True)
+    time.sleep(600)
+torch.save = stuck_save
+"""
+
+
+def test_a_run_killed_in_its_first_checkpoint_write_is_no_dead_end(tmp_path):
+    """While it lives, --resume says "in use"; once killed, --resume and --out both say to start
+    over with --overwrite (there is nothing to resume), the orphan temporary file goes, and
+    --overwrite then trains in the same folder."""
+    out = tmp_path / "run"
+    child = _cli_child(tmp_path, out, STUCK_SAVE)
+    try:
+        assert child.stderr is not None
+        for line in child.stderr:
+            if "SAVING" in line:
+                break
+        orphan = out / "checkpoints" / f".last.pt.cnnlab-{child.pid}.tmp"
+        assert orphan.is_file() and not (out / "checkpoints" / "last.pt").exists()
+        rc, err = _cli(["train", "--resume", str(out)])
+        assert rc == 2 and err == [f"cnnlab: error: run folder {out} is in use by process "
+                                   f"{child.pid} {socket.gethostname()}; wait for that run to "
+                                   "finish, stop it, or choose another output folder"]
+    finally:
+        child.kill()
+        child.wait(timeout=60)
+    assert orphan.is_file()  # what SIGKILL leaves
+    rc, err = _cli(["train", "--resume", str(out)])
+    assert rc == 2 and err == [
+        f"cnnlab: error: {out} holds a run that stopped before its first checkpoint, so there "
+        f"is nothing to resume; start it over in the same folder: cnnlab train lenet --out "
+        f"{out} --overwrite (with the flags it had)"]
+    assert not orphan.exists()
+    flags = ["--data-root", str(tmp_path / "fashion-mnist"), "--epochs", "1", "--threads", "1",
+             "--limit-batches", "2", "--progress", "none", "--no-plot", "--no-tensorboard",
+             "--no-report", "--out", str(out)]
+    rc, err = _cli(["train", "lenet", *flags])
+    assert rc == 2 and err == [f"cnnlab: error: {out} already holds the start of a run that "
+                               "saved no checkpoint; start it over with --overwrite, or choose "
+                               "another folder (--out)"]
+    assert _cli(["train", "lenet", *flags, "--overwrite"])[0] == 0
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["epoch"] == 1
+
+
+def _cli(argv: list[str]) -> tuple[int, list[str]]:
+    """cnnlab in a real process: (exit status, its stderr lines)."""
+    proc = subprocess.run([sys.executable, "-m", "cnnlab", *argv], capture_output=True,
+                          text=True, timeout=300, env={**os.environ, "PYTHONPATH": str(REPO)})
+    return proc.returncode, proc.stderr.strip().splitlines()
+
+
+@pytest.mark.parametrize("gap", [0.0, 0.02])
+def test_two_ctrl_c_20_ms_apart_exit_130_without_an_atexit_traceback(tmp_path, gap):
+    """The second Ctrl-C lands while the process exits: it used to interrupt an atexit callback
+    ("Exception ignored in atexit callback ... KeyboardInterrupt")."""
+    root = write_idx_dataset(tmp_path / "fashion-mnist")
+    out = tmp_path / "run"
+    child = subprocess.Popen(
+        [sys.executable, "-m", "cnnlab", "train", "lenet", "--data-root", str(root), "--epochs",
+         "1000", "--batch-size", "32", "--threads", "1", "--no-plot", "--no-tensorboard",
+         "--progress", "plain", "--out", str(out)],
+        env={**os.environ, "PYTHONPATH": str(REPO)}, stderr=subprocess.PIPE, text=True)
+    assert child.stderr is not None
+    seen = []
+    for line in child.stderr:
+        seen.append(line)
+        if "training lenet" in line:
+            child.send_signal(signal.SIGINT)
+        if "training stopped by Ctrl-C" in line:
+            time.sleep(gap)
+            child.send_signal(signal.SIGINT)
+            break
+    err = "".join(seen) + child.stderr.read()
+    assert child.wait(timeout=120) == 130, err
+    assert "Traceback" not in err and "Exception ignored" not in err, err
+    assert err.strip().splitlines()[-1].startswith("cnnlab: training stopped by Ctrl-C at ")
+
+
+def _metrics(out: Path) -> list[tuple]:
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return [(r["epoch"], r["train_loss"], r["train_acc"], r["val_loss"], r["val_acc"])
+            for r in rows]
+
+
+def test_the_numbers_do_not_depend_on_a_busy_neighbour(tmp_path):
+    """Float results depend on the thread count, and the default picks it from the load: once,
+    at the start, so a run resumed while two busy-looping processes hold both cores continues
+    bitwise with the count it recorded; --deterministic fixes the count, so it gives the same
+    numbers quiet or busy."""
+    root = write_idx_dataset(tmp_path / "fashion-mnist")
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+
+    def train_(out: Path, *more: str) -> None:
+        new = [] if "--resume" in more else [
+            "--data-root", str(root), "--batch-size", "32", "--limit-batches", "6", "--seed",
+            "3", "--progress", "none", "--no-plot", "--no-tensorboard", "--no-report", "--out",
+            str(out)]
+        subprocess.run([sys.executable, "-m", "cnnlab", "train", *more, *new], env=env,
+                       check=True, timeout=600, capture_output=True)
+
+    train_(tmp_path / "whole", "lenet_modern", "--epochs", "2")
+    train_(tmp_path / "cut", "lenet_modern", "--epochs", "1")
+    train_(tmp_path / "det-quiet", "lenet_modern", "--epochs", "2", "--deterministic")
+    busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(2)]
+    try:
+        time.sleep(1.5)  # the neighbours show in /proc/stat before the next run looks
+        train_(tmp_path / "cut", "--resume", str(tmp_path / "cut"), "--epochs", "2")
+        train_(tmp_path / "det-busy", "lenet_modern", "--epochs", "2", "--deterministic")
+    finally:
+        for p in busy:
+            p.kill()
+            p.wait()
+    assert _metrics(tmp_path / "cut") == _metrics(tmp_path / "whole")
+    recorded = [json.loads((tmp_path / d / "config.json").read_text())["environment"]
+                for d in ("whole", "cut")]
+    assert recorded[1]["cpu_threads"] == recorded[0]["cpu_threads"]
+    assert recorded[1]["cpu_thread_policy"] == "kept from the run's start (resumed)"
+    assert _metrics(tmp_path / "det-busy") == _metrics(tmp_path / "det-quiet")

@@ -461,12 +461,13 @@ def test_orphaned_temporary_files_are_removed_when_the_folder_is_used(tmp_path, 
     dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
                           capture_output=True, text=True, check=True).stdout.strip()
     (tmp_path / "checkpoints").mkdir()
-    orphans = [tmp_path / "checkpoints" / f".last.pt.{dead}.tmp",
-               tmp_path / f".metrics.csv.{dead}.tmp"]
-    for p in orphans:
+    orphans = [tmp_path / "checkpoints" / f".last.pt.cnnlab-{dead}.tmp",
+               tmp_path / f".metrics.csv.cnnlab-{dead}.tmp"]
+    users = tmp_path / f".my-notes.{dead}.tmp"  # a user's dotfile: resume used to delete it
+    for p in (*orphans, users):
         p.write_bytes(b"x" * 1000)
     train(TinyNet(), data, cfg(epochs=1), out_dir=tmp_path)
-    assert not any(p.exists() for p in orphans) and not list(tmp_path.rglob("*.tmp"))
+    assert not any(p.exists() for p in orphans) and list(tmp_path.rglob("*.tmp")) == [users]
 
 
 class InfAfter(TinyNet):

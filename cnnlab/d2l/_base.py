@@ -1,7 +1,9 @@
 """The book's small utilities: hyperparameters, devices, corr2d, and pictures that work anywhere.
 
 Pictures (`ProgressBoard`, `show_images`) draw on their own matplotlib Figure (Agg, no pyplot
-state). In Jupyter they are shown inline, as the book does; anywhere else they are saved as PNG
+state). In Jupyter they are shown inline, as the book does: a board is one output of its cell,
+drawn again in place as points come (at most once a second, and always at the end of `fit` and of
+the cell), so it stays in the cell whatever is printed after it. Anywhere else they are saved as PNG
 files, atomically, in the output folder (the working directory unless `set_output_dir` or the
 `CNNLAB_D2L_DIR` environment variable says otherwise), so a script run from a terminal still
 leaves its curves behind.
@@ -12,9 +14,7 @@ from __future__ import annotations
 import atexit
 import collections
 import inspect
-import io
 import os
-import sys
 import time
 import weakref
 from collections.abc import Callable, Sequence
@@ -25,8 +25,9 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
+from cnnlab.notebook import Slot, in_notebook, png_bundle
 from cnnlab.ops import corr2d  # noqa: F401 (re-exported: the book's d2l.corr2d)
-from cnnlab.plots import save_figure
+from cnnlab.plots import figure_png, save_figure
 
 __all__ = [
     "add_to_class", "HyperParameters", "ProgressBoard", "show_images", "set_output_dir",
@@ -49,23 +50,9 @@ def output_dir() -> Path:
     return Path(os.environ.get("CNNLAB_D2L_DIR") or ".")
 
 
-def in_notebook() -> bool:
-    """True inside a Jupyter kernel (where pictures are displayed inline instead of saved)."""
-    if "IPython" not in sys.modules:  # never import IPython just to find out
-        return False
-    ip = sys.modules["IPython"].get_ipython()
-    return ip is not None and "IPKernelApp" in getattr(ip, "config", {})
-
-
-def _show_inline(fig: Figure, clear: bool) -> None:
-    """Display a figure in Jupyter as a PNG (independent of the notebook's matplotlib backend)."""
-    from IPython import display
-
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100, bbox_inches="tight")
-    display.display(display.Image(data=buf.getvalue()))
-    if clear:  # the book's animation: the next draw replaces this picture
-        display.clear_output(wait=True)
+def _inline(fig: Figure, text: str) -> dict[str, str]:
+    """A figure as a notebook output (a PNG, independent of the notebook's matplotlib backend)."""
+    return png_bundle(figure_png(fig, dpi=100), text)
 
 
 def add_to_class(Class: type) -> Callable[[Callable], None]:  # noqa: N803 (the book's name)
@@ -121,6 +108,7 @@ class ProgressBoard(HyperParameters):
         self.save_every = 2.0
         self._last_save = -float("inf")
         self._pending = False
+        self._slot = Slot(every=1.0)  # in Jupyter: this board's output, redrawn in place
         _BOARDS.add(self)
 
     def draw(self, x: float, y: Any, label: str, every_n: int = 1, weight: float = 1) -> None:
@@ -171,16 +159,21 @@ class ProgressBoard(HyperParameters):
     def render(self) -> None:
         """Show the board inline in Jupyter, or save it as a PNG elsewhere (throttled)."""
         if in_notebook():
-            _show_inline(self.figure(), clear=True)
+            self._slot.show(lambda: _inline(self.figure(), f"<ProgressBoard: {self._names()}>"))
         elif time.monotonic() - self._last_save >= self.save_every:
             self.save()
         else:
             self._pending = True
 
     def flush(self) -> None:
-        """Write the PNG now if points were drawn since the last save (outside Jupyter)."""
-        if self._pending and not in_notebook():
+        """Draw what the throttle held back: the PNG outside Jupyter, the inline board in it."""
+        if in_notebook():
+            self._slot.flush()
+        elif self._pending:
             self.save()
+
+    def _names(self) -> str:
+        return ", ".join(self.data) or "no points yet"
 
     def save(self, path: str | os.PathLike | None = None) -> Path:
         """Write the board as a PNG (to `path`, else `self.path`, else the output folder)."""
@@ -228,7 +221,7 @@ def show_images(imgs: Any, num_rows: int, num_cols: int, titles: Sequence[str] |
         if titles is not None and i < len(titles):
             ax.set_title(titles[i])
     if in_notebook() and path is None:
-        _show_inline(fig, clear=False)
+        Slot().show(lambda: _inline(fig, f"<{num_rows}x{num_cols} images>"))
     else:
         save_figure(fig, path if path is not None else output_dir() / "images.png")
     return axes

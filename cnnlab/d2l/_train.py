@@ -5,7 +5,11 @@ Differences from d2l 1.0.3 that a user can observe (all deliberate):
   not the mean of per-batch accuracies (they differ when the last batch is smaller);
 - losses stay on the device until a point is plotted (the book reads every step back to the
   host), so a training step never waits for the GPU;
-- gradient clipping uses `clip_grad_norm_` (same rule, no host sync).
+- gradient clipping uses `clip_grad_norm_` (same rule, no host sync);
+- `fit` runs under the engine's speed settings that leave the book's numbers as they are
+  (cnnlab.device.run_settings): on a CPU the load-aware thread count of `cnnlab train` (fewer
+  threads while other programs hold cores, which keeps a busy laptop from running a small
+  network many times slower), on CUDA cuDNN's autotuner; both are put back when `fit` returns.
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from torch.nn import functional as F
 
 from cnnlab.d2l import _base
 from cnnlab.d2l._base import HyperParameters, ProgressBoard
+from cnnlab.device import run_settings
 from cnnlab.models import init_cnn  # the book's rule: Xavier for layers that have weights
 
 __all__ = ["Module", "Classifier", "Trainer", "init_cnn", "init_cnn_lazy"]
@@ -201,16 +206,25 @@ class Trainer(HyperParameters):
         if lines:
             print(f"{type(model).__name__}: the progress board is drawn to {board.target()}",
                   file=sys.stderr, flush=True)
-        for epoch in range(self.max_epochs):
-            self.epoch = epoch
-            start = time.perf_counter()
-            for loader in (self.train_dataloader, self.val_dataloader):
-                if hasattr(loader, "set_epoch"):  # a fresh shuffle each epoch
-                    loader.set_epoch(self.epoch)
-            self.fit_epoch()
-            if lines:
-                print(epoch_line(board, epoch, self.max_epochs, time.perf_counter() - start),
-                      file=sys.stderr, flush=True)
+        # The engine's process-wide settings (cnnlab.device.run_settings), put back afterwards:
+        # the load-aware thread policy on a CPU, cuDNN's autotuner on CUDA; neither when the
+        # user asked for deterministic algorithms. The book's own seeding is left alone.
+        device = self.gpus[0] if self.gpus else torch.device("cpu")
+        fixed = torch.are_deterministic_algorithms_enabled()
+        try:
+            with run_settings(device, deterministic=fixed, seed=None) as self.thread_policy:
+                for epoch in range(self.max_epochs):
+                    self.epoch = epoch
+                    start = time.perf_counter()
+                    for loader in (self.train_dataloader, self.val_dataloader):
+                        if hasattr(loader, "set_epoch"):  # a fresh shuffle each epoch
+                            loader.set_epoch(self.epoch)
+                    self.fit_epoch()
+                    if lines:
+                        print(epoch_line(board, epoch, self.max_epochs,
+                                         time.perf_counter() - start), file=sys.stderr, flush=True)
+        finally:
+            self.thread_policy = None  # a fit_epoch called on its own runs as the book's
         if model.board.display:
             model.board.flush()  # the last epoch's points, whatever the save throttle held back
 
@@ -223,7 +237,10 @@ class Trainer(HyperParameters):
     def fit_epoch(self) -> None:
         """One pass over the training data, then one over the validation data."""
         self.model.train()
+        policy = getattr(self, "thread_policy", None)  # set by fit (None off the CPU)
         for batch in self.train_dataloader:
+            if policy is not None:
+                policy.step()
             batch = self.prepare_batch(batch)
             self.batch_weight = _batch_len(batch)
             loss = self.model.training_step(batch)

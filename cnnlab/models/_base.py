@@ -98,11 +98,13 @@ def _require_size(name: str, input_size: int | tuple[int, int], min_size: int) -
     """ShapeError naming the minimum size when `input_size` is below it."""
     h, w = pair(input_size, "input_size")
     if min(h, w) < min_size:
-        raise ShapeError(
+        err = ShapeError(
             f"{name} needs inputs of at least {min_size}x{min_size}, got {h}x{w}: resize the "
             f"images to {min_size} or more (Loader(resize=...); default_input_size(name) gives "
             "the size the book uses)"
         )
+        err.min_size = min_size  # type: ignore[attr-defined]  # the engine words it as flags
+        raise err
 
 
 def flat_features(name: str, features: nn.Module, in_channels: int,
