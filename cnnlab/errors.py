@@ -99,3 +99,8 @@ class RunFinished(TrainingError):
         super().__init__(message)
         self.run_dir = run_dir
         self.epochs = epochs
+
+
+def one_line(err: BaseException) -> str:
+    """The error's message on one line (the CLI prints it so), or its type's name."""
+    return " ".join(str(err).split()) or type(err).__name__
