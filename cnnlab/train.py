@@ -29,12 +29,9 @@ from torch import nn
 from cnnlab import distributed as ddp
 from cnnlab.atomic import is_storage_error, output_error, remove_orphans, write_atomic
 from cnnlab.checkpoint import (
-    FORMAT_VERSION,
     RunLock,
     load_checkpoint,
-    rng_state,
     save_checkpoint,
-    set_rng_state,
 )
 from cnnlab.device import (
     autocast,
@@ -54,6 +51,7 @@ from cnnlab.runsetup import set_up
 from cnnlab.schedule import lr_at
 from cnnlab.stopsignals import StopSignals
 from cnnlab.train_config import TrainConfig
+from cnnlab.trainstate import load_trainer_state, trainer_state
 
 __all__ = ["TrainConfig", "TrainResult", "TrainingInterrupted", "Trainer", "evaluate", "predict",
            "resume", "train"]
@@ -327,47 +325,6 @@ class Trainer:
         vars(self).update(vars(setup))
         self.setup = setup
 
-    # -- state --------------------------------------------------------------------------------
-
-    def _state(self, epoch: int, step: int) -> dict[str, Any]:
-        """Everything needed to continue exactly at (epoch, step); tensors and plain data only."""
-        return {"format": FORMAT_VERSION, "epoch": epoch, "step": step,
-                "global_step": self.global_step,
-                "model": self.raw_model.state_dict(), "optimizer": self.optimizer.state_dict(),
-                "scheduler": {"name": self.config.schedule, "step": self.global_step},
-                "scaler": self.scaler.state_dict(), "rng": rng_state(),
-                "epoch_sums": self.sums.detach().cpu(), "epoch_count": self.count,
-                "epoch_seconds": self._epoch_elapsed(),
-                "config": self.config.to_dict(), "model_kwargs": self.model_kwargs,
-                "record": self.record,
-                "cpu_threads": torch.get_num_threads(),  # a resume keeps the run's count
-                "history": self.history, "steps_log": self.steps_log,
-                "steps_window": list(self._window), "best": self.best,
-                "elapsed": self._elapsed(),
-                "world_size": self.dist.world_size}
-
-    def _load_state(self, state: dict[str, Any]) -> tuple[int, int]:
-        try:
-            self.raw_model.load_state_dict(state["model"])
-            self.optimizer.load_state_dict(state["optimizer"])
-            self.scaler.load_state_dict(state["scaler"])
-            set_rng_state(state["rng"])
-            self.sums = state["epoch_sums"].to(self.device, _acc_dtype(self.device))
-        except (KeyError, RuntimeError, ValueError, TypeError, AttributeError) as err:
-            raise TrainingError(f"checkpoint {self.source or 'state'} does not fit this model "
-                                f"and optimizer: {_first_problem(err)}; it is damaged or from "
-                                "another run") from None
-        self.global_step = state["global_step"]
-        self.history, self.best = list(state["history"]), state["best"]
-        self.steps_log = list(state.get("steps_log") or [])
-        self._window = tuple(state.get("steps_window") or (0.0, 0))
-        self._elapsed_before = state["elapsed"]
-        self.count = state["epoch_count"]
-        self._epoch_before = state["epoch_seconds"] if state["step"] else 0.0
-        if self.source is None or self.source.name == "last.pt":
-            self._saved = (state["epoch"], state["step"])  # what last.pt holds now
-        return state["epoch"], state["step"]
-
     def _save(self, name: str, epoch: int, step: int) -> None:
         """Write checkpoints/{name}.pt (rank 0), only from a run whose losses and weights are all
         finite so far; a dry run writes none."""
@@ -379,7 +336,7 @@ class Trainer:
             raise TrainingError(self._diverged(f"the weights became NaN or infinite by epoch "
                                                f"{epoch + 1 if step else epoch}"))
         with self.stop.saving():  # a second Ctrl-C now waits for the file to be complete
-            save_checkpoint(self._state(epoch, step), self.run.checkpoints / f"{name}.pt")
+            save_checkpoint(trainer_state(self, epoch, step), self.run.checkpoints / f"{name}.pt")
         if name == "last":
             self._saved = (epoch, step)
 
@@ -440,13 +397,13 @@ class Trainer:
         self._t_start = self._t_epoch = time.perf_counter()
         start_epoch, start_step = 0, 0
         if state is not None:
-            start_epoch, start_step = self._load_state(state)
+            start_epoch, start_step = load_trainer_state(self, state)
             if (self.run is not None and self.best is not None and not start_step
                     and self.best.get("epoch") == start_epoch):
                 # last.pt holds the best epoch's weights: write best.pt again, since a fault
                 # (a full disk) between the two writes may have cost it.
                 with self.stop.saving():
-                    save_checkpoint(self._state(start_epoch, 0),
+                    save_checkpoint(trainer_state(self, start_epoch, 0),
                                     self.run.checkpoints / "best.pt")
         steps = len(self.loader) if not cfg.limit_batches else min(cfg.limit_batches,
                                                                    len(self.loader))
@@ -777,14 +734,3 @@ def _where(epoch: int, step: int) -> str:
         return f"epoch {epoch + 1}, step {step}"
     return f"the end of epoch {epoch}" if epoch else "the start"
 
-
-def _first_problem(err: BaseException) -> str:
-    """The telling part of a load_state_dict error: the first missing key or mis-shaped tensor."""
-    if isinstance(err, KeyError):
-        return f"missing entry {err.args[0]!r}"
-    text = " ".join(str(err).split())
-    for marker in ("Missing key(s)", "Unexpected key(s)", "size mismatch"):
-        at = text.find(marker)
-        if at >= 0:
-            return text[at:at + 200].split(". ", 1)[0].rstrip(".")
-    return text[:200]
