@@ -16,7 +16,9 @@ and costs at most `steps` training steps (MAX_STEPS at most).
 from __future__ import annotations
 
 import copy
+import itertools
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -91,6 +93,27 @@ class LRFind:
                 "stopped": self.stopped, "curve": "lr-find.json"}
 
 
+def _train_steps(trainer: Any, lrs: Iterable[float]) -> Iterator[float]:
+    """Set the Trainer up as fit does (it has no run folder), then train one step per learning
+    rate in lrs and yield each step's loss (one host sync a step). The process-wide settings come
+    back when the generator ends or is closed."""
+    try:
+        trainer.setup()
+        trainer.model.train()
+        lrs = iter(lrs)
+        for epoch in itertools.count():
+            trainer.loader.set_epoch(epoch)
+            for X, y in trainer.loader.batches(epoch):
+                lr = next(lrs, None)
+                if lr is None:
+                    return
+                for group in trainer.optimizer.param_groups:
+                    group["lr"] = lr
+                yield float(trainer.step(X, y)[1].detach())
+    finally:
+        trainer.close()
+
+
 def lr_find(model: nn.Module | str, data: Any = None, config: TrainConfig | None = None, *,
             model_kwargs: dict[str, Any] | None = None, start_lr: float = 1e-7,
             end_lr: float = 10.0, steps: int = 100, diverge: float = 4.0, beta: float = 0.98,
@@ -114,7 +137,7 @@ def lr_find(model: nn.Module | str, data: Any = None, config: TrainConfig | None
     losses: list[float] = []
     smoothed: list[float] = []
     avg, best, stopped = 0.0, math.inf, "end"
-    run = trainer.train_steps(ramp)
+    run = _train_steps(trainer, ramp)
     try:
         for lr, loss in zip(ramp, run, strict=False):
             if not math.isfinite(loss) and not lrs:

@@ -7,17 +7,20 @@
 Data lives on the device and batches are index slices (cnnlab.data.Loader); metrics accumulate
 on the device, so the only per-step host syncs are the progress refreshes every `log_every` steps
 (and two early ones, at steps 10 and 25 of an epoch, so a slow run's forecast comes soon).
+
+One idea: a run from its first step to its result (train, resume, the Trainer's loop, and how it
+stops: patience, divergence, Ctrl-C and SIGTERM, a failed write). What it stands on is
+runsetup.py's, its checkpoint state trainstate.py's, its files and signals the services'.
 """
 
 from __future__ import annotations
 
 import contextlib
-import itertools
 import math
 import os
 import signal
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -316,8 +319,9 @@ class Trainer:
 
     # -- setup ------------------------------------------------------------------------------
 
-    def _setup(self) -> None:
-        """Device, precision, settings, inputs, model and optimizer (cnnlab.runsetup)."""
+    def setup(self) -> None:
+        """Device, precision, settings, inputs, model and optimizer (cnnlab.runsetup); close()
+        puts the process-wide settings back."""
         setup = set_up(self.config, self._model_arg, self._data_arg, self._settings,
                        model_kwargs=self.model_kwargs, preflight=self.preflight,
                        on_start=self.on_start, kept_threads=self.kept_threads)
@@ -362,7 +366,7 @@ class Trainer:
                                      plot=self.config.plot)
             # A resume failing again (a disk still full) gets the resume hint too.
             with _output_errors(self.out_dir, lambda: self._started or self.source is not None):
-                self._setup()
+                self.setup()
                 if state is not None:
                     self._check_resumed_data(state)
                 return self._fit(state)
@@ -374,8 +378,12 @@ class Trainer:
                 lock.release()
             if not self._started:  # refused or stopped before training: leave no empty folder
                 _remove_empty(self._made)
-            self._settings.close()
-            ddp.teardown(self.dist)
+            self.close()
+
+    def close(self) -> None:
+        """Put back the process-wide settings of setup() and leave the process group."""
+        self._settings.close()
+        ddp.teardown(self.dist)
 
     def _check_resumed_data(self, state: dict[str, Any]) -> None:
         """The dataset actually loaded (a Dataset object may be passed) is the recorded one."""
@@ -467,7 +475,7 @@ class Trainer:
                        round(cfg.warmup_epochs * self.steps_per_epoch))
             for group in self.optimizer.param_groups:
                 group["lr"] = lr
-            out, loss = self._step(X, y)
+            out, loss = self.step(X, y)
             self.global_step += 1
             self.count += y.shape[0]
             self._session_samples += y.shape[0]  # batch sizes are known on the host: no sync
@@ -490,7 +498,7 @@ class Trainer:
                     and done < self.steps_per_epoch:
                 self._save("last", epoch, done)
 
-    def _step(self, X: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def step(self, X: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """One optimizer step on a batch at the lr the param groups hold: (logits, loss)."""
         cfg, opt = self.config, self.optimizer
         if self.thread_policy is not None:
@@ -506,29 +514,6 @@ class Trainer:
         self.scaler.update()
         opt.zero_grad(set_to_none=True)
         return out, loss
-
-    def train_steps(self, lrs: Iterable[float]) -> Iterator[float]:
-        """Set up as fit does, without a run folder, then train one step per learning rate in
-        lrs and yield each step's loss (one host sync a step): the learning-rate finder's loop.
-        The process-wide settings come back when the generator ends or is closed."""
-        if self.out_dir is not None:
-            raise ValueError("train_steps writes no run folder: build the Trainer without one")
-        try:
-            self._setup()
-            self.model.train()
-            lrs = iter(lrs)
-            for epoch in itertools.count():
-                self.loader.set_epoch(epoch)
-                for X, y in self.loader.batches(epoch):
-                    lr = next(lrs, None)
-                    if lr is None:
-                        return
-                    for group in self.optimizer.param_groups:
-                        group["lr"] = lr
-                    yield float(self._step(X, y)[1].detach())
-        finally:
-            self._settings.close()
-            ddp.teardown(self.dist)
 
     def _running_stats(self) -> tuple[dict[str, float], float]:
         """The epoch's running loss, accuracy and images/s (one host sync), and its loss sum."""
