@@ -39,6 +39,7 @@ from cnnlab.checkpoint import (
 from cnnlab.device import (
     autocast,
 )
+from cnnlab.epochmeter import EpochMeter
 from cnnlab.errors import (
     CnnlabError,
     ConfigError,
@@ -48,7 +49,7 @@ from cnnlab.errors import (
     TrainingInterrupted,
 )
 from cnnlab.progress import Progress
-from cnnlab.run import _acc_dtype, better, evaluate, evaluate_sums, evaluation, predict
+from cnnlab.run import better, evaluate, evaluate_sums, evaluation, predict
 from cnnlab.runlog import RunFolder, claim_run_folder, run_state
 from cnnlab.runsetup import set_up
 from cnnlab.schedule import lr_at
@@ -347,9 +348,6 @@ class Trainer:
     def _elapsed(self) -> float:
         return self._elapsed_before + (time.perf_counter() - self._t_start)
 
-    def _epoch_elapsed(self) -> float:
-        return self._epoch_before + (time.perf_counter() - self._t_epoch)
-
     # -- the loop -----------------------------------------------------------------------------
 
     def fit(self, state: dict[str, Any] | None = None) -> TrainResult:
@@ -397,12 +395,10 @@ class Trainer:
         self.history: list[dict[str, Any]] = []
         self.steps_log: list[dict[str, Any]] = []  # training loss and lr within epochs
         self.final_evaluation: Any = None  # see _end_epoch
-        self._window: tuple[float, int] = (0.0, 0)
         self.best: dict[str, Any] | None = None
-        self.global_step, self._elapsed_before, self._epoch_before = 0, 0.0, 0.0
-        self.sums = torch.zeros(2, dtype=_acc_dtype(self.device), device=self.device)
-        self.count = 0
-        self._t_start = self._t_epoch = time.perf_counter()
+        self.global_step, self._elapsed_before = 0, 0.0
+        self.meter = EpochMeter(self.device, self.dist.world_size)
+        self._t_start = time.perf_counter()
         start_epoch, start_step = 0, 0
         if state is not None:
             start_epoch, start_step = load_trainer_state(self, state)
@@ -456,15 +452,8 @@ class Trainer:
 
     def _train_epoch(self, epoch: int, start: int, progress: Progress) -> None:
         cfg, model = self.config, self.model
-        if start == 0:
-            self.sums.zero_()
-            self.count = 0
-            self._epoch_before = 0.0
-        self._t_epoch = time.perf_counter()
+        self.meter.start(fresh=start == 0)
         self._bad_step = torch.full((), -1, dtype=torch.long, device=self.device)
-        self._session_samples = 0  # samples since this process started the epoch (for img/s)
-        if start == 0:  # (loss sum, count) at the last point: a point is the mean loss since
-            self._window = (0.0, 0)
         self.loader.set_epoch(epoch)
         progress.start_epoch(epoch + 1, self.steps_per_epoch, start)
         model.train()
@@ -477,13 +466,10 @@ class Trainer:
                 group["lr"] = lr
             out, loss = self.step(X, y)
             self.global_step += 1
-            self.count += y.shape[0]
-            self._session_samples += y.shape[0]  # batch sizes are known on the host: no sync
             # Metrics and the NaN watch stay on the device: no host sync here.
             with torch.no_grad():
                 loss_d = loss.detach()
-                self.sums[0] += loss_d * y.shape[0]
-                self.sums[1] += (out.argmax(1) == y).sum()
+                self.meter.add(loss_d, out, y)
                 bad = ~torch.isfinite(loss_d) & (self._bad_step < 0)
                 self._bad_step = torch.where(bad, step, self._bad_step)
             done = step + 1
@@ -515,24 +501,15 @@ class Trainer:
         opt.zero_grad(set_to_none=True)
         return out, loss
 
-    def _running_stats(self) -> tuple[dict[str, float], float]:
-        """The epoch's running loss, accuracy and images/s (one host sync), and its loss sum."""
-        loss_sum, correct = self.sums.tolist()
-        n = max(self.count, 1)
-        secs = time.perf_counter() - self._t_epoch
-        return {"train_loss": loss_sum / n, "train_acc": correct / n,
-                "images_per_second": self._session_samples * self.dist.world_size
-                / max(secs, 1e-9)}, loss_sum
-
     def _tick_progress(self, done: int, progress: Progress) -> None:
         """An early look at the pace, before the first log_every step: on a slow network that
         step can be many minutes away, and the forecast should not wait for it."""
-        progress.update(done, self._running_stats()[0])
+        progress.update(done, self.meter.stats()[0])
 
     def _log_progress(self, epoch: int, done: int, progress: Progress) -> None:
         """Every log_every steps: one host sync for the bar, TensorBoard and the NaN watch."""
         self._check_finite(epoch)
-        stats, loss_sum = self._running_stats()
+        stats, loss_sum = self.meter.stats()
         progress.update(done, stats)
         point = self._step_point(epoch, done, loss_sum)
         if self.run is not None:
@@ -541,12 +518,9 @@ class Trainer:
 
     def _step_point(self, epoch: int, done: int, loss_sum: float) -> dict[str, Any]:
         """Log the mean training loss of the steps since the last point, and the lr now."""
-        before_sum, before_n = self._window
-        n = self.count - before_n
         point = {"epoch": round(epoch + done / self.steps_per_epoch, 4), "step": self.global_step,
-                 "train_loss": (loss_sum - before_sum) / n if n else loss_sum / max(self.count, 1),
+                 "train_loss": self.meter.since_point(loss_sum),
                  "lr": self.optimizer.param_groups[0]["lr"]}
-        self._window = (loss_sum, self.count)
         self.steps_log.append(point)
         return point
 
@@ -571,10 +545,11 @@ class Trainer:
     def _end_epoch(self, epoch: int, epochs: int, progress: Progress) -> dict[str, Any]:
         cfg = self.config
         self._check_finite(epoch)
-        self._step_point(epoch, self.steps_per_epoch, float(self.sums[0]))
-        sums = torch.cat([self.sums, self.sums.new_tensor([self.count])])
+        meter = self.meter
+        self._step_point(epoch, self.steps_per_epoch, float(meter.sums[0]))
+        sums = torch.cat([meter.sums, meter.sums.new_tensor([meter.count])])
         loss_sum, correct, n = ddp.all_reduce_sum(sums, self.dist).tolist()
-        train_seconds = self._epoch_elapsed()
+        train_seconds = meter.elapsed()
         row: dict[str, Any] = {"epoch": epoch + 1, "step": self.global_step,
                                "train_loss": loss_sum / n, "train_acc": correct / n}
         last = epoch + 1 == epochs
@@ -595,7 +570,7 @@ class Trainer:
             if not math.isfinite(row["val_loss"]):  # weights finite but useless (e.g. 1e25)
                 raise TrainingError(self._diverged(
                     f"the validation loss became NaN or infinite after epoch {epoch + 1}"))
-        seconds = self._epoch_elapsed()
+        seconds = meter.elapsed()
         if self.device.type == "cpu":  # the CPU threads used, averaged over the epoch's time
             row["threads"] = round(self.thread_policy.mean_threads() if self.thread_policy
                                    else float(torch.get_num_threads()), 2)
@@ -606,10 +581,7 @@ class Trainer:
         improved = better(row, self.best, self.config.monitor)
         if improved:
             self.best = dict(row)
-        self.sums.zero_()
-        self.count = 0
-        self._epoch_before = 0.0
-        self._t_epoch = time.perf_counter()
+        meter.end()
         self._save("last", epoch + 1, 0)
         if improved:
             self._save("best", epoch + 1, 0)

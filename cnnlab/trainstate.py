@@ -20,13 +20,13 @@ def trainer_state(trainer: Any, epoch: int, step: int) -> dict[str, Any]:
             "model": trainer.raw_model.state_dict(), "optimizer": trainer.optimizer.state_dict(),
             "scheduler": {"name": trainer.config.schedule, "step": trainer.global_step},
             "scaler": trainer.scaler.state_dict(), "rng": rng_state(),
-            "epoch_sums": trainer.sums.detach().cpu(), "epoch_count": trainer.count,
-            "epoch_seconds": trainer._epoch_elapsed(),
+            "epoch_sums": trainer.meter.sums.detach().cpu(), "epoch_count": trainer.meter.count,
+            "epoch_seconds": trainer.meter.elapsed(),
             "config": trainer.config.to_dict(), "model_kwargs": trainer.model_kwargs,
             "record": trainer.record,
             "cpu_threads": torch.get_num_threads(),  # a resume keeps the run's count
             "history": trainer.history, "steps_log": trainer.steps_log,
-            "steps_window": list(trainer._window), "best": trainer.best,
+            "steps_window": list(trainer.meter.window), "best": trainer.best,
             "elapsed": trainer._elapsed(),
             "world_size": trainer.dist.world_size}
 
@@ -37,7 +37,7 @@ def load_trainer_state(trainer: Any, state: dict[str, Any]) -> tuple[int, int]:
         trainer.optimizer.load_state_dict(state["optimizer"])
         trainer.scaler.load_state_dict(state["scaler"])
         set_rng_state(state["rng"])
-        trainer.sums = state["epoch_sums"].to(trainer.device, _acc_dtype(trainer.device))
+        trainer.meter.sums = state["epoch_sums"].to(trainer.device, _acc_dtype(trainer.device))
     except (KeyError, RuntimeError, ValueError, TypeError, AttributeError) as err:
         raise TrainingError(f"checkpoint {trainer.source or 'state'} does not fit this model "
                             f"and optimizer: {_first_problem(err)}; it is damaged or from "
@@ -45,10 +45,10 @@ def load_trainer_state(trainer: Any, state: dict[str, Any]) -> tuple[int, int]:
     trainer.global_step = state["global_step"]
     trainer.history, trainer.best = list(state["history"]), state["best"]
     trainer.steps_log = list(state.get("steps_log") or [])
-    trainer._window = tuple(state.get("steps_window") or (0.0, 0))
+    trainer.meter.window = tuple(state.get("steps_window") or (0.0, 0))
     trainer._elapsed_before = state["elapsed"]
-    trainer.count = state["epoch_count"]
-    trainer._epoch_before = state["epoch_seconds"] if state["step"] else 0.0
+    trainer.meter.count = state["epoch_count"]
+    trainer.meter.before = state["epoch_seconds"] if state["step"] else 0.0
     if trainer.source is None or trainer.source.name == "last.pt":
         trainer._saved = (state["epoch"], state["step"])  # what last.pt holds now
     return state["epoch"], state["step"]

@@ -37,7 +37,8 @@ GROUPS: dict[str, tuple[str, ...]] = {
                  "cnnlab.distributed", "cnnlab.schedule", "cnnlab.stopsignals"),
     "inputs": ("cnnlab.inputs",),  # what a run feeds its model: data and models meet here
     "run": ("cnnlab.run",),
-    "engine": ("cnnlab.train", "cnnlab.runsetup", "cnnlab.trainstate"),
+    "engine": ("cnnlab.train", "cnnlab.runsetup", "cnnlab.trainstate",
+               "cnnlab.epochmeter"),
     # named experiments, running several (suites, sweeps), and the learning-rate range test
     "recipes": ("cnnlab.recipes", "cnnlab.suite", "cnnlab.sweep", "cnnlab.sweep_space",
                 "cnnlab.sweep_page", "cnnlab.lrfind"),
