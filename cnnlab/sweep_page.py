@@ -93,14 +93,16 @@ def _page(out: Path, rows: list[dict[str, Any]], best: dict[str, Any] | None,
                     "Train it (on the whole training split, scored on test) with:</p>"
                     f"<pre>{html.escape(command or '')}</pre><p class=muted>or "
                     f"<code>cnnlab sweep --resume {esc(out)} --retrain-best</code></p></section>")
-    head = ("trial", "status", *names, spec.metric, "epochs", "seconds", "run folders")
-    cells = [(str(r["number"]), esc(r["status"] + (f" (as {r['continued_as']})"
-                                                   if r.get("continued_as") is not None else "")),
+    # The metric beside the trial number, so a phone (pages.py hides p3, then p2) still shows it.
+    head = ("trial", spec.metric, *names, "status", "epochs", "seconds", "run folders")
+    col_cls = ("", "", *("" for _ in names), "p2", "p3", "p3", "p3")
+    cells = [(str(r["number"]), html.escape(fmt_score(r)),
               *(esc(r["params"].get(n)) for n in names),
-              html.escape(fmt_score(r)), str(r["epochs"]), esc(r["seconds"]),
-              esc(", ".join(r["runs"]))) for r in rows]
+              esc(r["status"] + (f" (as {r['continued_as']})"
+                                 if r.get("continued_as") is not None else "")),
+              str(r["epochs"]), esc(r["seconds"]), esc(", ".join(r["runs"]))) for r in rows]
     body.append("<section><h2>Trials, best first</h2><div class=scroll>"
-                f"{table(cells, head, 'nowrap')}</div></section>")
+                f"{table(cells, head, 'nowrap', col_cls)}</div></section>")
     scored = [r for r in rows if r["value"] is not None]
     if scored:
         from cnnlab.plots import figure_png
