@@ -9,6 +9,9 @@ result.json), so runs from other machines and runs that have not finished compar
 an unfinished run has no result.json, is marked as such, and shows what its epochs recorded.
 Parameters and MACs come from `cnnlab.cost.summary` of the recorded model (built afresh: no
 checkpoint is loaded, nothing is evaluated again).
+
+One idea, past ~600 lines: runs side by side (reading them, grouping seeds, the table in its
+three formats and the page that draws the same rows); its pictures come from plots.py.
 """
 
 from __future__ import annotations

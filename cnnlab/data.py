@@ -8,6 +8,9 @@
 
 A split is one uint8 tensor (N, H, W) (greyscale) or (N, C, H, W) and one int64 tensor (N,); the
 Loader (re-exported here from cnnlab.loader) batches it by index slicing, transforms on the device.
+
+One idea, past ~600 lines: a dataset by name, from files on disk to Splits in memory (finding,
+downloading, verifying and reading each format); class folders live in imagefolder.py.
 """
 
 from __future__ import annotations
