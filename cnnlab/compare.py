@@ -225,35 +225,16 @@ class SeedGroup:
         """The seeds of the runs, in their order."""
         return [r.config.get("seed") for r in self.runs]
 
-    @property
-    def test_acc(self) -> float | None:
-        """Mean test accuracy over the seeds."""
-        return _mean_std([r.test_acc for r in self.runs])[0]
+    # Over the seeds: the mean ([0]) or the sample standard deviation ([1]) of a run's figure.
+    test_acc = property(lambda self: self._over_seeds("test_acc")[0])
+    test_acc_std = property(lambda self: self._over_seeds("test_acc")[1])
+    best_val_acc = property(lambda self: self._over_seeds("best_val_acc")[0])
+    best_val_acc_std = property(lambda self: self._over_seeds("best_val_acc")[1])
+    train_seconds = property(lambda self: self._over_seeds("train_seconds")[0])  # of one run
+    images_per_second = property(lambda self: self._over_seeds("images_per_second")[0])
 
-    @property
-    def test_acc_std(self) -> float | None:
-        """Sample standard deviation of the test accuracy over the seeds."""
-        return _mean_std([r.test_acc for r in self.runs])[1]
-
-    @property
-    def best_val_acc(self) -> float | None:
-        """Mean of the runs' best validation accuracies."""
-        return _mean_std([r.best_val_acc for r in self.runs])[0]
-
-    @property
-    def best_val_acc_std(self) -> float | None:
-        """Sample standard deviation of the best validation accuracies."""
-        return _mean_std([r.best_val_acc for r in self.runs])[1]
-
-    @property
-    def train_seconds(self) -> float | None:
-        """Mean training seconds of one run."""
-        return _mean_std([r.train_seconds for r in self.runs])[0]
-
-    @property
-    def images_per_second(self) -> float | None:
-        """Mean throughput."""
-        return _mean_std([r.images_per_second for r in self.runs])[0]
+    def _over_seeds(self, name: str) -> tuple[float | None, float | None]:
+        return _mean_std([getattr(r, name) for r in self.runs])
 
     @property
     def machine(self) -> str:
