@@ -11,6 +11,11 @@ best. A ramp that ends without diverging is still read when its smoothed loss fe
 again (AdamW's loss often climbs without exploding); a flat curve, or one still falling at the
 end, is a TrainingError. It never touches the weights of a model passed in (it trains a copy)
 and costs at most `steps` training steps (MAX_STEPS at most).
+
+In a notebook (progress="auto" or "notebook") the cell shows where the test is (step, lr,
+smoothed loss; at most one update a second) and at the end the suggestion and the figure, once:
+the figure is the view's own picture, not pyplot's, so nothing draws it again, and the result's
+repr is one line. Elsewhere lr_find prints nothing (the CLI prints its result).
 """
 
 from __future__ import annotations
@@ -51,6 +56,10 @@ class LRFind:
     stopped: str  # "diverged" (past diverge x its best loss, or not finite) or "turned" (the
     # ramp ended with the smoothed loss risen TURNED x above its minimum, not diverged)
     settings: dict[str, Any] = field(default_factory=dict)  # start_lr, end_lr, steps, ...
+
+    def __repr__(self) -> str:  # a notebook shows this: one line, not the whole curve
+        return (f"LRFind(suggestion={self.suggestion:.3g}, rule={self.rule!r}, "
+                f"steps={self.steps}, stopped={self.stopped!r})")
 
     @property
     def steps(self) -> int:
@@ -117,11 +126,12 @@ def _train_steps(trainer: Any, lrs: Iterable[float]) -> Iterator[float]:
 def lr_find(model: nn.Module | str, data: Any = None, config: TrainConfig | None = None, *,
             model_kwargs: dict[str, Any] | None = None, start_lr: float = 1e-7,
             end_lr: float = 10.0, steps: int = 100, diverge: float = 4.0, beta: float = 0.98,
-            rule: str = "steepest", preflight: Any = None) -> LRFind:
+            rule: str = "steepest", preflight: Any = None, progress: str = "auto") -> LRFind:
     """Run the range test for model (a zoo name or a module, which is copied) on data.
 
     config gives everything but the learning rate (optimizer, batch size, precision, threads,
     seed, train_samples, val_size: the test trains on the run's training split only).
+    progress: "auto" or "notebook" shows the test in a notebook's cell; anything else, nothing.
     """
     from cnnlab.train import Trainer
 
@@ -137,6 +147,7 @@ def lr_find(model: nn.Module | str, data: Any = None, config: TrainConfig | None
     losses: list[float] = []
     smoothed: list[float] = []
     avg, best, stopped = 0.0, math.inf, "end"
+    view = _view(progress, model, start_lr, end_lr, steps)
     run = _train_steps(trainer, ramp)
     try:
         for lr, loss in zip(ramp, run, strict=False):
@@ -153,6 +164,10 @@ def lr_find(model: nn.Module | str, data: Any = None, config: TrainConfig | None
             avg = beta * avg + (1 - beta) * loss
             smoothed.append(avg / (1 - beta ** len(lrs)))
             best = min(best, smoothed[-1])
+            if view is not None:
+                view.set_progress(f"step {len(lrs)} of {steps}  lr {lr:.3g}  smoothed loss "
+                                  f"{smoothed[-1]:.4f}", len(lrs) / steps)
+                view.refresh()
             if len(lrs) > SKIP_START and smoothed[-1] > diverge * best:
                 stopped = "diverged"
                 break
@@ -162,8 +177,27 @@ def lr_find(model: nn.Module | str, data: Any = None, config: TrainConfig | None
     suggestion, used, text = suggest_lr(lrs, smoothed, rule)
     settings = {"start_lr": start_lr, "end_lr": end_lr, "steps": steps, "diverge": diverge,
                 "beta": beta, "rule": rule}
-    return LRFind(lrs, losses, [s if math.isfinite(s) else None for s in smoothed],  # JSON
-                  suggestion, used, text, stopped, settings)
+    found = LRFind(lrs, losses, [s if math.isfinite(s) else None for s in smoothed],  # JSON
+                   suggestion, used, text, stopped, settings)
+    if view is not None:
+        view.finish(f"suggested lr {suggestion:.3g} ({text}); {found.steps} steps, {stopped} at "
+                    f"lr {lrs[-1]:.3g}")
+        view.refresh(force=True)
+        view.show_figure(found.figure, "<lr-find>")
+    return found
+
+
+def _view(progress: str, model: Any, start_lr: float, end_lr: float, steps: int) -> Any:
+    """The test's live view in a notebook (within a suite, a part of the suite's), else None."""
+    from cnnlab.notebook import live_view
+    from cnnlab.runsview import resolve
+
+    if resolve(progress, None)[0] != "notebook":
+        return None
+    view = live_view(columns=(), picture=None)
+    name = model if isinstance(model, str) else type(model).__name__
+    view.message(f"lr-find for {name}: at most {steps} steps, lr from {start_lr:g} to {end_lr:g}")
+    return view
 
 
 def _read_end(lrs: list[float], smoothed: list[float], diverge: float) -> str:

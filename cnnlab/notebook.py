@@ -12,6 +12,9 @@ kernel already runs (it is there whenever one is); ipywidgets is not needed.
   table of finished epochs, at the end a summary) and the learning curves, at most one update per
   second. `cnnlab.progress.Progress` drives it in "notebook" mode, so anything that reports
   through a Progress (train, resume, and whatever else runs epochs) gets the same view.
+- `live_view()`: the view a run opens: a LiveView of its own, or, while a larger view is open
+  (`with LiveView(...)`: a sweep, a suite), a part of that one: the run's progress becomes the
+  larger view's progress line and nothing else is drawn, so a cell keeps one view.
 """
 
 from __future__ import annotations
@@ -24,7 +27,8 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
-__all__ = ["EPOCH_COLUMNS", "LiveView", "Slot", "in_notebook", "learning_curves", "png_bundle"]
+__all__ = ["EPOCH_COLUMNS", "LiveView", "Slot", "in_notebook", "learning_curves", "live_view",
+           "png_bundle"]
 
 
 def _shell() -> Any:
@@ -154,12 +158,14 @@ class LiveView:
     the cell updated in place, at most once every `every` seconds (`refresh(force=True)` draws
     now). Text front ends get the same status as plain text.
 
-    Feed it with `message` (lines above everything: what runs, notes), `set_progress` (where the
-    epoch is, one line), `add_row` (a finished epoch: a table row and new curves) and `finish`
-    (the summary that stays). A view of other rows than epochs (a sweep's trials, say) names
-    its `columns` (the keys of a row shown, in order; those no row has are left out) and its
-    `picture` (rows -> a matplotlib Figure, or None for no picture). `clock` is injectable for
-    tests of the throttle.
+    Feed it with `message` (lines above everything: what runs, notes), `set_now` (what runs now,
+    one line kept until the next), `set_progress` (where the epoch is, one line), `add_row` (a
+    finished epoch: a table row and new curves) or `set_rows` (the whole table), `show_figure`
+    (a picture drawn now) and `finish` (the summary that stays; one line or several). A view of
+    other rows than epochs (a sweep's trials, say) names its `columns` (the keys of a row shown,
+    in order; those no row has are left out) and its `picture` (rows -> a matplotlib Figure, or
+    None for no picture). `with view:` makes it the larger view that runs started inside report
+    to (`live_view`). `clock` is injectable for tests of the throttle.
     """
 
     def __init__(self, every: float = 1.0, clock: Callable[[], float] = time.monotonic,
@@ -170,6 +176,7 @@ class LiveView:
         self.columns = columns
         self.picture = picture
         self.messages: list[str] = []
+        self.now = ""
         self.progress = ""
         self.fraction: float | None = None
         self.rows: list[dict[str, Any]] = []
@@ -183,6 +190,10 @@ class LiveView:
         self.messages.append(text)
         self._status_due = True
 
+    def set_now(self, text: str) -> None:
+        self.now, self.progress, self.fraction = text, "", None
+        self._status_due = True
+
     def set_progress(self, text: str, fraction: float | None = None) -> None:
         self.progress, self.fraction = text, fraction
         self._status_due = True
@@ -192,10 +203,30 @@ class LiveView:
         self.progress, self.fraction = "", None
         self._status_due = self._curves_due = True
 
+    def set_rows(self, rows: list[dict[str, Any]]) -> None:
+        self.rows = [dict(r) for r in rows]
+        self.now, self.progress, self.fraction = "", "", None
+        self._status_due = self._curves_due = True
+
     def finish(self, summary: str) -> None:
         self.summary = summary
-        self.progress, self.fraction = "", None
+        self.now, self.progress, self.fraction = "", "", None
         self._status_due = True
+
+    def show_figure(self, figure: Any, text: str = "<figure>") -> None:
+        """Draw a matplotlib Figure in the picture's place now (the view's own, never pyplot's:
+        nothing shows it a second time at the end of the cell)."""
+        from cnnlab.plots import figure_png
+
+        self.curves.show(lambda: png_bundle(figure_png(figure, dpi=80), text), force=True)
+
+    def __enter__(self) -> LiveView:
+        _outer.append(self)
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        _outer.remove(self)
+        self.refresh(force=True)
 
     def refresh(self, force: bool = False) -> None:
         """Draw what changed since the last draw, unless that was under `every` seconds ago."""
@@ -224,6 +255,8 @@ class LiveView:
     def text(self) -> str:
         """The status as plain text."""
         lines = list(self.messages)
+        if self.now:
+            lines.append(self.now)
         if self.progress:
             lines.append(self.progress)
         if self.rows:
@@ -236,7 +269,7 @@ class LiveView:
 
     def html(self) -> str:
         """The status as HTML: a progress bar, the epoch table, the summary in bold."""
-        out = [f"<div>{html.escape(m)}</div>" for m in self.messages]
+        out = [f"<div>{html.escape(m)}</div>" for m in [*self.messages, self.now] if m]
         if self.progress:
             bar = ("" if self.fraction is None else
                    f'<progress value="{self.fraction:.3f}" max="1" '
@@ -248,5 +281,42 @@ class LiveView:
             head, rows = self._table_rows()
             out.append(table([tuple(html.escape(c) for c in r) for r in rows], head))
         if self.summary:
-            out.append(f"<div><b>{html.escape(self.summary)}</b></div>")
+            out += [f"<div><b>{html.escape(s)}</b></div>" for s in self.summary.splitlines()]
         return '<div class="cnnlab-live">' + "".join(out) + "</div>"
+
+
+# The larger views open now (`with LiveView(...)`), innermost last.
+_outer: list[LiveView] = []
+
+
+class _Part:
+    """A run's share of a larger view: its progress is that view's progress line; its messages,
+    table, summary and pictures are the run's own business, drawn nowhere."""
+
+    def __init__(self, outer: LiveView) -> None:
+        self.outer = outer
+        self.rows: list[dict[str, Any]] = []
+
+    def set_progress(self, text: str, fraction: float | None = None) -> None:
+        self.outer.set_progress(text, fraction)
+
+    def add_row(self, row: dict[str, Any]) -> None:
+        self.rows.append(dict(row))
+
+    def refresh(self, force: bool = False) -> None:
+        self.outer.refresh()  # the larger view's throttle, even for the run's final draw
+
+    def message(self, text: str) -> None:
+        pass
+
+    def finish(self, summary: str) -> None:
+        pass
+
+    def show_figure(self, figure: Any, text: str = "") -> None:
+        pass
+
+
+def live_view(**kwargs: Any) -> Any:
+    """The view a run reports to: a new LiveView(**kwargs), or a part of the larger view open
+    now (the same methods; only `set_progress` reaches the cell)."""
+    return _Part(_outer[-1]) if _outer else LiveView(**kwargs)

@@ -9,7 +9,7 @@ import sys
 import time
 from typing import Any, TextIO
 
-from cnnlab.notebook import LiveView, in_notebook
+from cnnlab.notebook import in_notebook, live_view
 from cnnlab.schedule import format_lr
 
 
@@ -196,7 +196,7 @@ class Progress:
         self._val: dict[str, float] = {}  # the last validation, shown until the next one
         self._forecast_done = False
         self._t0: float | None = None  # when the open epoch started (None: none started yet)
-        self.view = LiveView() if self.mode == "notebook" else None
+        self.view = live_view() if self.mode == "notebook" else None  # a sweep's: a part
 
     def earlier(self, rows: list[dict[str, Any]]) -> None:
         """The epochs a resumed run trained before: the live view's table and curves start with

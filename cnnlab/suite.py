@@ -26,6 +26,7 @@ import dataclasses
 import json
 import math
 import shutil
+import statistics
 import sys
 import tempfile
 import threading
@@ -37,6 +38,7 @@ from types import MappingProxyType
 from typing import Any, TextIO
 
 from cnnlab.errors import CnnlabError, ConfigError, DataError, TrainingError, TrainingInterrupted
+from cnnlab.runsview import RunsView
 from cnnlab.train_config import TrainConfig
 
 __all__ = ["SUITES", "SUITE_RECIPE", "Probe", "Suite", "SuitePlan", "SuiteResult", "plan_samples",
@@ -230,15 +232,20 @@ def _fmt_min(seconds: float) -> str:
     return f"{seconds / 60:.1f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
-class _Console:
-    """The suite's lines on the caller's stream (stderr for the CLI); silent with None."""
-
-    def __init__(self, stream: TextIO | None):
-        self.stream = stream
-
-    def say(self, text: str) -> None:
-        if self.stream is not None:
-            print(text, file=self.stream, flush=True)
+def _table(results: list[MemberResult]) -> list[dict[str, Any]]:
+    """The live view's table: one row per member (its seeds' test accuracy as mean ± std)."""
+    rows: dict[str, dict[str, Any]] = {}
+    for r in results:
+        row = rows.setdefault(r.model, {"member": r.model, "accs": [], "time": r.wall_seconds,
+                                        "status": r.status})
+        row["accs"] += [r.test_acc] if r.test_acc is not None else []
+        row["status"] = "failed" if r.status == "failed" else row["status"]
+    for row in rows.values():
+        accs = row.pop("accs")
+        row["test acc"] = ("n/a" if not accs else _pct(accs[0]) if len(accs) == 1 else
+                           f"{_pct(statistics.fmean(accs))} ± {_pct(statistics.stdev(accs))}")
+        row["time"] = _fmt_min(row["time"])
+    return list(rows.values())
 
 
 # --- running -----------------------------------------------------------------------------------
@@ -297,7 +304,8 @@ def plan_suite(name: str | None, models: Sequence[str] | None = None, *,
 def run_suite(models: Sequence[str], out_dir: str | Path, *, budget_s: float = 1800.0,
               config: TrainConfig | None = None, name: str = "custom",
               stream: TextIO | None = sys.stderr, data: Any = None,
-              seeds: Sequence[int] = (0,), find_lr: bool = False) -> SuiteResult:
+              seeds: Sequence[int] = (0,), find_lr: bool = False,
+              progress: str = "auto") -> SuiteResult:
     """Train `models` one after another under `config` and `budget_s` seconds in all; resumable.
 
     config is the shared recipe (default: SUITE_RECIPE); data a Dataset to use instead of
@@ -305,7 +313,10 @@ def run_suite(models: Sequence[str], out_dir: str | Path, *, budget_s: float = 1
     is the caller's to write (`cnnlab.compare.write_compare`; `cnnlab suite` does).
     seeds: each member trains once per seed (run folders MODEL-seedN when more than one), on
     the same training subset. find_lr: each member's lr comes from the range test
-    (cnnlab.lrfind) on its training split, instead of config.lr.
+    (cnnlab.lrfind) on its training split, instead of config.lr. progress: "auto" shows one
+    live view in a notebook (the member that runs and its progress, a table of finished members,
+    a summary at the end) and the lines on `stream` elsewhere; "notebook", "plain" or "none"
+    force one (cnnlab.runsview).
     """
     from cnnlab import data as cdata
     from cnnlab.run import read_json
@@ -346,7 +357,8 @@ def run_suite(models: Sequence[str], out_dir: str | Path, *, budget_s: float = 1
     state.setdefault("sessions", [])
     state["sessions"].append({"started": time.strftime("%Y-%m-%dT%H:%M:%S"), "seconds": 0.0})
     _write_state(state_path, state)
-    con = _Console(stream)
+    con = RunsView(progress, stream, ("member", "test acc", "time", "status"))
+    inner = con.inner or config.progress  # in the view, the members' epochs report to it
 
     def spent_before() -> float:
         return sum(s["seconds"] for s in state["sessions"][:-1])
@@ -377,10 +389,11 @@ def run_suite(models: Sequence[str], out_dir: str | Path, *, budget_s: float = 1
     n_max = len(ds.train) - n_val
     n_test = min(config.test_samples or len(ds.test), len(ds.test))
     results: list[MemberResult] = []
+    con.open()
     con.say(f"suite {state['name']}: {len(models)} models, {config.epochs} epochs each"
             + (f", seeds {', '.join(map(str, seeds))}" if len(seeds) > 1 else "")
             + (", the lr of each from the range test" if find_lr else "") + ", "
-            f"budget {_fmt_min(budget_s)} ({_fmt_min(share)} per model) -> {out}")
+            f"budget {_fmt_min(budget_s)} ({_fmt_min(share)} per model) -> {out}", at="note")
     threading.Thread(target=heartbeat, name="cnnlab-suite-clock", daemon=True).start()
     try:
         for i, model in enumerate(models):
@@ -396,6 +409,7 @@ def run_suite(models: Sequence[str], out_dir: str | Path, *, budget_s: float = 1
                 accs = ", ".join(_pct(r.test_acc) for r in results[-len(dirs):])
                 con.say(f"[{i + 1}/{len(models)}] {model}: finished before, skipped "
                         f"(test acc {accs})")
+                con.rows(_table(results))
                 continue
             elapsed = spent_before() + time.perf_counter() - t_session
             # Time this member already had (a resumed run) is its own, not the others'.
@@ -405,13 +419,13 @@ def run_suite(models: Sequence[str], out_dir: str | Path, *, budget_s: float = 1
             eta = time.time() + max(budget - before, 0.0) + share * (left - 1)
             con.say(f"[{i + 1}/{len(models)}] {model}: budget {_fmt_min(budget)}; suite "
                     f"{_fmt_min(elapsed)} in, ETA {time.strftime('%H:%M', time.localtime(eta))}"
-                    f" ({_fmt_min(eta - time.time())} left)")
+                    f" ({_fmt_min(eta - time.time())} left)", at="now")
             t0 = time.perf_counter()
             try:
                 if "train_samples" not in info or not any(d.exists() for d in dirs.values()):
                     _plan_member(model, config, kwargs[model], ds, info, budget, before,
                                  seeds=seeds, find_lr=find_lr, n_val=n_val, n_test=n_test,
-                                 n_max=n_max, say=con.say)
+                                 n_max=n_max, say=con.say, progress=con.inner or "none")
                     save_session()
             except CnnlabError as err:
                 if isinstance(err, TrainingInterrupted):
@@ -420,6 +434,7 @@ def run_suite(models: Sequence[str], out_dir: str | Path, *, budget_s: float = 1
                 save_session()
                 results.append(MemberResult(model, out / model, "failed", error=str(err)))
                 con.say(f"  {model} failed: {' '.join(str(err).split())}")
+                con.rows(_table(results))
                 continue
             n = info["train_samples"]
             member_cfg = config.replace(train_samples=0 if n >= n_max else n,
@@ -440,11 +455,12 @@ def run_suite(models: Sequence[str], out_dir: str | Path, *, budget_s: float = 1
                     if (run_dir / "checkpoints" / "last.pt").exists():
                         con.say(f"  resuming {run_dir.name} from its last checkpoint")
                         result = resume(run_dir, data=ds, stream=stream,
-                                        progress=config.progress, epochs=config.epochs)
+                                        progress=inner, epochs=config.epochs)
                     else:
                         if run_dir.exists():  # a start killed before its first checkpoint
                             shutil.rmtree(run_dir)
-                        result = train(model, ds, member_cfg.replace(seed=seed),
+                        result = train(model, ds, member_cfg.replace(seed=seed,
+                                                                     progress=inner),
                                        out_dir=run_dir, model_kwargs=kwargs[model],
                                        stream=stream, **extras)
                 except CnnlabError as err:
@@ -469,12 +485,14 @@ def run_suite(models: Sequence[str], out_dir: str | Path, *, budget_s: float = 1
             con.say(f"  {model}: test acc {_pct(info['test_acc'])}"
                     + (f" (mean of {len(accs)} seeds)" if len(accs) > 1 else "")
                     + f" in {_fmt_min(wall)} (budget {_fmt_min(budget)})")
+            con.rows(_table(results))
     finally:
         stop.set()
         save_session()
+        con.close()
     wall = time.perf_counter() - t_session
     total = spent_before() + wall
-    con.say(f"suite {state['name']}: {len(models)} models in {_fmt_min(wall)} this session, "
+    con.end(f"suite {state['name']}: {len(models)} models in {_fmt_min(wall)} this session, "
             f"{_fmt_min(total)} in all (budget {_fmt_min(budget_s)})")
     return SuiteResult(out, results, wall, total)
 
@@ -486,7 +504,8 @@ def _run_dir(out: Path, model: str, seed: int, seeds: Sequence[int]) -> Path:
 
 def _plan_member(model: str, config: TrainConfig, model_kwargs: dict[str, Any], ds: Any,
                  info: dict[str, Any], budget: float, before: float, *, seeds: Sequence[int],
-                 find_lr: bool, n_val: int, n_test: int, n_max: int, say: Any) -> None:
+                 find_lr: bool, n_val: int, n_test: int, n_max: int, say: Any,
+                 progress: str = "none") -> None:
     """Probe the member, find its lr (find_lr), and size its training subset so that every seed
     fits the member's budget; the plan goes into info (suite.json)."""
     probe = _probe(model, config, model_kwargs, ds)
@@ -494,7 +513,7 @@ def _plan_member(model: str, config: TrainConfig, model_kwargs: dict[str, Any], 
     lr: float = config.lr
     if find_lr:
         lr, found, spent = _member_lr(model, config.replace(seed=seeds[0]), model_kwargs, ds,
-                                      probe, budget, spent, say)
+                                      probe, budget, spent, say, progress)
         info["lr_find"] = found
     per_seed = max(budget - spent, 0.0) / len(seeds)
     n = plan_samples(per_seed, dataclasses.replace(probe, wall=0.0), epochs=config.epochs,
@@ -510,7 +529,7 @@ def _plan_member(model: str, config: TrainConfig, model_kwargs: dict[str, Any], 
 
 
 def _member_lr(model: str, config: TrainConfig, model_kwargs: dict[str, Any], ds: Any,
-               probe: Probe, budget: float, spent: float, say: Any
+               probe: Probe, budget: float, spent: float, say: Any, progress: str = "none"
                ) -> tuple[float, dict[str, Any], float]:
     """(lr, what suite.json records of the range test, seconds spent so far): the test gets at
     most LR_FIND_SHARE of the member's budget; with too little time, or a curve it cannot read
@@ -525,7 +544,8 @@ def _member_lr(model: str, config: TrainConfig, model_kwargs: dict[str, Any], ds
         return config.lr, {"error": why}, spent
     t0 = time.perf_counter()
     try:
-        found = lr_find(model, ds, config, model_kwargs=model_kwargs, steps=steps)
+        found = lr_find(model, ds, config, model_kwargs=model_kwargs, steps=steps,
+                        progress=progress)
     except TrainingError as err:  # a flat curve: say so, and keep the recipe's lr
         why = f"{' '.join(str(err).split())}; the recipe's lr {config.lr:g}"
         say(f"  lr: {why}")

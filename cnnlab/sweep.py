@@ -36,6 +36,7 @@ from cnnlab.errors import (
     RunFinished,
     TrainingInterrupted,
 )
+from cnnlab.runsview import RunsView, resolve
 from cnnlab.sweep_page import best_of, fmt_params, fmt_score, redact, summarize, write_summary
 from cnnlab.sweep_space import (
     SweepSpec,
@@ -44,6 +45,7 @@ from cnnlab.sweep_space import (
     grid_space,
     parse_budget,
     suggest_params,
+    train_command,
 )
 from cnnlab.train_config import TrainConfig
 
@@ -172,14 +174,22 @@ def _pruner(spec: SweepSpec) -> Any:
 
 def run_sweep(spec: SweepSpec | None, out_dir: str | Path, *, trials: int | None = None,
               budget_s: float | None = None, storage: str | None = None, data: Any = None,
-              stream: TextIO | None = None) -> SweepResult:
+              stream: TextIO | None = None, progress: str = "auto") -> SweepResult:
     """Run trials of the sweep in out_dir until it holds `trials` of them or `budget_s` is spent.
 
     spec None joins (or resumes) the sweep out_dir already holds. Several processes may run this
     on one folder at once: each trial is run by exactly one of them. data: a Dataset to use
-    instead of loading config.dataset (loaded once per process either way).
+    instead of loading config.dataset (loaded once per process either way). progress: "auto"
+    shows one live view in a notebook (the trial that runs, its epoch, the best so far, a table
+    of finished trials, the best at the end) and otherwise a line per trial on `stream` (none
+    without one); "notebook", "plain" or "none" force one (cnnlab.runsview).
     """
-    import optuna
+    import warnings
+
+    with warnings.catch_warnings():  # in a kernel without ipywidgets optuna's import of
+        # tqdm.auto warns "IProgress not found", about a progress bar cnnlab never uses
+        warnings.filterwarnings("ignore", message="IProgress not found")
+        import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     out = Path(out_dir)
@@ -211,7 +221,8 @@ def run_sweep(spec: SweepSpec | None, out_dir: str | Path, *, trials: int | None
     study.sampler = _sampler(spec, seed)  # another stream per session: no repeated proposals
     header = {"written_by": "cnnlab sweep", "spec": spec.to_dict(), "storage": url,
               "trials": trials}
-    worker = _Worker(spec, out, study, header, trials, budget_s, data, stream)
+    show = RunsView(progress, stream, ("trial", "params", spec.metric, "status", "seconds"))
+    worker = _Worker(spec, out, study, header, trials, budget_s, data, show)
     return worker.run()
 
 
@@ -231,21 +242,27 @@ class _Worker:
 
     def __init__(self, spec: SweepSpec, out: Path, study: Any, header: dict[str, Any],
                  trials: int | None, budget_s: float | None, data: Any,
-                 stream: TextIO | None):
+                 show: RunsView):
         self.spec, self.out, self.study, self.header = spec, out, study, header
-        self.trials, self.budget_s, self.stream = trials, budget_s, stream
+        self.trials, self.budget_s, self.show = trials, budget_s, show
         self.data = data
         self.ran = 0
+        self._rows: list[dict[str, Any]] = []  # the study's trials as last written
         self.me = {"host": HOST, "pid": os.getpid(), "started": _proc_start(os.getpid())}
 
     def say(self, text: str) -> None:
-        if self.stream is not None:
-            print(text, file=self.stream, flush=True)
+        self.show.say(text)
 
     def run(self) -> SweepResult:
+        with self.show:
+            return self._run()
+
+    def _run(self) -> SweepResult:
         from cnnlab.data import load_dataset
 
-        self._write()
+        names = ", ".join(p.name for p in self.spec.params)
+        self.show.note(f"sweep of {self.spec.model} over {names} -> {self.out}")
+        self._show(self._write())
         t0 = time.perf_counter()
         cfg = self.spec.config
         if self.data is None:  # once per process: trials only carve their splits from it
@@ -263,6 +280,8 @@ class _Worker:
             self._run_trial(trial)
             self.ran += 1
         rows = self._write(page=True)
+        self._show(rows)
+        self.show.end(_summary(rows, self.spec), say=False)  # plain: the caller prints the best
         return SweepResult(self.out, rows, best_of(rows), self.ran)
 
     # -- counting, and trials left by killed workers ----------------------------------------
@@ -308,6 +327,7 @@ class _Worker:
         folder = trial.user_attrs.get("folder") or f"{trial.number:04d}"
         trial.set_user_attr("folder", folder)
         trial.set_user_attr("worker", self.me)
+        self._now(trial.number, values)
         t0 = time.perf_counter()
         scores: list[float] = []
         pruned: list[int] = []
@@ -336,7 +356,7 @@ class _Worker:
             trial.set_user_attr("error", " ".join(str(err).split()))
             trial.set_user_attr("seconds", round(time.perf_counter() - t0, 2))
             self.study.tell(trial, state=_state("FAIL"))
-            self._write()
+            self._show(self._write())
             self.say(f"trial {trial.number} failed: {' '.join(str(err).split())}")
             return
         trial.set_user_attr("seconds", round(time.perf_counter() - t0, 2))
@@ -345,7 +365,9 @@ class _Worker:
         else:
             trial.set_user_attr("values", scores)
             self.study.tell(trial, statistics.fmean(scores))
-        self._announce(trial.number, self._write())
+        rows = self._write()
+        self._show(rows)
+        self._announce(trial.number, rows)
 
     def _train(self, run_dir: Path, cfg: TrainConfig, kwargs: dict[str, Any],
                hook: Any) -> dict[str, Any]:
@@ -354,13 +376,14 @@ class _Worker:
         from cnnlab.runlog import run_state
         from cnnlab.train import resume, train
 
+        inner = self.show.inner or cfg.progress  # in the view: the trial's epochs report to it
         if run_state(run_dir) == "checkpoint":
             try:
-                return resume(run_dir, data=self.data, on_epoch=hook, progress="none").final
+                return resume(run_dir, data=self.data, on_epoch=hook, progress=inner).final
             except RunFinished:
                 return read_json(run_dir / "result.json")["final"]
-        return train(self.spec.model, self.data, cfg, out_dir=run_dir, model_kwargs=kwargs,
-                     on_epoch=hook, overwrite=True).final
+        return train(self.spec.model, self.data, cfg.replace(progress=inner), out_dir=run_dir,
+                     model_kwargs=kwargs, on_epoch=hook, overwrite=True).final
 
     def _announce(self, number: int, rows: list[dict[str, Any]]) -> None:
         row = next(r for r in rows if r["number"] == number)
@@ -374,11 +397,46 @@ class _Worker:
                  + (f"; best: trial {best['number']}, {self.spec.metric} {fmt_score(best)}"
                     if best else ""))
 
+    def _now(self, number: int, values: dict[str, Any]) -> None:
+        """The view's line of the trial that starts: which, its parameters, the best so far."""
+        if self.show.view is None:
+            return
+        best = best_of(self._rows)
+        rank = self._rank(number) + 1
+        self.show.say(f"trial {number} ({rank}{f' of {self.trials}' if self.trials else ''}) "
+                      f"[{fmt_params(values)}]"
+                      + (f"; best so far: trial {best['number']}, {self.spec.metric} "
+                         f"{fmt_score(best)}" if best else ""), at="now")
+
+    def _show(self, rows: list[dict[str, Any]]) -> None:
+        """The view's table: the finished trials in the order they ran."""
+        self._rows = rows
+        if self.show.view is None:
+            return
+        ended = sorted((r for r in rows if r["status"] in ("done", "pruned", "failed")),
+                       key=lambda r: r["number"])
+        self.show.rows([{"trial": r["number"], "params": fmt_params(r["params"]),
+                         self.spec.metric: fmt_score(r),
+                         "status": (f"pruned after epoch {r['epochs']}" if r["status"] == "pruned"
+                                    else r["status"]),
+                         "seconds": r["seconds"]} for r in ended])
+
     def _write(self, page: bool = False) -> list[dict[str, Any]]:
         """sweep.json and sweep.csv from the study as it stands (and sweep.html at the end)."""
         rows = summarize(self.study, self.spec, self.out)
         write_summary(self.out, self.header, rows, best_of(rows), self.spec, page=page)
         return rows
+
+
+def _summary(rows: list[dict[str, Any]], spec: SweepSpec) -> str:
+    """The view's last words: the best trial, its parameters, the command that trains it."""
+    best = best_of(rows)
+    ended = sum(1 for r in rows if r["status"] in ("done", "pruned", "failed"))
+    if best is None:
+        return f"{ended} trials ended; none finished, so there is no best configuration yet"
+    return (f"best of {ended} trials: trial {best['number']}, {spec.metric} {fmt_score(best)} "
+            f"({fmt_params(best['params'])})\n"
+            f"train it: {train_command(spec.command, best['params'], spec.seeds[0])}")
 
 
 def _state(name: str) -> Any:
@@ -407,9 +465,12 @@ def _alive(who: dict[str, Any]) -> bool:
 
 # --- the test split, once ------------------------------------------------------------------
 
-def retrain_best(out_dir: str | Path, *, data: Any = None, stream: TextIO | None = None) -> Any:
+def retrain_best(out_dir: str | Path, *, data: Any = None, stream: TextIO | None = None,
+                 progress: str = "auto") -> Any:
     """Train the sweep's best configuration on the whole training split into DIR/best and score
-    it on the test split, once (a finished DIR/best is read, not trained again)."""
+    it on the test split, once (a finished DIR/best is read, not trained again). progress:
+    "auto" is the engine's live view in a notebook, else plain lines on `stream` (none without
+    one); "notebook", "plain" or "none" force one."""
     from cnnlab.run import read_json
     from cnnlab.runlog import run_state
     from cnnlab.train import TrainResult, resume, train
@@ -421,9 +482,10 @@ def retrain_best(out_dir: str | Path, *, data: Any = None, stream: TextIO | None
         raise ConfigError(f"{out} has no finished trial yet, so there is no best configuration "
                           "to retrain; run more trials first")
     spec = SweepSpec.from_dict(saved["spec"])
+    mode, stream = resolve(progress, stream)
     cfg, kwargs = apply_params(spec.config, spec.model_kwargs, best["params"], spec.model)
     cfg = cfg.replace(val_size=0, score_test=True, eval_every=0, patience=0,
-                      seed=spec.seeds[0], progress="plain" if stream is not None else "none")
+                      seed=spec.seeds[0], progress=mode if mode != "plain" or stream else "none")
     run_dir = out / "best"
     if run_state(run_dir) == "checkpoint":
         try:

@@ -5,7 +5,7 @@ interpreter (`sys.executable`), in a temporary folder put first on JUPYTER_PATH:
 runs against the cnnlab the tests import (PYTHONPATH and CNNLAB_DATA are inherited), whatever
 kernels the machine has. `execute(nb)` runs a notebook in such a kernel and returns it with its
 outputs; `outputs(nb)` and `text(nb)` read them back, `updates(cell)` says how many times a cell's
-displays were drawn again in place.
+displays were drawn again in place and `drawn(cell)` what each of those draws said.
 """
 
 from __future__ import annotations
@@ -45,17 +45,25 @@ def kernel_name() -> str:
 
 class _Client(nbclient.NotebookClient):
     """nbclient's client that also counts, per cell, the outputs drawn again in place
-    (update_display_data messages): read them back with `updates(cell)`."""
+    (update_display_data messages) and keeps their text/plain: read them back with
+    `updates(cell)` and `drawn(cell)`."""
 
     def process_message(self, msg: dict, cell: Any, cell_index: int) -> Any:
         if msg.get("msg_type") == "update_display_data":
             cell.metadata["display_updates"] = cell.metadata.get("display_updates", 0) + 1
+            cell.metadata.setdefault("display_texts", []).append(
+                msg["content"]["data"].get("text/plain", ""))
         return super().process_message(msg, cell, cell_index)
 
 
 def updates(cell: Any) -> int:
     """How many times the cell's displays were drawn again in place while it ran."""
     return cell.metadata.get("display_updates", 0)
+
+
+def drawn(cell: Any) -> list[str]:
+    """The text/plain of each in-place draw of the cell's displays, in order."""
+    return cell.metadata.get("display_texts", [])
 
 
 def execute(nb: Any, cwd: str | Path, timeout: int = 300, env: dict[str, str] | None = None) -> Any:

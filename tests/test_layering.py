@@ -34,7 +34,8 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "base": ("cnnlab.data", "cnnlab.imagefolder", "cnnlab.download", "cnnlab.device",
              "cnnlab.plots", "cnnlab.pages", "cnnlab.train_config", "cnnlab.notebook"),
     "services": ("cnnlab.checkpoint", "cnnlab.runlog", "cnnlab.runfiles", "cnnlab.progress",
-                 "cnnlab.distributed", "cnnlab.schedule", "cnnlab.stopsignals"),
+                 "cnnlab.distributed", "cnnlab.schedule", "cnnlab.stopsignals",
+                 "cnnlab.runsview"),
     "inputs": ("cnnlab.inputs",),  # what a run feeds its model: data and models meet here
     "run": ("cnnlab.run",),
     "engine": ("cnnlab.train", "cnnlab.runsetup", "cnnlab.trainstate",

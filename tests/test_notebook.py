@@ -6,11 +6,14 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from _notebook import execute, nbformat, updates
+from _notebook import drawn, execute, nbformat, updates
 from _trainkit import write_idx_dataset
 
-from cnnlab.notebook import LiveView, in_notebook
+from cnnlab.lrfind import LRFind
+from cnnlab.notebook import LiveView, in_notebook, live_view
 from cnnlab.progress import Progress, resolve_mode, summary_line
+from cnnlab.runsview import RunsView
+from cnnlab.suite import MemberResult, _table
 
 TRAIN = """
 import time
@@ -57,15 +60,59 @@ p.close()
 print(f"{time.perf_counter() - t0:.2f} s, {p.view.status.updates + p.view.curves.updates} updates")
 """
 
+# The engine's steps made as slow as a real network's (the tiny runs below take a few ms a step),
+# so the view's once-a-second throttle lets some of the runs' progress through.
+SLOW = """
+from cnnlab import train as engine
+fast_step = engine.Trainer.step
+def slow_step(self, X, y):
+    time.sleep(0.04)
+    return fast_step(self, X, y)
+engine.Trainer.step = slow_step
+"""
+SWEEP = """
+from cnnlab.sweep import SweepSpec, run_sweep
+from cnnlab.sweep_space import parse_param
+t0 = time.perf_counter()
+spec = SweepSpec("lenet", [parse_param("lr=0.05,0.01")], TrainConfig(epochs=2, batch_size=16,
+                 limit_batches=12, log_every=2, threads=1, device="cpu", tensorboard=False,
+                 plot=False, val_size=48), sampler="grid", prune="off")
+result = run_sweep(spec, "sweep")
+print(f"after the sweep: {time.perf_counter() - t0:.2f} s")
+"""
+LR_FIND = """
+from cnnlab.lrfind import lr_find
+QUICK = TrainConfig(batch_size=32, threads=1, device="cpu", normalize=True)
+t0 = time.perf_counter()
+found = lr_find("lenet_modern", "fashion-mnist", QUICK, start_lr=1e-4, steps=60)
+print(f"after lr_find: {time.perf_counter() - t0:.2f} s", found)
+"""
+LR_FIND_LAST = """
+engine.Trainer.step = fast_step
+lr_find("lenet_modern", "fashion-mnist", QUICK, start_lr=1e-4, steps=60)
+"""
+SUITE = """
+from cnnlab.suite import SUITE_RECIPE, run_suite
+recipe = TrainConfig(**{**dict(SUITE_RECIPE), "epochs": 1, "batch_size": 32, "val_size": 50,
+                        "test_samples": 60, "plot": False, "threads": 1})
+engine.Trainer.step = slow_step
+t0 = time.perf_counter()
+res = run_suite(["lenet", "bn_lenet"], "suite", budget_s=30, config=recipe, seeds=(0, 1))
+engine.Trainer.step = fast_step
+print(f"after the suite: {time.perf_counter() - t0:.2f} s")
+"""
+
 
 @pytest.fixture(scope="module")
 def ran(tmp_path_factory: pytest.TempPathFactory):
-    """One kernel runs a training, its resume, a forced-plain run, a drop-in fit and a run that
-    reports through a Progress by hand."""
+    """One kernel runs a training, its resume, a forced-plain run, a drop-in fit, a run that
+    reports through a Progress by hand, a sweep, two range tests and a suite."""
     tmp = tmp_path_factory.mktemp("nb")
     write_idx_dataset(tmp / "data" / "fashion-mnist", 480, 96)
     nb = nbformat.v4.new_notebook()
-    nb.cells = [nbformat.v4.new_code_cell(src) for src in (TRAIN, RESUME, PLAIN, D2L, DRIVEN)]
+    nb.cells = [nbformat.v4.new_code_cell(src) for src in (TRAIN, RESUME, PLAIN, D2L, DRIVEN,
+                                                           SLOW, SWEEP, LR_FIND, LR_FIND_LAST,
+                                                           SUITE)]
     execute(nb, tmp, timeout=600, env={"CNNLAB_DATA": str(tmp / "data"),
                                        "CNNLAB_D2L_DIR": str(tmp / "pictures")})
     return nb, tmp
@@ -145,6 +192,74 @@ def test_progress_updates_the_view_in_place_at_most_once_a_second(ran):
     assert text.splitlines()[0] == "a run that reports through a Progress"
     assert text.endswith("finished: 2 epochs in 00:02; val_acc 0.7000")
 
+
+def _seconds(cell) -> float:
+    """The seconds a cell printed last ("after ...: 1.23 s")."""
+    return float(cell.outputs[-1].text.split(": ")[1].split()[0])
+
+
+def _in_place(cell) -> None:
+    """Drawn again in place, at most about once a second (plus the final draws)."""
+    assert 1 <= updates(cell) <= 2 * (_seconds(cell) + 2), (updates(cell), _seconds(cell))
+
+
+def test_sweep_shows_one_view_with_its_trials_and_the_best_that_stays(ran):
+    nb, _ = ran
+    cell = nb.cells[6]
+    assert _kinds(cell) == ["html", "stdout"], cell.outputs  # one view: no trial drew its own
+    assert cell.outputs[1].text.startswith("after the sweep:")
+    _in_place(cell)
+    text = cell.outputs[0].data["text/plain"]
+    lines = text.splitlines()
+    assert lines[0] == "sweep of lenet over lr -> sweep"
+    assert lines[1].split() == ["trial", "params", "val", "acc", "status", "seconds"]
+    assert [ln.split()[0] for ln in lines[2:4]] == ["0", "1"]  # in the order they ran
+    assert sorted(ln.split()[1] for ln in lines[2:4]) == ["lr=0.01", "lr=0.05"]
+    assert all(" done " in ln for ln in lines[2:4])
+    assert lines[4].startswith("best of 2 trials: trial ") and "val_acc 0." in lines[4]
+    assert lines[5].startswith("train it: cnnlab train lenet") and "--lr 0.0" in lines[5]
+    assert "<b>train it: cnnlab train lenet" in cell.outputs[0].data["text/html"]
+    # while the second trial ran, the view said which, and where its epoch was (the trial's
+    # own progress, reported into the sweep's view)
+    during = [t for t in drawn(cell) if "trial 1 (2 of 2) [lr=0.0" in t]
+    assert any("epoch " in t and " step " in t for t in during), drawn(cell)
+    assert any("best so far: trial " in t for t in during)
+
+
+def test_lr_find_shows_its_steps_then_the_figure_once(ran):
+    nb, _ = ran
+    cell = nb.cells[7]
+    assert _kinds(cell) == ["html", "png", "stdout"], cell.outputs
+    _in_place(cell)
+    assert any(t.splitlines()[-1].startswith("step ") and " of 60  lr " in t
+               and "smoothed loss" in t for t in drawn(cell)), drawn(cell)
+    text = cell.outputs[0].data["text/plain"]
+    assert text.startswith("lr-find for lenet_modern: at most 60 steps, lr from 0.0001 to 10")
+    assert text.splitlines()[-1].startswith("suggested lr ")
+    assert cell.outputs[1].data["text/plain"] == "<lr-find>"
+    assert "after lr_find:" in cell.outputs[2].text and "LRFind(suggestion=" in cell.outputs[2].text
+    # as a cell's last expression the result is one line of text, and the figure is not shown
+    # a second time
+    last = nb.cells[8]
+    assert _kinds(last) == ["html", "png", "execute_result"], last.outputs
+    assert last.outputs[2].data["text/plain"].startswith("LRFind(suggestion=")
+    assert "image/png" not in last.outputs[2].data
+
+
+def test_suite_shows_one_view_with_its_members(ran):
+    nb, _ = ran
+    cell = nb.cells[9]
+    assert _kinds(cell) == ["html", "stdout"], cell.outputs  # no stderr lines, no run's view
+    _in_place(cell)
+    lines = cell.outputs[0].data["text/plain"].splitlines()
+    assert lines[0].startswith("suite custom: 2 models, 1 epochs each, seeds 0, 1")
+    assert lines[1].split() == ["member", "test", "acc", "time", "status"]
+    assert [ln.split()[0] for ln in lines[2:4]] == ["lenet", "bn_lenet"]
+    assert all("% ± " in ln and ln.endswith("done") for ln in lines[2:4])
+    assert lines[4].startswith("suite custom: 2 models in ")
+    during = [t for t in drawn(cell) if "[2/2] bn_lenet: budget" in t]
+    assert during, drawn(cell)
+
 # --- outside a kernel ---------------------------------------------------------------------------
 
 
@@ -154,6 +269,73 @@ def test_outside_a_kernel_auto_is_never_the_view_and_a_forced_view_is_plain(tmp_
         assert resolve_mode("auto", log) == "plain"
         assert resolve_mode("notebook", log) == "plain"
         assert Progress("notebook", 3, log).view is None
+
+
+def test_sweeps_and_suites_outside_a_kernel_say_plain_lines_as_before(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    cols = ("trial",)
+    with open(tmp_path / "log", "w") as log:
+        for progress in ("auto", "notebook", "plain", "bar"):
+            show = RunsView(progress, log, cols)
+            assert (show.mode, show.view, show.inner) == ("plain", None, None)
+            with show:
+                show.note("a view's title: no line")
+                show.say(f"{progress}: a line", at="now")
+                show.rows([{"trial": 1}])
+                show.end("the end", say=progress != "bar")
+        show = RunsView("none", log, cols)
+        assert (show.mode, show.inner) == ("none", "none")
+        show.say("never")
+        show.end("never")
+    assert (tmp_path / "log").read_text().splitlines() == [
+        "auto: a line", "the end", "notebook: a line", "the end", "plain: a line", "the end",
+        "bar: a line"]
+    RunsView("auto", None, cols).say("nowhere: the Python API's default")
+    RunsView("plain", None, cols).say("to stderr: plain asked for")
+    assert capsys.readouterr() == ("", "to stderr: plain asked for\n")
+
+
+def test_a_run_inside_a_larger_view_reports_its_progress_to_it():
+    outer = LiveView(columns=("trial",), picture=None)
+    drawn = []
+    outer.status.show = lambda make, force=False: drawn.append(make()["text/plain"])
+    assert isinstance(live_view(), LiveView)  # no larger view open: a view of its own
+    with outer:
+        part = live_view()
+        assert not isinstance(part, LiveView)
+        outer.set_now("trial 1 of 2 [lr=0.1]")
+        part.message("training lenet: not shown")
+        part.set_progress("epoch 1/2  step 3/6", 0.5)
+        part.add_row({"epoch": 1, "val_acc": 0.5})
+        part.finish("finished: 1 epoch: not shown")
+        part.show_figure(object())  # nothing drawn: the figure is the run's business
+        part.refresh(force=True)
+        assert drawn == ["trial 1 of 2 [lr=0.1]\nepoch 1/2  step 3/6"]
+        assert part.rows == [{"epoch": 1, "val_acc": 0.5}]
+        outer.set_rows([{"trial": 1}])
+        outer.finish("best: trial 1\ntrain it: cnnlab train lenet --lr 0.1")
+    assert isinstance(live_view(), LiveView)
+    assert drawn[-1].splitlines() == ["trial", "    1", "best: trial 1",
+                                      "train it: cnnlab train lenet --lr 0.1"]
+    assert "<div><b>best: trial 1</b></div><div><b>train it:" in outer.html()
+
+
+def test_suite_table_shows_mean_and_std_over_seeds():
+    out = Path("s")
+    rows = _table([MemberResult("lenet", out / "a", "done", 0.8, 65.0, seed=0),
+                   MemberResult("lenet", out / "b", "done", 0.9, 65.0, seed=1),
+                   MemberResult("bn_lenet", out / "c", "failed", None, 3.0, error="x"),
+                   MemberResult("vgg", out / "d", "skipped", 0.5, 200.0)])
+    assert rows == [{"member": "lenet", "test acc": "85.00% ± 7.07%", "time": "65 s",
+                     "status": "done"},
+                    {"member": "bn_lenet", "test acc": "n/a", "time": "3 s", "status": "failed"},
+                    {"member": "vgg", "test acc": "50.00%", "time": "3.3 min",
+                     "status": "skipped"}]
+
+
+def test_lr_find_result_is_one_line_in_a_notebook():
+    found = LRFind([1e-3, 1e-2], [2.0, 1.0], [2.0, 1.5], 0.005, "min/10", "a tenth", "turned")
+    assert repr(found) == "LRFind(suggestion=0.005, rule='min/10', steps=2, stopped='turned')"
 
 
 def test_live_view_draws_at_most_once_a_second_and_always_at_the_end():
