@@ -44,13 +44,14 @@ from cnnlab.sweep_space import (
     grid_size,
     grid_space,
     parse_budget,
+    python_spec,
     suggest_params,
     train_command,
 )
 from cnnlab.train_config import TrainConfig
 
 __all__ = ["SweepResult", "SweepSpec", "fmt_params", "fmt_score", "parse_budget", "read_sweep",
-           "retrain_best", "run_sweep"]
+           "retrain_best", "run_sweep", "sweep"]
 
 SWEEP_FILE = "sweep.json"
 JOURNAL = "study.journal"
@@ -224,6 +225,24 @@ def run_sweep(spec: SweepSpec | None, out_dir: str | Path, *, trials: int | None
     show = RunsView(progress, stream, ("trial", "params", spec.metric, "status", "seconds"))
     worker = _Worker(spec, out, study, header, trials, budget_s, data, show)
     return worker.run()
+
+
+def sweep(model: str, params: str | list[str], *, trials: int | None = None,
+          budget: str | float | None = None, out_dir: str | Path | None = None,
+          sampler: str = "tpe", prune: str = "median", metric: str = "val_acc",
+          seeds: tuple[int, ...] | None = None, model_kwargs: dict[str, Any] | None = None,
+          data: Any = None, progress: str = "auto", **config: Any) -> SweepResult:
+    """`cnnlab sweep` from Python, in one call: the --param specs (one string or a list), how
+    long (trials, budget as in '30m'), where (out_dir, default runs/sweep-MODEL) and the
+    TrainConfig fields every trial shares as keywords:
+
+        sweep("lenet", ["lr=log:1e-3..0.3", "momentum=0,0.9"], trials=8, epochs=3)
+    """
+    spec = python_spec(model, params, config, model_kwargs, sampler=sampler, prune=prune,
+                       metric=metric, seeds=seeds)
+    out = Path(out_dir) if out_dir is not None else Path("runs") / f"sweep-{model}"
+    return run_sweep(spec, out, trials=trials, budget_s=parse_budget(budget), data=data,
+                     progress=progress)
 
 
 def _check_grid(spec: SweepSpec, trials: int | None) -> int | None:

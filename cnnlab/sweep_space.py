@@ -22,9 +22,10 @@ from cnnlab.errors import ConfigError, suggest
 from cnnlab.train_config import MONITORS, TrainConfig, parse_hw
 
 __all__ = ["DEFAULT_VAL", "OPTIONS", "PRUNERS", "SAMPLERS", "Param", "SweepSpec", "apply_params",
+           "base_command",
            "check_knobs", "check_values", "grid_size", "grid_space", "parse_budget",
-           "parse_param", "plan_spec", "suggest_params", "sweep_options", "train_command",
-           "train_flags"]
+           "parse_param", "plan_spec", "python_spec", "suggest_params", "sweep_options",
+           "train_command", "train_flags"]
 
 # Fields a sweep must not vary: what the run is (model, dataset), where files go, or how the
 # sweep itself works (seeds come from --seeds, validation from the sweep's val_size).
@@ -266,7 +267,8 @@ def train_flags(values: dict[str, Any]) -> list[str]:
         elif isinstance(value, bool):
             flags.append(f"--{'' if value else 'no-'}{name.replace('_', '-')}")
         else:
-            text = f"{value:.6g}" if isinstance(value, float) else str(value)
+            text = (f"{value:.6g}" if isinstance(value, float) else
+                    ",".join(map(str, value)) if isinstance(value, tuple) else str(value))
             if _field_base(_fields()[name]) is tuple:  # a size: 32x32 -> 32,32
                 text = text.replace("x", ",")
             flags.append(f"--{name.replace('_', '-')} {text}")
@@ -392,16 +394,35 @@ def plan_spec(recipe: Any, config: TrainConfig, model_kwargs: dict[str, Any],
               opts: dict[str, Any], flags: dict[str, Any], config_file: Any = None) -> SweepSpec:
     """The SweepSpec of `cnnlab sweep RECIPE ...`: the recipe's config and knobs, the options,
     and the `cnnlab train` line (the file's and the flags' settings) that trains one trial."""
-    from cnnlab.models import knob_text
     from cnnlab.train_config import load_toml
 
-    given = {k: v for k, v in {**(load_toml(config_file) if config_file else {}),
-                               **flags}.items()
-             if k not in ("model", "recipe", "val_size", "seed", "progress", "model_args")}
-    command = " ".join(["cnnlab train", recipe.name, *train_flags(given),
-                        *(f"--model-arg {kv}" for kv in
-                          knob_text(recipe.model, model_kwargs).split())])
+    given = {**(load_toml(config_file) if config_file else {}), **flags}
+    command = base_command(recipe.name, recipe.model, given, model_kwargs)
     return SweepSpec(recipe.model, [parse_param(p) for p in opts.get("param") or []], config,
                      model_kwargs, sampler=opts.get("sampler", "tpe"),
                      prune=opts.get("prune", "median"), metric=opts.get("metric", "val_acc"),
                      seeds=tuple(opts.get("seeds") or (config.seed,)), command=command)
+
+
+def base_command(name: str, model: str, given: dict[str, Any],
+                 model_kwargs: dict[str, Any]) -> str:
+    """The `cnnlab train NAME ...` line of the settings given (TrainConfig fields, except those
+    a sweep sets itself) and the model's knobs: a trial's line, once its parameters are added."""
+    from cnnlab.models import knob_text
+
+    given = {k: v for k, v in given.items()
+             if k not in ("model", "recipe", "val_size", "seed", "progress", "model_args")}
+    return " ".join(["cnnlab train", name, *train_flags(given),
+                     *(f"--model-arg {kv}" for kv in knob_text(model, model_kwargs).split())])
+
+
+def python_spec(model: str, params: str | list[str] | tuple[str, ...], config: dict[str, Any],
+                model_kwargs: dict[str, Any] | None = None, **how: Any) -> SweepSpec:
+    """The SweepSpec of `cnnlab.sweep.sweep(...)`: the --param specs (one string or several),
+    TrainConfig fields as keywords, the knobs, and sampler/prune/metric/seeds in `how`."""
+    cfg = TrainConfig.from_dict({"model": model, **config})
+    kwargs = dict(model_kwargs or {})  # typed, as create_model takes them
+    specs = [params] if isinstance(params, str) else list(params)
+    return SweepSpec(model, [parse_param(p) for p in specs], cfg, kwargs,
+                     command=base_command(model, model, config, kwargs),
+                     **{**how, "seeds": tuple(how.get("seeds") or (cfg.seed,))})

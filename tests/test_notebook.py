@@ -71,13 +71,11 @@ def slow_step(self, X, y):
 engine.Trainer.step = slow_step
 """
 SWEEP = """
-from cnnlab.sweep import SweepSpec, run_sweep
-from cnnlab.sweep_space import parse_param
+from cnnlab.sweep import sweep
 t0 = time.perf_counter()
-spec = SweepSpec("lenet", [parse_param("lr=0.05,0.01")], TrainConfig(epochs=2, batch_size=16,
-                 limit_batches=12, log_every=2, threads=1, device="cpu", tensorboard=False,
-                 plot=False, val_size=48), sampler="grid", prune="off")
-result = run_sweep(spec, "sweep")
+result = sweep("lenet", "lr=0.05,0.01", sampler="grid", prune="off", out_dir="sweep", epochs=2,
+               batch_size=16, limit_batches=12, log_every=2, threads=1, device="cpu",
+               tensorboard=False, plot=False, val_size=48)
 print(f"after the sweep: {time.perf_counter() - t0:.2f} s")
 """
 LR_FIND = """

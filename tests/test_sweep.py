@@ -179,6 +179,36 @@ def test_grid_sweep_with_seeds_writes_run_folders_and_summaries(data, tmp_path: 
     assert json.loads((out / "best" / "result.json").read_text())["test_images"] == 100
 
 
+def test_sweep_in_one_call_and_its_best_command_trains_the_same_settings(
+        data, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """cnnlab.sweep.sweep: --param specs as strings, TrainConfig fields as keywords; the best
+    trial's `cnnlab train` line parses back to the settings every trial trained with."""
+    import shlex
+
+    from cnnlab.cli.parser import build_parser
+    from cnnlab.cli.training import plan_train
+    from cnnlab.sweep import sweep
+
+    result = sweep("lenet_modern", "lr=0.01,0.0001", sampler="grid", prune="off", data=data,
+                   out_dir=tmp_path / "s", epochs=1, batch_size=32, optimizer="adamw",
+                   threads=1, val_size=100, resize=(28, 28), tensorboard=False, plot=False,
+                   progress="none", model_kwargs={"channels": (4, 8)})
+    assert [r["status"] for r in result.trials] == ["done", "done"] and result.ran == 2
+    assert capsys.readouterr() == ("", "")  # progress="none"
+    command = json.loads((tmp_path / "s" / "sweep.json").read_text())["best_command"]
+    assert "--resize 28,28" in command and "--model-arg channels=4,8" in command
+    argv = shlex.split(command)[1:]
+    args = build_parser().parse_args([*argv, "--out", str(tmp_path / "again")])
+    _, config, _, kwargs = plan_train(args)
+    trial = json.loads((tmp_path / "s" / result.best["runs"][0] / "config.json").read_text())
+    for key in ("epochs", "batch_size", "optimizer", "lr", "threads", "tensorboard", "plot"):
+        assert getattr(config, key) == trial[key], key
+    assert config.resize == (28, 28) and kwargs["channels"] == (4, 8)
+    with pytest.raises(ConfigError, match="unknown config field"):
+        sweep("lenet_modern", "lr=0.01,0.0001", trials=2, out_dir=tmp_path / "t", epoch=1)
+    assert not (tmp_path / "t").exists()
+
+
 def test_pruned_trials_are_marked_and_stop_early(data, tmp_path: Path) -> None:
     spec = SweepSpec("lenet_modern", [parse_param(LRS)], BASE.replace(epochs=3),
                      sampler="grid", prune="halving")
