@@ -37,7 +37,17 @@ from cnnlab.errors import (
     TrainingInterrupted,
 )
 from cnnlab.runsview import RunsView, resolve
-from cnnlab.sweep_page import best_of, fmt_params, fmt_score, redact, summarize, write_summary
+from cnnlab.sweep_page import (
+    ENDED,
+    best_of,
+    fmt_params,
+    fmt_score,
+    redact,
+    summarize,
+    view_rows,
+    view_summary,
+    write_summary,
+)
 from cnnlab.sweep_space import (
     SweepSpec,
     apply_params,
@@ -46,7 +56,6 @@ from cnnlab.sweep_space import (
     parse_budget,
     python_spec,
     suggest_params,
-    train_command,
 )
 from cnnlab.train_config import TrainConfig
 
@@ -300,7 +309,7 @@ class _Worker:
             self.ran += 1
         rows = self._write(page=True)
         self._show(rows)
-        self.show.end(_summary(rows, self.spec), say=False)  # plain: the caller prints the best
+        self.show.end(view_summary(rows, self.spec), say=False)  # plain: the caller prints the best
         return SweepResult(self.out, rows, best_of(rows), self.ran)
 
     # -- counting, and trials left by killed workers ----------------------------------------
@@ -406,7 +415,7 @@ class _Worker:
 
     def _announce(self, number: int, rows: list[dict[str, Any]]) -> None:
         row = next(r for r in rows if r["number"] == number)
-        done = sum(1 for r in rows if r["status"] in ("done", "pruned", "failed"))
+        done = sum(1 for r in rows if r["status"] in ENDED)
         total = f"/{self.trials}" if self.trials else ""
         what = (f"pruned after epoch {row['epochs']}" if row["status"] == "pruned"
                 else "done")
@@ -430,32 +439,14 @@ class _Worker:
     def _show(self, rows: list[dict[str, Any]]) -> None:
         """The view's table: the finished trials in the order they ran."""
         self._rows = rows
-        if self.show.view is None:
-            return
-        ended = sorted((r for r in rows if r["status"] in ("done", "pruned", "failed")),
-                       key=lambda r: r["number"])
-        self.show.rows([{"trial": r["number"], "params": fmt_params(r["params"]),
-                         self.spec.metric: fmt_score(r),
-                         "status": (f"pruned after epoch {r['epochs']}" if r["status"] == "pruned"
-                                    else r["status"]),
-                         "seconds": r["seconds"]} for r in ended])
+        if self.show.view is not None:
+            self.show.rows(view_rows(rows, self.spec.metric))
 
     def _write(self, page: bool = False) -> list[dict[str, Any]]:
         """sweep.json and sweep.csv from the study as it stands (and sweep.html at the end)."""
         rows = summarize(self.study, self.spec, self.out)
         write_summary(self.out, self.header, rows, best_of(rows), self.spec, page=page)
         return rows
-
-
-def _summary(rows: list[dict[str, Any]], spec: SweepSpec) -> str:
-    """The view's last words: the best trial, its parameters, the command that trains it."""
-    best = best_of(rows)
-    ended = sum(1 for r in rows if r["status"] in ("done", "pruned", "failed"))
-    if best is None:
-        return f"{ended} trials ended; none finished, so there is no best configuration yet"
-    return (f"best of {ended} trials: trial {best['number']}, {spec.metric} {fmt_score(best)} "
-            f"({fmt_params(best['params'])})\n"
-            f"train it: {train_command(spec.command, best['params'], spec.seeds[0])}")
 
 
 def _state(name: str) -> Any:

@@ -3,7 +3,8 @@
 
 The page holds the trials table (best first), the metric against each parameter, a parallel
 coordinates view of all parameters, the best configuration as a `cnnlab train` command, and the
-curves of the best trials. Every file is written through cnnlab.atomic.
+curves of the best trials. Every file is written through cnnlab.atomic. The notebook's live
+view of a sweep shows the same rows (`view_rows`) and the same best (`view_summary`).
 """
 
 from __future__ import annotations
@@ -22,7 +23,8 @@ from cnnlab.pages import esc, figure, page, table
 from cnnlab.runlog import to_json
 from cnnlab.sweep_space import train_command
 
-__all__ = ["best_of", "fmt_params", "fmt_score", "redact", "summarize", "write_summary"]
+__all__ = ["ENDED", "best_of", "fmt_params", "fmt_score", "redact", "summarize", "view_rows",
+           "view_summary", "write_summary"]
 
 BEST_CURVES = 5  # trials whose curves the page draws
 
@@ -30,7 +32,7 @@ BEST_CURVES = 5  # trials whose curves the page draws
 def write_summary(out: Path, header: dict[str, Any], rows: list[dict[str, Any]],
                   best: dict[str, Any] | None, spec: Any, page: bool = False) -> None:
     """sweep.json and sweep.csv (always), sweep.html (page=True)."""
-    command = train_command(spec.command, best["params"], spec.seeds[0]) if best else None
+    command = _best_command(best, spec)
     doc = {**header, "best": best and {k: best[k] for k in ("number", "params", "value", "std",
                                                           "runs")},
            "best_command": command, "trials_table": rows}
@@ -39,6 +41,32 @@ def write_summary(out: Path, header: dict[str, Any], rows: list[dict[str, Any]],
     if page:
         storage = redact(header["storage"]) if header.get("storage") else "study.journal"
         write_atomic(out / "sweep.html", _page(out, rows, best, command, spec, storage))
+
+
+def _best_command(best: dict[str, Any] | None, spec: Any) -> str | None:
+    """The `cnnlab train` line of the best trial's configuration (None without one)."""
+    return train_command(spec.command, best["params"], spec.seeds[0]) if best else None
+
+
+ENDED = ("done", "pruned", "failed")  # a trial's statuses once it has stopped running
+
+
+def view_rows(rows: list[dict[str, Any]], metric: str) -> list[dict[str, Any]]:
+    """The notebook view's table: the trials that ended, in the order they ran."""
+    return [{"trial": r["number"], "params": fmt_params(r["params"]), metric: fmt_score(r),
+             "status": (f"pruned after epoch {r['epochs']}" if r["status"] == "pruned"
+                        else r["status"]), "seconds": r["seconds"]}
+            for r in sorted((r for r in rows if r["status"] in ENDED), key=lambda r: r["number"])]
+
+
+def view_summary(rows: list[dict[str, Any]], spec: Any) -> str:
+    """The notebook view's last words: the best trial, its parameters, the line that trains it."""
+    best = best_of(rows)
+    ended = sum(1 for r in rows if r["status"] in ENDED)
+    if best is None:
+        return f"{ended} trials ended; none finished, so there is no best configuration yet"
+    return (f"best of {ended} trials: trial {best['number']}, {spec.metric} {fmt_score(best)} "
+            f"({fmt_params(best['params'])})\ntrain it: {_best_command(best, spec)}")
 
 
 def fmt_score(row: dict[str, Any]) -> str:

@@ -78,6 +78,10 @@ result = sweep("lenet", "lr=0.05,0.01", sampler="grid", prune="off", out_dir="sw
                tensorboard=False, plot=False, val_size=48)
 print(f"after the sweep: {time.perf_counter() - t0:.2f} s")
 """
+RETRAIN = """
+from cnnlab.sweep import retrain_best
+print("test accuracy:", retrain_best("sweep").test_acc)
+"""
 SWEEP_PLAIN = """
 _ = sweep("lenet", "lr=0.05", trials=1, out_dir="sweep-plain", progress="plain", epochs=1,
           batch_size=16, limit_batches=4, threads=1, device="cpu", tensorboard=False,
@@ -115,7 +119,7 @@ def ran(tmp_path_factory: pytest.TempPathFactory):
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_code_cell(src) for src in (TRAIN, RESUME, PLAIN, D2L, DRIVEN,
                                                            SLOW, SWEEP, LR_FIND, LR_FIND_LAST,
-                                                           SUITE, SWEEP_PLAIN)]
+                                                           SUITE, SWEEP_PLAIN, RETRAIN)]
     execute(nb, tmp, timeout=600, env={"CNNLAB_DATA": str(tmp / "data"),
                                        "CNNLAB_D2L_DIR": str(tmp / "pictures")})
     return nb, tmp
@@ -227,6 +231,15 @@ def test_sweep_shows_one_view_with_its_trials_and_the_best_that_stays(ran):
     during = [t for t in drawn(cell) if "trial 1 (2 of 2) [lr=0.0" in t]
     assert any("epoch " in t and " step " in t for t in during), drawn(cell)
     assert any("best so far: trial " in t for t in during)
+
+
+def test_retrain_best_shows_the_engines_view(ran):
+    nb, _ = ran
+    cell = nb.cells[11]
+    assert _kinds(cell) == ["html", "png", "stdout"], cell.outputs
+    text = cell.outputs[0].data["text/plain"]
+    assert text.startswith("training lenet") and "finished: 2 epochs in" in text
+    assert cell.outputs[2].text.startswith("test accuracy: 0.")
 
 
 def test_a_sweep_forced_plain_prints_its_lines_in_a_notebook(ran):
