@@ -157,11 +157,16 @@ def test_train_shows_one_live_view_that_stays_after_a_print(ran):
     assert 1 <= updates(cell) <= 2 * (seconds + 2), (updates(cell), seconds)
 
 
+def _engine_view(cell) -> str:
+    """The text of a cell that shows one run's view (status and curves), then prints a line."""
+    assert _kinds(cell) == ["html", "png", "stdout"], cell.outputs
+    return cell.outputs[0].data["text/plain"]
+
+
 def test_resume_shows_its_own_view_in_its_cell(ran):
     nb, _ = ran
     cell = nb.cells[1]
-    assert _kinds(cell) == ["html", "png", "stdout"], cell.outputs
-    text = cell.outputs[0].data["text/plain"]
+    text = _engine_view(cell)
     assert text.startswith("resuming lenet") and "finished: 4 epochs" in text
     table = [ln.split()[0] for ln in text.splitlines() if ln.lstrip()[:1].isdigit()]
     assert table == ["1", "2", "3", "4"]  # the epochs before the resume, then the new one
@@ -236,8 +241,7 @@ def test_sweep_shows_one_view_with_its_trials_and_the_best_that_stays(ran):
 def test_retrain_best_shows_the_engines_view(ran):
     nb, _ = ran
     cell = nb.cells[11]
-    assert _kinds(cell) == ["html", "png", "stdout"], cell.outputs
-    text = cell.outputs[0].data["text/plain"]
+    text = _engine_view(cell)
     assert text.startswith("training lenet") and "finished: 2 epochs in" in text
     assert cell.outputs[2].text.startswith("test accuracy: 0.")
 
