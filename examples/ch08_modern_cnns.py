@@ -153,9 +153,8 @@ from cnnlab.lrfind import lr_find
 from cnnlab.recipes import get_recipe
 
 found = lr_find("bn_lenet", config=get_recipe("bn_lenet").config(
-    train_samples=2048 if QUICK else 0, progress="none"), steps=60 if QUICK else 100)
-print(f"suggested lr {found.suggestion:.3g} ({found.rule_text}), over {len(found.lrs)} steps")
-show(found.figure)
+    train_samples=2048 if QUICK else 0), steps=60 if QUICK else 100)
+found  # the cell shows the test as it runs, then the suggestion and the curve
 
 # %% [markdown]
 # ## Exercise 7.6.2 as a sweep
@@ -163,23 +162,22 @@ show(found.figure)
 # "Adjust the convolution window size, the number of output channels, the activation function
 # ... adjust learning rates": each such LeNet is one trial of a sweep. The sweep proposes
 # configurations (TPE), stops poor trials after an epoch (the median rule), and ranks them on
-# a validation split carved from the training images: the test split is not looked at. Every
-# trial is an ordinary run folder; `sweep.html` holds the table and the pictures. The same search
-# from a terminal is `cnnlab sweep lenet --param model.activation=relu,sigmoid --param
+# a validation split carved from the training images: the test split is not looked at. The
+# cell shows the sweep as it runs (the trial, its epoch, the best so far, the finished trials).
+# Every trial is an ordinary run folder; `sweep.html` holds the table and the pictures. The same
+# search from a terminal is `cnnlab sweep lenet --param model.activation=relu,sigmoid --param
 # model.kernel_size=3,5 ... --trials 16 --out runs/sweep-7.6.2`, and running it again continues
 # it rather than starting over.
 
 # %%
-from cnnlab.sweep import SweepSpec, fmt_params, fmt_score, run_sweep
-from cnnlab.sweep_space import parse_param
+from cnnlab.sweep import fmt_params, fmt_score, sweep
 
-space = [parse_param(p) for p in (
-    "model.activation=relu,sigmoid", "model.kernel_size=3,5", "model.channels=6-16,16-32",
-    "model.pool=avg,max", "lr=log:0.01..0.5")]
-base = TrainConfig(model="lenet", dataset="fashion-mnist", optimizer="sgd", batch_size=128,
-                   epochs=1 if QUICK else 4, train_samples=512 if QUICK else 20000,
-                   val_size=256 if QUICK else 5000, plot=False, tensorboard=False)
-result = run_sweep(SweepSpec("lenet", space, base), "runs/sweep-7.6.2", trials=3 if QUICK else 16)
+result = sweep("lenet", ["model.activation=relu,sigmoid", "model.kernel_size=3,5",
+                         "model.channels=6-16,16-32", "model.pool=avg,max", "lr=log:0.01..0.5"],
+               trials=3 if QUICK else 16, out_dir="runs/sweep-7.6.2", optimizer="sgd",
+               batch_size=128, epochs=1 if QUICK else 4, train_samples=512 if QUICK else 20000,
+               val_size=256 if QUICK else 5000, plot=False, tensorboard=False)
+print("the best six of", len(result.trials), "trials:")
 for row in result.trials[:6]:
     print(f"trial {row['number']:2}  {row['status']:7} val acc {fmt_score(row):8}  "
           f"{fmt_params(row['params'])}")

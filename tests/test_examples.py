@@ -135,7 +135,8 @@ def test_chapter8_notebook_runs_and_answers_its_exercises(tmp_path, data_present
     assert (tmp_path / "runs" / "chapter8" / "compare.html").exists()
     assert "test acc" in out.lower()
     # the range test suggests a rate, and exercise 7.6.2's sweep ranks three LeNets on validation
-    assert re.search(r"suggested lr \d\S* \(.+\), over \d+ steps", out)
+    assert re.search(r"suggested lr \d\S* \(.+\); \d+ steps", out)
+    assert re.search(r"LRFind\(suggestion=\d", out)  # the result's repr: one line
     assert re.search(r"trial +\d+ +(done|pruned) +val acc 0\.\d{4}", out)
     assert re.search(r"3 trials, \d pruned; the best: model\.activation=", out)
     assert (tmp_path / "runs" / "sweep-7.6.2" / "sweep.html").exists()
