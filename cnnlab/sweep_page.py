@@ -227,7 +227,9 @@ def _parallel(rows: list[dict[str, Any]], spec: Any) -> Any:
     ax.set_xlim(-0.1, len(columns) - 0.6)
     for side in ("top", "right", "left"):
         ax.spines[side].set_visible(False)
-    fig.tight_layout()
+    # Fixed margins: the axes have no y ticks, and tight_layout gives up (with a warning on
+    # stderr) on a one-value column, whose labels all sit at one height.
+    fig.subplots_adjust(left=0.08, right=0.95, top=0.95, bottom=0.14)
     return fig
 
 

@@ -392,3 +392,17 @@ def test_a_postgresql_server_holds_the_study(postgres: str, data, tmp_path: Path
     assert sorted(t.params["lr"] for t in study.trials) == [0.0001, 0.01]
     joined = run_sweep(None, tmp_path / "s", data=data)  # the folder remembers the server
     assert len(joined.trials) == 2 and joined.ran == 0
+
+
+@pytest.mark.filterwarnings("error")
+def test_page_pictures_of_a_one_value_sweep_draw_without_warnings():
+    """One parameter with one value (a probe of one configuration): the parallel-coordinates
+    picture used to make matplotlib warn on stderr that its tight layout could not be applied."""
+    from cnnlab.plots import figure_png
+    from cnnlab.sweep_page import _curves, _parallel, _scatter
+
+    spec = SweepSpec("lenet", [parse_param("augment_crop=2")], TrainConfig())
+    rows = [{"number": 0, "params": {"augment_crop": 2}, "value": 0.9458, "status": "done",
+             "curves": [[0.87, 0.9, 0.9458]]}]
+    for draw in (_scatter, _parallel, _curves):
+        assert figure_png(draw(rows, spec)).startswith(b"\x89PNG")
