@@ -43,7 +43,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_d2l_busy import _env as checkout_env  # noqa: E402  (this checkout's cnnlab)
 from bench_speed import machine  # noqa: E402
+from bench_train import data_dir  # noqa: E402
 
 GRID = ["model.activation=relu,sigmoid", "model.pool=avg,max", "model.channels=6-16,16-32",
         "lr=0.03,0.3"]
@@ -54,10 +56,8 @@ VAL = "10000"
 
 
 def _env() -> dict[str, str]:
-    env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    env.setdefault("CNNLAB_DATA", str(ROOT.parent / "shared" / "data"))
-    return env
+    """bench_d2l_busy's environment for this checkout, with the data where the benches find it."""
+    return {"CNNLAB_DATA": str(data_dir().parent), **checkout_env()}
 
 
 def _timed(cmd: list[str], cwd: Path) -> float:
