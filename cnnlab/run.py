@@ -33,6 +33,12 @@ __all__ = ["Evaluation", "Run", "best_row", "better", "evaluate", "evaluate_run"
 
 # --- one forward path for every metric ---------------------------------------------------------
 
+# The evaluation batch when none is given (TrainConfig.eval_batch_size's default too). Larger
+# batches outgrow the CPU's caches: FastNet evaluates 1.2-2x slower at 1024 than at 256
+# (bench/bench_eval_batch.py, BENCHMARKS.md); on a GPU 256 images already fill a small net's step.
+EVAL_BATCH_SIZE = 256
+
+
 def _acc_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64
 
@@ -71,7 +77,7 @@ def evaluate_sums(model: nn.Module, batches: Iterable[Any], device: torch.device
     return sums
 
 
-def evaluate(model: nn.Module, data: Any, *, batch_size: int = 1024,
+def evaluate(model: nn.Module, data: Any, *, batch_size: int = EVAL_BATCH_SIZE,
              amp: str = "off") -> dict[str, float]:
     """Sample-weighted loss and accuracy of model on a Loader, a Split or (X, y) batches."""
     from cnnlab.loader import Loader, Split
@@ -85,7 +91,7 @@ def evaluate(model: nn.Module, data: Any, *, batch_size: int = 1024,
     return {"loss": loss / n, "acc": correct / n, "n": int(n)}
 
 
-def predict(model: nn.Module, images: torch.Tensor, *, batch_size: int = 1024,
+def predict(model: nn.Module, images: torch.Tensor, *, batch_size: int = EVAL_BATCH_SIZE,
             resize: int | tuple[int, int] | None = None,
             normalize: tuple[Any, Any] | None = None, amp: str = "off") -> torch.Tensor:
     """Class probabilities (N, K) on the CPU for images (N, H, W) or (N, C, H, W).
@@ -168,7 +174,7 @@ class Run:
 
     def loader(self, split: Any, batch_size: int | None = None) -> Any:
         """A Loader feeding `split` to the model as training did (size, normalization)."""
-        bs = batch_size or int(self.config.get("eval_batch_size", 1024))
+        bs = batch_size or int(self.config.get("eval_batch_size", EVAL_BATCH_SIZE))
         return self.inputs.loader(split, bs, self.device)
 
     def split(self, name: str) -> Any:

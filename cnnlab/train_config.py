@@ -59,8 +59,8 @@ class TrainConfig:
     # --- optimization ----------------------------------------------------------------------
     epochs: int = knob(10, "Passes over the training split.")
     batch_size: int = knob(128, "Global batch (split evenly across processes under torchrun).")
-    eval_batch_size: int = knob(1024, "Evaluation batch (no gradients, so larger batches are "
-                                "cheaper).")
+    eval_batch_size: int = knob(256, "Evaluation batch (256 suits CPU caches; a GPU evaluating a "
+                                "big network may take more).")
     optimizer: str = knob("sgd", "The optimizer: sgd or adamw.")
     lr: float = knob(0.1, "Peak learning rate (`--lr find`: the range test picks it).")
     momentum: float = knob(0.0, "SGD momentum (the book uses plain SGD: 0).")
