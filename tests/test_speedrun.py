@@ -54,6 +54,52 @@ def test_recipe_variants_are_registered_with_their_shapes() -> None:
     assert wide.eval()(torch.randn(3, 1, 28, 28)).shape == (3, 10)
 
 
+def test_stride_stem_halves_the_image_in_the_first_conv_instead_of_a_pool() -> None:
+    pooled, strided = FastNet(depth=(2, 1, 1)), FastNet(depth=(2, 1, 1), stem="stride")
+    assert pooled.num_params() == strided.num_params()  # the same layers, another order of work
+    convs = [m for m in strided.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [c.stride for c in convs] == [(2, 2), (1, 1), (1, 1), (1, 1)]
+    pools = [m for m in strided.modules() if isinstance(m, torch.nn.MaxPool2d)]
+    assert len(pools) == 2  # stages 2 and 3 keep theirs: 28 -> 14 (stride) -> 7 -> 3
+    assert strided.net[-1].in_features == 64 * 3 * 3
+    # the stage's second conv runs at 14x14: a quarter of the activations the pooled one has
+    sizes = []
+    hook = convs[1].register_forward_hook(lambda m, i, o: sizes.append(o.shape[-2:]))
+    strided(torch.randn(2, 1, 28, 28))
+    hook.remove()
+    assert sizes == [(14, 14)]
+    assert list(pooled.state_dict())[:4] == list(strided.state_dict())[:4]
+    with pytest.raises(ConfigError, match="stem"):
+        FastNet(stem="patch")
+
+
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "sigmoid", "gelu"])
+def test_pooling_before_a_monotone_activation_is_the_same_network(activation: str) -> None:
+    from cnnlab.models.fast import MONOTONE
+
+    torch.manual_seed(0)
+    net = FastNet(widths=(4, 8, 8), depth=(1, 2, 1), activation=activation).double()
+    kinds = [type(m).__name__ for m in net.net]
+    # the book's order, conv -> BN -> activation -> pool, rebuilt from the same modules
+    book = list(net.net)
+    for i, kind in enumerate(kinds):
+        if kind == "MaxPool2d" and activation in MONOTONE:
+            book[i], book[i + 1] = book[i + 1], book[i]
+    reference = torch.nn.Sequential(*book)
+    assert (kinds[2] == "MaxPool2d") == (activation in MONOTONE)
+    x = torch.randn(6, 1, 28, 28, dtype=torch.float64)
+    y = torch.randint(0, 10, (6,))
+    grads = []
+    for model in (net.net, reference):
+        model.zero_grad()
+        out = model(x)
+        torch.nn.functional.cross_entropy(out, y).backward()
+        grads.append((out.detach(), [p.grad.clone() for p in net.parameters()]))
+    torch.testing.assert_close(grads[0][0], grads[1][0], rtol=0, atol=1e-12)
+    for a, b in zip(grads[0][1], grads[1][1], strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-12)
+
+
 def test_flatten_head_rejects_other_sizes_pool_head_takes_them() -> None:
     with pytest.raises(ShapeError, match="28x28"):
         FastNet()(torch.randn(2, 1, 32, 32))
