@@ -40,8 +40,8 @@ FASTNET_KNOBS = (
     Knob("depth", "ints", (1, 1, 1), "conv-BN-activation layers in each stage (one per width)",
          low=1),
     Knob("stem", "choice", "pool", "how the first stage halves the image: a 2x2 max-pool after "
-         "it, as every stage, or a stride-2 first conv (its layers run at half the resolution: "
-         "steps 13% cheaper, but less accurate per second in the `fast` sweep)", choices=("pool", "stride")),
+         "it, or a stride-2 first conv (13% cheaper steps, less accurate per second)",
+         choices=("pool", "stride")),
     Knob("head", "choice", "flatten", "classifier on the flattened last map (sized for the "
          "input) or on its global max (any size)", choices=("flatten", "pool")),
     Knob("activation", "choice", "relu", "activation after every batch norm",
