@@ -148,8 +148,8 @@ _RECIPES: tuple[Recipe, ...] = (
             "cnnlab speed record: >= 93% Fashion-MNIST test accuracy within 7 epochs of d2l's "
             "LeNet on a 2-core CPU with native bf16 (about 7.4 epochs in float32)",
             **{**FAST, "batch_size": 256, "lr": 0.2}, epochs=5,
-            measured=Measured(0.9341, _CPU + " with avx512_bf16, median of seeds 0-2", 50.7,
-                              date="2026-12-05")),
+            measured=Measured(0.9341, "2-vCPU AMD EPYC VM with avx512_bf16 (shared host), "
+                              "torch 2.13.0+cpu, median of seeds 0-2", 50.7, date="2026-12-05")),
     _recipe("best_cpu", "fastnet_wide",
             "cnnlab speed record: >= 94% Fashion-MNIST test accuracy within 10 min on a 2-core CPU",
             **FAST, epochs=8,

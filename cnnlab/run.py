@@ -34,8 +34,9 @@ __all__ = ["Evaluation", "Run", "best_row", "better", "evaluate", "evaluate_run"
 # --- one forward path for every metric ---------------------------------------------------------
 
 # The evaluation batch when none is given (TrainConfig.eval_batch_size's default too). Larger
-# batches outgrow the CPU's caches: FastNet evaluates 1.2-2x slower at 1024 than at 256
-# (bench/bench_eval_batch.py, BENCHMARKS.md); on a GPU 256 images already fill a small net's step.
+# batches outgrow the CPU's caches: FastNet evaluates 1.65-1.8x slower at 1024 than at 256, and
+# no zoo model was faster at 1024 (bench/bench_eval_batch.py, BENCHMARKS.md). Not measured on a
+# GPU, where a big network may want larger batches (--eval-batch-size).
 EVAL_BATCH_SIZE = 256
 
 
