@@ -24,6 +24,7 @@ from torch.nn import functional as F
 from cnnlab.device import PRECISIONS, autocast, pick_device, precision_dtype, resolve_precision
 from cnnlab.errors import ConfigError, DataError, ShapeError
 from cnnlab.runfiles import read_run_json, read_run_lines
+from cnnlab.train_config import EVAL_BATCH_SIZE
 
 __all__ = ["Evaluation", "Run", "best_row", "better", "evaluate", "evaluate_run", "evaluate_sums",
            "evaluation", "file_images", "is_book_data", "load_run", "model_device", "predict",
@@ -32,13 +33,6 @@ __all__ = ["Evaluation", "Run", "best_row", "better", "evaluate", "evaluate_run"
 
 
 # --- one forward path for every metric ---------------------------------------------------------
-
-# The evaluation batch when none is given (TrainConfig.eval_batch_size's default too). Larger
-# batches outgrow the CPU's caches: FastNet evaluates 1.65-1.8x slower at 1024 than at 256, and
-# no zoo model was faster at 1024 (bench/bench_eval_batch.py, BENCHMARKS.md). Not measured on a
-# GPU, where a big network may want larger batches (--eval-batch-size).
-EVAL_BATCH_SIZE = 256
-
 
 def _acc_dtype(device: torch.device) -> torch.dtype:
     return torch.float32 if device.type == "mps" else torch.float64  # MPS has no float64

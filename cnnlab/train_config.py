@@ -15,6 +15,12 @@ from typing import Any
 
 from cnnlab.errors import ConfigError, suggest
 
+# The evaluation batch when none is given (here and in cnnlab.run's evaluate and predict). Larger
+# batches outgrow the CPU's caches: FastNet evaluates 1.65-1.8x slower at 1024 than at 256, and
+# no zoo model was faster at 1024 (bench/bench_eval_batch.py, BENCHMARKS.md). Not measured on a
+# GPU, where a big network may want larger batches (--eval-batch-size).
+EVAL_BATCH_SIZE = 256
+
 OPTIMIZERS = ("sgd", "adamw")
 SCHEDULES = ("constant", "cosine", "onecycle")
 AMP_MODES = ("auto", "fast", "off", "bf16", "fp16")  # resolved by cnnlab.device
@@ -59,8 +65,8 @@ class TrainConfig:
     # --- optimization ----------------------------------------------------------------------
     epochs: int = knob(10, "Passes over the training split.")
     batch_size: int = knob(128, "Global batch (split evenly across processes under torchrun).")
-    eval_batch_size: int = knob(256, "Evaluation batch (256 suits CPU caches; a GPU evaluating a "
-                                "big network may take more).")
+    eval_batch_size: int = knob(EVAL_BATCH_SIZE, "Evaluation batch (256 suits CPU caches; a GPU "
+                                "evaluating a big network may take more).")
     optimizer: str = knob("sgd", "The optimizer: sgd or adamw.")
     lr: float = knob(0.1, "Peak learning rate (`--lr find`: the range test picks it).")
     momentum: float = knob(0.0, "SGD momentum (the book uses plain SGD: 0).")
@@ -410,5 +416,5 @@ def _non_negative(name: str, value: float) -> None:
         raise ConfigError(f"{name}={value} must not be negative")
 
 
-__all__ = ["OPTIMIZERS", "TrainConfig", "add_arguments", "config_from_args", "field_help",
+__all__ = ["EVAL_BATCH_SIZE", "OPTIMIZERS", "TrainConfig", "add_arguments", "config_from_args", "field_help",
            "load_toml", "make_optimizer", "parse_hw", "parse_ints", "read_toml"]
