@@ -97,9 +97,8 @@ class FastNet(ZooModel):
                 features += conv_bn(c, width, activation, stride=2 if strided and j == 0 else 1)
                 c = width
             if not strided:
-                features.append(nn.MaxPool2d(2))
-                if activation in MONOTONE:  # pool first, then the activation: the same function
-                    features[-2:] = features[-1:] + features[-2:-1]
+                # before the stage's last activation where they commute (the same function)
+                features.insert(-1 if activation in MONOTONE else len(features), nn.MaxPool2d(2))
         body = nn.Sequential(*features)
         if head == "flatten":
             flat = flat_features("FastNet", body, in_channels, input_size)
