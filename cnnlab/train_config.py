@@ -416,5 +416,5 @@ def _non_negative(name: str, value: float) -> None:
         raise ConfigError(f"{name}={value} must not be negative")
 
 
-__all__ = ["EVAL_BATCH_SIZE", "OPTIMIZERS", "TrainConfig", "add_arguments", "config_from_args", "field_help",
-           "load_toml", "make_optimizer", "parse_hw", "parse_ints", "read_toml"]
+__all__ = ["EVAL_BATCH_SIZE", "OPTIMIZERS", "TrainConfig", "add_arguments", "config_from_args",
+           "field_help", "load_toml", "make_optimizer", "parse_hw", "parse_ints", "read_toml"]
