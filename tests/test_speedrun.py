@@ -73,6 +73,35 @@ def test_stride_stem_halves_the_image_in_the_first_conv_instead_of_a_pool() -> N
         FastNet(stem="patch")
 
 
+@pytest.mark.parametrize("where", ["first", "all"])
+def test_pool_before_bn_pools_straight_after_a_stages_last_conv(where: str) -> None:
+    book = FastNet(depth=(1, 2, 1))
+    moved = FastNet(depth=(1, 2, 1), pool_before_bn=where)
+    assert book.num_params() == moved.num_params()
+    kinds = [type(m).__name__ for m in moved.net]
+    assert kinds[:4] == ["Conv2d", "MaxPool2d", "BatchNorm2d", "ReLU"]
+    middle = (["Conv2d", "MaxPool2d", "BatchNorm2d", "ReLU"] if where == "all"
+              else ["Conv2d", "BatchNorm2d", "MaxPool2d", "ReLU"])
+    assert kinds[4:11] == ["Conv2d", "BatchNorm2d", "ReLU", *middle]
+    # batch norm now sees the pooled map: 14x14 after the first conv instead of 28x28
+    bns = [m for m in moved.net if isinstance(m, torch.nn.BatchNorm2d)]
+    sizes = []
+    hook = bns[0].register_forward_hook(lambda m, i, o: sizes.append(o.shape[-2:]))
+    moved(torch.randn(2, 1, 28, 28))
+    hook.remove()
+    assert sizes == [(14, 14)]
+    assert moved.net[-1].in_features == book.net[-1].in_features == 64 * 3 * 3
+    # a different function: max-pooling does not commute with batch norm's statistics
+    moved.load_state_dict(dict(zip(moved.state_dict(), book.state_dict().values(), strict=True)))
+    x = torch.randn(8, 1, 28, 28)
+    assert not torch.allclose(moved.train()(x), book.train()(x))
+    # the stride stem has no pool in its first stage to move
+    with pytest.raises(ConfigError, match="stem='stride'"):
+        FastNet(stem="stride", pool_before_bn="first")
+    with pytest.raises(ConfigError, match="none, first, all"):
+        FastNet(pool_before_bn="yes")
+
+
 @pytest.mark.parametrize("activation", ["relu", "leaky_relu", "sigmoid", "gelu"])
 def test_pooling_before_a_monotone_activation_is_the_same_network(activation: str) -> None:
     from cnnlab.models.fast import MONOTONE

@@ -10,13 +10,18 @@ Where the activation never decreases (ReLU and most others; not GELU or SiLU), a
 activation runs after its max-pool: max(f(x)) = f(max(x)), the same numbers at a quarter of the
 activation's work (training steps about 7% faster in float32; BENCHMARKS.md).
 
+`pool_before_bn` goes one step further, as airbench does: the pool straight after a stage's last
+conv (conv -> pool -> batch norm -> activation). That is another network (batch norm's
+statistics come from the pooled map), and a cheaper one: the first stage's 28x28 map is where a
+step's batch norm spends most of its time. `fast` pools that way in its first stage.
+
 Variants: `fastnet` (16-32-64, one conv a stage), `fastnet_mid` (a second conv in the middle
 stage: the first `fast` recipe, 92% on Fashion-MNIST within a minute on a 2-core CPU),
-`fastnet_slim` (16-32-64 with two convs in the last two stages: the `fast` recipe, 93% within
-seven of d2l's LeNet epochs), `fastnet_deep` (16-32-96, the same depths: the `fast` recipe
-before, 1.3x the float32 work of `fastnet_slim`) and `fastnet_wide` (32-64-128, the same
-depths: the `best_cpu` recipe, 94% within ten minutes). Figures: bench/bench_speed.py and
-BENCHMARKS.md.
+`fastnet_slim` (16-32-64 with two convs in the last two stages: the `fast` recipe, with
+`pool_before_bn="first"`, 93% within seven of d2l's LeNet epochs), `fastnet_deep` (16-32-96,
+the same depths: the `fast` recipe before, 1.3x the float32 work of `fastnet_slim`) and
+`fastnet_wide` (32-64-128, the same depths: the `best_cpu` recipe, 94% within ten minutes).
+Figures: bench/bench_speed.py and BENCHMARKS.md.
 """
 
 from __future__ import annotations
@@ -35,6 +40,8 @@ from cnnlab.shapes import pair
 
 __all__ = ["FASTNET_KNOBS", "FastNet"]
 
+POOL_BEFORE_BN = ("none", "first", "all")
+
 FASTNET_KNOBS = (
     Knob("widths", "ints", (16, 32, 64), "channels of each stage", low=1),
     Knob("depth", "ints", (1, 1, 1), "conv-BN-activation layers in each stage (one per width)",
@@ -42,6 +49,10 @@ FASTNET_KNOBS = (
     Knob("stem", "choice", "pool", "how the first stage halves the image: a 2x2 max-pool after "
          "it, or a stride-2 first conv (13% cheaper steps, less accurate per second)",
          choices=("pool", "stride")),
+    Knob("pool_before_bn", "choice", "none", "stages whose max-pool runs straight after their "
+         "last conv (airbench's conv-pool-BN-act): none (the book's order), the first (the "
+         "28x28 stage, where most of a step's batch-norm work is) or all; batch norm and the "
+         "activation then see a quarter of the values", choices=POOL_BEFORE_BN),
     Knob("head", "choice", "flatten", "classifier on the flattened last map (sized for the "
          "input) or on its global max (any size)", choices=("flatten", "pool")),
     Knob("activation", "choice", "relu", "activation after every batch norm",
@@ -62,7 +73,9 @@ def conv_bn(c_in: int, c_out: int, activation: str = "relu", stride: int = 1) ->
 
 class FastNet(ZooModel):
     """Stages of `depth[i]` conv-BN-act layers with `widths[i]` channels, each ending in a max-pool
-    (with `stem="stride"` the first stage instead starts with a stride-2 conv).
+    (with `stem="stride"` the first stage instead starts with a stride-2 conv). With
+    `pool_before_bn` "first" or "all" the pool follows the first or every stage's last conv
+    directly (conv-pool-BN-act), as in airbench.
 
     The classifier is one linear layer on the flattened last feature map (`head="flatten"`,
     built for `input_size`) or on its global max (`head="pool"`, any input size).
@@ -79,6 +92,7 @@ class FastNet(ZooModel):
         activation: str = "relu",
         tta: bool = True,
         stem: str = "pool",
+        pool_before_bn: str = "none",
     ) -> None:
         super().__init__()
         if len(widths) != len(depth) or not widths or min(depth) < 1:
@@ -88,6 +102,12 @@ class FastNet(ZooModel):
             raise ConfigError(f"head={head!r} must be 'flatten' or 'pool'")
         if stem not in ("pool", "stride"):
             raise ConfigError(f"stem={stem!r} must be 'pool' or 'stride'")
+        if pool_before_bn not in POOL_BEFORE_BN:
+            raise ConfigError(f"pool_before_bn={pool_before_bn!r} must be one of "
+                              f"{', '.join(POOL_BEFORE_BN)}")
+        if pool_before_bn == "first" and stem == "stride":
+            raise ConfigError("pool_before_bn='first' moves the first stage's pool, and "
+                              "stem='stride' has none there: choose one of the two")
         activation_class(activation)  # checked before any layer is built
         features: list[nn.Module] = []
         c = in_channels
@@ -96,9 +116,13 @@ class FastNet(ZooModel):
             for j in range(n):
                 features += conv_bn(c, width, activation, stride=2 if strided and j == 0 else 1)
                 c = width
-            if not strided:
-                # before the stage's last activation where they commute (the same function)
-                features.insert(-1 if activation in MONOTONE else len(features), nn.MaxPool2d(2))
+            if strided:
+                continue
+            if pool_before_bn == "all" or (pool_before_bn == "first" and i == 0):
+                at = -2  # straight after the stage's last conv: conv-pool-BN-act
+            else:  # before the last activation where they commute (the same function)
+                at = -1 if activation in MONOTONE else len(features)
+            features.insert(at, nn.MaxPool2d(2))
         body = nn.Sequential(*features)
         if head == "flatten":
             flat = flat_features("FastNet", body, in_channels, input_size)
