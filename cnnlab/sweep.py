@@ -14,16 +14,21 @@ The sweep folder holds `sweep.json` (the spec and every trial), `sweep.csv`, `sw
 them) and, unless `storage` names a database server, `study.journal`: Optuna's journal file,
 whose appends are serialized by a lock file, so several processes on one machine share it safely
 (SQLite is not made for concurrent writers: "database is locked" under load) and the folder can
-be copied. A trial left running by a killed worker (its process is gone) is handed to the next
-worker that starts: it continues that trial's run folders from their last checkpoint.
+be copied. A trial left running by a killed worker is handed to the next worker that starts: on
+the same machine once its process is gone, from another machine (a shared database) once the
+heartbeat its worker writes every minute is ten minutes old. The next worker continues that
+trial's run folders from their last checkpoint, or starts them afresh where it cannot see them.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import statistics
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -68,6 +73,11 @@ STUDY = "cnnlab-sweep"
 # What a sweep writes into its folder; anything else there means another command's folder.
 OURS = (SWEEP_FILE, "sweep.csv", "sweep.html", JOURNAL, "trials", "best")
 HOST = socket.gethostname()
+# A running trial's worker writes the time into the study this often ("beat"), so a worker on
+# another machine, where its process cannot be looked up, can tell a trial whose machine died or
+# lost its network: no beat for STALE_S (minutes, far beyond clock skew between machines).
+HEARTBEAT_S = 60.0
+STALE_S = 600.0
 
 
 @dataclass
@@ -298,7 +308,9 @@ class _Worker:
                                      image_size=cfg.image_size or None)
         while self.budget_s is None or time.perf_counter() - t0 < self.budget_s:
             self._recover()
-            if self.trials is not None and self._counted() >= self.trials:
+            # a dead worker's trial queued for a rerun is one of the count: it still has to run
+            if self.trials is not None and self._counted() >= self.trials \
+                    and not self.study.get_trials(deepcopy=False, states=(_state("WAITING"),)):
                 break
             trial = self.study.ask()
             if self.trials is not None and self._rank(trial.number) >= self.trials:
@@ -327,14 +339,19 @@ class _Worker:
         return sum(1 for t in self._counted_trials() if t.number < number)
 
     def _recover(self) -> None:
-        """Hand every trial whose worker died (on this machine) to the next worker, once."""
+        """Hand every trial whose worker died to the next worker, once: on this machine when its
+        process is gone, on another when its heartbeat stopped STALE_S ago."""
         for t in self.study.get_trials(deepcopy=False, states=(_state("RUNNING"),)):
             who = t.user_attrs.get("worker")
             if who is None:  # killed between ask and its first note: stale after a minute
                 started = t.datetime_start.timestamp() if t.datetime_start else time.time()
                 if time.time() - started < 60:
                     continue
-            elif who.get("host") != HOST or _alive(who):
+            elif who.get("host") != HOST:
+                beat = t.user_attrs.get("beat")
+                if beat is None or time.time() - float(beat) < STALE_S:
+                    continue
+            elif _alive(who):
                 continue
             self._hand_over(t.number, t.params, t.user_attrs.get("folder"))
 
@@ -355,6 +372,11 @@ class _Worker:
         folder = trial.user_attrs.get("folder") or f"{trial.number:04d}"
         trial.set_user_attr("folder", folder)
         trial.set_user_attr("worker", self.me)
+        with _heartbeat(trial):
+            self._run_trial_beating(trial, values, folder)
+
+    def _run_trial_beating(self, trial: Any, values: dict[str, Any], folder: str) -> None:
+        spec = self.spec
         self._now(trial.number, values)
         t0 = time.perf_counter()
         scores: list[float] = []
@@ -453,6 +475,34 @@ def _state(name: str) -> Any:
     from optuna.trial import TrialState
 
     return TrialState[name]
+
+
+@contextlib.contextmanager
+def _heartbeat(trial: Any) -> Iterator[None]:
+    """Write the time into `trial` ("beat") now and every HEARTBEAT_S until the block ends.
+
+    A beat that cannot be written (the database server briefly away) is skipped: the trial's own
+    writes will say so if the server stays away; a worker that stops beating for STALE_S loses
+    its trial to another worker.
+    """
+    stop = threading.Event()
+
+    def beat() -> None:
+        while True:
+            try:
+                trial.set_user_attr("beat", time.time())
+            except Exception:  # noqa: BLE001 - a missed beat is harmless, the next one may land
+                pass
+            if stop.wait(HEARTBEAT_S):
+                return
+
+    thread = threading.Thread(target=beat, name="cnnlab-sweep-heartbeat", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def _proc_start(pid: int) -> str | None:

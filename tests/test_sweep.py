@@ -340,6 +340,87 @@ def test_two_workers_share_a_sweep_without_running_a_trial_twice(idx_root: Path,
     assert len(pids) == 2, "both workers ran trials"
 
 
+def _journal_study(out: Path):
+    import optuna
+    from optuna.storages.journal import JournalFileBackend
+
+    from cnnlab.sweep import JOURNAL, STUDY
+
+    return optuna.load_study(study_name=STUDY, storage=optuna.storages.JournalStorage(
+        JournalFileBackend(str(out / JOURNAL))))
+
+
+def _left_running(study, spec: SweepSpec, folder: str, beat: float | None = None,
+                  **worker) -> int:
+    """A trial another worker took and never finished, as the study records it."""
+    from cnnlab.sweep_space import suggest_params
+
+    trial = study.ask()
+    suggest_params(trial, spec.params)
+    trial.set_user_attr("folder", folder)
+    trial.set_user_attr("worker", {"host": "elsewhere", "pid": 1, "started": None, **worker})
+    if beat is not None:
+        trial.set_user_attr("beat", beat)
+    return trial.number
+
+
+def test_a_trial_from_another_machine_is_taken_over_once_its_heartbeat_stops(
+        data, tmp_path: Path) -> None:
+    from cnnlab import sweep as sw
+
+    out = tmp_path / "s"
+    spec = SweepSpec("lenet_modern", [parse_param("lr=0.01,0.0001")], BASE.replace(epochs=1),
+                     sampler="random", prune="off")
+    assert [r["status"] for r in run_sweep(spec, out, trials=1, data=data).trials] == ["done"]
+    study = _journal_study(out)
+    lost = _left_running(study, spec, "0001", beat=time.time() - 3600)  # machine gone an hour
+    busy = _left_running(study, spec, "0002", beat=time.time())  # still beating over there
+    quiet = _left_running(study, spec, "0003")  # an older cnnlab's worker: no beat at all
+    result = run_sweep(None, out, trials=5, data=data)
+    rows = {r["number"]: r for r in result.trials}
+    assert rows[lost]["status"] == "interrupted"
+    again = next(r for r in result.trials if r["continues"] == lost)
+    assert again["status"] == "done" and again["runs"] == ["trials/0001-seed0"]
+    assert rows[busy]["status"] == rows[quiet]["status"] == "running"  # left to their workers
+    assert result.ran == 2  # the continuation, then one more: 0, busy, quiet, 2 of its own
+    # this worker beat while its trials ran, and no beat landed after a trial had ended
+    for t in _journal_study(out).trials:
+        if t.state.name == "COMPLETE":
+            beat = t.user_attrs["beat"]
+            assert t.datetime_start.timestamp() - 1 <= beat <= t.datetime_complete.timestamp()
+    assert sw.HEARTBEAT_S == 60 and sw.STALE_S == 600
+
+
+def test_the_heartbeat_writes_until_its_block_ends(monkeypatch, data, tmp_path: Path) -> None:
+    from cnnlab import sweep as sw
+
+    monkeypatch.setattr(sw, "HEARTBEAT_S", 0.002)
+    spec = SweepSpec("lenet_modern", [parse_param("lr=0.01")], BASE.replace(epochs=2),
+                     sampler="grid", prune="off")
+    run_sweep(spec, tmp_path / "s", data=data)
+    # every beat is one record in the journal: they kept coming while the trial ran
+    beats = (tmp_path / "s" / sw.JOURNAL).read_text().count('"beat"')
+    assert beats >= 3
+    assert not [t for t in __import__("threading").enumerate()
+                if t.name == "cnnlab-sweep-heartbeat"]  # and stopped with the trial
+
+
+def test_a_dead_local_workers_trial_is_run_even_when_it_completes_the_count(
+        data, tmp_path: Path) -> None:
+    out = tmp_path / "s"
+    spec = SweepSpec("lenet_modern", [parse_param("lr=0.01,0.0001")], BASE.replace(epochs=1),
+                     sampler="random", prune="off")
+    run_sweep(spec, out, trials=1, data=data)
+    study = _journal_study(out)
+    from cnnlab.sweep import HOST
+
+    dead = _left_running(study, spec, "0001", host=HOST, pid=2 ** 22 + 12345)
+    result = run_sweep(None, out, trials=2, data=data)  # 2 = trial 0 + the dead one's rerun
+    assert result.ran == 1
+    assert sorted(r["status"] for r in result.trials) == ["done", "done", "interrupted"]
+    assert next(r for r in result.trials if r["continues"] == dead)["status"] == "done"
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -377,10 +458,14 @@ def postgres(tmp_path: Path):
         shutil.rmtree(home, ignore_errors=True)
 
 
-def test_a_postgresql_server_holds_the_study(postgres: str, data, tmp_path: Path) -> None:
+def test_a_postgresql_server_holds_the_study(postgres: str, data, tmp_path: Path,
+                                             monkeypatch) -> None:
     import optuna
 
+    from cnnlab import sweep as sw
     from cnnlab.sweep import STUDY
+
+    monkeypatch.setattr(sw, "HEARTBEAT_S", 0.005)  # beats race the trial's own writes
 
     spec = SweepSpec("lenet_modern", [parse_param("lr=0.01,0.0001")], BASE.replace(epochs=1),
                      sampler="grid", prune="off")
@@ -390,6 +475,7 @@ def test_a_postgresql_server_holds_the_study(postgres: str, data, tmp_path: Path
     driver = postgres.replace("postgresql://", "postgresql+psycopg2://")  # SQLAlchemy 2.1
     study = optuna.load_study(study_name=STUDY, storage=driver)
     assert sorted(t.params["lr"] for t in study.trials) == [0.0001, 0.01]
+    assert all(t.datetime_start.timestamp() - 1 <= t.user_attrs["beat"] for t in study.trials)
     joined = run_sweep(None, tmp_path / "s", data=data)  # the folder remembers the server
     assert len(joined.trials) == 2 and joined.ran == 0
 
