@@ -157,6 +157,34 @@ def test_eval_mode_averages_over_the_mirror_image() -> None:
     assert not torch.allclose(net(x), out)  # training mode: one plain pass (batch statistics)
 
 
+def test_tta_shift_also_averages_over_four_shifted_copies() -> None:
+    from cnnlab.models.fast import shifted
+
+    torch.manual_seed(0)
+    net = FastNet(tta_shift=1).eval()
+    x = torch.randn(4, 1, 28, 28)
+    with torch.no_grad():
+        views = [x, x.flip(3)]
+        for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)):
+            # by hand: roll, then repeat the edge row or column into the gap it left
+            v = torch.roll(x, shifts=(-dy, -dx), dims=(2, 3))
+            if dy:
+                edge = 0 if dy < 0 else -1
+                v[..., edge, :] = x[..., edge, :]
+            else:
+                edge = 0 if dx < 0 else -1
+                v[..., :, edge] = x[..., :, edge]
+            views.append(v)
+        torch.testing.assert_close(net(x), sum(net.net(v) for v in views) / 6)
+    assert shifted(x, 0) == []
+    with pytest.raises(ConfigError, match="tta_shift"):
+        FastNet(tta_shift=5)
+    with pytest.raises(ConfigError, match="tta_shift"):
+        create_model("fastnet_wide", tta_shift=-1)
+    # the default is the flip alone: today's recipes and recorded runs are unchanged
+    assert create_model("fastnet_wide").tta_shift == 0
+
+
 def test_bad_arguments_are_rejected() -> None:
     with pytest.raises(ConfigError, match="one entry"):
         FastNet(widths=(8, 16), depth=(1,))

@@ -4,7 +4,8 @@ FastNet is the shape the speed runs (airbench, the MNIST speed runs) converge on
 CPU cores can afford: a few 3x3 conv -> batch norm -> ReLU layers, a 2x2 max-pool after each stage
 (28 -> 14 -> 7 -> 3), then one linear layer. In eval mode it averages its logits over the image
 and its mirror image (flip test-time augmentation), which costs one extra forward pass at
-evaluation only; `tta=False` turns that off.
+evaluation only; `tta=False` turns that off. `tta_shift=1` also averages over four copies of the
+image shifted by a pixel (six passes), for nets trained with random crops.
 
 Where the activation never decreases (ReLU and most others; not GELU or SiLU), a stage's last
 activation runs after its max-pool: max(f(x)) = f(max(x)), the same numbers at a quarter of the
@@ -29,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from cnnlab.errors import ConfigError
@@ -58,6 +60,9 @@ FASTNET_KNOBS = (
     Knob("activation", "choice", "relu", "activation after every batch norm",
          choices=tuple(ACTIVATIONS), aliases=("act",)),
     Knob("tta", "bool", True, "in eval mode, average the logits with the mirror image's"),
+    Knob("tta_shift", "int", 0, "with tta, also average over the image shifted this many "
+         "pixels up, down, left and right (edges repeated): 6 forward passes instead of 2, for "
+         "nets trained with random crops (0: off)", low=0, high=4),
 )
 
 
@@ -93,6 +98,7 @@ class FastNet(ZooModel):
         tta: bool = True,
         stem: str = "pool",
         pool_before_bn: str = "none",
+        tta_shift: int = 0,
     ) -> None:
         super().__init__()
         if len(widths) != len(depth) or not widths or min(depth) < 1:
@@ -131,6 +137,9 @@ class FastNet(ZooModel):
             classifier = [nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(c, num_classes)]
         self.net = nn.Sequential(*features, *classifier)
         self.tta = tta
+        if not 0 <= tta_shift <= 4:
+            raise ConfigError(f"tta_shift={tta_shift} must be 0 (off) to 4 pixels")
+        self.tta_shift = int(tta_shift)
         # torch's default (Kaiming-uniform) init, not the book's Xavier: the recipes were tuned
         # with it, and it suits ReLU networks.
         self.in_channels = in_channels
@@ -139,11 +148,25 @@ class FastNet(ZooModel):
             self.input_size = pair(input_size, "input_size")
 
     def forward(self, X: torch.Tensor) -> torch.Tensor:
-        """Class scores (N, num_classes); in eval mode with tta, averaged with the mirror image."""
+        """Class scores (N, num_classes); in eval mode with tta, averaged with the mirror image
+        (and with tta_shift, with four shifted copies of the image)."""
         self.check_input(X)
         if self.training or not self.tta:
             return self.net(X)
-        return (self.net(X) + self.net(X.flip(3))) / 2
+        views = [X, X.flip(3), *shifted(X, self.tta_shift)]
+        return sum(self.net(v) for v in views) / len(views)
+
+
+def shifted(X: torch.Tensor, s: int) -> list[torch.Tensor]:
+    """X moved s pixels up, down, left and right (none for s=0), the edge rows and columns
+    repeated into the gap: the model sees its input normalized, where a zero is the mean, not
+    the background that the edges of a Fashion-MNIST image are."""
+    if not s:
+        return []
+    H, W = X.shape[-2:]
+    P = F.pad(X, (s, s, s, s), mode="replicate")
+    return [P[..., s + dy:s + dy + H, s + dx:s + dx + W]
+            for dy, dx in ((-s, 0), (s, 0), (0, -s), (0, s))]
 
 
 @register_model(input_size=28, knobs=FASTNET_KNOBS)
