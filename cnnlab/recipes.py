@@ -51,6 +51,13 @@ class Recipe:
         values = {"model": self.model, "dataset": self.dataset, **overrides, **changes}
         return make_config(TrainConfig, values)
 
+    def model_spec(self) -> str:
+        """The model with the knobs the recipe sets: 'fastnet_slim (pool_before_bn=first)'."""
+        from cnnlab.models._knobs import format_value
+
+        knobs = " ".join(f"{k}={format_value(v)}" for k, v in self.model_kwargs.items())
+        return f"{self.model} ({knobs})" if knobs else self.model
+
     def hyperparameters(self) -> str:
         """A compact human string of the overrides: 'epochs=10 lr=0.1 batch_size=128 resize=28'."""
         from cnnlab.train_config import format_setting
@@ -204,7 +211,8 @@ def recipe_table() -> str:
         got = "not yet measured" if m is None else (
             f"{m.test_acc:.1%} ({m.seconds / 60:.1f} min, {m.machine}"
             + (f"; {m.data})" if m.data else ")"))
-        rows.append([r.name, r.model, r.dataset, r.hyperparameters(), r.reproduces, got])
+        rows.append([r.name, r.model_spec(), r.dataset, r.hyperparameters(), r.reproduces,
+                     got])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += ["| " + " | ".join(f"`{c}`" if i == 0 else c for i, c in enumerate(row)) + " |"
               for row in rows]

@@ -140,3 +140,12 @@ def test_hyperparameters_text_and_measured_table_cell() -> None:
                reproduces="test", measured=Measured(test_acc=0.9, machine="cpu", seconds=120.0))
     assert r.hyperparameters() == "lr=0.1 resize=28,28"
     assert math.isclose(r.measured.seconds / 60, 2.0)
+
+
+def test_the_table_names_the_knobs_a_recipe_sets() -> None:
+    assert RECIPES["fast"].model_spec() == "fastnet_slim (pool_before_bn=first)"
+    assert RECIPES["lenet"].model_spec() == "lenet"
+    r = Recipe(name="x", model="lenet_modern", dataset="mnist", overrides={}, reproduces="t",
+               model_kwargs={"channels": (6, 16), "batch_norm": True})
+    assert r.model_spec() == "lenet_modern (channels=6,16 batch_norm=true)"
+    assert "| `fast` | fastnet_slim (pool_before_bn=first) |" in recipe_table()

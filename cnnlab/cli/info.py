@@ -62,7 +62,7 @@ def cmd_recipes(args: argparse.Namespace) -> int:
         got = "not yet measured" if m is None else (
             f"measured {m.test_acc:.1%} in {m.seconds / 60:.1f} min on {m.machine}"
             + (f", {m.data}" if m.data else ""))
-        print(f"{r.name:<20} {r.model} on {r.dataset}: {r.hyperparameters()}")
+        print(f"{r.name:<20} {r.model_spec()} on {r.dataset}: {r.hyperparameters()}")
         print(wrap.fill(f"{r.reproduces}; {got}"))
     return 0
 
