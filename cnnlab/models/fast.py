@@ -114,6 +114,8 @@ class FastNet(ZooModel):
         if pool_before_bn == "first" and stem == "stride":
             raise ConfigError("pool_before_bn='first' moves the first stage's pool, and "
                               "stem='stride' has none there: choose one of the two")
+        if not 0 <= tta_shift <= 4:
+            raise ConfigError(f"tta_shift={tta_shift} must be 0 (off) to 4 pixels")
         activation_class(activation)  # checked before any layer is built
         features: list[nn.Module] = []
         c = in_channels
@@ -137,8 +139,6 @@ class FastNet(ZooModel):
             classifier = [nn.AdaptiveMaxPool2d(1), nn.Flatten(), nn.Linear(c, num_classes)]
         self.net = nn.Sequential(*features, *classifier)
         self.tta = tta
-        if not 0 <= tta_shift <= 4:
-            raise ConfigError(f"tta_shift={tta_shift} must be 0 (off) to 4 pixels")
         self.tta_shift = int(tta_shift)
         # torch's default (Kaiming-uniform) init, not the book's Xavier: the recipes were tuned
         # with it, and it suits ReLU networks.
