@@ -53,9 +53,9 @@ class Recipe:
 
     def model_spec(self) -> str:
         """The model with the knobs the recipe sets: 'fastnet_slim (pool_before_bn=first)'."""
-        from cnnlab.models._knobs import format_value
+        from cnnlab.models import knob_text
 
-        knobs = " ".join(f"{k}={format_value(v)}" for k, v in self.model_kwargs.items())
+        knobs = knob_text(self.model, self.model_kwargs)
         return f"{self.model} ({knobs})" if knobs else self.model
 
     def hyperparameters(self) -> str:

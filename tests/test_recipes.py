@@ -146,6 +146,6 @@ def test_the_table_names_the_knobs_a_recipe_sets() -> None:
     assert RECIPES["fast"].model_spec() == "fastnet_slim (pool_before_bn=first)"
     assert RECIPES["lenet"].model_spec() == "lenet"
     r = Recipe(name="x", model="lenet_modern", dataset="mnist", overrides={}, reproduces="t",
-               model_kwargs={"channels": (6, 16), "batch_norm": True})
-    assert r.model_spec() == "lenet_modern (channels=6,16 batch_norm=true)"
+               model_kwargs={"channels": (8, 32), "batch_norm": True})
+    assert r.model_spec() == "lenet_modern (channels=8,32 batch_norm=true)"
     assert "| `fast` | fastnet_slim (pool_before_bn=first) |" in recipe_table()

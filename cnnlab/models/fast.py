@@ -42,6 +42,8 @@ from cnnlab.shapes import pair
 
 __all__ = ["FASTNET_KNOBS", "FastNet"]
 
+STEMS = ("pool", "stride")
+HEADS = ("flatten", "pool")
 POOL_BEFORE_BN = ("none", "first", "all")
 
 FASTNET_KNOBS = (
@@ -50,13 +52,13 @@ FASTNET_KNOBS = (
          low=1),
     Knob("stem", "choice", "pool", "how the first stage halves the image: a 2x2 max-pool after "
          "it, or a stride-2 first conv (13% cheaper steps, less accurate per second)",
-         choices=("pool", "stride")),
+         choices=STEMS),
     Knob("pool_before_bn", "choice", "none", "stages whose max-pool runs straight after their "
          "last conv (airbench's conv-pool-BN-act): none (the book's order), the first (the "
          "28x28 stage, where most of a step's batch-norm work is) or all; batch norm and the "
          "activation then see a quarter of the values", choices=POOL_BEFORE_BN),
     Knob("head", "choice", "flatten", "classifier on the flattened last map (sized for the "
-         "input) or on its global max (any size)", choices=("flatten", "pool")),
+         "input) or on its global max (any size)", choices=HEADS),
     Knob("activation", "choice", "relu", "activation after every batch norm",
          choices=tuple(ACTIVATIONS), aliases=("act",)),
     Knob("tta", "bool", True, "in eval mode, average the logits with the mirror image's"),
@@ -104,9 +106,9 @@ class FastNet(ZooModel):
         if len(widths) != len(depth) or not widths or min(depth) < 1:
             raise ConfigError(f"widths={widths} and depth={depth} need one entry (>= 1) per "
                               "stage")
-        if head not in ("flatten", "pool"):
+        if head not in HEADS:
             raise ConfigError(f"head={head!r} must be 'flatten' or 'pool'")
-        if stem not in ("pool", "stride"):
+        if stem not in STEMS:
             raise ConfigError(f"stem={stem!r} must be 'pool' or 'stride'")
         if pool_before_bn not in POOL_BEFORE_BN:
             raise ConfigError(f"pool_before_bn={pool_before_bn!r} must be one of "
